@@ -1,0 +1,132 @@
+"""What every runner shares: the job description, its result, the tracker protocol, the runner table.
+
+A *job* is one (algorithm, seed) training run of a suite. A runner turns a job into a
+:class:`JobResult` (results.csv rows + a predictions file per evaluation), logging through a
+:class:`Tracker` handed to it. ``reports/tracking.py`` implements the tracker with MLflow; the
+runners never import MLflow themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from rlbench_med.registry import Registry
+
+RESULT_COLUMNS = ("suite", "algo", "seed", "domain", "metric", "value", "n")
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Where a runner sends params, per-step metrics and artifacts."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_artifact(self, path: Path) -> None: ...
+
+
+class NullTracker:
+    """Discards everything."""
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path: Path) -> None:
+        pass
+
+
+@dataclass
+class MemoryTracker:
+    """Keeps everything in memory (tests, and runs with tracking turned off)."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    artifacts: list[Path] = field(default_factory=list)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self.metrics.append((step, dict(metrics)))
+
+    def log_artifact(self, path: Path) -> None:
+        self.artifacts.append(Path(path))
+
+    def history(self, key: str) -> list[tuple[int, float]]:
+        return [(step, m[key]) for step, m in self.metrics if key in m]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (algorithm, seed) run of a suite.
+
+    ``algo`` is the label written to results.csv (e.g. ``drpo``, ``drpo:k_max=3``,
+    ``drpo[acc0.2_iou0.6]``); ``estimator`` is the estimator spec string it trains with, or
+    ``sft`` for the supervised baseline. ``config`` is the runner's resolved config dataclass.
+    """
+
+    suite: str
+    algo: str
+    estimator: str
+    seed: int
+    config: Any
+    data_dir: Path
+    out_dir: Path
+
+    @property
+    def slug(self) -> str:
+        """File-name-safe ``<algo>-seed<seed>`` used for predictions and checkpoints."""
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.algo)
+        return f"{safe}-seed{self.seed}"
+
+
+@dataclass
+class JobResult:
+    """What a finished job hands back to the sweep (which alone writes results.csv)."""
+
+    job: Job
+    rows: list[dict[str, Any]]  # RESULT_COLUMNS keys
+    predictions: dict[str, Path]  # results.csv algo label -> predictions jsonl
+    wall_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """A runner: its config dataclass and the functions the sweep calls.
+
+    - ``config_cls``: frozen dataclass of every knob (``--set key=value`` targets its fields).
+    - ``check(job)``: raise ``ConfigError`` with a one-line reason before any training.
+    - ``prepare(jobs)``: shared work for a sweep (e.g. the SFT base), run once by the driver.
+    - ``run(job, tracker, resume)``: train and evaluate one job.
+    - ``plan(job)``: lines describing what would run (``--dry-run``).
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    check: Callable[[Job], None]
+    prepare: Callable[[Sequence[Job]], None]
+    run: Callable[[Job, Tracker, bool], JobResult]
+    plan: Callable[[Job], list[str]]
+
+
+RUNNERS: Registry[RunnerSpec] = Registry("runner")
+RUNNERS.register_lazy("local", "rlbench_med.runners.local:RUNNER")
+RUNNERS.register_lazy("openrlhf", "rlbench_med.runners.openrlhf:RUNNER")
+
+
+def cache_dir() -> Path:
+    """Root of generated data and SFT base checkpoints (``RLBENCH_MED_CACHE`` or ~/.cache)."""
+    root = os.environ.get("RLBENCH_MED_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rlbench-med"
+    )
+    return Path(root)

@@ -1,0 +1,131 @@
+"""Typed overrides of config dataclasses, shared by estimator spec strings and ``--set``.
+
+``parse_spec("drpo:k_max=3,kl_damping=false")`` -> ``("drpo", {"k_max": "3", "kl_damping": "false"})``;
+``apply_overrides(cfg, {"k_max": "3"})`` -> a copy of the dataclass with the field converted to
+its declared type. Unknown keys and bad values raise :class:`ConfigError` naming the key and
+the accepted fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be accepted; the message says what to change."""
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``"name:key=value,key=value"`` into the name and raw string overrides."""
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"spec {spec!r} has no name before ':'")
+    overrides: dict[str, str] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise ConfigError(f"spec {spec!r}: {item.strip()!r} is not key=value")
+            if key in overrides:
+                raise ConfigError(f"spec {spec!r}: key {key!r} given twice")
+            overrides[key] = value.strip()
+    return name, overrides
+
+
+def field_names(cls_or_obj: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls_or_obj)]
+
+
+def convert(value: Any, annotation: Any, key: str) -> Any:
+    """Convert ``value`` (usually a string from the command line) to ``annotation``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot accept {value!r}")
+    if origin is typing.Literal:
+        text = str(value)
+        for choice in args:
+            if str(choice) == text:
+                return choice
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
+    if origin in (tuple, list):
+        items = value if isinstance(value, (list, tuple)) else [v for v in str(value).replace(";", ",").split(",") if v.strip()]
+        inner = args[0] if args else str
+        converted = [convert(v.strip() if isinstance(v, str) else v, inner, key) for v in items]
+        return tuple(converted) if origin is tuple else converted
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    if isinstance(annotation, type) and isinstance(value, annotation):
+        return value
+    raise ConfigError(f"{key}: cannot convert {value!r} to {annotation!r}")
+
+
+def apply_overrides(config: C, overrides: dict[str, Any], *, what: str = "config") -> C:
+    """Return a copy of the dataclass ``config`` with typed ``overrides`` applied.
+
+    The dataclass's ``__post_init__`` runs again, so its invariants are re-checked.
+    """
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name: f for f in dataclasses.fields(config) if f.init}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key not in fields:
+            accepted = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(f"{what}: unknown key {key!r}; accepted fields: {accepted}")
+        changes[key] = convert(raw, hints[key], f"{what}.{key}")
+    try:
+        return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what}: {exc}") from exc
