@@ -1,0 +1,58 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from rlbench_med.typed_config import ConfigError, apply_overrides, parse_spec
+
+
+@dataclass(frozen=True)
+class Demo:
+    k_max: int = 10
+    tol: float = 0.1
+    kl_damping: bool = True
+    mode: Literal["loss", "reward"] = "loss"
+    window: int | None = None
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if self.k_max < 1:
+            raise ValueError(f"k_max must be >= 1, got {self.k_max}")
+
+
+def test_parse_spec_splits_name_and_overrides():
+    assert parse_spec("drpo") == ("drpo", {})
+    assert parse_spec(" drpo:k_max=3, kl_damping=false ") == ("drpo", {"k_max": "3", "kl_damping": "false"})
+
+
+@pytest.mark.parametrize("bad", [":k=1", "drpo:k_max", "drpo:=3", "drpo:k=1,k=2"])
+def test_parse_spec_rejects_malformed(bad):
+    with pytest.raises(ConfigError):
+        parse_spec(bad)
+
+
+def test_overrides_are_converted_to_declared_types():
+    cfg = apply_overrides(Demo(), {"k_max": "3", "tol": "0.25", "kl_damping": "false", "mode": "reward",
+                                   "window": "none", "seeds": "0,1,2"})
+    assert cfg == Demo(k_max=3, tol=0.25, kl_damping=False, mode="reward", window=None, seeds=(0, 1, 2))
+    assert apply_overrides(Demo(), {"window": "5"}).window == 5
+
+
+def test_unknown_key_names_the_key_and_the_accepted_fields():
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Demo(), {"kmax": "3"}, what="drpo")
+    msg = str(err.value)
+    assert "'kmax'" in msg and "k_max" in msg and "kl_damping" in msg and msg.startswith("drpo")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [("k_max", "three", "integer"), ("kl_damping", "maybe", "true or false"), ("tol", "x", "number"),
+     ("mode", "both", "'loss'"), ("k_max", "0", "k_max must be >= 1")],
+)
+def test_bad_values_raise_naming_the_key(key, value, fragment):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Demo(), {key: value})
+    assert fragment in str(err.value)
+    if fragment != "k_max must be >= 1":
+        assert key in str(err.value)
