@@ -9,6 +9,7 @@ Unknown names raise :class:`RegistryError` with a "did you mean" hint and the li
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -76,6 +77,7 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._entries: dict[str, _Entry[T]] = {}
         self._entry_points_loaded = entry_point_group is None
+        self._entry_points_loading = False
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -105,7 +107,13 @@ class Registry(Generic[T]):
             if same_lazy or same_obj:
                 return
             if existing.lazy is not None and entry.obj is not None:
-                # A lazy entry resolving to the object now being registered is the same entry.
+                # A lazy entry whose module is being imported right now registers its own
+                # target with the decorator: that is the same entry, not a conflict.
+                module_name, _, attr = existing.lazy.partition(":")
+                target = (getattr(entry.obj, "__module__", None), getattr(entry.obj, "__qualname__", None))
+                if target == (module_name, attr):
+                    existing.obj = entry.obj
+                    return
                 if self._resolve_quietly(existing) is entry.obj:
                     return
             raise RegistryError(
@@ -162,9 +170,16 @@ class Registry(Generic[T]):
 
     # -- plugins ------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+        if self._entry_points_loaded or self._entry_points_loading:
             return
-        self._entry_points_loaded = True
+        assert self.entry_point_group is not None
+        self._entry_points_loading = True
+        try:
+            self._register_entry_points()
+        finally:
+            self._entry_points_loading = False
+
+    def _register_entry_points(self) -> None:
         assert self.entry_point_group is not None
         for ep in importlib.metadata.entry_points(group=self.entry_point_group):
             dist = getattr(ep, "dist", None)
@@ -181,6 +196,7 @@ class Registry(Generic[T]):
                         f"{self.kind} plugin {ep.name!r} from distribution {dist_name} "
                         f"failed to import module {ep.value!r}: {exc}"
                     ) from exc
+        self._entry_points_loaded = True
 
 
 def load_plugin(spec: str) -> None:
@@ -192,7 +208,8 @@ def load_plugin(spec: str) -> None:
     if spec.endswith(".py") or path.is_file():
         if not path.is_file():
             raise PluginError(f"plugin file {spec!r} does not exist")
-        module_name = f"rlbench_med_plugin_{abs(hash(str(path.resolve())))}"
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        module_name = f"rlbench_med_plugin_{path.stem}_{digest}"
         if module_name in sys.modules:
             return
         module_spec = importlib.util.spec_from_file_location(module_name, path)
