@@ -1,0 +1,74 @@
+"""PPO's advantage: generalized advantage estimation (Schulman et al. 2015, arXiv 1506.02438).
+
+delta_t = r_t + gamma * V_{t+1} - V_t (V past the last response token is 0),
+A_t = delta_t + gamma * lambda * A_{t+1}; returns = A + V (the critic's target); the advantage
+is then whitened over the masked tokens of the batch. r is ``token_rewards`` when given, else the
+outcome reward R_i on the last response token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
+from rlbench_med.algorithms.group_stats import masked_whiten
+from rlbench_med.algorithms.reinforce import token_level_rewards
+
+
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """GAE advantages and returns, both ``[B, T]`` and zero off ``mask``.
+
+    ``rewards`` and ``values`` are zeroed off the mask first, so padding never leaks in.
+    """
+    zero = torch.zeros((), dtype=mask.dtype)
+    on = mask != 0
+    r = torch.where(on, rewards.to(mask.dtype), zero)
+    v = torch.where(on, values.to(mask.dtype), zero)
+    b, t_len = r.shape
+    adv = torch.empty_like(r)
+    running = torch.zeros(b, dtype=r.dtype)
+    next_value = torch.zeros(b, dtype=r.dtype)
+    for t in range(t_len - 1, -1, -1):
+        delta = r[:, t] + gamma * next_value - v[:, t]
+        running = delta + gamma * lam * running
+        adv[:, t] = running
+        next_value = v[:, t]
+    adv = adv * mask
+    return adv, (adv + v) * mask
+
+
+@register_estimator("ppo")
+class PPO(Estimator):
+    """GAE with a learned critic (the runner supplies ``values``)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        gamma: float = 1.0
+        """Discount, in [0, 1]."""
+        lam: float = 1.0
+        """GAE lambda, in [0, 1] (1: Monte-Carlo return minus V; 0: one-step TD error)."""
+        whiten: bool = True
+        """Whiten the advantages over the batch's masked tokens."""
+
+        def __post_init__(self) -> None:
+            for key in ("gamma", "lam"):
+                value = getattr(self, key)
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{key} must be in [0, 1], got {value}")
+
+    description = "PPO: GAE(gamma, lambda) on the critic's values, whitened over the batch (needs values)"
+
+    @property
+    def requires(self) -> frozenset[str]:
+        return frozenset({"values"})
+
+    def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
+        assert inputs.values is not None  # checked by Estimator.check_inputs
+        mask = inputs.mask
+        adv, returns = gae(token_level_rewards(inputs), inputs.values, mask, self.config.gamma, self.config.lam)
+        if self.config.whiten:
+            adv = masked_whiten(adv, mask)
+        return AdvantageOutput(advantages=adv, returns=returns)

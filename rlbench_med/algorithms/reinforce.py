@@ -1,0 +1,77 @@
+"""REINFORCE++ (Hu 2025, arXiv 2501.03262) and its group-baseline variant.
+
+``reinforce_pp``: per-token return G_t = r_t + gamma * G_{t+1} over the response, where r is
+``token_rewards`` when given, else the outcome reward R_i on the last response token; the
+advantage is the masked whitening of G over the whole batch.
+``reinforce_pp_baseline``: (R_i - mean_q) on every response token, then masked whitening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
+from rlbench_med.algorithms.group_stats import broadcast_to_tokens, group_stats, last_token_rewards, masked_whiten
+
+
+def token_level_rewards(inputs: AdvantageInputs) -> Tensor:
+    """``[B, T]`` per-token rewards: ``token_rewards`` (zeroed off the mask) or R_i on the last token."""
+    mask = inputs.mask
+    if inputs.token_rewards is not None:
+        return torch.where(mask != 0, inputs.token_rewards.to(mask.dtype), torch.zeros((), dtype=mask.dtype))
+    return last_token_rewards(inputs.rewards, mask)
+
+
+def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """``[B, T]`` G_t = r_t + gamma * G_{t+1} (G past the last token is 0), times ``mask``.
+
+    ``rewards`` must already be zero off the mask. gamma = 1 is a reversed cumulative sum; other
+    values run one vectorized step per token position.
+    """
+    if gamma == 1.0:
+        return rewards.flip(1).cumsum(1).flip(1) * mask
+    out = torch.empty_like(rewards)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running
+        out[:, t] = running
+    return out * mask
+
+
+@register_estimator("reinforce_pp")
+class ReinforcePP(Estimator):
+    """Discounted token returns, whitened over the batch; no critic, no group baseline."""
+
+    @dataclass(frozen=True)
+    class Config:
+        gamma: float = 1.0
+        """Discount of future token rewards, in [0, 1]."""
+
+        def __post_init__(self) -> None:
+            if not 0.0 <= self.gamma <= 1.0:
+                raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+
+    description = "REINFORCE++: discounted token returns (R on the last token) whitened over the batch"
+
+    def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
+        mask = inputs.mask
+        returns = discounted_returns(token_level_rewards(inputs), mask, self.config.gamma)
+        return AdvantageOutput(advantages=masked_whiten(returns, mask), returns=returns)
+
+
+@register_estimator("reinforce_pp_baseline")
+class ReinforcePPBaseline(Estimator):
+    """REINFORCE++ with the prompt-group mean as baseline: (R - mean_q) per token, whitened."""
+
+    description = "REINFORCE++ with group baseline: (R - group mean) on every response token, whitened over the batch"
+    min_group_size = 2
+
+    def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
+        stats = group_stats(inputs.rewards, inputs.group_ids)
+        centred = inputs.rewards.double() - stats.mean[stats.index]
+        mask = inputs.mask
+        scores = broadcast_to_tokens(centred, mask)
+        return AdvantageOutput(advantages=masked_whiten(scores, mask), returns=scores)
