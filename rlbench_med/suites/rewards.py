@@ -1,0 +1,371 @@
+"""Rewards of a diagnosis answer: label F1, box IoU, format and reasoning length.
+
+An answer is scored the same way whether it comes from a text policy (parsed with
+:func:`parse_answer`) or from the built-in policy's structured output (an :class:`Answer` built
+directly). The text format, produced by :func:`answer_to_text`::
+
+    <reasoning words>
+    \\boxed{Label A, Label B}
+    ```json
+    [{"label": "Label A", "bbox_2d": [x1, y1, x2, y2]}]
+    ```
+
+Components (each in ``[0, 1]``):
+
+- ``accuracy``: F1 between the predicted and the true label sets,
+  ``2 |P ∩ T| / (|P| + |T|)``, labels compared case- and whitespace-insensitively.
+- ``iou``: for a sample with a segmentation mask, the pixel IoU of each predicted box rasterized
+  on the mask's grid (pixel ``(i, j)`` is inside ``[x1, y1, x2, y2]`` when
+  ``x1 <= j + 0.5 < x2`` and ``y1 <= i + 0.5 < y2``; boxes are clipped to the image) against the
+  mask; for a sample with only a true box, the area IoU of the two boxes. ``iou_reduce="max"``
+  (default) keeps the best predicted box, ``"mean"`` averages over the predicted boxes (the
+  published code's behaviour). No predicted box scores 0. A sample without a region scores 1
+  when the answer has no box and 0 when it has one (boxes on a region-less sample are wrong);
+  such samples are not counted by the ``iou`` metric (``iou_scored`` is False).
+- ``format``: 1 when the answer is well formed (a non-empty ``\\boxed{}`` answer and every
+  ```` ```json ```` block closed and a valid list of ``{"label", "bbox_2d"}`` objects), else 0.
+- ``length``: reasoning length ``n`` (whitespace tokens outside the answer and JSON blocks, or
+  inside ``<think>...</think>`` when present) against ``(lo, hi)``: ``min(1, n / lo)`` for
+  ``n <= hi``, then ``max(0, 1 - (n - hi) / hi)``.
+
+``total = w_acc * accuracy + w_iou * iou + w_fmt * format + w_len * length``. Output without a
+parseable answer (no non-empty ``\\boxed{}``) scores 0 on every component.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rlbench_med.suites.catalogue import normalize_label
+from rlbench_med.suites.data import Sample, load_mask
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the four reward components (non-negative, not all zero)."""
+
+    accuracy: float
+    iou: float
+    format: float
+    length: float
+
+    def __post_init__(self) -> None:
+        values = (self.accuracy, self.iou, self.format, self.length)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"reward weights must be finite and >= 0, got {values}")
+        if sum(values) <= 0:
+            raise ValueError("reward weights are all zero; at least one component must count")
+
+    @classmethod
+    def parse(cls, spec: str | RewardWeights) -> RewardWeights:
+        """A preset name (``paper``, ``release``) or ``"acc,iou,format,length"`` numbers."""
+        if isinstance(spec, RewardWeights):
+            return spec
+        text = str(spec).strip()
+        if text in REWARD_PRESETS:
+            return REWARD_PRESETS[text]
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 4:
+            raise ValueError(
+                f"reward weights {spec!r}: use a preset ({', '.join(REWARD_PRESETS)}) "
+                'or four numbers "acc,iou,format,length", e.g. "0.6,0.2,0.1,0.1"'
+            )
+        return cls(*values)
+
+    def as_text(self) -> str:
+        """``"acc,iou,format,length"``, accepted back by :meth:`parse`."""
+        return ",".join(f"{v:g}" for v in (self.accuracy, self.iou, self.format, self.length))
+
+
+REWARD_PRESETS: dict[str, RewardWeights] = {
+    # QoQ-Med paper: accuracy 0.6, IoU 0.2, auxiliary (format + length) 0.2.
+    "paper": RewardWeights(accuracy=0.6, iou=0.2, format=0.1, length=0.1),
+    # QoQ-Med code release: F1 0.5, IoU 0.3, format 0.1, length 0.1.
+    "release": RewardWeights(accuracy=0.5, iou=0.3, format=0.1, length=0.1),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A parsed or structured answer.
+
+    ``boxes`` are ``(x1, y1, x2, y2)`` pixels of the original image; ``box_labels`` (optional)
+    names the label of each box; ``reasoning`` is the reasoning text when known.
+    """
+
+    labels: tuple[str, ...]
+    boxes: tuple[Box, ...] = ()
+    reasoning_tokens: int = 0
+    well_formed: bool = True
+    reasoning: str = ""
+    box_labels: tuple[str, ...] = ()
+
+
+EMPTY_ANSWER = Answer(labels=(), boxes=(), reasoning_tokens=0, well_formed=False)
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """The total reward and its components; ``iou_scored`` says whether ``iou`` counts as a metric."""
+
+    total: float
+    accuracy: float
+    iou: float
+    format: float
+    length: float
+    iou_scored: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+# --------------------------------------------------------------------------------------------
+_BOXED = "\\boxed{"
+_JSON_BLOCK = re.compile(r"```json\s*(.*?)```", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every complete ``\\boxed{...}`` with balanced braces."""
+    spans = []
+    start = text.find(_BOXED)
+    while start != -1:
+        depth = 1
+        i = start + len(_BOXED)
+        while i < len(text) and depth:
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+            i += 1
+        if depth == 0:
+            spans.append((start, i, text[start + len(_BOXED) : i - 1]))
+            start = text.find(_BOXED, i)
+        else:
+            break
+    return spans
+
+
+def _finite(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _parse_box_block(content: str) -> tuple[list[Box], list[str]] | None:
+    """Boxes and their labels of one JSON block, or None when the block is malformed."""
+    try:
+        obj = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    items = obj if isinstance(obj, list) else [obj]
+    boxes: list[Box] = []
+    labels: list[str] = []
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        raw = item.get("bbox_2d")
+        if not isinstance(raw, list) or len(raw) != 4:
+            return None
+        coords = [_finite(v) for v in raw]
+        if any(c is None for c in coords):
+            return None
+        x1, y1, x2, y2 = coords  # type: ignore[misc]
+        if not (x1 < x2 and y1 < y2):  # type: ignore[operator]
+            return None
+        boxes.append((x1, y1, x2, y2))  # type: ignore[arg-type]
+        label = item.get("label")
+        labels.append(label.strip() if isinstance(label, str) else "")
+    return boxes, labels
+
+
+def parse_answer(text: Any) -> Answer:
+    """Parse a policy's text output; never raises (anything unusable gives an empty answer).
+
+    The final answer is the last complete ``\\boxed{...}`` (labels split on commas); boxes come
+    from every ```` ```json ```` block.
+    """
+    if not isinstance(text, str):
+        return EMPTY_ANSWER
+    spans = _boxed_spans(text)
+    labels: list[str] = []
+    if spans:
+        for part in spans[-1][2].split(","):
+            label = part.strip().strip("\"'").strip()
+            if label and label not in labels:
+                labels.append(label)
+    boxes: list[Box] = []
+    box_labels: list[str] = []
+    matches = list(_JSON_BLOCK.finditer(text))
+    blocks_ok = len(matches) == text.count("```json")  # an unclosed block is malformed
+    for match in matches:
+        parsed = _parse_box_block(match.group(1))
+        if parsed is None:
+            blocks_ok = False
+            continue
+        boxes.extend(parsed[0])
+        box_labels.extend(parsed[1])
+    think = _THINK.search(text)
+    if think is not None:
+        reasoning = think.group(1)
+    else:
+        reasoning = _JSON_BLOCK.sub(" ", text)
+        for start, end, _ in reversed(_boxed_spans(reasoning)):
+            reasoning = reasoning[:start] + " " + reasoning[end:]
+    reasoning = " ".join(reasoning.split())
+    return Answer(
+        labels=tuple(labels),
+        boxes=tuple(boxes),
+        reasoning_tokens=len(reasoning.split()),
+        well_formed=bool(labels) and blocks_ok,
+        reasoning=reasoning,
+        box_labels=tuple(box_labels),
+    )
+
+
+def _number_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.2f}"
+
+
+def answer_to_text(answer: Answer) -> str:
+    """The canonical text of an answer (reasoning, ``\\boxed{}`` labels, JSON boxes); parses back."""
+    parts = []
+    if answer.reasoning:
+        parts.append(answer.reasoning)
+    parts.append(_BOXED + ", ".join(answer.labels) + "}")
+    if answer.boxes:
+        items = []
+        for i, box in enumerate(answer.boxes):
+            label = answer.box_labels[i] if i < len(answer.box_labels) else (answer.labels[0] if answer.labels else "")
+            coords = ", ".join(_number_text(v) for v in box)
+            items.append(f'{{"label": {json.dumps(label)}, "bbox_2d": [{coords}]}}')
+        parts.append("```json\n[" + ", ".join(items) + "]\n```")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------------
+def label_f1(predicted: tuple[str, ...] | list[str], truth: tuple[str, ...] | list[str]) -> float:
+    """F1 of two label sets, ``2 |P ∩ T| / (|P| + |T|)`` (1 when both are empty)."""
+    p = {normalize_label(x) for x in predicted}
+    t = {normalize_label(x) for x in truth}
+    if not p and not t:
+        return 1.0
+    return 2.0 * len(p & t) / (len(p) + len(t))
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Area IoU of two ``(x1, y1, x2, y2)`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def raster_range(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Pixel index range ``[start, stop)`` whose centres ``j + 0.5`` lie in ``[lo, hi)``, clipped to ``[0, n)``."""
+    start = min(max(math.ceil(lo - 0.5), 0), n)
+    stop = min(max(math.ceil(hi - 0.5), 0), n)
+    return start, max(start, stop)
+
+
+def mask_box_iou(mask: np.ndarray, box: Box, mask_area: int | None = None) -> float:
+    """Pixel IoU of a box rasterized on the mask grid against the bool mask ``[H, W]``."""
+    h, w = mask.shape
+    c0, c1 = raster_range(box[0], box[2], w)
+    r0, r1 = raster_range(box[1], box[3], h)
+    area = mask_area if mask_area is not None else int(mask.sum())
+    box_area = (c1 - c0) * (r1 - r0)
+    inter = int(mask[r0:r1, c0:c1].sum()) if box_area else 0
+    union = area + box_area - inter
+    return inter / union if union > 0 else 0.0
+
+
+class RewardFunction:
+    """Scores answers against samples; masks are read once and kept in a bounded cache."""
+
+    def __init__(
+        self,
+        weights: RewardWeights | str = "paper",
+        iou_reduce: Literal["max", "mean"] = "max",
+        length_target: tuple[int, int] = (16, 256),
+        mask_cache_size: int = 8192,
+    ) -> None:
+        if iou_reduce not in ("max", "mean"):
+            raise ValueError(f"iou_reduce must be 'max' or 'mean', got {iou_reduce!r}")
+        lo, hi = length_target
+        if not (0 < lo <= hi):
+            raise ValueError(f"length_target must be (lo, hi) with 0 < lo <= hi, got {length_target}")
+        self.weights = RewardWeights.parse(weights)
+        self.iou_reduce = iou_reduce
+        self.length_target = (int(lo), int(hi))
+        self._masks: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
+        self._cache_size = mask_cache_size
+
+    def _mask(self, path: Path) -> tuple[np.ndarray, int]:
+        hit = self._masks.get(path)
+        if hit is not None:
+            self._masks.move_to_end(path)
+            return hit
+        mask = load_mask(path)
+        entry = (mask, int(mask.sum()))
+        self._masks[path] = entry
+        if len(self._masks) > self._cache_size:
+            self._masks.popitem(last=False)
+        return entry
+
+    def iou(self, sample: Sample, boxes: tuple[Box, ...] | list[Box]) -> float | None:
+        """IoU of the predicted boxes with the sample's region (None when it has no region)."""
+        if not sample.has_region:
+            return None
+        if not boxes:
+            return 0.0
+        if sample.segmentation_path is not None:
+            mask, area = self._mask(sample.segmentation_path)
+            scores = [mask_box_iou(mask, b, area) for b in boxes]
+        else:
+            assert sample.bbox is not None
+            scores = [box_iou(b, sample.bbox) for b in boxes]
+        return max(scores) if self.iou_reduce == "max" else sum(scores) / len(scores)
+
+    def length_score(self, n_tokens: int) -> float:
+        lo, hi = self.length_target
+        if n_tokens <= hi:
+            return min(1.0, n_tokens / lo)
+        return max(0.0, 1.0 - (n_tokens - hi) / hi)
+
+    def score(self, sample: Sample, answer: Answer) -> RewardBreakdown:
+        """Reward of ``answer`` for ``sample`` (see the module docstring for the formula)."""
+        if not answer.labels:
+            return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, iou_scored=sample.has_region)
+        acc = label_f1(answer.labels, sample.labels)
+        measured = self.iou(sample, answer.boxes)
+        iou = (0.0 if answer.boxes else 1.0) if measured is None else measured
+        fmt = 1.0 if answer.well_formed else 0.0
+        length = self.length_score(answer.reasoning_tokens)
+        w = self.weights
+        total = w.accuracy * acc + w.iou * iou + w.format * fmt + w.length * length
+        return RewardBreakdown(total, acc, iou, fmt, length, iou_scored=measured is not None)
+
+    def score_text(self, sample: Sample, text: str) -> RewardBreakdown:
+        """Parse a text output and score it."""
+        return self.score(sample, parse_answer(text))

@@ -1,0 +1,223 @@
+"""Loading real-format exports and reporting every kind of bad record."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import wfdb
+from PIL import Image
+
+from rlbench_med.suites.data import DataError, load_data, load_image, load_mask, load_signal, validate_dir
+
+LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def _png(path: Path, size: tuple[int, int], color: tuple[int, int, int] = (90, 90, 90)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def _mask(path: Path, size: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    """A mask PNG of ``size`` (W, H) with the pixel box [x1, x2) x [y1, y2) set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.zeros((size[1], size[0]), np.uint8)
+    arr[box[1] : box[3], box[0] : box[2]] = 255
+    Image.fromarray(arr).save(path)
+
+
+def _write_jsonl(path: Path, lines: list[object]) -> None:
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+
+
+@pytest.fixture()
+def export_dir(tmp_path: Path) -> Path:
+    """A small CLIMB + MIMIC-IV style export: PNG/JPEG images, PNG masks, .pt and WFDB ECGs."""
+    root = tmp_path / "export"
+    _png(root / "cxr" / "mimic" / "a.png", (40, 30))
+    _mask(root / "cxr" / "mimic" / "a_mask.png", (40, 30), (5, 4, 15, 12))
+    (root / "dermoscopy").mkdir(parents=True)
+    Image.new("RGB", (50, 50), (200, 150, 120)).save(root / "dermoscopy" / "b.jpg", quality=90)
+    (root / "ecg").mkdir()
+    rng = np.random.default_rng(0)
+    ecg_pt = rng.normal(size=(12, 500)).astype(np.float32)
+    torch.save(torch.from_numpy(ecg_pt), root / "ecg" / "r1.pt")
+    ecg_wfdb = np.round(rng.normal(size=(500, 12)), 3)
+    wfdb.wrsamp("r2", fs=100, units=["mV"] * 12, sig_name=LEADS, p_signal=ecg_wfdb, fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(root / "ecg"))
+    _png(root / "mimic" / "cxr1.png", (32, 32))
+    _png(root / "scans" / "mri" / "c.png", (20, 20))
+    (root / "classes.json").write_text(json.dumps({"MyScans": ["Lesion", "Clear"]}))
+    train = [
+        {
+            "problem": "<image> Which findings?",
+            "answer": "cardiomegaly ,  pleural   effusion",
+            "images": ["cxr/mimic/a.png"],
+            "time-series": [],
+            "segmentation_path": "cxr/mimic/a_mask.png",
+            "bbox": [5, 4, 15, 12],
+            "dataset": "MIMIC-CXR",
+        },
+        {"problem": "<image> Lesion type?", "answer": "MEL", "images": ["dermoscopy/b.jpg"], "dataset": "HAM10000", "bbox": None},
+        {"problem": "<ecg> Rhythm?", "answer": "A. Fib/Aflutter", "time-series": ["ecg/r1.pt"], "dataset": "PTB-XL"},
+        {"problem": "<ecg> Rhythm?", "answer": "Normal, MI", "time-series": ["ecg/r2"], "dataset": "Georgia"},
+        {"problem": "<ecg> Rhythm?", "answer": "CD", "time-series": ["ecg/r2.hea"], "dataset": "CPSC"},
+        {
+            "problem": "<image><ecg> age: 65-79. lactate: high. Will the patient die within 48 hours?",
+            "answer": "Yes",
+            "images": ["mimic/cxr1.png"],
+            "time-series": ["ecg/r1.pt"],
+            "dataset": "MIMIC-IV",
+        },
+        {
+            "problem": "<image><ecg> age: 45-64. Predict the length of stay.",
+            "answer": "3 to 7 days",
+            "images": ["mimic/cxr1.png"],
+            "time-series": ["ecg/r1.pt"],
+            "dataset": "MIMIC-IV",
+        },
+        {"problem": "<image> Finding?", "answer": "lesion", "images": ["scans/mri/c.png"], "dataset": "MyScans"},
+    ]
+    _write_jsonl(root / "train.jsonl", train)
+    _write_jsonl(root / "test.jsonl", [train[0], ""])  # a trailing blank line is not a record
+    np.save(root / "ecg_pt_values.npy", ecg_pt)
+    np.save(root / "ecg_wfdb_values.npy", ecg_wfdb)
+    return root
+
+
+def test_real_format_export_loads(export_dir: Path) -> None:
+    assert validate_dir(export_dir) == []
+    data = load_data(export_dir)
+    assert len(data.train) == 8 and len(data.test) == 1
+    cxr, derm, ecg_pt, ecg_wfdb, ecg_hea, ihm, los, custom = data.train
+    assert cxr.labels == ("Cardiomegaly", "Pleural Effusion")
+    assert cxr.domain == "cxr" and cxr.task == "MIMIC-CXR" and len(cxr.classes) == 14
+    assert cxr.image_size == (40, 30) and cxr.bbox == (5.0, 4.0, 15.0, 12.0)
+    assert cxr.segmentation_path == (export_dir / "cxr/mimic/a_mask.png").resolve()
+    assert derm.domain == "dermoscopy" and derm.labels == ("MEL",) and derm.image_size == (50, 50) and derm.bbox is None
+    assert ecg_pt.domain == "ecg" and ecg_pt.labels == ("A. Fib/Aflutter",)
+    assert ecg_wfdb.labels == ("Normal", "MI")
+    assert ihm.task == "ihm48" and ihm.domain == "ihm48" and ihm.classes == ("Yes", "No") and ihm.dataset == "MIMIC-IV"
+    assert los.task == "los" and los.labels == ("3 to 7 days",) and len(los.classes) == 4
+    assert custom.domain == "mri" and custom.labels == ("Lesion",) and custom.classes == ("Lesion", "Clear")
+    assert data.domains == ("cxr", "dermoscopy", "mri", "ecg", "los", "ihm48")
+    assert data.tasks["MyScans"] == ("Lesion", "Clear")
+    assert data.test[0].uid == "test:1" and data.train[1].uid == "train:2"
+
+    np.testing.assert_array_equal(load_signal(ecg_pt.time_series[0]), np.load(export_dir / "ecg_pt_values.npy"))
+    expected = np.load(export_dir / "ecg_wfdb_values.npy").T
+    for path in (ecg_wfdb.time_series[0], ecg_hea.time_series[0]):
+        got = load_signal(path)
+        assert got.shape == (12, 500) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_media_readers(export_dir: Path) -> None:
+    img = load_image(export_dir / "dermoscopy" / "b.jpg", size=16)
+    assert img.shape == (3, 16, 16) and img.dtype == np.float32
+    assert 0.0 <= img.min() and img.max() <= 1.0
+    np.testing.assert_allclose(img[:, 8, 8], np.array([200, 150, 120]) / 255.0, atol=0.03)
+    mask = load_mask(export_dir / "cxr" / "mimic" / "a_mask.png")
+    assert mask.shape == (30, 40) and mask.dtype == bool
+    assert mask.sum() == 10 * 8 and mask[4:12, 5:15].all()
+
+
+def test_mimic_task_field_wins_over_inference(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png", (8, 8))
+    rec = {"problem": "length of stay?", "answer": "yes", "images": ["x.png"], "dataset": "mimic-iv", "task": "ihm48"}
+    _write_jsonl(tmp_path / "train.jsonl", [rec])
+    _write_jsonl(tmp_path / "test.jsonl", [rec])
+    sample = load_data(tmp_path).train[0]
+    assert (sample.task, sample.labels, sample.dataset) == ("ihm48", ("Yes",), "MIMIC-IV")
+
+
+def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> None:
+    root = tmp_path
+    _png(root / "img" / "ok.png", (20, 10))
+    _mask(root / "img" / "small_mask.png", (8, 8), (1, 1, 3, 3))
+    _mask(root / "img" / "empty_mask.png", (20, 10), (0, 0, 0, 0))
+    (root / "img" / "broken.png").write_text("not an image")
+    (root / "sig").mkdir()
+    torch.save(torch.zeros(1000, 12), root / "sig" / "transposed.pt")
+    torch.save({"signal": [1, 2]}, root / "sig" / "dict.pt")
+    (root / "classes.json").write_text(json.dumps({"NoDomain": ["A", "B"]}))
+    good = {"problem": "p", "answer": "Cardiomegaly", "images": ["img/ok.png"], "dataset": "CheXpert"}
+    lines: list[object] = [
+        good,  # 1
+        {**good, "id": "dup"},  # 2
+        '{"problem": "x", ',  # 3 corrupted JSON
+        [1, 2],  # 4
+        {**good, "problem": ""},  # 5
+        {**good, "answer": " , "},  # 6
+        {**good, "answer": "Cardiomegaly, Broken Heart"},  # 7
+        {k: v for k, v in good.items() if k != "dataset"},  # 8
+        {**good, "dataset": "Unknown-Set"},  # 9
+        {**good, "images": ["img/missing.png"]},  # 10
+        {**good, "images": ["img/broken.png"]},  # 11
+        {**good, "bbox": [0, 0, 25, 5]},  # 12
+        {**good, "bbox": [1, 2, 3]},  # 13
+        {**good, "segmentation_path": "img/small_mask.png"},  # 14
+        {**good, "time-series": ["sig/missing.pt"]},  # 15
+        {**good, "time-series": ["sig/transposed.pt"]},  # 16
+        {"problem": "p", "answer": "Yes", "dataset": "MIMIC-IV", "task": "mortality"},  # 17
+        {**good, "id": "dup"},  # 18
+        {"problem": "p", "answer": "A", "images": ["img/ok.png"], "dataset": "NoDomain"},  # 19
+        {**good, "images": 5},  # 20
+        {**good, "segmentation_path": "img/empty_mask.png"},  # 21
+        {**good, "time-series": ["sig/dict.pt"]},  # 22
+        {**good, "bbox": [5, 5, 2, 8]},  # 23
+        {"problem": "p", "answer": "maybe", "dataset": "MIMIC-IV"},  # 24
+    ]
+    _write_jsonl(root / "train.jsonl", lines)
+    problems = validate_dir(root)
+    train = str(root / "train.jsonl")
+    for p in problems:
+        assert re.fullmatch(r".+:\d+: [\w-]+: .+", str(p)), str(p)
+    found = {(p.line, p.field) for p in problems if p.file == train}
+    expected = {
+        (3, "json"),
+        (4, "record"),
+        (5, "problem"),
+        (6, "answer"),
+        (7, "answer"),
+        (8, "dataset"),
+        (9, "dataset"),
+        (10, "images"),
+        (11, "images"),
+        (12, "bbox"),
+        (13, "bbox"),
+        (14, "segmentation_path"),
+        (15, "time-series"),
+        (16, "time-series"),
+        (17, "task"),
+        (18, "id"),
+        (19, "domain"),
+        (20, "images"),
+        (21, "segmentation_path"),
+        (22, "time-series"),
+        (23, "bbox"),
+        (24, "task"),
+    }
+    assert expected <= found
+    assert not {line for line, _ in found} & {1, 2}, "valid records must not be reported"
+    assert f"{train}:3: json: " in "\n".join(map(str, problems))
+    assert any("Broken Heart" in p.message for p in problems if p.line == 7)
+    assert any(str(p) == f"{root / 'test.jsonl'}:0: file: missing; a data directory needs train.jsonl and test.jsonl" for p in problems)
+
+    with pytest.raises(DataError) as info:
+        load_data(root)
+    assert info.value.problems == problems
+    assert f"{train}:3: json:" in str(info.value)
+
+
+def test_unreadable_inputs_never_raise(tmp_path: Path) -> None:
+    assert [p.field for p in validate_dir(tmp_path / "nope")] == ["directory"]
+    (tmp_path / "train.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "test.jsonl").write_text("\n\n")
+    (tmp_path / "classes.json").write_text("{bad")
+    problems = validate_dir(tmp_path)
+    fields = sorted((Path(p.file).name, p.field) for p in problems)
+    assert fields == [("classes.json", "json"), ("test.jsonl", "file"), ("train.jsonl", "file")]

@@ -1,0 +1,103 @@
+"""Metrics against scikit-learn and a hand-worked example."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score, multilabel_confusion_matrix
+
+from rlbench_med.suites.metrics import compute_metrics, dataset_scores
+
+
+def _rows(rows: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
+    return {(r["domain"], r["metric"]): (r["value"], r["n"]) for r in rows}
+
+
+def test_hand_worked_example() -> None:
+    # Class A: TP 1, FN 1, FP 1, TN 0 -> BA (0.5 + 0) / 2 = 0.25, F1 2 / 4 = 0.5.
+    # Class B: TP 0, FN 1, FP 1, TN 1 -> BA (0 + 0.5) / 2 = 0.25, F1 0.
+    records = [
+        {"domain": "cxr", "dataset": "D1", "labels": ["A"], "predicted": ["a "]},
+        {"domain": "cxr", "dataset": "D1", "labels": ["B"], "predicted": ["A"]},
+        {"domain": "cxr", "dataset": "D1", "labels": ["A"], "predicted": ["B", "Unseen"]},
+        # Second dataset: perfect -> acc 1, f1 1; the domain is the mean of the two datasets.
+        {"domain": "cxr", "dataset": "D2", "labels": ["X"], "predicted": ["X"], "iou": 0.5},
+        {"domain": "cxr", "dataset": "D2", "labels": ["Y"], "predicted": ["Y"], "iou": 0.1},
+        # Binary single-class dataset in another domain: every record positive.
+        {"domain": "mri", "dataset": "M", "labels": ["T"], "predicted": ["T"]},
+        {"domain": "mri", "dataset": "M", "labels": ["T"], "predicted": []},
+    ]
+    got = _rows(compute_metrics(records))
+    assert got[("cxr", "acc")] == (pytest.approx((0.25 + 1.0) / 2), 5)
+    assert got[("cxr", "f1")] == (pytest.approx((0.25 + 1.0) / 2), 5)
+    assert got[("cxr", "iou")] == (pytest.approx(0.3), 2)
+    # T: TP 1, FN 1, no negatives -> BA is the sensitivity 0.5; F1 = 2 / 3.
+    assert got[("mri", "acc")] == (pytest.approx(0.5), 2)
+    assert got[("mri", "f1")] == (pytest.approx(2 / 3), 2)
+    assert got[("overall", "acc")] == (pytest.approx((0.625 + 0.5) / 2), 7)
+    assert got[("overall", "f1")] == (pytest.approx((0.625 + 2 / 3) / 2), 7)
+    assert got[("overall", "iou")] == (pytest.approx(0.3), 2)
+    assert ("mri", "iou") not in got
+    assert [r["domain"] for r in compute_metrics(records)] == ["cxr"] * 3 + ["mri"] * 2 + ["overall"] * 3
+
+
+def _sklearn_dataset(truth: list[list[str]], pred: list[list[str]]) -> tuple[float, float]:
+    classes = sorted({c.lower() for t in truth for c in t})
+    y = np.array([[c in {x.lower() for x in t} for c in classes] for t in truth], dtype=int)
+    p = np.array([[c in {x.strip().lower() for x in q} for c in classes] for q in pred], dtype=int)
+    if len(classes) > 1:
+        f1 = f1_score(y, p, average="macro", zero_division=0)
+        mcm = multilabel_confusion_matrix(y, p)  # [C, 2, 2]: [[TN, FP], [FN, TP]] per class
+        tn, fp, fn, tp = (mcm[:, i, j].astype(float) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        assert f1 == pytest.approx(np.mean(2 * tp / (2 * tp + fp + fn)))
+    else:  # a column vector is not a multilabel target for scikit-learn
+        f1 = f1_score(y[:, 0], p[:, 0], zero_division=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class present in every record has no negatives
+        ba = np.mean([balanced_accuracy_score(y[:, j], p[:, j]) for j in range(len(classes))])
+    return float(ba), float(f1)
+
+
+def test_matches_scikit_learn_on_random_predictions() -> None:
+    rng = np.random.default_rng(7)
+    datasets = {"cxr": {"C1": "ABCDE", "C2": "PQ"}, "ct": {"T1": "XYZ"}, "mri": {"M1": "KL", "M2": "UVW", "M3": "R"}}
+    records = []
+    per_dataset: dict[tuple[str, str], tuple[list, list]] = {}
+    for domain, sets in datasets.items():
+        for name, letters in sets.items():
+            truth, pred = [], []
+            for _ in range(int(rng.integers(20, 60))):
+                k = int(rng.integers(1, min(3, len(letters)) + 1))
+                t = list(rng.choice(list(letters), size=k, replace=False))
+                q = [x if rng.random() < 0.5 else x.lower() + " " for x in rng.choice(list(letters + "#"), size=int(rng.integers(0, 4)))]
+                truth.append(t)
+                pred.append(q)
+                records.append({"domain": domain, "dataset": name, "labels": t, "predicted": q})
+            per_dataset[(domain, name)] = (truth, pred)
+    got = _rows(compute_metrics(records))
+    domain_means = {}
+    for domain, sets in datasets.items():
+        scores = [_sklearn_dataset(*per_dataset[(domain, name)]) for name in sets]
+        for name in sets:
+            acc, f1, _ = dataset_scores(*per_dataset[(domain, name)])
+            assert (acc, f1) == pytest.approx(_sklearn_dataset(*per_dataset[(domain, name)]))
+        domain_means[domain] = np.mean(scores, axis=0)
+        assert got[(domain, "acc")][0] == pytest.approx(domain_means[domain][0])
+        assert got[(domain, "f1")][0] == pytest.approx(domain_means[domain][1])
+    overall = np.mean(list(domain_means.values()), axis=0)
+    assert got[("overall", "acc")][0] == pytest.approx(overall[0])
+    assert got[("overall", "f1")][0] == pytest.approx(overall[1])
+    assert got[("overall", "acc")][1] == len(records)
+
+
+def test_binary_task_equals_usual_balanced_accuracy() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.where(rng.random(200) < 0.7, y, 1 - y)
+    names = np.array(["No", "Yes"])
+    records = [{"domain": "ihm48", "dataset": "MIMIC-IV", "labels": [names[a]], "predicted": [names[b]]} for a, b in zip(y, p)]
+    got = _rows(compute_metrics(records))
+    assert got[("ihm48", "acc")][0] == pytest.approx(balanced_accuracy_score(y, p))
+    assert got[("ihm48", "f1")][0] == pytest.approx(f1_score(y, p, average="macro"))

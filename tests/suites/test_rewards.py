@@ -1,0 +1,200 @@
+"""Rewards against hand-worked numbers; the parser never raises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from rlbench_med.suites.data import Sample
+from rlbench_med.suites.rewards import (
+    REWARD_PRESETS,
+    Answer,
+    RewardFunction,
+    RewardWeights,
+    answer_to_text,
+    box_iou,
+    label_f1,
+    mask_box_iou,
+    parse_answer,
+)
+
+CLASSES = ("Cardiomegaly", "Edema", "Pneumonia", "No Finding")
+
+
+def _sample(tmp_path: Path | None = None, *, mask: bool = True, bbox: tuple | None = None) -> Sample:
+    seg = None
+    if mask and tmp_path is not None:
+        arr = np.zeros((10, 10), np.uint8)
+        arr[2:6, 3:8] = 255  # rows 2..5, cols 3..7: 20 pixels
+        seg = tmp_path / "mask.png"
+        Image.fromarray(arr).save(seg)
+    return Sample(
+        uid="s",
+        problem="p",
+        labels=("Cardiomegaly", "Edema"),
+        domain="cxr",
+        dataset="CheXpert",
+        task="CheXpert",
+        classes=CLASSES,
+        segmentation_path=seg,
+        bbox=bbox,
+        image_size=(10, 10),
+    )
+
+
+REASONING = "the heart looks large and lungs look wet"  # 8 tokens
+
+
+def test_hand_worked_reward_paper_and_release(tmp_path: Path) -> None:
+    sample = _sample(tmp_path)
+    text = (
+        f"{REASONING}\n\\boxed{{cardiomegaly , Pneumonia}}\n"
+        '```json\n[{"label": "Cardiomegaly", "bbox_2d": [3, 2, 8, 4]}, {"label": "x", "bbox_2d": [0, 0, 10, 10]}]\n```'
+    )
+    answer = parse_answer(text)
+    assert answer.labels == ("cardiomegaly", "Pneumonia")
+    assert answer.boxes == ((3.0, 2.0, 8.0, 4.0), (0.0, 0.0, 10.0, 10.0))
+    assert answer.reasoning_tokens == 8 and answer.well_formed
+
+    # F1 = 2 * 1 / (2 + 2) = 0.5; IoUs 10/20 = 0.5 and 20/100 = 0.2; length min(1, 8/16) = 0.5.
+    paper_max = RewardFunction("paper").score(sample, answer)
+    assert (paper_max.accuracy, paper_max.iou, paper_max.format, paper_max.length) == pytest.approx((0.5, 0.5, 1.0, 0.5))
+    assert paper_max.total == pytest.approx(0.6 * 0.5 + 0.2 * 0.5 + 0.1 * 1.0 + 0.1 * 0.5)
+    assert paper_max.iou_scored
+    paper_mean = RewardFunction("paper", iou_reduce="mean").score(sample, answer)
+    assert paper_mean.iou == pytest.approx(0.35)
+    assert paper_mean.total == pytest.approx(0.3 + 0.2 * 0.35 + 0.1 + 0.05)
+    release = RewardFunction("release").score_text(sample, text)
+    assert release.total == pytest.approx(0.5 * 0.5 + 0.3 * 0.5 + 0.1 * 1.0 + 0.1 * 0.5)
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((3, 2, 8, 6), 1.0),  # the mask's own box
+        ((3, 2, 8, 4), 0.5),  # top half: 10 / 20
+        ((0, 0, 10, 10), 0.2),  # whole image: 20 / 100
+        ((5.4, 2, 8, 6), 0.6),  # pixel centres 5.5, 6.5, 7.5 -> 3 x 4 = 12 pixels; 12 / 20
+        ((-5, -5, 30, 30), 0.2),  # clipped to the image
+        ((8, 6, 10, 10), 0.0),
+    ],
+)
+def test_box_against_mask_is_pixel_iou_of_rasterized_box(tmp_path: Path, box: tuple, expected: float) -> None:
+    sample = _sample(tmp_path)
+    assert RewardFunction().iou(sample, [box]) == pytest.approx(expected)
+
+
+def test_mask_box_iou_matches_pixel_loop() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = rng.integers(3, 12, size=2)
+        mask = rng.random((h, w)) < 0.3
+        x1, x2 = np.sort(rng.uniform(-2, w + 2, 2))
+        y1, y2 = np.sort(rng.uniform(-2, h + 2, 2))
+        inside = np.zeros((h, w), bool)
+        for i in range(h):
+            for j in range(w):
+                inside[i, j] = x1 <= j + 0.5 < x2 and y1 <= i + 0.5 < y2
+        union = (inside | mask).sum()
+        expected = (inside & mask).sum() / union if union else 0.0
+        assert mask_box_iou(mask, (x1, y1, x2, y2)) == pytest.approx(expected)
+
+
+def test_box_iou_without_mask_uses_true_box() -> None:
+    sample = _sample(None, mask=False, bbox=(0.0, 0.0, 4.0, 4.0))
+    assert box_iou((2, 2, 6, 6), (0, 0, 4, 4)) == pytest.approx(4 / 28)
+    assert RewardFunction().iou(sample, [(2, 2, 6, 6), (0, 0, 4, 2)]) == pytest.approx(0.5)
+    assert RewardFunction(iou_reduce="mean").iou(sample, [(2, 2, 6, 6), (0, 0, 4, 2)]) == pytest.approx((4 / 28 + 0.5) / 2)
+    assert RewardFunction().iou(sample, []) == 0.0
+
+
+def test_sample_without_region_rewards_abstaining_from_boxes() -> None:
+    sample = _sample(None, mask=False)
+    rf = RewardFunction("paper")
+    no_box = rf.score(sample, Answer(labels=("Edema", "Cardiomegaly"), reasoning_tokens=16))
+    assert (no_box.accuracy, no_box.iou, no_box.iou_scored) == (1.0, 1.0, False)
+    assert no_box.total == pytest.approx(1.0)
+    with_box = rf.score(sample, Answer(labels=("Edema", "Cardiomegaly"), boxes=((0, 0, 2, 2),), reasoning_tokens=16))
+    assert with_box.iou == 0.0 and with_box.total == pytest.approx(0.8)
+
+
+def test_unparseable_output_scores_zero(tmp_path: Path) -> None:
+    rf = RewardFunction()
+    sample = _sample(tmp_path)
+    for text in ["", "Cardiomegaly", "\\boxed{Cardiomegaly", "\\boxed{ , }", '```json\n[{"bbox_2d": [3, 2, 8, 6]}]\n```']:
+        b = rf.score_text(sample, text)
+        assert (b.total, b.accuracy, b.iou, b.format, b.length) == (0.0, 0.0, 0.0, 0.0, 0.0), text
+
+
+def test_malformed_json_block_costs_the_format_reward(tmp_path: Path) -> None:
+    answer = parse_answer("\\boxed{Edema}\n```json\n[{\"bbox_2d\": [3, 2]}]\n```")
+    assert answer.labels == ("Edema",) and answer.boxes == () and not answer.well_formed
+    b = RewardFunction().score(_sample(tmp_path), answer)
+    assert (b.format, b.iou, b.accuracy) == (0.0, 0.0, pytest.approx(2 / 3))
+    truncated = parse_answer('\\boxed{Edema}\n```json\n[{"bbox_2d": [3, 2, 8, 6]}')
+    assert truncated.labels == ("Edema",) and not truncated.well_formed
+
+
+def test_last_boxed_answer_and_think_block() -> None:
+    answer = parse_answer("<think>one two three</think> maybe \\boxed{A} no, \\boxed{ B , b , C }")
+    assert answer.labels == ("B", "b", "C")
+    assert answer.reasoning_tokens == 3
+    assert parse_answer("\\boxed{\\text{x}} tail").labels == ("\\text{x}",)
+
+
+def test_length_reward_shape() -> None:
+    rf = RewardFunction(length_target=(16, 256))
+    assert [rf.length_score(n) for n in (0, 8, 16, 256, 384, 512, 600)] == pytest.approx([0, 0.5, 1, 1, 0.5, 0, 0])
+
+
+def test_label_f1_normalises_case_and_whitespace() -> None:
+    assert label_f1(["  pleural   EFFUSION"], ["Pleural Effusion"]) == 1.0
+    assert label_f1([], ["A"]) == 0.0
+    assert label_f1(["A", "B", "C"], ["A"]) == pytest.approx(0.5)
+
+
+def test_weights_presets_and_parsing() -> None:
+    assert RewardWeights.parse("paper") == RewardWeights(0.6, 0.2, 0.1, 0.1)
+    assert RewardWeights.parse("release") == RewardWeights(0.5, 0.3, 0.1, 0.1)
+    assert RewardWeights.parse("0.2,0.6,0.1,0.1") == RewardWeights(0.2, 0.6, 0.1, 0.1)
+    assert RewardWeights.parse(REWARD_PRESETS["paper"].as_text()) == REWARD_PRESETS["paper"]
+    for bad in ("papr", "1,2,3", "a,b,c,d", "0,0,0,0", "-1,1,1,1"):
+        with pytest.raises(ValueError):
+            RewardWeights.parse(bad)
+    with pytest.raises(ValueError, match="iou_reduce"):
+        RewardFunction(iou_reduce="min")  # type: ignore[arg-type]
+
+
+def test_answer_text_round_trip() -> None:
+    answer = Answer(
+        labels=("Cardiomegaly", "Pleural Effusion"),
+        boxes=((1.0, 2.0, 3.5, 4.0),),
+        reasoning_tokens=3,
+        reasoning="enlarged heart shadow",
+        box_labels=("Cardiomegaly",),
+    )
+    assert parse_answer(answer_to_text(answer)) == answer
+
+
+_FRAGMENTS = st.sampled_from(
+    ["\\boxed{", "}", "{", "```json", "```", "[", "]", '{"bbox_2d": [1, 2, 3, 4]}', '"label"', ",", "1e999", "NaN", "<think>", "</think>", "Edema", " ", "\n", "[[[[", "null"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(_FRAGMENTS, max_size=30).map("".join)))
+def test_parser_never_raises(text: str) -> None:
+    answer = parse_answer(text)
+    assert isinstance(answer, Answer)
+    assert all(len(b) == 4 and b[0] < b[2] and b[1] < b[3] for b in answer.boxes)
+    assert answer.well_formed <= bool(answer.labels)
+
+
+def test_parser_survives_pathological_input() -> None:
+    for text in ["```json\n" + "[" * 100000 + "\n```", "\\boxed{" * 1000, None, 42, b"\\boxed{A}"]:
+        assert isinstance(parse_answer(text), Answer)
