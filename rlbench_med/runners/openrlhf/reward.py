@@ -1,0 +1,88 @@
+"""The reward function OpenRLHF calls: give this file's path to ``--reward.remote_url``.
+
+OpenRLHF 0.11.2 loads a ``.py`` reward URL with ``importlib`` inside every vLLM engine and calls
+``reward_func(queries, prompts, labels)`` after each generation: ``queries`` are the decoded
+prompt + response (special tokens kept), ``prompts`` the chat-templated prompts, ``labels`` the
+``label`` field of the prompt file (our :class:`~rlbench_med.runners.openrlhf.data.PromptLabel`
+JSON). The score is the suite's own :class:`~rlbench_med.suites.rewards.RewardFunction` on the
+parsed response, with the weights carried by the label, so a response scores the same here as in
+the local runner.
+
+Returned dict: ``rewards`` ``[B]`` (the total), ``scores`` ``[B]`` (the accuracy component, which
+OpenRLHF's dynamic filtering reads) and ``extra_logs`` with one ``[B]`` tensor per component
+(``reward/accuracy``, ``reward/iou``, ``reward/format``, ``reward/length``), which OpenRLHF copies
+into ``Experience.info``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+import torch
+
+from rlbench_med.runners.openrlhf.data import PromptLabel
+from rlbench_med.suites.rewards import RewardBreakdown, RewardFunction, parse_answer
+
+#: How much of the end of the prompt is searched for in the query when the query does not start
+#: with the prompt verbatim (a VLM's image placeholder is expanded into many tokens when decoded;
+#: the text after the last image is unaffected).
+_PROMPT_TAIL = 64
+#: Special-token text a decoded response may end with (``<|im_end|>``, ``<|endoftext|>``, ``</s>``...).
+_TRAILING_SPECIAL = re.compile(r"(?:\s*(?:<\|[^<>|]{1,40}\|>|</s>|<eos>|<end_of_turn>))+\s*$")
+
+COMPONENTS = ("accuracy", "iou", "format", "length")
+# vLLM engines call reward_func from several threads; the scorer's mask cache is not thread-safe.
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=16)
+def reward_function(weights: str, iou_reduce: str) -> RewardFunction:
+    """One cached scorer per (weights, iou_reduce): masks are read once per process."""
+    return RewardFunction(weights=weights, iou_reduce=iou_reduce)  # type: ignore[arg-type]
+
+
+def response_text(query: str, prompt: str) -> str:
+    """The generated part of ``query`` (prompt + response), without trailing special tokens.
+
+    Raises ``ValueError`` when the end of the prompt cannot be found in the query.
+    """
+    if query.startswith(prompt):
+        response = query[len(prompt) :]
+    else:
+        tail = prompt[-_PROMPT_TAIL:]
+        at = query.rfind(tail) if tail else -1
+        if at < 0:
+            raise ValueError(
+                "reward_func: the query does not contain the end of its prompt "
+                f"(...{tail[-40:]!r}); cannot tell the response apart"
+            )
+        response = query[at + len(tail) :]
+    return _TRAILING_SPECIAL.sub("", response)
+
+
+def score_response(response: str, label: PromptLabel) -> RewardBreakdown:
+    """The suite's reward of ``response`` for the sample described by ``label``."""
+    answer = parse_answer(response)
+    with _LOCK:
+        return reward_function(label.reward_weights, label.iou_reduce).score(label.to_sample(), answer)
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict[str, object]:
+    """OpenRLHF's reward hook (see the module docstring for the returned dict)."""
+    if not (len(queries) == len(prompts) == len(labels)):
+        raise ValueError(
+            f"reward_func: got {len(queries)} queries, {len(prompts)} prompts and {len(labels)} labels; "
+            "they must match one to one"
+        )
+    scores = [
+        score_response(response_text(q, p), PromptLabel.from_json(lab, where=f"reward_func label {i}"))
+        for i, (q, p, lab) in enumerate(zip(queries, prompts, labels))
+    ]
+    column = {name: torch.tensor([getattr(s, name) for s in scores], dtype=torch.float32) for name in COMPONENTS}
+    return {
+        "rewards": torch.tensor([s.total for s in scores], dtype=torch.float32),
+        "scores": column["accuracy"],
+        "extra_logs": {f"reward/{name}": column[name] for name in COMPONENTS},
+    }

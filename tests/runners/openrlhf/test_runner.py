@@ -1,0 +1,145 @@
+"""``run`` around a stand-in launch: export, run spec, metrics streaming, predictions -> results rows.
+
+The real launch needs GPUs, vLLM and DeepSpeed; here ``launch_command`` is replaced by a small
+script that behaves like the trainer towards the runner (appends metrics lines, writes the
+predictions file of the exported test prompts), so everything around it runs for real.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlbench_med.runners.base import Job, MemoryTracker
+from rlbench_med.runners.openrlhf import OpenRLHFConfig, runner
+from rlbench_med.runners.openrlhf.data import read_prompts
+from rlbench_med.runners.openrlhf.flags import LaunchPaths
+from rlbench_med.runners.openrlhf.launch import split_argv
+from rlbench_med.runners.openrlhf.runspec import RunSpec
+from rlbench_med.runners.openrlhf.trainer import append_metrics, prediction_record, status_metrics
+from rlbench_med.suites.metrics import compute_metrics
+from rlbench_med.typed_config import ConfigError
+
+FAKE_TRAINER = r'''
+import json, sys
+if sys.argv[2] != "0":
+    sys.exit(int(sys.argv[2]))
+from pathlib import Path
+from rlbench_med.runners.openrlhf.data import read_prompts
+from rlbench_med.runners.openrlhf.runspec import RunSpec
+from rlbench_med.runners.openrlhf.trainer import append_metrics, prediction_record
+
+spec = RunSpec.read(sys.argv[1])
+for step in (1, 2):
+    append_metrics(Path(spec.metrics_path), step, {"train/reward_mean": 0.1 * step, "time/advantage_s": 0.01})
+records = []
+for i, item in enumerate(read_prompts(Path(spec.eval_prompts))):
+    answer = ", ".join(item.label.answer) if i % 2 == 0 else item.label.classes[-1]
+    records.append(prediction_record(item.label, "\\boxed{" + answer + "}"))
+Path(spec.predictions_path).parent.mkdir(parents=True, exist_ok=True)
+Path(spec.predictions_path).write_text("".join(json.dumps(r) + "\n" for r in records))
+'''
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rlbench_med.suites.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate("climb_vision", root, seed=0, profile="quick",
+             data_overrides={"min_domain_train": 2, "min_dataset_train": 1, "min_dataset_test": 1, "image_size": 16})
+    return root
+
+
+def make_job(data_dir: Path, out: Path, **config: object) -> Job:
+    cfg = OpenRLHFConfig(model="/models/vlm", vlm=True, **config)  # type: ignore[arg-type]
+    return Job(suite="climb_vision", algo="drpo", estimator="drpo", seed=1, config=cfg, data_dir=data_dir, out_dir=out)
+
+
+@pytest.fixture
+def fake_launch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    exit_code = {"value": 0}
+    monkeypatch.setattr(runner, "_require_runtime", lambda: None)
+    monkeypatch.setattr(runner, "launch_command",
+                        lambda ctx: [sys.executable, str(script), str(ctx.paths.spec), str(exit_code["value"])])
+    monkeypatch.setattr(runner, "POLL_S", 0.05)
+    return exit_code
+
+
+def test_run_exports_launches_streams_metrics_and_scores_predictions(data_dir, tmp_path, fake_launch):
+    job = make_job(data_dir, tmp_path / "out", eval_max_samples=20)
+    tracker = MemoryTracker()
+    result = runner.run(job, tracker, resume=False)
+
+    paths = LaunchPaths.for_job(job)
+    spec = RunSpec.read(paths.spec)
+    assert spec.estimator == "drpo" and spec.n_samples_per_prompt == 8
+    assert spec.domain_names == ("cxr", "mammography", "dermoscopy", "ct", "fundus", "ultrasound", "mri", "pathology")
+    assert len(read_prompts(paths.eval_prompts)) == 20
+    assert tracker.history("train/reward_mean") == [(1, pytest.approx(0.1)), (2, pytest.approx(0.2))]
+    assert tracker.params["estimator"] == "drpo" and tracker.params["openrlhf.model"] == "/models/vlm"
+    assert "rlbench_med" in tracker.params["launch_command"] or "fake_trainer" in tracker.params["launch_command"]
+
+    records = [json.loads(line) for line in paths.predictions.read_text().splitlines()]
+    expected = compute_metrics(records)
+    assert [(r["domain"], r["metric"], r["value"], r["n"]) for r in result.rows] == [
+        (r["domain"], r["metric"], float(r["value"]), int(r["n"])) for r in expected
+    ]
+    assert {r["suite"] for r in result.rows} == {"climb_vision"} and {r["seed"] for r in result.rows} == {1}
+    assert result.predictions == {"drpo": paths.predictions}
+    assert result.timings == {"advantage_s": pytest.approx(0.02), "steps": 2.0}
+    assert paths.predictions in tracker.artifacts
+
+
+def test_failed_launch_names_the_log(data_dir, tmp_path, fake_launch):
+    fake_launch["value"] = 3
+    with pytest.raises(RuntimeError, match=r"exited with 3; see .*launch\.log"):
+        runner.run(make_job(data_dir, tmp_path / "out"), MemoryTracker(), resume=False)
+
+
+def test_run_needs_a_model_and_the_gpu_packages(data_dir, tmp_path, monkeypatch):
+    job = make_job(data_dir, tmp_path / "out")
+    no_model = Job(**{**job.__dict__, "config": OpenRLHFConfig(vlm=True)})
+    with pytest.raises(ConfigError, match="--set model="):
+        runner.run(no_model, MemoryTracker(), resume=False)
+    monkeypatch.setattr(runner, "RUNTIME_PACKAGES", ("rlbench_med_no_such_package",))
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[openrlhf\]"'):
+        runner.run(job, MemoryTracker(), resume=False)
+
+
+def test_too_many_images_per_prompt_is_reported(data_dir, tmp_path):
+    job = make_job(data_dir, tmp_path / "out", max_images_per_prompt=0)
+    with pytest.raises(ConfigError, match="max_images_per_prompt=1"):
+        runner.export_job_data(job, LaunchPaths.for_job(job), vlm=True)
+
+
+def test_dataset_grouping_lists_every_dataset(data_dir, tmp_path):
+    job = make_job(data_dir, tmp_path / "out", group_by="dataset")
+    names = runner.export_job_data(job, LaunchPaths.for_job(job), vlm=False)["domain_names"]
+    labels = [p.label for p in read_prompts(LaunchPaths.for_job(job).train_prompts)]
+    assert set(names) >= {label.dataset for label in labels} and list(names) == sorted(names)
+
+
+def test_trainer_helpers(tmp_path, samples):
+    from rlbench_med.runners.openrlhf.data import PromptLabel
+
+    label = PromptLabel.from_sample(samples[1])  # has a mask
+    boxes = '```json\n[{"label": "x", "bbox_2d": [10, 8, 30, 20]}]\n```'
+    record = prediction_record(label, "\\boxed{" + label.answer[0] + "}\n" + boxes)
+    assert record["predicted"] == list(label.answer) and record["iou"] == pytest.approx(1.0)
+    assert "iou" not in prediction_record(PromptLabel.from_sample(samples[0]), "\\boxed{A}")
+    status = {"reward/accuracy": 0.5, "policy_loss": 1.0, "timing/ppo_train": 2.0, "flag": True, "text": "x"}
+    assert status_metrics(status) == {
+        "train/accuracy_reward": 0.5, "openrlhf/policy_loss": 1.0, "time/ppo_train_s": 2.0}
+    path = tmp_path / "m.jsonl"
+    append_metrics(path, 4, {"a": 1.0})
+    assert json.loads(path.read_text()) == {"step": 4, "metrics": {"a": 1.0}}
+    assert split_argv(["--x", "1", "--rlbench.spec", "s.json", "--y"]) == ("s.json", ["--x", "1", "--y"])
+    assert split_argv(["--rlbench.spec=t.json"]) == ("t.json", [])
+    with pytest.raises(SystemExit, match="missing --rlbench.spec"):
+        split_argv(["--x"])
