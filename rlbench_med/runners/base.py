@@ -122,6 +122,7 @@ class RunnerSpec:
 RUNNERS: Registry[RunnerSpec] = Registry("runner")
 RUNNERS.register_lazy("local", "rlbench_med.runners.local:RUNNER")
 RUNNERS.register_lazy("openrlhf", "rlbench_med.runners.openrlhf:RUNNER")
+RUNNERS.register_lazy("timing", "rlbench_med.runners.timing:RUNNER")
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,296 @@
+"""The ``rlbench-med`` command: parses arguments, then calls the library.
+
+Exit codes: 0 success; 1 a job failed (the others' results are kept) or ``data validate``
+found problems; 2 a bad request (config, name, data, output folder), with a one-line reason;
+130 interrupted (Ctrl-C; MLflow runs marked KILLED, results kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """examples:
+  rlbench-med run --suite climb_vision --algos drpo,grpo --seeds 0,1,2,3
+  rlbench-med run --suite climb_vision --algos drpo:k_max=3,grpo --set steps=20 --dry-run
+  rlbench-med run --suite climb_vision --executor ray --ray-address auto
+  rlbench-med report --experiment rlbench-med/climb_vision
+  rlbench-med ui --port 5000
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlbench-med",
+        description="Compare RL advantage estimators (PPO/GAE, GRPO, RLOO, ReMax, REINFORCE++, DRPO) "
+        "for clinical multimodal diagnosis.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="train and evaluate suite x algos x seeds, then write results.csv and the report",
+        description="Plan, run and report a sweep. The plan is printed first; --dry-run stops there. "
+        "Config precedence: suite/profile defaults < --config FILE < --set key=value.",
+        formatter_class=_Formatter,
+    )
+    run.add_argument("--suite", required=True, help="suite name (see `rlbench-med list suites`)")
+    run.add_argument("--algos", default=None,
+                     help="comma-separated estimator specs or sft, e.g. drpo,grpo or drpo:k_max=3,grpo "
+                     "(default: the suite's)")
+    run.add_argument("--seeds", default=None, help="comma-separated seeds or a range like 0-3 (default: the profile's)")
+    run.add_argument("--profile", default="quick", help="suite profile: quick (minutes on a CPU) or full (the paper's scale)")
+    run.add_argument("--runner", default="local", help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed)")
+    run.add_argument("--executor", default="local", choices=("local", "ray"),
+                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed)")
+    run.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
+    run.add_argument("--data", type=Path, default=None,
+                     help="data folder in the CLIMB/MIMIC JSONL export format (default: generated SynthCLIMB, cached)")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<timestamp>/)")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one runner config field; repeatable, e.g. --set steps=20 --set lr=1e-3")
+    run.add_argument("--config", type=Path, default=None, help="YAML file of runner config fields (a flat mapping)")
+    run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                     help="import a module or .py file that registers estimators/suites/runners; repeatable")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out (default: the latest reports/<suite>-*): finished jobs are kept")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument("--baseline", default="grpo", help="algorithm the report compares every other algorithm against")
+
+    lst = sub.add_parser("list", help="list registered algorithms or suites", formatter_class=_Formatter)
+    lst.add_argument("what", choices=("algos", "suites"), help="what to list")
+    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
+
+    rep = sub.add_parser(
+        "report", help="rebuild a report from MLflow (or from a results folder)", formatter_class=_Formatter,
+        description="Rebuild report.md/report.html and figures. With --experiment the data come from MLflow alone "
+        "(child runs' eval metrics and predictions artifacts of the latest sweep, or --run-id); with --results "
+        "from a run's output folder.",
+    )
+    rep.add_argument("--experiment", default=None, help="MLflow experiment, e.g. rlbench-med/climb_vision")
+    rep.add_argument("--run-id", default=None, help="parent (sweep) run id (default: the latest sweep of the experiment)")
+    rep.add_argument("--results", type=Path, default=None, help="a run's output folder holding results.csv")
+    rep.add_argument("--out", type=Path, default=None,
+                     help="where to write the report (default: reports/<experiment>-report/ or the --results folder)")
+    rep.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")
+
+    ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the same tracking store", formatter_class=_Formatter)
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on")
+    ui.add_argument("--workers", type=int, default=1, help="server worker processes")
+
+    data = sub.add_parser("data", help="generate or validate data folders", formatter_class=_Formatter)
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = dsub.add_parser("synth", help="write SynthCLIMB data of a suite in the export format", formatter_class=_Formatter)
+    synth.add_argument("--suite", required=True, help="suite whose data to generate")
+    synth.add_argument("--out", type=Path, required=True, help="empty or new folder")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed")
+    synth.add_argument("--profile", default="quick", help="suite profile (sizes)")
+    validate = dsub.add_parser(
+        "validate", help="check a data folder; print every problem as file:line: field: message",
+        description="Check a data folder (train.jsonl, test.jsonl and the media they point to). Every problem is "
+        "printed as file:line: field: message; the exit code is 1 when there is any.",
+        formatter_class=_Formatter,
+    )
+    validate.add_argument("dir", type=Path, help="folder with train.jsonl and test.jsonl")
+    return parser
+
+
+def _project_errors() -> tuple[type[BaseException], ...]:
+    from rlbench_med.registry import RegistryError
+    from rlbench_med.reports.results import ResultsError
+    from rlbench_med.reports.stats import ComparisonError
+    from rlbench_med.reports.tracking import TrackingError
+    from rlbench_med.runners.sweep import SweepError
+    from rlbench_med.suites import DataError
+    from rlbench_med.typed_config import ConfigError
+
+    return (ConfigError, RegistryError, DataError, SweepError, ResultsError, TrackingError, ComparisonError)
+
+
+def _one_line(exc: BaseException) -> str:
+    from rlbench_med.suites import DataError
+
+    if isinstance(exc, DataError):
+        first = f" (first: {exc.problems[0]})" if exc.problems else ""
+        return (f"{len(exc.problems)} problem(s) in data directory {exc.root}{first}; "
+                f"run `rlbench-med data validate {exc.root}` to see all")
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    errors = _project_errors()
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "ui":
+            return cmd_ui(args)
+        return cmd_data(args)
+    except errors as exc:
+        print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rlbench-med: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# --------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from rlbench_med.reports.progress import RichProgress
+    from rlbench_med.reports.render import print_terminal_table
+    from rlbench_med.reports.report import make_report
+    from rlbench_med.reports.tracking import MLflowSweepTracking, fetch_curves
+    from rlbench_med.runners import sweep
+
+    request = sweep.SweepRequest(
+        suite=args.suite,
+        algos=sweep.parse_algos(args.algos) if args.algos else None,
+        seeds=sweep.parse_seeds(args.seeds) if args.seeds else None,
+        profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
+        data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
+        plugins=tuple(args.plugin), resume=args.resume,
+    )
+    plan = sweep.build_plan(request)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    print(plan.render(), flush=True)
+    if args.dry_run:
+        return EXIT_OK
+    tracking = MLflowSweepTracking(plan.tracking_uri)
+    outcome = sweep.run_sweep(plan, tracking, RichProgress(console))
+    report = None
+    try:
+        if outcome.results_csv.exists() and sweep.read_results(outcome.results_csv):
+            curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
+            report = make_report(plan.out_dir, curves=curves, baseline=args.baseline,
+                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+    finally:
+        artifacts = [] if report is None else [report.markdown, report.html, plan.out_dir / "figures"]
+        sweep.finish_sweep(outcome, tracking, [p for p in artifacts if p is not None])
+    if report is not None:
+        print_terminal_table(report.table, console, where=f"{report.html} (and report.md, figures/)")
+    for failure in outcome.failures:
+        print(f"job {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
+    print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
+    if outcome.interrupted:
+        print("rlbench-med: interrupted; finished jobs are kept in results.csv (rerun with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rlbench_med.registry import load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    if args.what == "algos":
+        from rlbench_med.algorithms import list_algorithms
+
+        items = list_algorithms()
+    else:
+        from rlbench_med.suites import get_suite, list_suites
+
+        items = [(name, get_suite(name).description) for name in list_suites()]
+    width = max(len(n) for n, _ in items)
+    for name, description in items:
+        print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from rlbench_med.reports.render import print_terminal_table
+    from rlbench_med.reports.report import make_report
+    from rlbench_med.reports.results import load_results
+    from rlbench_med.reports.tracking import find_parent_run, rebuild_results
+    from rlbench_med.runners.sweep import ResultsWriter, tracking_uri
+
+    if bool(args.experiment) == bool(args.results):
+        print("rlbench-med: error: give exactly one of --experiment NAME or --results DIR", file=sys.stderr)
+        return EXIT_USAGE
+    if args.results:
+        rows = load_results(args.results / "results.csv")
+        report = make_report(args.out or args.results, rows=rows, baseline=args.baseline, run_dir=args.results,
+                             source=str(args.results / "results.csv"))
+    else:
+        uri = tracking_uri()
+        parent = find_parent_run(uri, args.experiment, args.run_id)
+        out = args.out or Path("reports") / f"{args.experiment.replace('/', '_')}-report"
+        out.mkdir(parents=True, exist_ok=True)
+        rows, curves = rebuild_results(uri, parent, out)
+        ResultsWriter(out / "results.csv", rows).flush()
+        report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
+                             source=f"MLflow {uri}, experiment {args.experiment}, run {parent.info.run_id}")
+    print_terminal_table(report.table, Console(), where=str(report.html))
+    return EXIT_OK
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from rlbench_med.runners.sweep import tracking_uri
+
+    uri = tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
+               "--workers", str(args.workers), "--backend-store-uri", uri]
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    # Browsing runs needs no server-side job workers (they start several extra processes).
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # Replace this process with the server, so Ctrl-C and SIGTERM reach it directly.
+    os.execv(sys.executable, command)
+    return EXIT_OK  # not reached
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from rlbench_med.suites import get_suite, synth, validate_dir
+
+    if args.data_command == "validate":
+        if not args.dir.is_dir():
+            print(f"{args.dir}:0: dir: no such folder; give a folder holding train.jsonl and test.jsonl")
+            return EXIT_JOB_FAILED
+        problems = validate_dir(args.dir)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
+            return EXIT_JOB_FAILED
+        print(f"{args.dir}: ok")
+        return EXIT_OK
+    suite = get_suite(args.suite)
+    if args.profile not in suite.profiles:
+        from rlbench_med.typed_config import ConfigError
+
+        raise ConfigError(f"--profile {args.profile!r}: suite {suite.name} has profiles {', '.join(suite.profiles)}")
+    try:
+        summary = synth.generate(suite.name, args.out, seed=args.seed, profile=args.profile)
+    except FileExistsError as exc:
+        print(f"rlbench-med: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    counts = summary.get("counts") or {}
+    sizes = ", ".join(f"{split} {sum(per.values())}" for split, per in counts.items() if isinstance(per, dict))
+    print(f"wrote {suite.name} ({args.profile}, seed {args.seed}) to {args.out}" + (f": {sizes} samples" if sizes else ""))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

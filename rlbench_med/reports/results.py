@@ -1,0 +1,132 @@
+"""The results table: results.csv rows -> mean ± std over seeds per (algo, domain, metric).
+
+A pure function of the rows (lm-eval style: one structured record, renderers elsewhere).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlbench_med.reports.stats import mean_std
+from rlbench_med.runners.base import RESULT_COLUMNS
+
+METRIC_ORDER = ("acc", "f1", "iou")
+METRIC_TITLES = {"acc": "Acc", "f1": "F1", "iou": "IoU", "advantage_ms": "ms"}
+
+
+class ResultsError(ValueError):
+    """A results.csv that does not follow the contract (columns, types)."""
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``results.csv`` with ``seed``/``n`` as int and ``value`` as float; checks the header."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path} does not exist; give a run's output folder (it holds results.csv)")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != RESULT_COLUMNS:
+            raise ResultsError(f"{path}: columns {reader.fieldnames} are not {','.join(RESULT_COLUMNS)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append({**row, "seed": int(row["seed"]), "value": float(row["value"]), "n": int(row["n"])})
+            except ValueError:
+                raise ResultsError(f"{path}:{line}: seed, value or n is not a number: {row}") from None
+    return rows
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float
+    std: float
+    n_seeds: int
+
+    def format(self, digits: int = 3, compact: bool = False) -> str:
+        """``mean ± std`` (just the mean for a single seed); ``compact`` drops the spaces."""
+        if math.isnan(self.mean):
+            return "–"
+        if self.n_seeds > 1:
+            sep = "±" if compact else " ± "
+            return f"{self.mean:.{digits}f}{sep}{self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f}"
+
+
+@dataclass
+class ResultTable:
+    """Rows = algorithms, columns = domains x metrics (``overall`` last), cells = mean ± std over seeds."""
+
+    suite: str
+    algos: list[str]
+    domains: list[str]
+    metrics: list[str]
+    cells: dict[tuple[str, str, str], Cell]
+    seeds: dict[str, list[int]] = field(default_factory=dict)
+
+    def cell(self, algo: str, domain: str, metric: str) -> Cell | None:
+        return self.cells.get((algo, domain, metric))
+
+    def best(self, domain: str, metric: str, *, higher_is_better: bool = True) -> set[str]:
+        """Algorithms with the best mean in a column (ties all marked); empty with fewer than 2 algos."""
+        means = {a: c.mean for a in self.algos if (c := self.cell(a, domain, metric)) and not math.isnan(c.mean)}
+        if len(means) < 2:
+            return set()
+        target = max(means.values()) if higher_is_better else min(means.values())
+        return {a for a, m in means.items() if m == target}
+
+    def columns(self) -> list[tuple[str, str]]:
+        return [(d, m) for d in self.domains for m in self.metrics if any((a, d, m) in self.cells for a in self.algos)]
+
+
+def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | None = None) -> ResultTable:
+    """Group rows by (algo, domain, metric) and take mean and sample std over seeds."""
+    rows = list(rows)
+    suites = sorted({str(r["suite"]) for r in rows})
+    values: dict[tuple[str, str, str], list[float]] = {}
+    algos: list[str] = []
+    domains: list[str] = []
+    metrics: list[str] = []
+    seeds: dict[str, list[int]] = {}
+    for r in rows:
+        algo, domain, metric = str(r["algo"]), str(r["domain"]), str(r["metric"])
+        for seq, item in ((algos, algo), (domains, domain), (metrics, metric)):
+            if item not in seq:
+                seq.append(item)
+        values.setdefault((algo, domain, metric), []).append(float(r["value"]))
+        seeds.setdefault(algo, [])
+        if int(r["seed"]) not in seeds[algo]:
+            seeds[algo].append(int(r["seed"]))
+    if algo_order:
+        algos = [a for a in algo_order if a in algos] + [a for a in algos if a not in algo_order]
+    if "overall" in domains:
+        domains = [d for d in domains if d != "overall"] + ["overall"]
+    metrics = [m for m in METRIC_ORDER if m in metrics] + [m for m in metrics if m not in METRIC_ORDER]
+    cells = {k: Cell(*mean_std(v)) for k, v in values.items()}
+    return ResultTable(", ".join(suites), algos, domains, metrics, cells, {a: sorted(s) for a, s in seeds.items()})
+
+
+def predictions_path(out_dir: Path, algo: str, seed: int) -> Path | None:
+    """The predictions file of (algo, seed) in an output folder (``predictions/index.json`` first)."""
+    out_dir = Path(out_dir)
+    index = out_dir / "predictions" / "index.json"
+    if index.exists():
+        rel = json.loads(index.read_text()).get(f"{algo}|{seed}")
+        if rel and (out_dir / rel).exists():
+            return out_dir / rel
+    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in algo)
+    path = out_dir / "predictions" / f"{safe}-seed{seed}.jsonl"
+    if path.exists():
+        return path
+    base, at, inputs = algo.partition("@")
+    if at:
+        safe_base = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)
+        path = out_dir / "predictions" / f"{safe_base}-seed{seed}@{inputs}.jsonl"
+        if path.exists():
+            return path
+    return None

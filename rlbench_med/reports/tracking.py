@@ -1,0 +1,397 @@
+"""MLflow tracking of a sweep: a parent run per ``rlbench-med run``, a child run per (algo, seed).
+
+Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``; the child run of a job has params
+``algo``, ``seed`` and every field of the resolved runner config, tags ``rlbench.algo``,
+``rlbench.suite``, ``rlbench.git_sha``; the runner's per-step metrics (``train/...``, ``adv/...``,
+``time/...``, ``eval/...``) and, when the job ends, its final ``eval/<domain>/<metric>`` values;
+artifacts ``config.yaml`` and ``predictions/*.jsonl``. The parent run gets the sweep's config,
+results.csv and the report files.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no global "active run"), so
+trackers work in threads and Ray workers alike, and metrics of one step go out in one
+``log_batch`` call. The driver owns every run's lifecycle: it creates child runs, a worker only
+logs into its run, and the driver ends each run FINISHED, FAILED or KILLED, so no run is left
+RUNNING after a crash or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlbench_med.runners.base import Job, JobResult
+
+EXPERIMENT_PREFIX = "rlbench-med/"
+PARENT_TAG = "mlflow.parentRunId"
+#: Tag of a child run mapping an eval metric prefix to its results.csv algo label.
+LABELS_TAG = "rlbench.eval_labels"
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+_MAX_PARAM_LEN = 6000
+_PARAMS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+
+
+def experiment_name(suite: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{suite}"
+
+
+def metric_key(key: str) -> str:
+    """MLflow-safe metric name: characters MLflow rejects (``+``, ``@``, ...) become ``_``."""
+    return _BAD_KEY_CHARS.sub("_", key)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> ``{"a.b": "value"}``; lists as JSON; values cut to MLflow's 6000 characters."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+            continue
+        if isinstance(value, (list, tuple)):
+            text = json.dumps([v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in value])
+        else:
+            text = str(value)
+        out[metric_key(name)] = text[:_MAX_PARAM_LEN]
+    return out
+
+
+def git_sha() -> str:
+    """The commit of the checkout the package runs from, or ``unknown`` (e.g. an installed wheel)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+            timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def client_for(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+class MLflowTracker:
+    """A :class:`~rlbench_med.runners.base.Tracker` logging into one existing MLflow run."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri = uri
+        self.run_id = run_id
+        self.client = client_for(uri)
+        self.last_step = 0
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        items = [Param(k, v) for k, v in flat.items()]
+        for i in range(0, len(items), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + _PARAMS_PER_BATCH], synchronous=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """One ``log_batch`` call per step (chunks of 1000 keys); None values are not metrics and are dropped."""
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        items = [Metric(metric_key(k), float(v), stamp, int(step)) for k, v in metrics.items() if v is not None]
+        self.last_step = max(self.last_step, int(step))
+        for i in range(0, len(items), _METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i : i + _METRICS_PER_BATCH], synchronous=True)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+@dataclass(frozen=True)
+class MLflowChild:
+    """A child run handle; picklable, so a Ray worker opens the same run."""
+
+    uri: str
+    run_id: str
+
+    def open(self) -> MLflowTracker:
+        return MLflowTracker(self.uri, self.run_id)
+
+
+def eval_labels(job: Job, labels: Iterable[str]) -> dict[str, str]:
+    """Metric prefix per results.csv label of a job: its own label -> ``eval``;
+    ``<algo>@<inputs>`` -> ``eval-<inputs>`` (MLflow-safe), e.g. ``eval-ecg_text``."""
+    out: dict[str, str] = {}
+    for label in labels:
+        if label == job.algo:
+            out["eval"] = label
+        else:
+            suffix = label[len(job.algo) + 1 :] if label.startswith(job.algo + "@") else label
+            out[metric_key(f"eval-{suffix}").replace("/", "_")] = label
+    return out
+
+
+def final_metrics(job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], dict[str, str]]:
+    """results.csv rows of a job -> ``{"eval/<domain>/<metric>": value}`` and the label map."""
+    labels = eval_labels(job, dict.fromkeys(r["algo"] for r in rows))
+    prefix = {label: p for p, label in labels.items()}
+    metrics = {metric_key(f"{prefix[r['algo']]}/{r['domain']}/{r['metric']}"): float(r["value"]) for r in rows}
+    return metrics, labels
+
+
+@dataclass
+class MLflowSweepTracking:
+    """Parent/child run management of one sweep (implements ``runners.sweep.SweepTracking``)."""
+
+    uri: str
+    parent_id: str | None = None
+    experiment_id: str | None = None
+    children: dict[tuple[str, int], MLflowChild] = field(default_factory=dict)
+    closed: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def client(self) -> Any:
+        return client_for(self.uri)
+
+    def start(self, plan: Any) -> None:
+        client = self.client
+        name = experiment_name(plan.suite.name)
+        experiment = client.get_experiment_by_name(name)
+        # The kind tag makes the MLflow UI open the experiment on its training-runs view.
+        self.experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            name, tags={"mlflow.experimentKind": "custom_model_development"}
+        )
+        sha = git_sha()
+        run = client.create_run(
+            self.experiment_id,
+            run_name=plan.out_dir.name,
+            tags={
+                "rlbench.suite": plan.suite.name,
+                "rlbench.git_sha": sha,
+                "rlbench.profile": plan.profile,
+                "rlbench.runner": plan.runner.name,
+                "rlbench.executor": plan.executor,
+                "rlbench.out_dir": str(plan.out_dir),
+                "rlbench.role": "sweep",
+            },
+        )
+        self.parent_id = run.info.run_id
+        self._sha = sha
+        tracker = MLflowTracker(self.uri, self.parent_id)
+        tracker.log_params(
+            {"suite": plan.suite.name, "profile": plan.profile, "runner": plan.runner.name,
+             "executor": plan.executor, "algos": plan.algos, "seeds": plan.seeds, **plan.config_dict()}
+        )
+
+    def child(self, job: Job) -> MLflowChild:
+        if self.parent_id is None:
+            raise RuntimeError("MLflowSweepTracking.start(plan) must run before child(job)")
+        from rlbench_med.runners.sweep import config_to_dict
+
+        client = self.client
+        run = client.create_run(
+            self.experiment_id,
+            run_name=job.slug,
+            tags={
+                PARENT_TAG: self.parent_id,
+                "rlbench.algo": job.algo,
+                "rlbench.estimator": job.estimator,
+                "rlbench.seed": str(job.seed),
+                "rlbench.suite": job.suite,
+                "rlbench.git_sha": getattr(self, "_sha", None) or git_sha(),
+                "rlbench.role": "job",
+            },
+        )
+        handle = MLflowChild(self.uri, run.info.run_id)
+        config = config_to_dict(job.config)
+        tracker = handle.open()
+        tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, **config})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(yaml.safe_dump({"suite": job.suite, "algo": job.algo, "seed": job.seed,
+                                            "estimator": job.estimator, "config": config}, sort_keys=False))
+            tracker.log_artifact(path)
+        self.children[(job.algo, job.seed)] = handle
+        return handle
+
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None:
+        """Log the job's final eval metrics and predictions, then end its run with ``status``."""
+        handle = self.children[(job.algo, job.seed)]
+        client = self.client
+        tracker = handle.open()
+        if result is not None:
+            metrics, labels = final_metrics(job, result.rows)
+            latest = client.get_run(handle.run_id).data.metrics
+            changed = {k: v for k, v in metrics.items() if k not in latest or not _same(latest[k], v)}
+            step = int(getattr(job.config, "steps", 0) or 0)
+            extra = {f"time/{metric_key(k)}": float(v) for k, v in result.timings.items()}
+            tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
+            client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
+            for label, path in result.predictions.items():
+                if Path(path).exists():
+                    tracker.log_artifact(Path(path), "predictions")
+        if error:
+            client.set_tag(handle.run_id, "rlbench.error", error.strip().splitlines()[-1][:5000])
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "error.txt"
+                path.write_text(error)
+                tracker.log_artifact(path)
+        client.set_terminated(handle.run_id, status)
+        self.closed.add((job.algo, job.seed))
+
+    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None:
+        """End every child still open (KILLED after Ctrl-C, else FAILED) and the parent run."""
+        if self.parent_id is None:
+            return
+        client = self.client
+        for key, handle in self.children.items():
+            if key not in self.closed:
+                client.set_terminated(handle.run_id, "KILLED" if status == "KILLED" else "FAILED")
+                self.closed.add(key)
+        tracker = MLflowTracker(self.uri, self.parent_id)
+        for path in artifacts:
+            path = Path(path)
+            if path.is_dir():
+                tracker.log_artifact(path, path.name)
+            elif path.exists():
+                tracker.log_artifact(path)
+        client.set_terminated(self.parent_id, status)
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+# --------------------------------------------------------------------------------------------
+# reading a sweep back (for `rlbench-med report --experiment` and the report's curves)
+# --------------------------------------------------------------------------------------------
+Curves = dict[tuple[str, int], dict[str, list[tuple[int, float]]]]
+CURVE_PATTERNS = (
+    re.compile(r"^eval/[^/]+/f1$"),
+    re.compile(r"^train/([^/]+/)?reward_mean$"),
+    re.compile(r"^time/advantage_s$"),
+)
+
+
+class TrackingError(LookupError):
+    """An experiment or run that is not in the tracking store."""
+
+
+def find_parent_run(uri: str, experiment: str, run_id: str | None = None) -> Any:
+    """The sweep's parent run: ``run_id`` if given, else the latest parent run of ``experiment``."""
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX))
+        raise TrackingError(
+            f"no experiment {experiment!r} in {uri}; known: {', '.join(names) or '(none)'}"
+        )
+    if run_id:
+        return client.get_run(run_id)
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise TrackingError(f"experiment {experiment!r} in {uri} has no sweep (parent) run")
+    return runs[0]
+
+
+def child_runs(uri: str, parent: Any) -> list[Any]:
+    client = client_for(uri)
+    return list(
+        client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
+            order_by=["attributes.start_time ASC"], max_results=10000,
+        )
+    )
+
+
+def fetch_curves(uri: str, parent: Any, children: Sequence[Any] | None = None) -> Curves:
+    """``{(algo, seed): {key: [(step, value), ...]}}`` for the keys the report plots."""
+    client = client_for(uri)
+    curves: Curves = {}
+    for run in children if children is not None else child_runs(uri, parent):
+        algo = run.data.tags.get("rlbench.algo")
+        seed = run.data.tags.get("rlbench.seed")
+        if algo is None or seed is None:
+            continue
+        per: dict[str, list[tuple[int, float]]] = {}
+        for key in run.data.metrics:
+            if any(p.match(key) for p in CURVE_PATTERNS):
+                history = client.get_metric_history(run.info.run_id, key)
+                per[key] = sorted((m.step, m.value) for m in history)
+        curves[(algo, int(seed))] = per
+    return curves
+
+
+def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, Any]], Curves]:
+    """Rows of results.csv from the child runs' final eval metrics, predictions downloaded into ``dest``.
+
+    ``n`` of a row is the number of predictions lines of that domain (all lines for ``overall``).
+    Only FINISHED child runs count (a KILLED or FAILED job has no final results).
+    """
+    client = client_for(uri)
+    suite = parent.data.tags.get("rlbench.suite", "")
+    children = [r for r in child_runs(uri, parent) if r.info.status == "FINISHED"]
+    pred_dir = dest / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    index: dict[str, str] = {}
+    for run in children:
+        tags = run.data.tags
+        algo, seed = tags["rlbench.algo"], int(tags["rlbench.seed"])
+        labels = json.loads(tags.get(LABELS_TAG, "{}")) or {"eval": algo}
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "predictions")]
+        local: list[Path] = []
+        for art in artifacts:
+            local.append(Path(client.download_artifacts(run.info.run_id, art, str(pred_dir))))
+        for prefix, label in labels.items():
+            pred = _predictions_for(local, label, seed, algo)
+            counts = _domain_counts(pred) if pred else {}
+            if pred:
+                index[f"{label}|{seed}"] = str(Path("predictions") / pred.name)
+            for key, value in run.data.metrics.items():
+                parts = key.split("/")
+                if len(parts) != 3 or parts[0] != prefix:
+                    continue
+                domain, metric = parts[1], parts[2]
+                n = sum(counts.values()) if domain == "overall" else counts.get(domain, 0)
+                rows.append({"suite": suite, "algo": label, "seed": seed, "domain": domain, "metric": metric,
+                             "value": value, "n": n})
+    (pred_dir / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+    return rows, fetch_curves(uri, parent, children)
+
+
+def _predictions_for(files: Sequence[Path], label: str, seed: int, algo: str) -> Path | None:
+    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+    safe_algo = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in algo)
+    candidates = [f"{safe}-seed{seed}.jsonl"]
+    if label.startswith(algo + "@"):
+        candidates.append(f"{safe_algo}-seed{seed}@{label[len(algo) + 1:]}.jsonl")
+    for f in files:
+        if f.name in candidates:
+            return f
+    return None
+
+
+def _domain_counts(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                domain = json.loads(line)["domain"]
+                counts[domain] = counts.get(domain, 0) + 1
+    return counts

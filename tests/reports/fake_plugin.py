@@ -1,0 +1,129 @@
+"""A plugin for the sweep/report tests: a tiny suite, a runner that fakes training, an estimator.
+
+Loaded with ``--plugin tests/reports/fake_plugin.py`` (or ``load_plugin``). The runner writes
+deterministic predictions whose quality depends on the estimator (``QUALITY``) and the seed,
+computes results rows with the suite's metrics, and logs per-step metrics like a real runner.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbench_med.algorithms import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
+from rlbench_med.runners.base import RUNNERS, Job, JobResult, RunnerSpec, Tracker
+from rlbench_med.suites import SUITES, SuiteSpec, compute_metrics
+from rlbench_med.typed_config import ConfigError
+
+#: Probability that the fake policy predicts the true label, per estimator.
+QUALITY = {"drpo": 0.85, "grpo": 0.6, "rloo": 0.5, "fake_const": 0.3}
+DOMAINS = {"alpha": ("A1", "A2"), "beta": ("B1",)}
+CLASSES = ("x", "y", "z")
+N_PER_DATASET = 30
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    steps: int = 4
+    eval_every: int = 2
+    lr: float = 0.1
+    tag: str = "default"
+    fail_estimator: str = ""
+    sleep_s: float = 0.0
+    marker: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+
+
+def _records(job: Job) -> list[dict[str, Any]]:
+    truth_rng = np.random.default_rng(1234)  # the held-out set: the same for every job
+    rng = np.random.default_rng(1000 * job.seed + sum(map(ord, job.algo)))
+    q = QUALITY.get(job.estimator.split(":")[0], 0.5)
+    out = []
+    for domain, datasets in DOMAINS.items():
+        for dataset in datasets:
+            for i in range(N_PER_DATASET):
+                label = CLASSES[int(truth_rng.integers(len(CLASSES)))]
+                pred = label if rng.random() < q else CLASSES[int(rng.integers(len(CLASSES)))]
+                out.append({"uid": f"{dataset}:{i}", "domain": domain, "dataset": dataset,
+                            "labels": [label], "predicted": [pred]})
+    return out
+
+
+def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
+    cfg: FakeConfig = job.config
+    start = time.perf_counter()
+    if cfg.marker:
+        Path(cfg.marker).write_text(job.slug)
+    if cfg.sleep_s:
+        time.sleep(cfg.sleep_s)
+    if cfg.fail_estimator and job.estimator == cfg.fail_estimator:
+        raise RuntimeError(f"fake failure of {job.slug}")
+    records = _records(job)
+    rows = [{"suite": job.suite, "algo": job.algo, "seed": job.seed, **r} for r in compute_metrics(records)]
+    for step in range(1, cfg.steps + 1):
+        metrics = {"train/reward_mean": step / cfg.steps, "time/advantage_s": 0.001 * (1 + len(job.estimator))}
+        for domain in DOMAINS:
+            metrics[f"train/{domain}/reward_mean"] = step / cfg.steps / 2
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            for r in rows:
+                metrics[f"eval/{r['domain']}/{r['metric']}"] = r["value"] if step == cfg.steps else r["value"] * step / cfg.steps
+        tracker.log_metrics(metrics, step=step)
+    pred = job.out_dir / "predictions" / f"{job.slug}.jsonl"
+    pred.parent.mkdir(parents=True, exist_ok=True)
+    pred.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return JobResult(job=job, rows=rows, predictions={job.algo: pred}, wall_s=time.perf_counter() - start)
+
+
+def _check(job: Job) -> None:
+    if job.estimator == "sft":
+        raise ConfigError("the fake runner has no sft")
+
+
+def _prepare(jobs: Sequence[Job]) -> None:
+    return None
+
+
+def _plan(job: Job) -> list[str]:
+    return [f"fake-train --algo {job.estimator} --seed {job.seed} --steps {job.config.steps}"]
+
+
+RUNNER = RunnerSpec(name="fake", description="fakes training (tests)", config_cls=FakeConfig, check=_check,
+                    prepare=_prepare, run=_run, plan=_plan)
+RUNNERS.register("fake", RUNNER)
+
+SUITE = SuiteSpec(
+    name="fake_suite", description="two tiny domains (tests)", data="none", domains=tuple(DOMAINS),
+    metrics=("acc", "f1"), default_algos=("drpo", "grpo"), default_seeds=(0, 1),
+    profiles={"quick": {"data": {}, "run": {"steps": 3}, "seeds": (0, 1)},
+              "full": {"data": {}, "run": {"steps": 6, "eval_every": 3}, "seeds": (0, 1, 2)}},
+    variants={},
+)
+SUITES.register("fake_suite", SUITE)
+
+VARIANT_SUITE = SuiteSpec(
+    name="fake_variants", description="fake suite with variants (tests)", data="none", domains=tuple(DOMAINS),
+    metrics=("acc", "f1"), default_algos=("drpo",), default_seeds=(0,),
+    profiles={"quick": {"data": {}, "run": {"steps": 3}, "seeds": (0,)}},
+    variants={"small": {"lr": "0.01"}, "big": {"lr": "1.0"}},
+)
+SUITES.register("fake_variants", VARIANT_SUITE)
+
+
+@register_estimator("fake_const")
+class FakeConst(Estimator):
+    """Advantage = reward on every response token."""
+
+    description = "fake: advantage = reward (plugin test)"
+
+    def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
+        adv = inputs.rewards[:, None] * inputs.response_mask
+        return AdvantageOutput(advantages=adv, returns=adv, diagnostics={})

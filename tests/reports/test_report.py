@@ -1,0 +1,75 @@
+"""The results table and the report files, against hand-computed numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlbench_med.reports.report import make_report
+from rlbench_med.reports.results import ResultsError, build_table, load_results
+from rlbench_med.runners.sweep import ResultsWriter
+from tests.reports.test_stats import make_records
+
+
+def row(algo, seed, domain, metric, value, suite="climb_vision", n=10):
+    return dict(suite=suite, algo=algo, seed=seed, domain=domain, metric=metric, value=value, n=n)
+
+
+def test_table_is_mean_and_sample_std_over_seeds_with_best_marked() -> None:
+    rows = [row("drpo", s, "cxr", "f1", v) for s, v in enumerate([0.2, 0.4, 0.9])]
+    rows += [row("grpo", s, "cxr", "f1", v) for s, v in enumerate([0.1, 0.3])]
+    rows += [row("drpo", 0, "overall", "f1", 0.5), row("grpo", 0, "overall", "f1", 0.6)]
+    table = build_table(rows)
+    cell = table.cell("drpo", "cxr", "f1")
+    # mean (0.2+0.4+0.9)/3 = 0.5; sample variance ((-0.3)^2 + (-0.1)^2 + 0.4^2) / 2 = 0.13
+    assert (cell.mean, cell.std, cell.n_seeds) == pytest.approx((0.5, 0.13**0.5, 3))
+    assert table.cell("grpo", "cxr", "f1").mean == pytest.approx(0.2)
+    assert table.best("cxr", "f1") == {"drpo"} and table.best("overall", "f1") == {"grpo"}
+    assert table.domains == ["cxr", "overall"]
+    assert cell.format() == "0.500 ± 0.361"
+
+
+def test_results_csv_with_wrong_columns_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "results.csv").write_text("suite,algo,seed,domain,metric,value\n")
+    with pytest.raises(ResultsError, match="columns"):
+        load_results(tmp_path / "results.csv")
+
+
+def write_run(out: Path, qualities: dict[str, float], seeds=(0, 1), suite="climb_vision") -> None:
+    from rlbench_med.suites import compute_metrics
+
+    rows = []
+    (out / "predictions").mkdir(parents=True)
+    for algo, q in qualities.items():
+        for s in seeds:
+            recs = make_records(100 * s + int(q * 10), q, n=30, datasets=(("cxr", "MIMIC-CXR"), ("ct", "X")))
+            (out / "predictions" / f"{algo}-seed{s}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+            rows += [row(algo, s, r["domain"], r["metric"], r["value"], suite, r["n"]) for r in compute_metrics(recs)]
+    ResultsWriter(out / "results.csv", rows).flush()
+
+
+def test_report_files_hold_the_table_paper_numbers_and_marked_comparison(tmp_path: Path) -> None:
+    write_run(tmp_path, {"drpo": 0.95, "grpo": 0.4})
+    report = make_report(tmp_path, n_boot=300)
+    md = report.markdown.read_text()
+    html = report.html.read_text()
+    overall = report.table.cell("drpo", "overall", "f1")
+    assert f"**{overall.format()}**" in md  # best overall F1 in bold
+    assert "arXiv 2506.00711" in md and "the paper's numbers" in md
+    assert "| drpo | 0.687 | 0.115 |" in md  # the paper's DRPO CXR Acc / F1 (Table 2)
+    comp = {(c.domain, c.metric): c for c in report.comparisons["drpo"]}
+    assert comp[("overall", "f1")].significant
+    assert re.search(r"\| overall \| \+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\] \*", md)
+    assert "data:image/png;base64," in html and "<img" in html
+    assert not re.search(r"src=['\"](?!data:)", html)  # self-contained: no external files
+    assert (tmp_path / "figures" / "difference_vs_baseline.png").exists()
+
+
+def test_missing_baseline_is_said_in_the_report(tmp_path: Path) -> None:
+    write_run(tmp_path, {"drpo": 0.9, "rloo": 0.5})
+    report = make_report(tmp_path, n_boot=50)
+    assert not report.comparisons
+    assert "baseline 'grpo' is not in this run" in report.markdown.read_text()

@@ -1,0 +1,154 @@
+"""The sweep: config precedence, job expansion, results.csv, failures, resume (fake runner)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlbench_med.runners import sweep
+from rlbench_med.runners.base import RESULT_COLUMNS
+from rlbench_med.typed_config import ConfigError
+from tests.reports.conftest import PLUGIN
+
+
+def request(tmp_path: Path, **kw) -> sweep.SweepRequest:
+    base = dict(suite="fake_suite", runner="fake", out=tmp_path / "out", plugins=(PLUGIN,))
+    base.update(kw)
+    return sweep.SweepRequest(**base)
+
+
+def test_config_precedence_profile_then_file_then_set(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 7\nlr: 0.5\ntag: from_file\n")
+    plan = sweep.build_plan(request(tmp_path, profile="full", config_file=cfg_file, overrides={"lr": "0.25"}))
+    # eval_every from the profile, steps/tag from the file (over the profile's 6), lr from --set
+    assert (plan.config.eval_every, plan.config.steps, plan.config.tag, plan.config.lr) == (3, 7, "from_file", 0.25)
+    assert plan.config_sources == ["fake defaults", "suite profile", f"--config {cfg_file}", "--set"]
+    only_profile = sweep.build_plan(request(tmp_path, profile="full"))
+    assert (only_profile.config.steps, only_profile.config.lr) == (6, 0.1)
+
+
+def test_unknown_set_key_names_the_accepted_fields(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'stepz'.*accepted fields: .*steps"):
+        sweep.build_plan(request(tmp_path, overrides={"stepz": "3"}))
+
+
+def test_jobs_expand_algos_variants_and_seeds(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, suite="fake_variants", algos=("drpo", "grpo:eps=0.001"), seeds=(0, 5)))
+    labels = [(j.algo, j.estimator, j.seed, j.config.lr) for j in plan.jobs]
+    assert labels == [
+        ("drpo[small]", "drpo", 0, 0.01), ("drpo[small]", "drpo", 5, 0.01),
+        ("drpo[big]", "drpo", 0, 1.0), ("drpo[big]", "drpo", 5, 1.0),
+        ("grpo:eps=0.001[small]", "grpo:eps=0.001", 0, 0.01), ("grpo:eps=0.001[small]", "grpo:eps=0.001", 5, 0.01),
+        ("grpo:eps=0.001[big]", "grpo:eps=0.001", 0, 1.0), ("grpo:eps=0.001[big]", "grpo:eps=0.001", 5, 1.0),
+    ]
+
+
+def test_default_seeds_come_from_the_profile(tmp_path: Path) -> None:
+    assert sweep.build_plan(request(tmp_path, profile="full")).seeds == [0, 1, 2]
+
+
+def test_parse_algos_keeps_spec_options_together() -> None:
+    assert sweep.parse_algos("drpo:k_max=3,kl_damping=false,grpo") == ("drpo:k_max=3,kl_damping=false", "grpo")
+    assert sweep.parse_seeds("0-2,7") == (0, 1, 2, 7)
+    with pytest.raises(ConfigError, match="--seeds"):
+        sweep.parse_seeds("a")
+    with pytest.raises(ConfigError, match="twice"):
+        sweep.parse_algos("grpo,grpo")
+
+
+def test_plan_render_lists_everything_and_runner_lines(tmp_path: Path) -> None:
+    text = sweep.build_plan(request(tmp_path, algos=("drpo", "grpo"), seeds=(0, 1))).render()
+    for expected in ("suite      fake_suite", "drpo, grpo x seeds 0,1 = 4 jobs", "runner     fake", "executor   local",
+                     f"output     {tmp_path / 'out'}", "tracking", "fake-train --algo grpo --seed 1 --steps 3"):
+        assert expected in text
+
+
+def test_results_csv_has_exact_columns_and_config_is_saved(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("drpo", "grpo"), seeds=(0,)))
+    outcome = sweep.run_sweep(plan)
+    assert outcome.ok and outcome.status == "FINISHED"
+    with open(outcome.results_csv) as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == RESULT_COLUMNS == ("suite", "algo", "seed", "domain", "metric", "value", "n")
+    # 2 algos x 1 seed x (2 domains + overall) x (acc, f1)
+    assert len(rows) - 1 == 2 * 3 * 2
+    saved = yaml.safe_load((plan.out_dir / "config.yaml").read_text())
+    assert saved["config"]["steps"] == 3 and saved["algos"] == ["drpo", "grpo"]
+
+
+def test_a_failed_job_is_reported_and_the_others_kept(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo", "drpo", "rloo"), seeds=(0,),
+                                    overrides={"fail_estimator": "drpo"}))
+    outcome = sweep.run_sweep(plan)
+    assert outcome.status == "FAILED"
+    assert [(f.job.algo, f.error) for f in outcome.failures] == [("drpo", "RuntimeError: fake failure of drpo-seed0")]
+    algos = {r["algo"] for r in sweep.read_results(outcome.results_csv)}
+    assert algos == {"grpo", "rloo"}
+
+
+def test_ctrl_c_keeps_finished_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo", "drpo"), seeds=(0,)))
+    real_run = plan.runner.run
+
+    def run(job, tracker, resume):
+        if job.estimator == "drpo":
+            raise KeyboardInterrupt
+        return real_run(job, tracker, resume)
+
+    plan.runner = plan.runner.__class__(**{**plan.runner.__dict__, "run": run})
+    outcome = sweep.run_sweep(plan)
+    assert outcome.interrupted and outcome.status == "KILLED"
+    assert {r["algo"] for r in sweep.read_results(outcome.results_csv)} == {"grpo"}
+
+
+def test_resume_skips_finished_jobs_and_refuses_silent_overwrite(tmp_path: Path) -> None:
+    first = sweep.run_sweep(sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,))))
+    assert first.ok
+    with pytest.raises(sweep.SweepError, match="already holds a run"):
+        sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,)))
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0, 1), resume=True))
+    assert [(j.algo, j.seed) for j in plan.pending] == [("grpo", 1)]
+    outcome = sweep.run_sweep(plan)
+    rows = sweep.read_results(outcome.results_csv)
+    assert sorted({(r["algo"], r["seed"]) for r in rows}) == [("grpo", 0), ("grpo", 1)]
+    assert len(rows) == 2 * 6
+    with pytest.raises(sweep.SweepError, match="config differs"):
+        sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0, 1), resume=True, overrides={"lr": "0.3"}))
+
+
+def test_results_writer_is_atomic_and_checks_columns(tmp_path: Path) -> None:
+    writer = sweep.ResultsWriter(tmp_path / "r.csv")
+    row = dict(suite="s", algo="a", seed=0, domain="d", metric="f1", value=0.5, n=3)
+    writer.add([row])
+    assert sweep.read_results(tmp_path / "r.csv") == [{**row, "value": 0.5}]
+    assert not (tmp_path / "r.csv.tmp").exists()
+    with pytest.raises(sweep.SweepError, match="exactly the columns"):
+        writer.add([{**row, "extra": 1}])
+
+
+def test_generated_data_is_cached_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.suites import synth
+
+    calls = []
+
+    def fake_generate(suite, out, *, seed, profile):
+        calls.append((suite, seed, profile))
+        Path(out, "train.jsonl").write_text("")
+        Path(out, "test.jsonl").write_text("")
+        return {}
+
+    monkeypatch.setattr(synth, "generate", fake_generate)
+    monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: None)
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
+                                               plugins=(PLUGIN,)))
+    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed0"
+    assert "will be generated" in plan.data_note
+    sweep.ensure_data(plan)
+    sweep.ensure_data(plan)
+    assert calls == [("climb_vision", 0, "quick")]
+    assert sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "p",
+                                               plugins=(PLUGIN,))).data_note.endswith("(cached)")

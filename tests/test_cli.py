@@ -1,0 +1,179 @@
+"""The rlbench-med command: help, listing, exit codes, plugins, dry-run, data validation, reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rlbench_med.algorithms import list_estimators
+from rlbench_med.cli import main
+from rlbench_med.runners.sweep import read_results
+
+PLUGIN = str(Path(__file__).parent / "reports" / "fake_plugin.py")
+FAKE = ["--suite", "fake_suite", "--runner", "fake", "--plugin", PLUGIN]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracked(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    return mlflow_uri
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], ["run", "list", "report", "ui", "data"]),
+        (["run"], ["--suite", "--algos", "--seeds", "--profile", "--runner", "--executor", "--ray-address", "--data",
+                   "--out", "--set", "--config", "--plugin", "--resume", "--dry-run", "--baseline"]),
+        (["list"], ["algos", "suites"]),
+        (["report"], ["--experiment", "--out", "--results", "--baseline"]),
+        (["ui"], ["--port", "5000"]),
+        (["data", "synth"], ["--suite", "--out", "--seed", "--profile"]),
+        (["data", "validate"], ["file:line: field: message"]),
+    ],
+)
+def test_help_of_every_command(argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for word in expected:
+        assert word in out
+
+
+def test_list_algos_shows_every_estimator_and_sft(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "algos"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert set(list_estimators()) <= set(names) and "sft" in names
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # every name has a description
+
+
+def test_list_suites(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "suites"]) == 0
+    out = capsys.readouterr().out
+    for suite in ("climb_vision", "climb_ecg", "grounding", "mimic_fusion", "ablation_clusters", "ablation_rewards", "runtime"):
+        assert suite in out
+
+
+def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "algos", "--plugin", PLUGIN]) == 0
+    assert "fake_const" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--suite", "climb_visoin"], "unknown suite 'climb_visoin'. Did you mean 'climb_vision'"),
+        (["run", "--suite", "climb_vision", "--algos", "grpoo"], "unknown estimator 'grpoo'. Did you mean 'grpo'"),
+        (["run", "--suite", "climb_vision", "--set", "stepz=3"], "--set: unknown key 'stepz'; accepted fields:"),
+        (["run", "--suite", "climb_vision", "--set", "steps=many"], "expected an integer, got 'many'"),
+        (["run", "--suite", "climb_vision", "--profile", "huge"], "--profile 'huge' is not a profile"),
+        (["run", "--suite", "climb_vision", "--config", "missing.yaml"], "--config missing.yaml: cannot read"),
+        (["run", "--suite", "climb_vision", "--plugin", "no_such_plugin_mod"], "plugin module 'no_such_plugin_mod'"),
+        (["report", "--results", "nowhere"], "nowhere/results.csv"),
+    ],
+)
+def test_bad_requests_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rlbench-med: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0,1", "--set", "steps=2", "--out", "o", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "drpo, grpo x seeds 0,1 = 4 jobs" in out and "steps=2" in out
+    assert "fake-train --algo grpo --seed 1 --steps 2" in out  # the runner's launch lines
+    assert "tracking" in out and "experiment rlbench-med/fake_suite" in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_of_the_runtime_suite_uses_the_timing_runner(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--suite", "runtime", "--algos", "grpo", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "runner     timing" in out and "batch sizes [256, 1024]" in out
+
+
+def test_run_writes_results_report_and_prints_the_table(tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0,1", "--out", "o"]) == 0
+    out = capsys.readouterr().out
+    for name in ("results.csv", "report.md", "report.html", "config.yaml", "predictions/drpo-seed1.jsonl",
+                 "figures/difference_vs_baseline.png"):
+        assert (tmp_path / "o" / name).exists(), name
+    assert "drpo Acc" in out and "grpo F1" in out and "overall" in out
+    assert f"report: {tmp_path / 'o' / 'report.html'}" in out
+    # the report rebuilt from MLflow alone has the same table
+    assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "from_mlflow"]) == 0
+    rebuilt = capsys.readouterr().out
+    table = lambda text: [l for l in text.splitlines() if l.startswith(("│", "┃"))]  # noqa: E731,E741
+    assert table(rebuilt) == table(out)
+    assert main(["report", "--results", "o", "--out", "again"]) == 0
+    assert (tmp_path / "again" / "report.html").exists()
+
+
+def test_failed_job_exits_1_and_keeps_the_others(tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0", "--set", "fail_estimator=drpo", "--out", "o"]) == 1
+    assert "job drpo seed 0 failed: RuntimeError: fake failure of drpo-seed0" in capsys.readouterr().err
+    assert {r["algo"] for r in read_results(tmp_path / "o" / "results.csv")} == {"grpo"}
+
+
+def test_data_validate_prints_every_problem_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"problem": "p", "answer": "Pneumonia", "dataset": "MIMIC-CXR"}\n{"answer": 3}\nnot json\n')
+    (data / "test.jsonl").write_text('{"problem": "p", "answer": "Pneumonia", "dataset": "NoSuchSet"}\n')
+    assert main(["data", "validate", str(data)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{data / 'train.jsonl'}:2: problem:") or line.startswith("train.jsonl:2: problem:")
+               for line in out), out
+    assert any(":3: " in line for line in out) and any("test.jsonl:1: dataset:" in line for line in out)
+    for line in out:
+        assert line.count(": ") >= 2 and "Traceback" not in line
+    assert main(["data", "validate", str(tmp_path / "absent")]) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_marks_runs_killed(tmp_path: Path, tracked: str) -> None:
+    marker = tmp_path / "started"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracked, "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlbench_med.cli", "run", *FAKE, "--algos", "grpo", "--seeds", "0", "--out", "o",
+         "--set", "sleep_s=60", "--set", f"marker={marker}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    client = MlflowClient(tracked)
+    exp = client.get_experiment_by_name("rlbench-med/fake_suite")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`rlbench.out_dir` = '{tmp_path / 'o'}'")
+    assert [r.info.status for r in runs] == ["KILLED"]
+    children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{runs[0].info.run_id}'")
+    assert [r.info.status for r in children] == ["KILLED"]
+    assert (tmp_path / "o" / "results.csv").read_text().startswith("suite,algo,seed,domain,metric,value,n")
