@@ -27,7 +27,7 @@ from rlbench_med.runners.openrlhf.launch import split_argv
 from rlbench_med.typed_config import ConfigError
 from tests.runners.openrlhf.conftest import openrlhf_experience
 
-README = Path(__file__).resolve().parents[3] / "rlbench_med" / "runners" / "openrlhf" / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def job(estimator: str, tmp_path: Path, **config: object) -> Job:
