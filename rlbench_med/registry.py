@@ -128,6 +128,12 @@ class Registry(Generic[T]):
         except RegistryError:
             return None
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests and plugins that clean up after themselves)."""
+        if name not in self._entries:
+            raise RegistryError(self._unknown_message(name))
+        del self._entries[name]
+
     # -- lookup -------------------------------------------------------------------------------
     def get(self, name: str) -> T:
         self._load_entry_points()

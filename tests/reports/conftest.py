@@ -16,7 +16,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
-    load_plugin(PLUGIN)
+    load_plugin(PLUGIN)  # unregistered again by tests/conftest.py after each test
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,7 @@ def check(job: Job) -> None:
         if flag in owned:
             raise ConfigError(
                 f"openrlhf_args: {flag} is set by the runner (see the flag table in "
-                "README.md, "Training on a GPU cluster"); change the matching config field instead"
+                "README.md, section Training on a GPU cluster); change the matching config field instead"
             )
 
 
@@ -169,7 +169,7 @@ def _require_runtime() -> None:
     if missing:
         raise ConfigError(
             f"the openrlhf runner needs {', '.join(missing)} on this machine (GPU only): "
-            'pip install -e ".[openrlhf]" (see README.md, "Training on a GPU cluster"); '
+            'pip install -e ".[openrlhf]" (see README.md, section Training on a GPU cluster); '
             "--dry-run shows the plan without them"
         )
 

@@ -1,0 +1,206 @@
+"""Every knob of the local runner, in one frozen dataclass (``--set key=value`` targets its fields).
+
+Each field carries its help text in ``metadata["help"]`` (see :func:`describe_fields`); invariants
+are checked once in ``__post_init__`` and raise :class:`~rlbench_med.typed_config.ConfigError`
+saying which field to change and how.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rlbench_med.typed_config import ConfigError
+
+#: Reward-weight presets understood by ``suites.rewards`` (a preset name or four numbers).
+REWARD_PRESETS = ("paper", "release")
+#: Modalities that an ``eval_inputs`` entry may combine with ``+`` (``full`` keeps them all).
+INPUT_MODALITIES = ("text", "vision", "ecg")
+
+
+def _knob(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def parse_reward_weights(spec: str) -> str | tuple[float, float, float, float]:
+    """``"paper"`` -> ``"paper"``; ``"0.6,0.2,0.1,0.1"`` (or ``:``/``;`` separated) -> 4 floats.
+
+    The four numbers weight accuracy, IoU, format and length rewards, in that order.
+    """
+    text = spec.strip()
+    if text in REWARD_PRESETS:
+        return text
+    parts = [p for p in text.replace(";", ",").replace(":", ",").split(",") if p.strip()]
+    if len(parts) != 4:
+        raise ConfigError(
+            f"reward_weights: {spec!r} is neither a preset ({', '.join(REWARD_PRESETS)}) nor four numbers "
+            "'acc,iou,format,length' (e.g. 0.6,0.2,0.1,0.1)"
+        )
+    try:
+        weights = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"reward_weights: {spec!r} holds a value that is not a number") from None
+    if any(w < 0 for w in weights):
+        raise ConfigError(f"reward_weights: {spec!r} has a negative weight; use weights >= 0")
+    return weights  # type: ignore[return-value]
+
+
+def parse_eval_input(name: str) -> frozenset[str]:
+    """``"full"`` -> every modality; ``"ecg+text"`` -> ``{"ecg", "text"}``; unknown parts raise."""
+    text = name.strip()
+    if text == "full":
+        return frozenset(INPUT_MODALITIES)
+    parts = frozenset(p.strip() for p in text.split("+") if p.strip())
+    unknown = sorted(parts - set(INPUT_MODALITIES))
+    if not parts or unknown:
+        raise ConfigError(
+            f"eval_inputs: {name!r} is not 'full' or a '+'-joined subset of {', '.join(INPUT_MODALITIES)} "
+            f"(e.g. ecg+text)"
+        )
+    return parts
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Configuration of the local PyTorch runner (policy, SFT base, RL loop, evaluation)."""
+
+    # -- RL loop --------------------------------------------------------------------------------
+    steps: int = _knob(150, "RL steps (policy updates) per job; the sft algorithm uses the same sample budget")
+    prompts_per_step: int = _knob(16, "training prompts sampled per RL step")
+    n_rollouts: int = _knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
+    temperature: float = _knob(1.0, "sampling temperature of training rollouts (evaluation is greedy)")
+    lr: float = _knob(1e-3, "AdamW learning rate of the RL updates and of the sft baseline's steps")
+    weight_decay: float = _knob(0.0, "AdamW weight decay (RL and SFT)")
+    clip_low: float = _knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
+    clip_high: float = _knob(0.3, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
+    kl_coef: float = _knob(0.01, "coefficient of the KL to the frozen base policy (0 disables it)")
+    kl_mode: Literal["loss", "reward"] = _knob(
+        "loss", "'loss': add kl_coef * k3 KL to the loss; 'reward': subtract kl_coef * KL from the reward"
+    )
+    epochs: int = _knob(1, "passes over each step's rollouts")
+    minibatches: int = _knob(1, "minibatches per epoch (each is one optimizer step)")
+    grad_clip: float = _knob(1.0, "max global gradient norm (0 disables clipping)")
+    vf_coef: float = _knob(0.5, "value-loss weight of the critic (estimators that require values)")
+    critic_lr: float = _knob(1e-3, "AdamW learning rate of the critic")
+    group_by: Literal["domain", "dataset"] = _knob(
+        "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
+    )
+    # -- rewards --------------------------------------------------------------------------------
+    reward_weights: str = _knob(
+        "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
+    )
+    iou_reduce: Literal["max", "mean"] = _knob("max", "how the IoU reward reduces over predicted boxes")
+    # -- evaluation / bookkeeping ---------------------------------------------------------------
+    eval_every: int = _knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
+    eval_max_samples: int = _knob(0, "cap on held-out samples per evaluation (0: all)")
+    eval_inputs: tuple[str, ...] = _knob(
+        (), "input sets of the final evaluation ('full', 'text', 'ecg+text', 'vision+text'); empty: the suite's"
+    )
+    checkpoint_every: int = _knob(50, "save a resumable checkpoint every N steps (0: never)")
+    progress: bool = _knob(True, "show a progress bar per run (only on a terminal)")
+    device: Literal["auto", "cpu", "cuda"] = _knob("auto", "'auto' uses one GPU when present, else the CPU")
+    # -- SFT base and the sft baseline ----------------------------------------------------------
+    sft_steps: int = _knob(300, "supervised steps of the shared base policy (the warm start)")
+    sft_fraction: float = _knob(0.2, "fraction of the training split labelled for the base's SFT")
+    sft_batch_size: int = _knob(32, "batch size of the base's SFT")
+    sft_lr: float = _knob(2e-3, "AdamW learning rate of the base's SFT (the sft baseline uses lr, like RL runs)")
+    base_seed: int = _knob(0, "seed of the base (shared by every algorithm and seed of a sweep)")
+    # -- policy ---------------------------------------------------------------------------------
+    policy: str = _knob(
+        "builtin", "'builtin' (modality encoders + small transformer) or 'hf:/local/dir' (a local HF causal LM)"
+    )
+    backbone: Literal["qwen2", "llama"] = _knob("qwen2", "transformers config family of the builtin policy")
+    d_model: int = _knob(64, "width of the builtin transformer")
+    n_layers: int = _knob(2, "layers of the builtin transformer")
+    n_heads: int = _knob(4, "attention heads of the builtin transformer (must divide d_model)")
+    image_size: int = _knob(32, "side of the square image fed to the image encoder")
+    image_tokens: int = _knob(4, "prefix tokens of the image encoder (a square number)")
+    signal_length: int = _knob(256, "samples per lead fed to the signal encoder (resampled)")
+    signal_leads: int = _knob(12, "leads fed to the signal encoder (padded or cut)")
+    signal_tokens: int = _knob(4, "prefix tokens of the signal encoder")
+    text_buckets: int = _knob(2048, "hash buckets of the bag-of-words record encoder")
+    text_words: int = _knob(96, "words of the problem text kept by the record encoder")
+    max_labels: int = _knob(3, "most diagnosis labels in one answer")
+    box_bins: int = _knob(16, "quantisation bins per box coordinate")
+    reasoning_tokens: int = _knob(0, "free reasoning tokens generated before the answer (0: none)")
+    reasoning_vocab: int = _knob(16, "size of the reasoning-token vocabulary")
+    modality_dropout: float | None = _knob(
+        None,
+        "probability of dropping the image / the signal of a training prompt; "
+        "None: 0.3 when the suite evaluates input ablations, else 0",
+    )
+    max_new_tokens: int = _knob(48, "generation limit of an hf: policy")
+
+    def __post_init__(self) -> None:
+        positive = (
+            "steps", "prompts_per_step", "n_rollouts", "epochs", "minibatches", "sft_batch_size", "d_model",
+            "n_layers", "n_heads", "image_size", "image_tokens", "signal_length", "signal_leads",
+            "signal_tokens", "text_buckets", "text_words", "max_labels", "box_bins", "reasoning_vocab",
+            "max_new_tokens",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        non_negative = ("weight_decay", "kl_coef", "grad_clip", "vf_coef", "eval_every", "eval_max_samples",
+                        "checkpoint_every", "sft_steps", "reasoning_tokens")
+        for name in non_negative:
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        for name in ("lr", "critic_lr", "sft_lr", "temperature"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if not 0 <= self.clip_low < 1:
+            raise ConfigError(f"clip_low must be in [0, 1) (ratio >= 1 - clip_low), got {self.clip_low}")
+        if self.clip_high < 0:
+            raise ConfigError(f"clip_high must be >= 0, got {self.clip_high}")
+        if not 0 < self.sft_fraction <= 1:
+            raise ConfigError(f"sft_fraction must be in (0, 1], got {self.sft_fraction}")
+        if self.modality_dropout is not None and not 0 <= self.modality_dropout < 1:
+            raise ConfigError(f"modality_dropout must be in [0, 1) or None (auto), got {self.modality_dropout}")
+        if self.minibatches > self.prompts_per_step * self.n_rollouts:
+            raise ConfigError(
+                f"minibatches ({self.minibatches}) exceeds the rollouts per step "
+                f"({self.prompts_per_step} x {self.n_rollouts}); lower minibatches"
+            )
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ConfigError(
+                f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}) with an even head size"
+            )
+        side = round(self.image_tokens**0.5)
+        if side * side != self.image_tokens:
+            raise ConfigError(f"image_tokens must be a square number (1, 4, 9, ...), got {self.image_tokens}")
+        if self.image_size < 4 * side:
+            raise ConfigError(f"image_size ({self.image_size}) must be >= 4 * sqrt(image_tokens) = {4 * side}")
+        if self.signal_length < 16 * self.signal_tokens:
+            raise ConfigError(f"signal_length ({self.signal_length}) must be >= 16 * signal_tokens")
+        parse_reward_weights(self.reward_weights)
+        for item in self.eval_inputs:
+            parse_eval_input(item)
+        if len(set(self.eval_inputs)) != len(self.eval_inputs):
+            raise ConfigError(f"eval_inputs lists an input set twice: {self.eval_inputs}")
+        if self.policy != "builtin" and not (self.policy.startswith("hf:") and len(self.policy) > 3):
+            raise ConfigError(
+                f"policy must be 'builtin' or 'hf:/path/to/local/model', got {self.policy!r}"
+            )
+
+    @property
+    def hf_path(self) -> str | None:
+        """The local directory of an ``hf:`` policy, else ``None``."""
+        return self.policy[3:] if self.policy.startswith("hf:") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``{field: value}`` (tuples as lists), for trackers, hashes and checkpoints."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def describe_fields(cls: type = LocalConfig) -> dict[str, str]:
+    """``{field: help text}`` of a config dataclass (for ``--help`` style listings)."""
+    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}

@@ -1,0 +1,452 @@
+"""One job of the local runner, top to bottom: base -> RL (or SFT) steps -> evaluations -> result.
+
+An RL step:
+
+1. sample ``prompts_per_step`` training prompts (image / signal dropped with ``modality_dropout``);
+2. sample ``n_rollouts`` answers each at ``temperature``; score them with ``suites.rewards``;
+3. old log-probs (current policy), reference log-probs (frozen base); critic values and a greedy
+   rollout per prompt only when the estimator ``requires`` them;
+4. ``AdvantageInputs`` -> the estimator (the only algorithm-specific line);
+5. ``epochs`` x ``minibatches`` AdamW updates of the token-level clipped surrogate
+   ``-min(r A, clip(r, 1 - clip_low, 1 + clip_high) A)`` with ``r = exp(logp - old)``, token-mean
+   over all response tokens of the minibatch, plus ``kl_coef`` x k3 KL to the reference
+   (``kl_mode=loss``; with ``kl_mode=reward`` the KL is subtracted from the rewards instead).
+
+Metrics use the contract's keys (``train/...``, ``adv/...``, ``time/...``, ``eval/...``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlbench_med.runners.base import Job, JobResult, Tracker
+from rlbench_med.runners.config import LocalConfig, parse_eval_input, parse_reward_weights
+from rlbench_med.runners.local.checkpoint import (
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from rlbench_med.runners.local.inputs import EncodedSplit
+from rlbench_med.runners.local.loss import clipped_surrogate, k3_kl
+from rlbench_med.runners.local.policy import masked_mean
+from rlbench_med.runners.local.rollout import Rollouts
+from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, sft_update
+from rlbench_med.typed_config import ConfigError
+
+SFT_ALGO = "sft"
+EVAL_BATCH = 256
+
+
+class StopRequested(Exception):
+    """Raised by :func:`run_job` when ``stop_after`` steps are done (tests simulate a killed run)."""
+
+
+def resolve_device(config: LocalConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but torch sees no GPU; use device=auto or cpu")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def suite_eval_inputs(job: Job) -> tuple[str, ...]:
+    """The final evaluation's input sets: the config's, else the suite's, else ``("full",)``."""
+    if job.config.eval_inputs:
+        return tuple(job.config.eval_inputs)
+    from rlbench_med.suites.spec import get_suite
+
+    return tuple(get_suite(job.suite).eval_inputs) or ("full",)
+
+
+def dropout_probability(config: LocalConfig, eval_inputs: tuple[str, ...]) -> float:
+    """``modality_dropout``, or 0.3 when any input ablation is evaluated (so ablated evals are meaningful)."""
+    if config.modality_dropout is not None:
+        return config.modality_dropout
+    return 0.3 if any(x != "full" for x in eval_inputs) else 0.0
+
+
+def make_reward_fn(config: LocalConfig) -> Any:
+    from rlbench_med.suites.rewards import RewardFunction, RewardWeights
+
+    weights = parse_reward_weights(config.reward_weights)
+    if not isinstance(weights, str):
+        weights = RewardWeights(*weights)
+    return RewardFunction(weights=weights, iou_reduce=config.iou_reduce)
+
+
+def make_agent(config: LocalConfig, data_dir: Path, device: torch.device) -> Any:
+    """The policy adapter: builtin (modality encoders) or ``hf:`` (a local HF causal LM)."""
+    if config.hf_path is not None:
+        from rlbench_med.runners.local.hf_policy import HFAgent, encode_text_data
+
+        return HFAgent(config, encode_text_data(data_dir, config), device)
+    from rlbench_med.runners.local.inputs import encode_data
+    from rlbench_med.runners.local.rollout import BuiltinAgent
+
+    return BuiltinAgent(config, encode_data(data_dir, config), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------------------------
+def evaluate(agent: Any, model: torch.nn.Module, split: EncodedSplit, reward_fn: Any, inputs: str,
+             max_samples: int) -> list[dict[str, Any]]:
+    """Greedy answers to the held-out split with only the modalities of ``inputs``; one record per sample."""
+    keep = parse_eval_input(inputs)
+    n = len(split) if max_samples <= 0 else min(max_samples, len(split))
+    records: list[dict[str, Any]] = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, n, EVAL_BATCH):
+            idx = torch.arange(start, min(n, start + EVAL_BATCH))
+            drop = (torch.full((len(idx),), "vision" not in keep), torch.full((len(idx),), "ecg" not in keep))
+            ro = agent.sample(model, split, idx, drop, 1, 1.0, True, None)
+            for k, answer in zip(idx.tolist(), agent.answers(ro, split)):
+                sample = split.samples[k]
+                record: dict[str, Any] = {"uid": sample.uid, "domain": sample.domain, "dataset": sample.dataset,
+                                          "labels": list(sample.labels), "predicted": list(answer.labels)}
+                iou = reward_fn.iou(sample, answer.boxes)
+                if iou is not None:
+                    record["iou"] = float(iou)
+                records.append(record)
+    return records
+
+
+def eval_metrics(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from rlbench_med.suites.metrics import compute_metrics
+
+    return compute_metrics(records)
+
+
+# ---------------------------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Timings:
+    """Seconds spent per phase, summed over the run's steps (kept across a resume).
+
+    ``generate_s``: sampling plus the forward passes that prepare the estimator's inputs (old and
+    reference log-probs, critic values, the greedy baseline); ``score_s``: rewards;
+    ``advantage_s``: the estimator call; ``update_s``: the optimizer steps (all of an SFT step);
+    ``step_s``: whole training steps; ``eval_s``: held-out evaluations (not part of ``step_s``).
+    """
+
+    generate_s: float = 0.0
+    score_s: float = 0.0
+    advantage_s: float = 0.0
+    update_s: float = 0.0
+    eval_s: float = 0.0
+    step_s: float = 0.0
+    rollouts: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        out = {k: float(getattr(self, k)) for k in ("generate_s", "score_s", "advantage_s", "update_s", "eval_s",
+                                                     "step_s")}
+        out["rollouts"] = float(self.rollouts)
+        out["rollouts_per_s"] = self.rollouts / self.step_s if self.step_s > 0 else 0.0
+        return out
+
+
+class LocalTrainer:
+    """State of one job: agent, policy, reference, optimizer(s), estimator, RNG and timings."""
+
+    def __init__(self, job: Job, base_state: dict[str, Tensor], agent: Any, drop_p: float) -> None:
+        cfg: LocalConfig = job.config
+        self.job, self.cfg, self.agent, self.drop_p = job, cfg, agent, drop_p
+        self.split = agent.encoded.train
+        self.is_sft = job.estimator == SFT_ALGO
+        torch.manual_seed(job.seed)
+        self.generator = torch.Generator().manual_seed(job.seed)
+        self.policy = agent.new_model()
+        self.policy.load_state_dict(base_state)
+        self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        # The sft baseline uses the RL runs' optimizer settings, so the two differ only in the objective.
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.reward_fn = make_reward_fn(cfg)
+        self.estimator = None
+        self.critic = None
+        self.critic_optimizer = None
+        if not self.is_sft:
+            from rlbench_med.algorithms import make_estimator
+
+            self.estimator = make_estimator(job.estimator)
+            if "values" in self.estimator.requires:
+                self.critic = agent.new_critic(self.policy)
+                self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
+        data = agent.encoded.data
+        if cfg.group_by == "domain":
+            self.group_names = tuple(data.domains)
+            self.group_of = [self.group_names.index(s.domain) for s in self.split.samples]
+        else:
+            self.group_names = tuple(sorted({s.dataset for s in self.split.samples}))
+            self.group_of = [self.group_names.index(s.dataset) for s in self.split.samples]
+        self.domain_names = tuple(data.domains)
+        self.timings = Timings()
+        self.step = 0
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "critic": self.critic.state_dict() if self.critic is not None else {},
+            "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer is not None else {},
+            "estimator": self.estimator.state_dict() if self.estimator is not None else {},
+            "rng": capture_rng(self.generator),
+            "timings": {k: v for k, v in self.timings.as_dict().items() if k in Timings.__dataclass_fields__},
+            "config": self._config_key(),
+            "estimator_spec": self.job.estimator,
+        }
+
+    def _config_key(self) -> str:
+        """The config a checkpoint must match to be resumed (display-only knobs left out)."""
+        return json.dumps({k: v for k, v in self.cfg.to_dict().items() if k != "progress"}, sort_keys=True)
+
+    def load(self, state: dict[str, Any], path: Path) -> None:
+        if state["config"] != self._config_key() or state["estimator_spec"] != self.job.estimator:
+            raise ConfigError(
+                f"checkpoint {path} was written with another config or estimator; delete "
+                f"{path.parent} or run without --resume"
+            )
+        self.policy.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.estimator is not None:
+            self.estimator.load_state_dict(state["estimator"])
+        restore_rng(state["rng"], self.generator)
+        for k, v in state["timings"].items():
+            setattr(self.timings, k, int(v) if k == "rollouts" else float(v))
+        self.step = int(state["step"])
+
+    # -- steps ------------------------------------------------------------------------------------
+    def sft_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        start = time.perf_counter()
+        idx = torch.randint(len(self.split), (cfg.prompts_per_step,), generator=self.generator)
+        self.policy.train()
+        loss = sft_update(self.agent, self.policy, self.optimizer, self.split, idx, self.drop_p, self.generator,
+                          cfg.grad_clip)
+        elapsed = time.perf_counter() - start
+        self.timings.update_s += elapsed
+        self.timings.step_s += elapsed
+        self.timings.rollouts += len(idx)
+        return {"train/sft_loss": loss, "time/step_s": elapsed}
+
+    def _score(self, ro: Rollouts) -> tuple[Tensor, list[Any]]:
+        answers = self.agent.answers(ro, self.split)
+        scores = [self.reward_fn.score(self.split.samples[k], a) for k, a in zip(ro.sample_idx.tolist(), answers)]
+        return torch.tensor([s.total for s in scores], dtype=torch.float32), scores
+
+    def rl_step(self) -> dict[str, float]:
+        from rlbench_med.algorithms import AdvantageInputs
+
+        cfg, agent, est = self.cfg, self.agent, self.estimator
+        assert est is not None
+        t0 = time.perf_counter()
+        idx = torch.randint(len(self.split), (cfg.prompts_per_step,), generator=self.generator)
+        drop = draw_drop(len(idx), self.drop_p, self.generator)
+        self.policy.eval()
+        with torch.no_grad():
+            ro = agent.sample(self.policy, self.split, idx, drop, cfg.n_rollouts, cfg.temperature, False,
+                              self.generator)
+        t1 = time.perf_counter()
+        outcome, scores = self._score(ro)
+        t2 = time.perf_counter()
+        requires = est.requires
+        with torch.no_grad():
+            old_lp = agent.logprobs(self.policy, ro, cfg.temperature)
+            ref_lp = agent.logprobs(self.reference, ro, cfg.temperature)
+            values = agent.values(self.critic, ro) if self.critic is not None else None
+            baseline = None
+            if "baseline_rewards" in requires:
+                greedy = agent.sample(self.policy, self.split, idx, drop, 1, 1.0, True, None)
+                baseline = self._score(greedy)[0].repeat_interleave(cfg.n_rollouts)
+        t3 = time.perf_counter()
+        mask = ro.mask.cpu()
+        kl_tok = (old_lp - ref_lp).cpu() * mask
+        rewards = outcome
+        token_rewards = None
+        if cfg.kl_mode == "reward" and cfg.kl_coef > 0:
+            last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)
+            token_rewards = -cfg.kl_coef * kl_tok + last.float() * outcome[:, None]
+            rewards = token_rewards.sum(1)
+        inputs = AdvantageInputs(
+            rewards=rewards,
+            response_mask=mask,
+            group_ids=ro.group.cpu(),
+            domains=torch.tensor([self.group_of[k] for k in ro.sample_idx.tolist()], dtype=torch.long),
+            domain_names=self.group_names,
+            token_rewards=token_rewards,
+            values=values.cpu() if values is not None else None,
+            baseline_rewards=baseline,
+            old_logprobs=old_lp.cpu(),
+            ref_logprobs=ref_lp.cpu(),
+        )
+        ta = time.perf_counter()
+        out = est(inputs)  # the only algorithm-specific line
+        advantage_s = time.perf_counter() - ta
+        t4 = time.perf_counter()
+        stats = self._update(ro, out.advantages.to(ro.mask.device), out.returns.to(ro.mask.device), old_lp, ref_lp)
+        t5 = time.perf_counter()
+
+        tm = self.timings
+        tm.generate_s += (t1 - t0) + (t3 - t2)
+        tm.score_s += t2 - t1
+        tm.advantage_s += advantage_s
+        tm.update_s += t5 - t4
+        tm.step_s += t5 - t0
+        tm.rollouts += len(ro)
+        metrics = {
+            "train/reward_mean": float(outcome.mean()),
+            "train/accuracy_reward": float(sum(s.accuracy for s in scores) / len(scores)),
+            "train/kl": float(masked_mean(k3_kl(old_lp.cpu(), ref_lp.cpu()), mask)),
+            "time/advantage_s": advantage_s,
+            "time/step_s": t5 - t0,
+            "time/generate_s": (t1 - t0) + (t3 - t2),
+            "time/score_s": t2 - t1,
+            "time/update_s": t5 - t4,
+            "train/rollouts_per_s": len(ro) / (t5 - t0),
+            **stats,
+        }
+        per_domain: dict[str, list[float]] = defaultdict(list)
+        for k, r in zip(ro.sample_idx.tolist(), outcome.tolist()):
+            per_domain[self.split.samples[k].domain].append(r)
+        for domain, values_ in per_domain.items():
+            metrics[f"train/{domain}/reward_mean"] = sum(values_) / len(values_)
+        for key, value in out.diagnostics.items():
+            metrics[f"adv/{key}"] = float(value)
+        return metrics
+
+    def _update(self, ro: Rollouts, adv: Tensor, returns: Tensor, old_lp: Tensor, ref_lp: Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        self.policy.train()
+        b = len(ro)
+        sums: dict[str, float] = defaultdict(float)
+        n_updates = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(b, generator=self.generator).to(ro.mask.device)
+            for rows in order.chunk(cfg.minibatches):
+                mb = ro.subset(rows)
+                mask = mb.mask
+                logp = self.agent.logprobs(self.policy, mb, cfg.temperature)
+                pg_loss, clip_frac = clipped_surrogate(logp, old_lp[rows], adv[rows], mask, cfg.clip_low,
+                                                       cfg.clip_high)
+                loss = pg_loss
+                if cfg.kl_mode == "loss" and cfg.kl_coef > 0:
+                    loss = loss + cfg.kl_coef * masked_mean(k3_kl(logp, ref_lp[rows]), mask)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                sums["train/pg_loss"] += float(pg_loss.detach())
+                sums["train/clip_frac"] += float(clip_frac)
+                if self.critic is not None:
+                    v = self.agent.values(self.critic, mb)
+                    v_loss = cfg.vf_coef * masked_mean((v - returns[rows]) ** 2, mask)
+                    self.critic_optimizer.zero_grad(set_to_none=True)
+                    v_loss.backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+                    self.critic_optimizer.step()
+                    sums["train/value_loss"] += float(v_loss.detach())
+                n_updates += 1
+        return {k: v / n_updates for k, v in sums.items()}
+
+    def evaluate(self, inputs: str = "full") -> list[dict[str, Any]]:
+        start = time.perf_counter()
+        records = evaluate(self.agent, self.policy, self.agent.encoded.test, self.reward_fn, inputs,
+                           self.cfg.eval_max_samples)
+        self.timings.eval_s += time.perf_counter() - start
+        return records
+
+
+def _eval_log(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {f"eval/{r['domain']}/{r['metric']}": float(r["value"]) for r in rows}
+
+
+def _progress(cfg: LocalConfig, job: Job, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=initial, desc=f"{job.suite} {job.algo} s{job.seed}", unit="step",
+                disable=not (cfg.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+
+
+def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int | None = None) -> JobResult:
+    """Train and evaluate one job (see the module docstring); ``stop_after`` simulates a kill."""
+    cfg: LocalConfig = job.config
+    wall = time.perf_counter()
+    device = resolve_device(cfg)
+    agent = make_agent(cfg, job.data_dir, device)
+    eval_inputs = suite_eval_inputs(job)
+    drop_p = dropout_probability(cfg, eval_inputs)
+    base_state, base_file, _ = load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type)
+    trainer = LocalTrainer(job, base_state, agent, drop_p)
+    ckpt_dir = Path(job.out_dir) / "checkpoints" / job.slug
+    resumed_from = latest_checkpoint(ckpt_dir) if resume else None
+    if resumed_from is not None:
+        trainer.load(load_checkpoint(resumed_from), resumed_from)
+    else:
+        tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, "suite": job.suite,
+                            "base": str(base_file), **{f"config.{k}": v for k, v in cfg.to_dict().items()}})
+        if cfg.eval_every > 0:
+            tracker.log_metrics(_eval_log(eval_metrics(trainer.evaluate())), step=0)
+    bar = _progress(cfg, job, trainer.step)
+    try:
+        while trainer.step < cfg.steps:
+            metrics = trainer.sft_step() if trainer.is_sft else trainer.rl_step()
+            trainer.step += 1
+            step = trainer.step
+            if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.steps:
+                metrics.update(_eval_log(eval_metrics(trainer.evaluate())))
+            tracker.log_metrics(metrics, step=step)
+            if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                save_checkpoint(ckpt_dir, step, trainer.state())
+            bar.update(1)
+            rate = trainer.timings.rollouts / max(trainer.timings.step_s, 1e-9)
+            bar.set_postfix(reward=f"{metrics.get('train/reward_mean', float('nan')):.3f}", rollouts_s=f"{rate:.0f}")
+            if stop_after is not None and step >= stop_after:
+                raise StopRequested(f"stopped after step {step}")
+    finally:
+        bar.close()
+
+    rows: list[dict[str, Any]] = []
+    predictions: dict[str, Path] = {}
+    pred_dir = Path(job.out_dir) / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for inputs in eval_inputs:
+        records = trainer.evaluate(inputs)
+        metric_rows = eval_metrics(records)
+        label = job.algo if inputs == "full" else f"{job.algo}@{inputs}"
+        path = pred_dir / (f"{job.slug}.jsonl" if inputs == "full" else f"{job.slug}@{inputs}.jsonl")
+        with path.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+        predictions[label] = path
+        tracker.log_artifact(path)
+        if inputs == "full":
+            tracker.log_metrics(_eval_log(metric_rows), step=cfg.steps)
+        else:
+            # MLflow metric names allow neither '@' nor '+': eval_inputs/ecg_text/overall/f1.
+            safe = inputs.replace("+", "_")
+            tracker.log_metrics({f"eval_inputs/{safe}/{r['domain']}/{r['metric']}": float(r["value"])
+                                 for r in metric_rows}, step=cfg.steps)
+        for r in metric_rows:
+            rows.append({"suite": job.suite, "algo": label, "seed": job.seed, "domain": r["domain"],
+                         "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"])})
+    timings = trainer.timings.as_dict()
+    return JobResult(job=job, rows=rows, predictions=predictions, wall_s=time.perf_counter() - wall, timings=timings)

@@ -1,0 +1,26 @@
+"""Fixtures shared by every test: registries are restored after each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from rlbench_med.algorithms import ESTIMATORS
+from rlbench_med.runners.base import RUNNERS
+from rlbench_med.suites import SUITES
+
+
+@pytest.fixture(autouse=True)
+def _restore_registries() -> Iterator[None]:
+    """Names a test or a plugin registers must not leak into other tests."""
+    registries = (ESTIMATORS, SUITES, RUNNERS)
+    before = [set(reg.names()) for reg in registries]
+    plugins_before = {m for m in sys.modules if m.startswith("rlbench_med_plugin_")}
+    yield
+    for reg, names in zip(registries, before):
+        for name in set(reg.names()) - names:
+            reg.unregister(name)
+    for module in {m for m in sys.modules if m.startswith("rlbench_med_plugin_")} - plugins_before:
+        del sys.modules[module]

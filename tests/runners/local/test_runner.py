@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from rlbench_med.algorithms import list_estimators, make_estimator
+from rlbench_med.runners.base import Job, MemoryTracker
+from rlbench_med.runners.local import RUNNER
+from rlbench_med.runners.local.checkpoint import latest_checkpoint
+from rlbench_med.runners.local.inputs import encode_data
+from rlbench_med.runners.local.rollout import BuiltinAgent
+from rlbench_med.runners.local.train import StopRequested, run_job
+from rlbench_med.typed_config import ConfigError
+from tests.runners.local.tiny_hf import write_tiny_hf_model
+
+MakeJob = Callable[..., Job]
+
+
+def _run(job: Job) -> tuple[list[dict], MemoryTracker]:
+    tracker = MemoryTracker()
+    result = RUNNER.run(job, tracker, False)
+    return result.rows, tracker
+
+
+def _train_metrics(tracker: MemoryTracker) -> list[tuple[int, dict]]:
+    return [(s, {k: v for k, v in m.items() if not k.startswith("time/") and "rollouts_per_s" not in k})
+            for s, m in tracker.metrics]
+
+
+def test_same_seed_gives_identical_numbers(make_job: MakeJob, tmp_path: Path) -> None:
+    rows_a, tr_a = _run(make_job(out=tmp_path / "a"))
+    rows_b, tr_b = _run(make_job(out=tmp_path / "b"))
+    assert rows_a == rows_b
+    assert _train_metrics(tr_a) == _train_metrics(tr_b)
+    _, tr_c = _run(make_job(seed=1, out=tmp_path / "c"))
+    assert tr_c.history("train/reward_mean") != tr_a.history("train/reward_mean")
+
+
+def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(make_job: MakeJob, tmp_path: Path) -> None:
+    # drpo_release keeps a history across steps, so its estimator state must survive the restart too.
+    full_rows, full_tr = _run(make_job("drpo_release", out=tmp_path / "full"))
+    job = make_job("drpo_release", out=tmp_path / "killed")
+    killed = MemoryTracker()
+    with pytest.raises(StopRequested):
+        run_job(job, killed, False, stop_after=3)
+    assert latest_checkpoint(tmp_path / "killed" / "checkpoints" / job.slug).name == "step2.pt"
+    resumed = MemoryTracker()
+    result = RUNNER.run(job, resumed, True)
+    assert result.rows == full_rows
+    assert _train_metrics(resumed) == [(s, m) for s, m in _train_metrics(full_tr) if s > 2]
+    changed = dataclasses.replace(job, config=dataclasses.replace(job.config, lr=0.5))
+    with pytest.raises(ConfigError, match="another config"):
+        RUNNER.run(changed, MemoryTracker(), True)
+
+
+def test_checkpoints_load_with_weights_only(make_job: MakeJob, tmp_path: Path) -> None:
+    job = make_job("ppo", out=tmp_path / "ck")
+    _run(job)
+    state = torch.load(tmp_path / "ck" / "checkpoints" / job.slug / "step2.pt", weights_only=True)
+    assert state["step"] == 2
+    assert {"model", "optimizer", "critic", "critic_optimizer", "estimator", "rng"} <= set(state)
+    assert set(state["rng"]) == {"generator", "torch", "numpy", "python"}
+
+
+@pytest.mark.parametrize("name", list_estimators())
+def test_every_estimator_trains_a_couple_of_steps(make_job: MakeJob, name: str, tmp_path: Path) -> None:
+    job = make_job(name, steps=2, eval_every=0, checkpoint_every=0, out=tmp_path)
+    RUNNER.check(job)
+    rows, tracker = _run(job)
+    assert {r["algo"] for r in rows} == {name}
+    assert {("overall", "f1"), ("overall", "acc"), ("overall", "iou")} <= {(r["domain"], r["metric"]) for r in rows}
+    steps = [s for s, m in tracker.metrics if "train/reward_mean" in m]
+    assert steps == [1, 2]
+    assert all(torch.isfinite(torch.tensor(m["train/reward_mean"])) for _, m in tracker.metrics if "train/reward_mean" in m)
+
+
+def test_sft_baseline_and_prediction_files(make_job: MakeJob, tmp_path: Path) -> None:
+    job = make_job("sft", steps=2, eval_inputs=("full", "text"), out=tmp_path)
+    tracker = MemoryTracker()
+    result = RUNNER.run(job, tracker, False)
+    assert tracker.history("eval_inputs/text/overall/f1")[0][0] == 2
+    assert len(tracker.history("eval/overall/f1")) == 2  # the base at step 0, the final policy at step 2
+    assert set(result.predictions) == {"sft", "sft@text"}
+    assert result.predictions["sft"].name == "sft-seed0.jsonl"
+    assert result.predictions["sft@text"].name == "sft-seed0@text.jsonl"
+    lines = [json.loads(x) for x in result.predictions["sft"].read_text().splitlines()]
+    assert len(lines) == 24
+    assert {"domain", "dataset", "labels", "predicted"} <= set(lines[0])
+    assert {r["algo"] for r in result.rows} == {"sft", "sft@text"}
+    assert all(set(r) == {"suite", "algo", "seed", "domain", "metric", "value", "n"} for r in result.rows)
+
+
+def test_bad_configs_fail_in_check_with_one_line(make_job: MakeJob, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="n_rollouts >= 2") as info:
+        RUNNER.check(make_job("grpo", n_rollouts=1))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="(?i)did you mean"):
+        RUNNER.check(make_job("grpoo"))
+    with pytest.raises(ConfigError, match="k_maxx"):
+        RUNNER.check(dataclasses.replace(make_job("drpo"), estimator="drpo:k_maxx=3"))
+    with pytest.raises(ConfigError, match="config.json"):
+        RUNNER.check(make_job("grpo", policy=f"hf:{tmp_path / 'nothing'}"))
+    model_dir = write_tiny_hf_model(tmp_path / "tiny_hf")
+    with pytest.raises(ConfigError, match="requires 'values'"):
+        RUNNER.check(make_job("ppo", policy=f"hf:{model_dir}"))
+
+
+def test_cached_generation_matches_full_recompute(tiny_root: Path, make_job: MakeJob) -> None:
+    config = make_job().config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    torch.manual_seed(0)
+    model = agent.new_model().eval()
+    split = agent.encoded.train
+    idx = torch.arange(12)
+    ro = agent.sample(model, split, idx, None, 1, 1.0, True, None)
+    prefix, prefix_mask = model.prefix(ro.prompts)
+    with torch.no_grad():
+        # Greedy decoding re-run token by token without the KV cache.
+        tokens = ro.tokens.clone()
+        for t in range(tokens.shape[1]):
+            hidden = model.hidden(prefix, prefix_mask, tokens[:, : t + 1])[:, t]
+            logits = model.lm_head(hidden).masked_fill(~ro.extra["allowed"][:, t], float("-inf"))
+            on = ro.mask[:, t] > 0
+            assert torch.equal(logits.argmax(-1)[on], ro.tokens[on, t])
+        logp = agent.logprobs(model, ro)
+    assert bool((logp <= 0).all()) and bool((logp[ro.mask == 0] == 0).all())
+
+
+def test_hf_policy_runs_with_a_tiny_local_model(make_job: MakeJob, tmp_path: Path) -> None:
+    model_dir = write_tiny_hf_model(tmp_path / "tiny_hf")
+    job = make_job("grpo", policy=f"hf:{model_dir}", steps=2, prompts_per_step=2, n_rollouts=2, sft_steps=2,
+                   sft_batch_size=2, max_new_tokens=12, eval_every=0, checkpoint_every=0, eval_max_samples=4,
+                   out=tmp_path)
+    RUNNER.check(job)
+    rows, tracker = _run(job)
+    assert {r["domain"] for r in rows} >= {"overall"}
+    assert len(tracker.history("train/reward_mean")) == 2
+    assert make_estimator("grpo").min_group_size == 2
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"reasoning_tokens": 2, "kl_mode": "reward", "group_by": "dataset", "epochs": 2, "minibatches": 3},
+        {"backbone": "llama", "kl_coef": 0.0, "grad_clip": 0.0, "modality_dropout": 0.5},
+    ],
+)
+def test_optional_knobs_train(make_job: MakeJob, tmp_path: Path, knobs: dict) -> None:
+    job = make_job("drpo", steps=2, eval_every=0, checkpoint_every=0, out=tmp_path, **knobs)
+    rows, tracker = _run(job)
+    assert any(r["domain"] == "overall" for r in rows)
+    step = {k: v for s, m in tracker.metrics if s == 2 for k, v in m.items()}
+    assert set(step) >= {"train/reward_mean", "train/kl", "time/advantage_s", "time/step_s"}
+    if knobs.get("group_by") == "dataset":
+        assert any(k.startswith("adv/drpo/CMMD") or "/CMMD/" in k for k in step), sorted(step)
