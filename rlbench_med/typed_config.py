@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -129,3 +130,28 @@ def apply_overrides(config: C, overrides: dict[str, Any], *, what: str = "config
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{what}: {exc}") from exc
+
+
+def knob(default: Any, help: str) -> Any:
+    """A dataclass field with its help text in ``metadata["help"]`` (see :func:`describe_fields`)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def describe_fields(cls: type) -> dict[str, str]:
+    """``{field: help text}`` of a config dataclass built with :func:`knob`."""
+    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}
+
+
+def to_plain_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as YAML/JSON-able ``{field: value}`` (tuples become lists, paths strings)."""
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from rlbench_med.runners.base import Job, JobResult
+from rlbench_med.typed_config import to_plain_dict
 
 EXPERIMENT_PREFIX = "rlbench-med/"
 PARENT_TAG = "mlflow.parentRunId"
@@ -198,7 +199,6 @@ class MLflowSweepTracking:
     def child(self, job: Job) -> MLflowChild:
         if self.parent_id is None:
             raise RuntimeError("MLflowSweepTracking.start(plan) must run before child(job)")
-        from rlbench_med.runners.sweep import config_to_dict
 
         client = self.client
         run = client.create_run(
@@ -215,7 +215,7 @@ class MLflowSweepTracking:
             },
         )
         handle = MLflowChild(self.uri, run.info.run_id)
-        config = config_to_dict(job.config)
+        config = to_plain_dict(job.config)
         tracker = handle.open()
         tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, **config})
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,17 +1,16 @@
 """Every knob of the local runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
-Each field carries its help text in ``metadata["help"]`` (see :func:`describe_fields`); invariants
+Each field carries its help text in ``metadata["help"]`` (see :func:`rlbench_med.typed_config.describe_fields`); invariants
 are checked once in ``__post_init__`` and raise :class:`~rlbench_med.typed_config.ConfigError`
 saying which field to change and how.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlbench_med.typed_config import ConfigError
+from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
 
 #: Reward-weight presets understood by ``suites.rewards`` (a preset name or four numbers).
 REWARD_PRESETS = ("paper", "release")
@@ -19,8 +18,6 @@ REWARD_PRESETS = ("paper", "release")
 INPUT_MODALITIES = ("text", "vision", "ecg")
 
 
-def _knob(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 def parse_reward_weights(spec: str) -> str | tuple[float, float, float, float]:
@@ -66,71 +63,71 @@ class LocalConfig:
     """Configuration of the local PyTorch runner (policy, SFT base, RL loop, evaluation)."""
 
     # -- RL loop --------------------------------------------------------------------------------
-    steps: int = _knob(150, "RL steps (policy updates) per job; the sft algorithm uses the same sample budget")
-    prompts_per_step: int = _knob(16, "training prompts sampled per RL step")
-    n_rollouts: int = _knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
-    temperature: float = _knob(1.0, "sampling temperature of training rollouts (evaluation is greedy)")
-    lr: float = _knob(1e-3, "AdamW learning rate of the RL updates and of the sft baseline's steps")
-    weight_decay: float = _knob(0.0, "AdamW weight decay (RL and SFT)")
-    clip_low: float = _knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
-    clip_high: float = _knob(0.3, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
-    kl_coef: float = _knob(0.01, "coefficient of the KL to the frozen base policy (0 disables it)")
-    kl_mode: Literal["loss", "reward"] = _knob(
+    steps: int = knob(150, "RL steps (policy updates) per job; the sft algorithm uses the same sample budget")
+    prompts_per_step: int = knob(16, "training prompts sampled per RL step")
+    n_rollouts: int = knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
+    temperature: float = knob(1.0, "sampling temperature of training rollouts (evaluation is greedy)")
+    lr: float = knob(1e-3, "AdamW learning rate of the RL updates and of the sft baseline's steps")
+    weight_decay: float = knob(0.0, "AdamW weight decay (RL and SFT)")
+    clip_low: float = knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
+    clip_high: float = knob(0.3, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
+    kl_coef: float = knob(0.01, "coefficient of the KL to the frozen base policy (0 disables it)")
+    kl_mode: Literal["loss", "reward"] = knob(
         "loss", "'loss': add kl_coef * k3 KL to the loss; 'reward': subtract kl_coef * KL from the reward"
     )
-    epochs: int = _knob(1, "passes over each step's rollouts")
-    minibatches: int = _knob(1, "minibatches per epoch (each is one optimizer step)")
-    grad_clip: float = _knob(1.0, "max global gradient norm (0 disables clipping)")
-    vf_coef: float = _knob(0.5, "value-loss weight of the critic (estimators that require values)")
-    critic_lr: float = _knob(1e-3, "AdamW learning rate of the critic")
-    group_by: Literal["domain", "dataset"] = _knob(
+    epochs: int = knob(1, "passes over each step's rollouts")
+    minibatches: int = knob(1, "minibatches per epoch (each is one optimizer step)")
+    grad_clip: float = knob(1.0, "max global gradient norm (0 disables clipping)")
+    vf_coef: float = knob(0.5, "value-loss weight of the critic (estimators that require values)")
+    critic_lr: float = knob(1e-3, "AdamW learning rate of the critic")
+    group_by: Literal["domain", "dataset"] = knob(
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward_weights: str = _knob(
+    reward_weights: str = knob(
         "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
     )
-    iou_reduce: Literal["max", "mean"] = _knob("max", "how the IoU reward reduces over predicted boxes")
+    iou_reduce: Literal["max", "mean"] = knob("max", "how the IoU reward reduces over predicted boxes")
     # -- evaluation / bookkeeping ---------------------------------------------------------------
-    eval_every: int = _knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
-    eval_max_samples: int = _knob(0, "cap on held-out samples per evaluation (0: all)")
-    eval_inputs: tuple[str, ...] = _knob(
+    eval_every: int = knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
+    eval_max_samples: int = knob(0, "cap on held-out samples per evaluation (0: all)")
+    eval_inputs: tuple[str, ...] = knob(
         (), "input sets of the final evaluation ('full', 'text', 'ecg+text', 'vision+text'); empty: the suite's"
     )
-    checkpoint_every: int = _knob(50, "save a resumable checkpoint every N steps (0: never)")
-    progress: bool = _knob(True, "show a progress bar per run (only on a terminal)")
-    device: Literal["auto", "cpu", "cuda"] = _knob("auto", "'auto' uses one GPU when present, else the CPU")
+    checkpoint_every: int = knob(50, "save a resumable checkpoint every N steps (0: never)")
+    progress: bool = knob(True, "show a progress bar per run (only on a terminal)")
+    device: Literal["auto", "cpu", "cuda"] = knob("auto", "'auto' uses one GPU when present, else the CPU")
     # -- SFT base and the sft baseline ----------------------------------------------------------
-    sft_steps: int = _knob(300, "supervised steps of the shared base policy (the warm start)")
-    sft_fraction: float = _knob(0.2, "fraction of the training split labelled for the base's SFT")
-    sft_batch_size: int = _knob(32, "batch size of the base's SFT")
-    sft_lr: float = _knob(2e-3, "AdamW learning rate of the base's SFT (the sft baseline uses lr, like RL runs)")
-    base_seed: int = _knob(0, "seed of the base (shared by every algorithm and seed of a sweep)")
+    sft_steps: int = knob(300, "supervised steps of the shared base policy (the warm start)")
+    sft_fraction: float = knob(0.2, "fraction of the training split labelled for the base's SFT")
+    sft_batch_size: int = knob(32, "batch size of the base's SFT")
+    sft_lr: float = knob(2e-3, "AdamW learning rate of the base's SFT (the sft baseline uses lr, like RL runs)")
+    base_seed: int = knob(0, "seed of the base (shared by every algorithm and seed of a sweep)")
     # -- policy ---------------------------------------------------------------------------------
-    policy: str = _knob(
+    policy: str = knob(
         "builtin", "'builtin' (modality encoders + small transformer) or 'hf:/local/dir' (a local HF causal LM)"
     )
-    backbone: Literal["qwen2", "llama"] = _knob("qwen2", "transformers config family of the builtin policy")
-    d_model: int = _knob(64, "width of the builtin transformer")
-    n_layers: int = _knob(2, "layers of the builtin transformer")
-    n_heads: int = _knob(4, "attention heads of the builtin transformer (must divide d_model)")
-    image_size: int = _knob(32, "side of the square image fed to the image encoder")
-    image_tokens: int = _knob(4, "prefix tokens of the image encoder (a square number)")
-    signal_length: int = _knob(256, "samples per lead fed to the signal encoder (resampled)")
-    signal_leads: int = _knob(12, "leads fed to the signal encoder (padded or cut)")
-    signal_tokens: int = _knob(4, "prefix tokens of the signal encoder")
-    text_buckets: int = _knob(2048, "hash buckets of the bag-of-words record encoder")
-    text_words: int = _knob(96, "words of the problem text kept by the record encoder")
-    max_labels: int = _knob(3, "most diagnosis labels in one answer")
-    box_bins: int = _knob(16, "quantisation bins per box coordinate")
-    reasoning_tokens: int = _knob(0, "free reasoning tokens generated before the answer (0: none)")
-    reasoning_vocab: int = _knob(16, "size of the reasoning-token vocabulary")
-    modality_dropout: float | None = _knob(
+    backbone: Literal["qwen2", "llama"] = knob("qwen2", "transformers config family of the builtin policy")
+    d_model: int = knob(64, "width of the builtin transformer")
+    n_layers: int = knob(2, "layers of the builtin transformer")
+    n_heads: int = knob(4, "attention heads of the builtin transformer (must divide d_model)")
+    image_size: int = knob(32, "side of the square image fed to the image encoder")
+    image_tokens: int = knob(4, "prefix tokens of the image encoder (a square number)")
+    signal_length: int = knob(256, "samples per lead fed to the signal encoder (resampled)")
+    signal_leads: int = knob(12, "leads fed to the signal encoder (padded or cut)")
+    signal_tokens: int = knob(4, "prefix tokens of the signal encoder")
+    text_buckets: int = knob(2048, "hash buckets of the bag-of-words record encoder")
+    text_words: int = knob(96, "words of the problem text kept by the record encoder")
+    max_labels: int = knob(3, "most diagnosis labels in one answer")
+    box_bins: int = knob(16, "quantisation bins per box coordinate")
+    reasoning_tokens: int = knob(0, "free reasoning tokens generated before the answer (0: none)")
+    reasoning_vocab: int = knob(16, "size of the reasoning-token vocabulary")
+    modality_dropout: float | None = knob(
         None,
         "probability of dropping the image / the signal of a training prompt; "
         "None: 0.3 when the suite evaluates input ablations, else 0",
     )
-    max_new_tokens: int = _knob(48, "generation limit of an hf: policy")
+    max_new_tokens: int = knob(48, "generation limit of an hf: policy")
 
     def __post_init__(self) -> None:
         positive = (
@@ -194,13 +191,5 @@ class LocalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{field: value}`` (tuples as lists), for trackers, hashes and checkpoints."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        return to_plain_dict(self)
 
-
-def describe_fields(cls: type = LocalConfig) -> dict[str, str]:
-    """``{field: help text}`` of a config dataclass (for ``--help`` style listings)."""
-    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}

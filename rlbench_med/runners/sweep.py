@@ -34,7 +34,7 @@ import yaml
 
 from rlbench_med.registry import load_plugin
 from rlbench_med.runners.base import RESULT_COLUMNS, RUNNERS, Job, JobResult, RunnerSpec, Tracker, cache_dir
-from rlbench_med.typed_config import ConfigError, apply_overrides
+from rlbench_med.typed_config import ConfigError, apply_overrides, to_plain_dict
 
 SFT = "sft"
 EXECUTORS = ("local", "ray")
@@ -105,7 +105,7 @@ class Plan:
         return {"num_cpus": 1, "num_gpus": 1 if _wants_gpu(job.config) else 0}
 
     def config_dict(self) -> dict[str, Any]:
-        return config_to_dict(self.config)
+        return to_plain_dict(self.config)
 
     def render(self) -> str:
         """Human-readable plan: suite, data, algos x seeds, runner, executor, output, tracking."""
@@ -151,23 +151,6 @@ def _wants_gpu(config: Any) -> bool:
 
         return bool(torch.cuda.is_available())
     return False
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as plain YAML/JSON-able ``{field: value}`` (tuples become lists)."""
-    to_dict = getattr(config, "to_dict", None)
-    raw = to_dict() if callable(to_dict) else dataclasses.asdict(config)
-    return {k: _plain(v) for k, v in raw.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _non_default(config: Any) -> dict[str, Any]:

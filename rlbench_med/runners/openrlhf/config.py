@@ -8,18 +8,15 @@ Which OpenRLHF flag each field becomes is the table in :mod:`rlbench_med.runners
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from rlbench_med.runners.config import parse_reward_weights
-from rlbench_med.typed_config import ConfigError
+from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
 
 
-def _knob(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -27,73 +24,73 @@ class OpenRLHFConfig:
     """Configuration of the OpenRLHF runner: model, rollouts, PPO update, KL, cluster layout."""
 
     # -- model ----------------------------------------------------------------------------------
-    model: str = _knob(
+    model: str = knob(
         "", "local directory (or hub id, where the cluster has internet) of the policy, e.g. a Qwen2.5-VL checkpoint"
     )
-    vlm: bool | None = _knob(
+    vlm: bool | None = knob(
         None, "whether the model sees images; None: detect from the model's config.json (a vision_config entry)"
     )
-    freeze_visual_encoder: bool = _knob(True, "train the language model only; the vision tower stays frozen")
-    max_images_per_prompt: int = _knob(1, "most images of one prompt (vLLM reserves room for them); export checks it")
-    system_prompt: str = _knob(
+    freeze_visual_encoder: bool = knob(True, "train the language model only; the vision tower stays frozen")
+    max_images_per_prompt: int = knob(1, "most images of one prompt (vLLM reserves room for them); export checks it")
+    system_prompt: str = knob(
         "", "system message put before every prompt (empty: none; the answer format is in the user turn)"
     )
     # -- rollouts -------------------------------------------------------------------------------
-    n_samples_per_prompt: int = _knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
-    rollout_batch_size: int = _knob(64, "prompts per RL step (OpenRLHF's rollout batch)")
-    micro_rollout_batch_size: int = _knob(8, "rollouts per GPU in one forward pass while making experience")
-    temperature: float = _knob(1.0, "sampling temperature of training rollouts (evaluation and ReMax are greedy)")
-    top_p: float = _knob(1.0, "nucleus sampling of training rollouts")
-    max_new_tokens: int = _knob(1024, "generation limit per rollout")
-    max_len: int = _knob(4096, "limit of prompt + response tokens")
-    max_samples: int = _knob(0, "cap on training prompts taken from the export (0: all)")
+    n_samples_per_prompt: int = knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
+    rollout_batch_size: int = knob(64, "prompts per RL step (OpenRLHF's rollout batch)")
+    micro_rollout_batch_size: int = knob(8, "rollouts per GPU in one forward pass while making experience")
+    temperature: float = knob(1.0, "sampling temperature of training rollouts (evaluation and ReMax are greedy)")
+    top_p: float = knob(1.0, "nucleus sampling of training rollouts")
+    max_new_tokens: int = knob(1024, "generation limit per rollout")
+    max_len: int = knob(4096, "limit of prompt + response tokens")
+    max_samples: int = knob(0, "cap on training prompts taken from the export (0: all)")
     # -- PPO update -----------------------------------------------------------------------------
-    train_batch_size: int = _knob(128, "rollouts per optimizer step, over all GPUs")
-    micro_train_batch_size: int = _knob(2, "rollouts per GPU per forward/backward pass")
-    num_episodes: int = _knob(1, "passes over the training prompts")
-    max_epochs: int = _knob(1, "PPO epochs over each step's rollouts")
-    lr: float = _knob(1e-6, "AdamW learning rate of the actor")
-    critic_lr: float = _knob(9e-6, "AdamW learning rate of the critic (estimators that require values)")
-    clip_low: float = _knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
-    clip_high: float = _knob(0.28, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
-    kl_coef: float = _knob(1e-3, "coefficient of the KL to the reference policy (0: no reference model)")
-    kl_mode: Literal["loss", "reward"] = _knob(
+    train_batch_size: int = knob(128, "rollouts per optimizer step, over all GPUs")
+    micro_train_batch_size: int = knob(2, "rollouts per GPU per forward/backward pass")
+    num_episodes: int = knob(1, "passes over the training prompts")
+    max_epochs: int = knob(1, "PPO epochs over each step's rollouts")
+    lr: float = knob(1e-6, "AdamW learning rate of the actor")
+    critic_lr: float = knob(9e-6, "AdamW learning rate of the critic (estimators that require values)")
+    clip_low: float = knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
+    clip_high: float = knob(0.28, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
+    kl_coef: float = knob(1e-3, "coefficient of the KL to the reference policy (0: no reference model)")
+    kl_mode: Literal["loss", "reward"] = knob(
         "loss", "'loss': kl_coef * KL added to the actor loss; 'reward': kl_coef * KL subtracted from the reward"
     )
-    kl_estimator: Literal["k1", "k2", "k3"] | None = _knob(
+    kl_estimator: Literal["k1", "k2", "k3"] | None = knob(
         None, "Schulman's KL estimator; None: k3 with kl_mode=loss, k1 with kl_mode=reward (OpenRLHF's advice)"
     )
-    group_by: Literal["domain", "dataset"] = _knob(
+    group_by: Literal["domain", "dataset"] = knob(
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward_weights: str = _knob(
+    reward_weights: str = knob(
         "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
     )
-    iou_reduce: Literal["max", "mean"] = _knob("max", "how the IoU reward reduces over predicted boxes")
+    iou_reduce: Literal["max", "mean"] = knob("max", "how the IoU reward reduces over predicted boxes")
     # -- cluster layout -------------------------------------------------------------------------
-    num_nodes: int = _knob(1, "nodes for the actor (and the reference and critic models)")
-    gpus_per_node: int = _knob(8, "GPUs per node for the actor (and the reference and critic models)")
-    vllm_num_engines: int = _knob(8, "vLLM rollout engines (with colocate: engines x tensor parallel = all GPUs)")
-    vllm_tensor_parallel_size: int = _knob(1, "GPUs per vLLM engine")
-    vllm_gpu_memory_utilization: float = _knob(0.5, "share of GPU memory vLLM may take (lower it when colocated)")
-    colocate: bool = _knob(True, "actor, reference and vLLM share the GPUs and sleep in turn (one GPU pool)")
-    zero_stage: int = _knob(3, "DeepSpeed ZeRO stage of the actor/critic (2 or 3)")
-    param_dtype: Literal["bf16", "fp16"] = _knob("bf16", "training dtype")
-    attn_implementation: str = _knob("flash_attention_2", "attention kernel of the actor ('eager' without flash-attn)")
-    gradient_checkpointing: bool = _knob(True, "recompute activations in backward (less memory, ~30% slower)")
-    ray_address: str = _knob(
+    num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
+    gpus_per_node: int = knob(8, "GPUs per node for the actor (and the reference and critic models)")
+    vllm_num_engines: int = knob(8, "vLLM rollout engines (with colocate: engines x tensor parallel = all GPUs)")
+    vllm_tensor_parallel_size: int = knob(1, "GPUs per vLLM engine")
+    vllm_gpu_memory_utilization: float = knob(0.5, "share of GPU memory vLLM may take (lower it when colocated)")
+    colocate: bool = knob(True, "actor, reference and vLLM share the GPUs and sleep in turn (one GPU pool)")
+    zero_stage: int = knob(3, "DeepSpeed ZeRO stage of the actor/critic (2 or 3)")
+    param_dtype: Literal["bf16", "fp16"] = knob("bf16", "training dtype")
+    attn_implementation: str = knob("flash_attention_2", "attention kernel of the actor ('eager' without flash-attn)")
+    gradient_checkpointing: bool = knob(True, "recompute activations in backward (less memory, ~30% slower)")
+    ray_address: str = knob(
         "", "Ray cluster to join: '' starts a local Ray, 'auto' joins the cluster of this node, or 'host:port'"
     )
     # -- evaluation / bookkeeping ---------------------------------------------------------------
-    eval_every: int = _knob(0, "greedy evaluation on the test split every N steps (0: only at the end)")
-    eval_max_samples: int = _knob(0, "cap on held-out samples per evaluation (0: all)")
-    checkpoint_every: int = _knob(50, "save a resumable checkpoint every N steps (0: never)")
-    save_hf: bool = _knob(False, "also write a Hugging Face copy of the policy with every checkpoint")
-    time_series: Literal["refuse", "drop"] = _knob(
+    eval_every: int = knob(0, "greedy evaluation on the test split every N steps (0: only at the end)")
+    eval_max_samples: int = knob(0, "cap on held-out samples per evaluation (0: all)")
+    checkpoint_every: int = knob(50, "save a resumable checkpoint every N steps (0: never)")
+    save_hf: bool = knob(False, "also write a Hugging Face copy of the policy with every checkpoint")
+    time_series: Literal["refuse", "drop"] = knob(
         "refuse", "samples with ECG signals: 'refuse' to run, or 'drop' the signals (OpenRLHF feeds text and images)"
     )
-    openrlhf_args: tuple[str, ...] = _knob(
+    openrlhf_args: tuple[str, ...] = knob(
         (), "extra OpenRLHF flags appended verbatim, ';'-separated (e.g. --ds.adam_offload;--ds.zpg=2)"
     )
 
@@ -194,13 +191,5 @@ class OpenRLHFConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{field: value}`` (tuples as lists), for trackers and the run spec."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        return to_plain_dict(self)
 
-
-def describe_fields(cls: type = OpenRLHFConfig) -> dict[str, str]:
-    """``{field: help text}`` of the config (for ``--help`` style listings and the README table)."""
-    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}

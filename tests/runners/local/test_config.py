@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench_med.runners.config import LocalConfig, describe_fields, parse_eval_input, parse_reward_weights
+from rlbench_med.runners.config import LocalConfig, parse_eval_input, parse_reward_weights
+from rlbench_med.typed_config import describe_fields
 from rlbench_med.typed_config import ConfigError, apply_overrides
 
 
 def test_defaults_are_valid_and_every_field_is_documented() -> None:
     config = LocalConfig()
     assert config.clip_low == 0.2 and config.clip_high == 0.3
-    helps = describe_fields()
+    helps = describe_fields(LocalConfig)
     assert set(helps) == set(config.to_dict())
     assert all(text.strip() for text in helps.values())
 
