@@ -532,11 +532,13 @@ class NullSweepTracking:
 class Progress(Protocol):
     """Progress display: overall jobs, and the current job's steps (local executor only)."""
 
+    def note(self, message: str) -> None: ...
+
     def start(self, total_jobs: int) -> None: ...
 
     def job_started(self, job: Job, total_steps: int | None) -> None: ...
 
-    def step(self, step: int) -> None: ...
+    def step(self, step: int, metrics: Mapping[str, float]) -> None: ...
 
     def job_finished(self, job: Job, ok: bool) -> None: ...
 
@@ -544,13 +546,16 @@ class Progress(Protocol):
 
 
 class NullProgress:
+    def note(self, message: str) -> None:
+        pass
+
     def start(self, total_jobs: int) -> None:
         pass
 
     def job_started(self, job: Job, total_steps: int | None) -> None:
         pass
 
-    def step(self, step: int) -> None:
+    def step(self, step: int, metrics: Mapping[str, float]) -> None:
         pass
 
     def job_finished(self, job: Job, ok: bool) -> None:
@@ -572,7 +577,7 @@ class _StepCounting:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         self.inner.log_metrics(metrics, step)
-        self.progress.step(step)
+        self.progress.step(step, metrics)
 
     def log_artifact(self, path: Path) -> None:
         self.inner.log_artifact(path)
@@ -652,7 +657,10 @@ def run_sweep(
     tracking = tracking or NullSweepTracking()
     progress = progress or NullProgress()
     start = time.perf_counter()
-    ensure_data(plan)
+    if plan.data_dir is not None:
+        progress.note(f"data: checking {plan.data_dir} (generated on first use) ...")
+        ensure_data(plan)
+        progress.note(f"data: ready ({time.perf_counter() - start:.1f} s)")
     save_config(plan)
     results_csv = plan.out_dir / "results.csv"
     writer = ResultsWriter(results_csv, read_results(results_csv) if plan.done and results_csv.exists() else ())
@@ -663,7 +671,11 @@ def run_sweep(
     tracking.start(plan)
     try:
         with _sigterm_as_interrupt():
-            plan.runner.prepare(pending)
+            if pending:
+                begin = time.perf_counter()
+                progress.note(f"runner {plan.runner.name}: preparing shared work (e.g. the SFT base) ...")
+                plan.runner.prepare(pending)
+                progress.note(f"runner {plan.runner.name}: ready ({time.perf_counter() - begin:.1f} s)")
             progress.start(len(pending))
             if plan.executor == "ray":
                 _run_ray(plan, pending, tracking, progress, writer, outcome)
@@ -701,6 +713,9 @@ def _run_local(
 ) -> None:
     for job in jobs:
         child = tracking.child(job)
+        if getattr(progress, "enabled", False) and hasattr(job.config, "progress"):
+            # The sweep's display shows the job's steps; a second (runner) bar would fight it.
+            job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
         progress.job_started(job, getattr(job.config, "steps", None))
         try:
             result = plan.runner.run(job, _StepCounting(child.open(), progress), plan.resume)

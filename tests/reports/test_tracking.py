@@ -60,11 +60,12 @@ def test_failed_job_ends_failed_and_the_others_finished(tmp_path: Path, tracked:
 
 def test_ctrl_c_marks_runs_killed_never_running(tmp_path: Path, tracked: str) -> None:
     class Interrupt:
+        def note(self, message): pass
         def start(self, n): pass
         def job_started(self, job, steps):
             if job.algo == "grpo":
                 raise KeyboardInterrupt
-        def step(self, s): pass
+        def step(self, s, metrics): pass
         def job_finished(self, job, ok): pass
         def stop(self): pass
 
@@ -79,9 +80,10 @@ def test_a_crash_of_the_sweep_itself_leaves_failed_runs(tmp_path: Path, tracked:
         pass
 
     class Crash:
+        def note(self, message): pass
         def start(self, n): pass
         def job_started(self, job, steps): pass
-        def step(self, s):
+        def step(self, s, metrics):
             raise Boom("display crashed")
         def job_finished(self, job, ok): pass
         def stop(self): pass
