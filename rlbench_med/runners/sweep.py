@@ -724,15 +724,26 @@ def _run_local(
             progress.job_finished(job, False)
             raise
         except Exception as exc:  # a job's own failure: recorded with its traceback, the sweep goes on
-            failure = _failure(job, exc)
-            outcome.failures.append(failure)
-            tracking.close_child(job, None, "FAILED", failure.detail)
-            progress.job_finished(job, False)
+            _record_failure(_failure(job, exc), tracking, progress, outcome)
             continue
-        writer.add(result.rows)
-        outcome.results.append(result)
-        tracking.close_child(job, result, "FINISHED")
-        progress.job_finished(job, True)
+        _record_result(result, tracking, progress, writer, outcome)
+
+
+def _record_result(
+    result: JobResult, tracking: SweepTracking, progress: Progress, writer: ResultsWriter, outcome: SweepOutcome
+) -> None:
+    """A finished job: its rows go to results.csv at once, its child run ends FINISHED."""
+    writer.add(result.rows)
+    outcome.results.append(result)
+    tracking.close_child(result.job, result, "FINISHED")
+    progress.job_finished(result.job, True)
+
+
+def _record_failure(failure: JobFailure, tracking: SweepTracking, progress: Progress, outcome: SweepOutcome) -> None:
+    """A failed job: reported with its error, its child run ends FAILED; the sweep goes on."""
+    outcome.failures.append(failure)
+    tracking.close_child(failure.job, None, "FAILED", failure.detail)
+    progress.job_finished(failure.job, False)
 
 
 def _job_in_worker(runner_name: str, plugins: tuple[str, ...], job: Job, child: ChildRun, resume: bool) -> JobResult:
@@ -792,20 +803,12 @@ def _run_ray(
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                 failure = _failure(job, cause)
                 failure.detail = str(exc)
-                outcome.failures.append(failure)
-                tracking.close_child(job, None, "FAILED", failure.detail)
-                progress.job_finished(job, False)
+                _record_failure(failure, tracking, progress, outcome)
                 continue
             except RayError as exc:  # worker died, object lost, ...
-                failure = _failure(job, exc)
-                outcome.failures.append(failure)
-                tracking.close_child(job, None, "FAILED", failure.detail)
-                progress.job_finished(job, False)
+                _record_failure(_failure(job, exc), tracking, progress, outcome)
                 continue
-            writer.add(result.rows)
-            outcome.results.append(result)
-            tracking.close_child(job, result, "FINISHED")
-            progress.job_finished(job, True)
+            _record_result(result, tracking, progress, writer, outcome)
     except KeyboardInterrupt:
         for ref, job in futures.items():
             ray.cancel(ref, force=True)
