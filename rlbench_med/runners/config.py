@@ -97,6 +97,10 @@ class LocalConfig:
     checkpoint_every: int = knob(50, "save a resumable checkpoint every N steps (0: never)")
     progress: bool = knob(True, "show a progress bar per run (only on a terminal)")
     device: Literal["auto", "cpu", "cuda"] = knob("auto", "'auto' uses one GPU when present, else the CPU")
+    cpu_threads: int = knob(
+        1, "torch CPU threads of a job; more can be faster, but multi-threaded float reductions vary from run "
+        "to run, so the same seed gives bitwise the same numbers only with 1",
+    )
     # -- SFT base and the sft baseline ----------------------------------------------------------
     sft_steps: int = knob(300, "supervised steps of the shared base policy (the warm start)")
     sft_fraction: float = knob(0.2, "fraction of the training split labelled for the base's SFT")
@@ -134,7 +138,7 @@ class LocalConfig:
             "steps", "prompts_per_step", "n_rollouts", "epochs", "minibatches", "sft_batch_size", "d_model",
             "n_layers", "n_heads", "image_size", "image_tokens", "signal_length", "signal_leads",
             "signal_tokens", "text_buckets", "text_words", "max_labels", "box_bins", "reasoning_vocab",
-            "max_new_tokens",
+            "max_new_tokens", "cpu_threads",
         )
         for name in positive:
             value = getattr(self, name)

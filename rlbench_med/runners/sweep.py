@@ -101,8 +101,8 @@ class Plan:
         return [j for j in self.jobs if (j.algo, j.seed) not in self.done]
 
     def resources(self, job: Job) -> dict[str, float]:
-        """Ray resources declared by one job: 1 CPU, and 1 GPU when its config asks for CUDA."""
-        return {"num_cpus": 1, "num_gpus": 1 if _wants_gpu(job.config) else 0}
+        """Ray resources declared by one job: its cpu_threads CPUs, and 1 GPU when its config asks for CUDA."""
+        return {"num_cpus": max(1, int(getattr(job.config, "cpu_threads", 1))), "num_gpus": 1 if _wants_gpu(job.config) else 0}
 
     def config_dict(self) -> dict[str, Any]:
         return to_plain_dict(self.config)

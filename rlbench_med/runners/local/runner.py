@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,15 +77,30 @@ def prepare(jobs: Sequence[Job]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        agent = make_agent(cfg, job.data_dir, device)
-        load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type)
+        with torch_threads(cfg.cpu_threads):
+            agent = make_agent(cfg, job.data_dir, device)
+            load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
     """Train and evaluate ``job`` (resume from its latest checkpoint when ``resume``)."""
     from rlbench_med.runners.local.train import run_job
 
-    return run_job(job, tracker, resume)
+    with torch_threads(job.config.cpu_threads):
+        return run_job(job, tracker, resume)
 
 
 def plan(job: Job) -> list[str]:

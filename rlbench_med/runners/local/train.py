@@ -212,7 +212,8 @@ class LocalTrainer:
 
     def _config_key(self) -> str:
         """The config a checkpoint must match to be resumed (display-only knobs left out)."""
-        return json.dumps({k: v for k, v in self.cfg.to_dict().items() if k != "progress"}, sort_keys=True)
+        # Display and thread count may change between a run and its resumption.
+        return json.dumps({k: v for k, v in self.cfg.to_dict().items() if k not in ("progress", "cpu_threads")}, sort_keys=True)
 
     def load(self, state: dict[str, Any], path: Path) -> None:
         if state["config"] != self._config_key() or state["estimator_spec"] != self.job.estimator:

@@ -41,6 +41,25 @@ def test_same_seed_gives_identical_numbers(make_job: MakeJob, tmp_path: Path) ->
     assert tr_c.history("train/reward_mean") != tr_a.history("train/reward_mean")
 
 
+def test_a_job_trains_with_its_cpu_threads_and_restores_the_count(
+    make_job: MakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Multi-threaded float reductions vary run to run; reproducible numbers need cpu_threads=1.
+    seen: list[int] = []
+    monkeypatch.setattr("rlbench_med.runners.local.train.run_job",
+                        lambda job, tracker, resume: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        job = make_job()
+        RUNNER.run(job, MemoryTracker(), False)
+        RUNNER.run(dataclasses.replace(job, config=dataclasses.replace(job.config, cpu_threads=2)), MemoryTracker(), False)
+        assert seen == [1, 2]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(make_job: MakeJob, tmp_path: Path) -> None:
     # drpo_release keeps a history across steps, so its estimator state must survive the restart too.
     full_rows, full_tr = _run(make_job("drpo_release", out=tmp_path / "full"))
