@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, default=None, help="data directory (generated when missing)")
     parser.add_argument("--timing-steps", type=int, default=10, help="steps per estimator for the advantage share")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads of each job (the runner's cpu_threads; 1 is the reproducible default)")
     parser.add_argument("--keep-cache", action="store_true", help="reuse a cached SFT base (default: build fresh)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/runner.json"))
     args = parser.parse_args(argv)
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["data_s"] = time.perf_counter() - start
 
     overrides = get_suite(args.suite).run_overrides(args.profile)
+    overrides["cpu_threads"] = str(args.threads)
     overrides.update(dict(item.split("=", 1) for item in args.sets))
     config = apply_overrides(LocalConfig(progress=False), overrides, what="--set")
     report["config"] = config.to_dict()
