@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: registries are restored after each test."""
+"""Fixtures shared by every test: registries restored after each test, one MLflow store."""
 
 from __future__ import annotations
 
@@ -24,3 +24,16 @@ def _restore_registries() -> Iterator[None]:
             reg.unregister(name)
     for module in {m for m in sys.modules if m.startswith("rlbench_med_plugin_")} - plugins_before:
         del sys.modules[module]
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite store for the session (creating the schema takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracked(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLFLOW_TRACKING_URI at the session's store for one test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    return mlflow_uri

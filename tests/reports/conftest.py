@@ -1,4 +1,4 @@
-"""Fixtures of the sweep/report tests: the fake plugin, isolated cache and MLflow store."""
+"""Fixtures of the sweep/report tests: the fake plugin and an isolated cache (the MLflow store is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,3 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     load_plugin(PLUGIN)  # unregistered again by tests/conftest.py after each test
 
 
-@pytest.fixture(scope="session")
-def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One sqlite store for the session (creating the schema takes seconds)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def tracked(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-    return mlflow_uri
