@@ -98,12 +98,21 @@ class AdvantageInputs:
     @cached_property
     def on_response(self) -> Tensor:
         """``[B, T]`` bool, True on response tokens (computed once per batch)."""
-        return self.response_mask != 0
+        return self.response_mask.bool()
 
     @cached_property
     def mask(self) -> Tensor:
         """``[B, T]`` response mask as 0/1 in the dtype of ``rewards`` (computed once per batch)."""
-        return self.on_response.to(self.rewards.dtype)
+        # Compared straight into the float buffer: one pass, no intermediate bool tensor.
+        out = torch.empty(self.response_mask.shape, dtype=self.rewards.dtype, device=self.response_mask.device)
+        return torch.ne(self.response_mask, 0, out=out)
+
+    @cached_property
+    def groups(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(ids, index, counts)`` of ``group_ids``: the distinct ids ascending, the dense group
+        index of every rollout and the rollouts per group (computed once per batch)."""
+        ids, index, counts = torch.unique(self.group_ids, return_inverse=True, return_counts=True)
+        return ids, index, counts
 
 
 @dataclass
@@ -173,7 +182,7 @@ class Estimator:
                     f"the runner must supply it (or pick an estimator that does not need it)"
                 )
         if self.min_group_size > 1 and inputs.rewards.numel():
-            ids, counts = torch.unique(inputs.group_ids, return_counts=True)
+            ids, _, counts = inputs.groups
             small = counts < self.min_group_size
             if bool(small.any()):
                 first = int(torch.nonzero(small)[0, 0])

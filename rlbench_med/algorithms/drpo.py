@@ -27,6 +27,7 @@ reward is 0).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,32 +95,34 @@ def question_vectors(
     order) and ``q_domain`` ``[G]`` (index into ``domain_names``). Raises :class:`InputError` if
     a group spans two domains or the groups of one domain differ in size.
     """
-    b = rewards.shape[0]
-    g = stats.ids.shape[0]
-    order = torch.argsort(stats.index, stable=True)
-    sorted_group = stats.index[order]
-    start = torch.cumsum(stats.counts, 0) - stats.counts
-    pos = torch.arange(b) - start[sorted_group]
-    n = int(stats.counts.max())
-    vectors = torch.zeros(g, n, dtype=torch.float64)
-    vectors[sorted_group, pos] = rewards[order].to(torch.float64)
-    sorted_domains = domains[order].to(torch.int64)
+    index, counts = stats.index.numpy(), stats.counts.numpy()
+    b, g = index.shape[0], counts.shape[0]
+    order = np.argsort(index, kind="stable")
+    sorted_group = index[order]
+    start = np.cumsum(counts) - counts
+    n = int(counts.max())
+    vectors = np.zeros((g, n))
+    vectors[sorted_group, np.arange(b) - start[sorted_group]] = rewards.detach().to(torch.float64).numpy()[order]
+    sorted_domains = domains.numpy()[order].astype(np.int64, copy=False)
     q_domain = sorted_domains[start]
     spans = sorted_domains != q_domain[sorted_group]
-    if bool(spans.any()):
-        bad = int(stats.ids[sorted_group[torch.nonzero(spans)[0, 0]]])
+    if spans.any():
+        bad = int(stats.ids[int(sorted_group[np.argmax(spans)])])
         raise InputError(f"group {bad} has rollouts in two domains; every rollout of a prompt must carry the prompt's domain")
-    n_dom = len(domain_names)
-    lo = torch.full((n_dom,), n, dtype=torch.int64).scatter_reduce(0, q_domain, stats.counts, "amin")
-    hi = torch.zeros(n_dom, dtype=torch.int64).scatter_reduce(0, q_domain, stats.counts, "amax")
-    uneven = torch.nonzero((lo != hi) & (hi > 0))
-    if uneven.numel():
-        d = int(uneven[0, 0])
-        raise InputError(
-            f"domain {domain_names[d]!r} has groups of {int(lo[d])} and of {int(hi[d])} rollouts; DRPO compares "
-            f"per-question reward vectors, so every prompt of a domain needs the same n_rollouts"
-        )
-    return vectors.numpy(), q_domain.numpy()
+    if counts.min() != n:  # groups of several sizes: each domain's must agree
+        n_dom = len(domain_names)
+        lo = np.full(n_dom, n, dtype=np.int64)
+        hi = np.zeros(n_dom, dtype=np.int64)
+        np.minimum.at(lo, q_domain, counts)
+        np.maximum.at(hi, q_domain, counts)
+        uneven = np.flatnonzero((lo != hi) & (hi > 0))
+        if uneven.size:
+            d = int(uneven[0])
+            raise InputError(
+                f"domain {domain_names[d]!r} has groups of {int(lo[d])} and of {int(hi[d])} rollouts; DRPO compares "
+                f"per-question reward vectors, so every prompt of a domain needs the same n_rollouts"
+            )
+    return vectors, q_domain
 
 
 def cluster_rows(
@@ -153,11 +156,30 @@ def cluster_rows(
     key = np.concatenate([row_domain[:, None].astype(np.float64), rows], axis=1)
     uniq, inverse = unique_rows(key)
     u_weight = np.bincount(inverse, weights=weights, minlength=uniq.shape[0])
-    present, slot = np.unique(uniq[:, 0].astype(np.int64), return_inverse=True)
-    slot = slot.reshape(-1)
+    u_domain = uniq[:, 0].astype(np.int64)  # non-decreasing: the domain is the first sort key
+    first = np.empty(u_domain.shape[0], dtype=bool)
+    first[0] = True
+    np.not_equal(u_domain[1:], u_domain[:-1], out=first[1:])
+    present, slot = u_domain[first], np.cumsum(first) - 1
     fit = batched_kmeans_elbow(uniq[:, 1:], u_weight, slot, present.shape[0], k_max, tol)
     u_label = present[slot] * k_max + fit.labels
     return u_label[inverse], present, fit.k
+
+
+def linear_quantile(x: np.ndarray, q: float) -> float:
+    """``np.quantile(x, q)`` (linear interpolation) of a non-empty 1-D array, via a partial sort."""
+    h = (x.shape[0] - 1) * q
+    lo = math.floor(h)
+    hi = min(lo + 1, x.shape[0] - 1)
+    part = np.partition(x, (lo, hi))
+    a, b, t = float(part[lo]), float(part[hi]), h - lo
+    # numpy's interpolation, term for term: from the nearer end, so t = 0 and t = 1 are exact.
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
+
+
+def _k3(x: float) -> float:
+    """The k3 KL estimate of one token, exp(x) - x - 1, in float64 (inf where exp overflows)."""
+    return math.expm1(x) - x if x < 700.0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -191,7 +213,7 @@ class DRPO(Estimator):
         mask = inputs.mask
         if inputs.rewards.shape[0] == 0:
             return AdvantageOutput(advantages=torch.zeros_like(mask), returns=torch.zeros_like(mask))
-        a_hat, stats = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=True, eps=cfg.eps)
+        a_hat, stats = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=True, eps=cfg.eps, groups=inputs.groups)
         vectors, q_domain = question_vectors(inputs.rewards, stats, inputs.domains, inputs.domain_names)
         q_mean = stats.mean.numpy()
         if cfg.history:
@@ -210,14 +232,15 @@ class DRPO(Estimator):
             temp = temp * scales.t_cluster[q_cluster[rollout_q]]
         s = a_hat_np / temp
         diagnostics: dict[str, float] = {}
+        out = torch.empty_like(mask)  # the advantages; scratch space of the KL before that
         if cfg.kl_damping:
-            z = np.abs(s) * self._sequence_kl(inputs).numpy()
-            tau = max(float(np.quantile(z, cfg.kl_quantile)), cfg.eps)
+            z = np.abs(s) * self._sequence_kl(inputs, out)
+            tau = max(linear_quantile(z, cfg.kl_quantile), cfg.eps)
             s = s * (tau / (z + tau))
             diagnostics["drpo/kl_tau"] = tau
         std = float(s.std(ddof=1)) if s.shape[0] > 1 else 0.0
         adv = s / (std + cfg.eps)
-        out = broadcast_to_tokens(torch.from_numpy(adv), mask)
+        broadcast_to_tokens(torch.from_numpy(adv), mask, out=out)
 
         # scale: how much DRPO multiplies the domain's GRPO advantages, sum |A| / sum |A^|.
         n_ids = len(names)
@@ -233,20 +256,36 @@ class DRPO(Estimator):
             diagnostics[f"drpo/{name}/scale"] = float(scale[d])
         return AdvantageOutput(advantages=out, returns=out, diagnostics=diagnostics)
 
-    def _sequence_kl(self, inputs: AdvantageInputs) -> Tensor:
-        """``[B]`` sum over response tokens of the clamped k3 estimate of KL(old || ref), float64."""
+    def _sequence_kl(self, inputs: AdvantageInputs, scratch: Tensor) -> np.ndarray:
+        """``[B]`` sum over response tokens of the clamped k3 estimate of KL(old || ref), float64.
+
+        ``scratch`` is a ``[B, T]`` buffer of the mask's dtype that it may overwrite.
+        """
         assert inputs.old_logprobs is not None and inputs.ref_logprobs is not None
-        # ref - old is 0 off the mask, where k3 = expm1(0) - 0 = 0 exactly.
-        zero = torch.zeros((), dtype=inputs.ref_logprobs.dtype)
-        diff = torch.where(inputs.on_response, inputs.ref_logprobs - inputs.old_logprobs, zero)
-        k3 = torch.expm1(diff).sub_(diff).clamp_(max=self.config.kl_clamp)  # k3 >= 0, so only the top clamp acts
-        kl = k3.sum(dim=1).to(torch.float64)
-        if not bool(torch.isfinite(kl).all()):
-            bad = int(torch.nonzero(~torch.isfinite(kl))[0, 0])
-            raise InputError(
-                f"old_logprobs / ref_logprobs of rollout {bad} hold NaN on response tokens; both must be finite there"
-            )
-        return kl
+        clamp = self.config.kl_clamp
+        if scratch.numel() == 0:
+            return np.zeros(scratch.shape[0])
+        # ref - old, zeroed off the mask (where k3 = expm1(0) - 0 = 0 exactly), in one buffer.
+        ref, old = inputs.ref_logprobs, inputs.old_logprobs
+        diff = torch.sub(ref, old, out=scratch) if torch.can_cast(torch.result_type(ref, old), scratch.dtype) else ref - old
+        diff.mul_(inputs.mask)
+        lo, hi = (float(v) for v in torch.aminmax(diff))
+        if math.isfinite(lo) and math.isfinite(hi) and max(_k3(lo), _k3(hi)) < clamp:
+            # k3(x) = expm1(x) - x is convex with its minimum 0 at 0, so no token reaches the
+            # clamp and the row sums split: sum k3 = sum expm1(diff) - sum diff.
+            plain = diff.sum(dim=1).to(torch.float64)
+            kl = diff.expm1_().sum(dim=1).to(torch.float64).sub_(plain)
+        else:
+            # A token at the clamp, or a non-finite value (possibly off the mask, where it is allowed).
+            zero = torch.zeros((), dtype=inputs.ref_logprobs.dtype)
+            diff = torch.where(inputs.on_response, inputs.ref_logprobs - inputs.old_logprobs, zero)
+            kl = torch.expm1(diff).sub_(diff).clamp_(max=clamp).sum(dim=1, dtype=torch.float64)
+            if not bool(torch.isfinite(kl).all()):
+                bad = int(torch.nonzero(~torch.isfinite(kl))[0, 0])
+                raise InputError(
+                    f"old_logprobs / ref_logprobs of rollout {bad} hold NaN on response tokens; both must be finite there"
+                )
+        return kl.numpy()
 
     def _cluster(self, rows: np.ndarray, row_domain: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
         cfg = self.config

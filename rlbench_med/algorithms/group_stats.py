@@ -39,16 +39,18 @@ class GroupStats:
     sum: Tensor
 
 
-def group_stats(values: Tensor, group_ids: Tensor) -> GroupStats:
+def group_stats(values: Tensor, group_ids: Tensor, *, groups: tuple[Tensor, Tensor, Tensor] | None = None) -> GroupStats:
     """Group counts, sums, means and unbiased standard deviations of ``values`` ``[B]``.
 
     Computed in float64 with two scatter-add passes (sum, then centred sum of squares), so
-    groups with identical values get a standard deviation of exactly 0.
+    groups with identical values get a standard deviation of exactly 0. ``groups`` is
+    ``(ids, index, counts)`` of ``group_ids`` when already known (``AdvantageInputs.groups``).
     """
-    ids, index = torch.unique(group_ids, return_inverse=True)
+    if groups is None:
+        groups = torch.unique(group_ids, return_inverse=True, return_counts=True)
+    ids, index, counts = groups
     g = ids.shape[0]
     x = values.to(torch.float64)
-    counts = torch.bincount(index, minlength=g)
     sums = torch.zeros(g, dtype=torch.float64).index_add_(0, index, x)
     mean = sums / counts.clamp(min=1)
     centred = x - mean[index]
@@ -72,9 +74,10 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = WHITEN_EPS) -> Tensor:
     return centred * torch.rsqrt(var + eps)
 
 
-def broadcast_to_tokens(per_rollout: Tensor, mask: Tensor) -> Tensor:
-    """``[B]`` -> ``[B, T]``: the rollout's value on each of its response tokens, 0 elsewhere."""
-    return per_rollout.to(mask.dtype)[:, None] * mask
+def broadcast_to_tokens(per_rollout: Tensor, mask: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """``[B]`` -> ``[B, T]``: the rollout's value on each of its response tokens, 0 elsewhere
+    (written into ``out`` if given)."""
+    return torch.mul(per_rollout.to(mask.dtype)[:, None], mask, out=out)
 
 
 def last_token_rewards(rewards: Tensor, mask: Tensor) -> Tensor:

@@ -14,12 +14,19 @@ from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estima
 from rlbench_med.algorithms.group_stats import EPS, GroupStats, broadcast_to_tokens, group_stats
 
 
-def grpo_scores(rewards: Tensor, group_ids: Tensor, *, std_norm: bool = True, eps: float = EPS) -> tuple[Tensor, GroupStats]:
+def grpo_scores(
+    rewards: Tensor,
+    group_ids: Tensor,
+    *,
+    std_norm: bool = True,
+    eps: float = EPS,
+    groups: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor, GroupStats]:
     """Per-rollout GRPO advantage ``[B]`` (float64) and the group statistics it used.
 
     Groups whose rewards are all equal get 0 (their std is exactly 0, so 0 / eps).
     """
-    stats = group_stats(rewards, group_ids)
+    stats = group_stats(rewards, group_ids, groups=groups)
     centred = rewards.to(stats.mean.dtype) - stats.mean[stats.index]
     if std_norm:
         centred = centred / (stats.std[stats.index] + eps)
@@ -45,7 +52,9 @@ class GRPO(Estimator):
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
-        scores, stats = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=self.config.std_norm, eps=self.config.eps)
+        scores, stats = grpo_scores(
+            inputs.rewards, inputs.group_ids, std_norm=self.config.std_norm, eps=self.config.eps, groups=inputs.groups
+        )
         adv = broadcast_to_tokens(scores, inputs.mask)
         zero_std = float((stats.std == 0).double().mean()) if stats.std.numel() else 0.0
         return AdvantageOutput(advantages=adv, returns=adv, diagnostics={"grpo/zero_std_frac": zero_std})

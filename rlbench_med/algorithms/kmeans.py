@@ -95,30 +95,69 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[new], inverse
 
 
-def _lloyd(x_aug: np.ndarray, wx_flat: np.ndarray, penalty: np.ndarray, c_aug: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _lloyd(x_aug: np.ndarray, wx_cols: np.ndarray, penalty: np.ndarray | None, c_aug: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Lloyd iterations for several domains at once, until no assignment changes.
 
     ``c_aug`` ``[C, n + 1]`` holds every domain's centres (rows) and their squared norms (last
     column); it is updated in place. ``x_aug . c_aug = |x - c|^2 - |x|^2`` ranks the centres of a
-    point, ``penalty`` ``[P, C]`` is +inf on other domains' centres, so one product and one argmin
-    assign all points. ``wx_flat`` is ``[w x, w]`` per point, flattened, so one ``bincount``
-    yields every cluster's weighted sum and mass. Returns the labels (rows of ``c_aug``).
+    point, ``penalty`` ``[P, C]`` is +inf on other domains' centres (None with one domain), so one
+    product and one argmin assign all points. ``wx_cols`` is ``[w x, w]`` column by column,
+    flattened (``[(n + 1) * P]``), so one ``bincount`` yields every cluster's weighted sums and
+    mass. Returns the labels (rows of ``c_aug``).
     """
     cols, width = c_aug.shape
     dim = width - 1
-    offsets = np.arange(width)
-    centres = c_aug[:, :dim]
+    column_bins = (np.arange(width) * cols)[:, None]  # bin of (column j, cluster c) = j * C + c
+    centres_t = c_aug[:, :dim].T
     for _ in range(MAX_ITER):
-        new_labels = (x_aug @ c_aug.T + penalty).argmin(axis=1)
-        if np.array_equal(new_labels, labels):
+        scores = x_aug @ c_aug.T
+        if penalty is not None:
+            scores += penalty
+        new_labels = scores.argmin(axis=1)
+        if new_labels.tobytes() == labels.tobytes():  # the cheapest equality test at this size
             break
         labels = new_labels
-        agg = np.bincount((labels[:, None] * width + offsets).ravel(), wx_flat, cols * width).reshape(cols, width)
-        mass = agg[:, dim:]
-        # An emptied cluster keeps its centre (only possible past K_cap, where it is unused).
-        np.divide(agg[:, :dim], mass, out=centres, where=mass > 0)
-        c_aug[:, dim] = np.einsum("cn,cn->c", centres, centres)
+        agg = np.bincount((labels + column_bins).ravel(), wx_cols, width * cols).reshape(width, cols)
+        mass = agg[dim]
+        # An emptied cluster keeps its centre.
+        np.divide(agg[:dim], mass, out=centres_t, where=mass > 0)
+        c_aug[:, dim] = np.einsum("cn,cn->c", c_aug[:, :dim], c_aug[:, :dim])
     return labels
+
+
+class _Open:
+    """The points of the domains whose k is not decided yet, with the index tables over them.
+
+    Rebuilt (smaller) whenever domains close, so every array op of the sweep touches only the
+    open domains' points. ``rows`` are positions in the full point arrays.
+    """
+
+    def __init__(self, active: np.ndarray, rows: np.ndarray, slot: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        self.active, self.rows = active, rows
+        n_open = active.shape[0]
+        self.slot = np.searchsorted(active, slot[rows])  # open-domain index of every row
+        self.points_aug = arrays["points_aug"][rows]  # [x, |x|^2]
+        self.x_aug = arrays["x_aug"][rows]  # [-2 x, 1]
+        self.weights = arrays["weights"][rows]
+        self.wx_cols = arrays["wx_aug"][rows].T.ravel()  # [w x, w], column by column
+        count = np.bincount(self.slot, minlength=n_open)
+        start = np.cumsum(count) - count
+        # Candidates for a new centre: ranks (descending by contribution to the inertia) spread
+        # over each domain's points, as positions in the rows sorted by (domain, contribution).
+        ranks = (np.arange(N_CANDIDATES)[None, :] * count[:, None]) // N_CANDIDATES
+        self.candidate_pos = (start[:, None] + count[:, None] - 1 - ranks).ravel()
+        own = self.slot[:, None] == np.arange(n_open)[None, :]  # [rows, open domains]
+        self.penalty = np.where(own, 0.0, np.inf) if n_open > 1 else None
+        # x_aug . candidate_aug + this = |x - candidate|^2 on own-domain candidates, +inf elsewhere.
+        sq = self.points_aug[:, -1]
+        self.candidate_offset = np.where(np.repeat(own, N_CANDIDATES, axis=1), sq[:, None], np.inf)
+        self.first_candidate = np.arange(n_open) * N_CANDIDATES
+
+    def keep(self, still_open: np.ndarray, slot: np.ndarray, arrays: dict[str, np.ndarray]) -> tuple[_Open, np.ndarray]:
+        """The tables for the domains with ``still_open`` (over the current open domains), and
+        the mask of the current rows that stay."""
+        stay = still_open[self.slot]
+        return _Open(self.active[still_open], self.rows[stay], slot, arrays), stay
 
 
 def batched_kmeans_elbow(
@@ -163,9 +202,11 @@ def weighted_kmeans_elbow(
     if n_pts == 0:
         return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
 
-    x_aug = np.concatenate([-2.0 * points, np.ones((n_pts, 1))], axis=1)
+    width = dim + 1
+    sq_norms = np.einsum("pn,pn->p", points, points)
     wx_aug = np.concatenate([weights[:, None] * points, weights[:, None]], axis=1)
-    agg = np.stack([np.bincount(slot, wx_aug[:, j], n_domains) for j in range(dim + 1)], axis=1)
+    bins = np.add.outer(slot * width, np.arange(width)).ravel()
+    agg = np.bincount(bins, wx_aug.ravel(), n_domains * width).reshape(n_domains, width)
     mean = agg[:, :dim] / np.maximum(agg[:, dim:], 1e-300)
     residual = points - mean[slot]
     fit = np.einsum("pn,pn->p", residual, residual)  # squared distance to the own centre
@@ -174,79 +215,67 @@ def weighted_kmeans_elbow(
     if not open_.any():
         return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
 
-    # Work arrays cover the points of the open domains only; they shrink when a domain closes.
+    arrays = {
+        "points_aug": np.concatenate([points, sq_norms[:, None]], axis=1),
+        "x_aug": np.concatenate([-2.0 * points, np.ones((n_pts, 1))], axis=1),
+        "weights": weights,
+        "wx_aug": wx_aug,
+    }
     active = np.flatnonzero(open_)
-    idx = np.flatnonzero(open_[slot])
-    sub_slot = np.searchsorted(active, slot[idx])
-    sq_norms = np.einsum("pn,pn->p", points, points)
-    sub_points, sub_x, sub_w, sub_fit, sub_sq = points[idx], x_aug[idx], weights[idx], fit[idx], sq_norms[idx]
-    sub_wx = wx_aug[idx]
-    sub_local = np.zeros(idx.shape[0], dtype=np.int64)
+    sub = _Open(active, np.flatnonzero(open_[slot]), slot, arrays)
+    sub_fit = fit[sub.rows]
+    sub_local = np.zeros(sub.rows.shape[0], dtype=np.int64)
     c_aug = np.concatenate([mean[active], np.einsum("dn,dn->d", mean[active], mean[active])[:, None]], axis=1)
-    rebuild = True
+    live = np.ones(active.shape[0], dtype=bool)  # open domains still deciding their k
     for k in range(2, k_top + 1):
-        n_sub = active.shape[0]
-        if rebuild:
-            sub_count = np.bincount(sub_slot, minlength=n_sub)
-            sub_start = np.cumsum(sub_count) - sub_count
-            width = int(sub_count.max())
-            # Padded [n_sub, width] table of contributions; padding stays at -1 and sorts first.
-            score = np.full((n_sub, width), -1.0)
-            score_at = (sub_slot, np.arange(idx.shape[0]) - sub_start[sub_slot])
-            # Ranks (descending) spread over each domain's points, as columns of the ascending sort.
-            cand_cols = width - 1 - (np.arange(N_CANDIDATES)[None, :] * sub_count[:, None]) // N_CANDIDATES
-            cand_shift = sub_start[:, None]  # position in the padded row -> point index
-            dom_rows = np.arange(n_sub)[:, None]
-            cand_bins = (sub_slot[:, None] * N_CANDIDATES + np.arange(N_CANDIDATES)).ravel()
-            own_cols = (sub_slot[:, None] * N_CANDIDATES + np.arange(N_CANDIDATES))  # [P, m] in [P, n_sub * m]
-            point_rows = np.arange(idx.shape[0])[:, None]
-            sub_wx_flat = sub_wx.ravel()
-            base_penalty = np.where(sub_slot[:, None] == np.arange(n_sub)[None, :], 0.0, np.inf)
-            kcap_active = k_cap[active]
-            rebuild = False
+        n_sub = sub.active.shape[0]
         # Start k from the converged k - 1 centres plus the candidate point that lowers the
         # inertia most; candidates are spread over the ranking by contribution to the inertia.
-        contribution = sub_w * sub_fit
-        score[score_at] = contribution
-        ranked = np.argsort(score, axis=1, kind="stable")
-        cand_pts = sub_points[(ranked[dom_rows, cand_cols] + cand_shift).ravel()]  # [n_sub * m, n]
-        cand_aug = np.concatenate([cand_pts, np.einsum("cn,cn->c", cand_pts, cand_pts)[:, None]], axis=1)
-        dist = (sub_x @ cand_aug.T)[point_rows, own_cols] + sub_sq[:, None]  # |x - candidate|^2, own domain
-        gain = np.maximum(contribution[:, None] - sub_w[:, None] * dist, 0.0)
-        best = np.bincount(cand_bins, gain.ravel(), n_sub * N_CANDIDATES).reshape(n_sub, N_CANDIDATES).argmax(axis=1)
-        new_rows = cand_aug[np.arange(n_sub) * N_CANDIDATES + best]
-        c_aug = np.concatenate([c_aug.reshape(n_sub, k - 1, dim + 1), new_rows[:, None, :]], axis=1).reshape(-1, dim + 1)
-        flat = _lloyd(sub_x, sub_wx_flat, np.repeat(base_penalty, k, axis=1), c_aug, sub_slot * k + sub_local)
+        contribution = sub.weights * sub_fit
+        candidates = np.lexsort((contribution, sub.slot))[sub.candidate_pos]
+        cand_aug = sub.points_aug[candidates]  # [n_sub * m, n + 1]
+        loss = sub.x_aug @ cand_aug.T  # -> w |x - candidate|^2 (+inf off the own domain)
+        loss += sub.candidate_offset
+        loss *= sub.weights[:, None]
+        gain = np.subtract(contribution[:, None], loss, out=loss)
+        np.maximum(gain, 0.0, out=gain)
+        best = gain.sum(axis=0).reshape(n_sub, N_CANDIDATES).argmax(axis=1)
+        new_rows = cand_aug[sub.first_candidate + best]
+        c_aug = np.concatenate([c_aug.reshape(n_sub, k - 1, width), new_rows[:, None, :]], axis=1).reshape(-1, width)
+        penalty = None if sub.penalty is None else np.repeat(sub.penalty, k, axis=1)
+        flat = _lloyd(sub.x_aug, sub.wx_cols, penalty, c_aug, sub.slot * k + sub_local)
         previous = sub_local
-        sub_local = flat - sub_slot * k
-        residual = sub_points - c_aug[flat, :dim]
+        sub_local = flat - sub.slot * k
+        residual = sub.points_aug[:, :dim] - c_aug[flat, :dim]
         sub_fit = np.einsum("pn,pn->p", residual, residual)  # exact: identical points give exactly 0
-        inertia[active, k - 1] = np.bincount(sub_slot, sub_w * sub_fit, n_sub)
-        closing = k >= kcap_active  # K_cap reached without an elbow: K_cap's labels
+        fitted = np.bincount(sub.slot, sub.weights * sub_fit, n_sub)
+        inertia[sub.active[live], k - 1] = fitted[live]
+        closing = live & (k >= k_cap[sub.active])  # K_cap reached without an elbow: K_cap's labels
         done = closing
         if k >= 3:
-            recent = inertia[active, k - 3 : k]
+            recent = inertia[sub.active, k - 3 : k]
             drops = recent[:, :-1] - recent[:, 1:]  # d_{k-2}, d_{k-1}
-            elbow = drops[:, 1] < tol * drops[:, 0]  # elbow at k - 1 (k <= K_cap holds here)
+            elbow = live & (drops[:, 1] < tol * drops[:, 0])  # elbow at k - 1 (k <= K_cap holds here)
             if elbow.any():
-                chosen[active[elbow]] = k - 1
-                at = elbow[sub_slot]
-                labels[idx[at]] = previous[at]
+                chosen[sub.active[elbow]] = k - 1
+                at = elbow[sub.slot]
+                labels[sub.rows[at]] = previous[at]
                 closing = closing & ~elbow
                 done = closing | elbow
         if done.any():
             if closing.any():
-                at = closing[sub_slot]
-                labels[idx[at]] = sub_local[at]
-            if done.all():
+                at = closing[sub.slot]
+                labels[sub.rows[at]] = sub_local[at]
+            live = live & ~done
+            if not live.any():
                 break
-            keep = ~done[sub_slot]
-            c_aug = c_aug.reshape(n_sub, k, dim + 1)[~done].reshape(-1, dim + 1)
-            active = active[~done]
-            idx, sub_points, sub_x, sub_w, sub_fit = idx[keep], sub_points[keep], sub_x[keep], sub_w[keep], sub_fit[keep]
-            sub_wx, sub_local, sub_sq = sub_wx[keep], sub_local[keep], sub_sq[keep]
-            sub_slot = np.searchsorted(active, slot[idx])
-            rebuild = True
+            # Closed domains ride along (their results are no longer read) until they hold half
+            # of the rows; then the tables shrink to the open domains.
+            if np.count_nonzero(live[sub.slot]) * 2 <= sub.slot.shape[0]:
+                c_aug = c_aug.reshape(n_sub, k, width)[live].reshape(-1, width)
+                sub, stay = sub.keep(live, slot, arrays)
+                sub_fit, sub_local = sub_fit[stay], sub_local[stay]
+                live = np.ones(sub.active.shape[0], dtype=bool)
     return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
 
 

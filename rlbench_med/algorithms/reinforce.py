@@ -70,7 +70,7 @@ class ReinforcePPBaseline(Estimator):
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
-        stats = group_stats(inputs.rewards, inputs.group_ids)
+        stats = group_stats(inputs.rewards, inputs.group_ids, groups=inputs.groups)
         centred = inputs.rewards.double() - stats.mean[stats.index]
         mask = inputs.mask
         scores = broadcast_to_tokens(centred, mask)

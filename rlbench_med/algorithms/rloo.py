@@ -12,9 +12,9 @@ from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estima
 from rlbench_med.algorithms.group_stats import broadcast_to_tokens, group_stats
 
 
-def rloo_scores(rewards: Tensor, group_ids: Tensor) -> Tensor:
+def rloo_scores(rewards: Tensor, group_ids: Tensor, *, groups: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """Per-rollout leave-one-out advantage ``[B]`` (float64); needs every group to have >= 2 rollouts."""
-    stats = group_stats(rewards, group_ids)
+    stats = group_stats(rewards, group_ids, groups=groups)
     n = stats.counts[stats.index].to(stats.sum.dtype)
     x = rewards.to(stats.sum.dtype)
     return x - (stats.sum[stats.index] - x) / (n - 1).clamp(min=1)
@@ -28,5 +28,5 @@ class RLOO(Estimator):
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
-        adv = broadcast_to_tokens(rloo_scores(inputs.rewards, inputs.group_ids), inputs.mask)
+        adv = broadcast_to_tokens(rloo_scores(inputs.rewards, inputs.group_ids, groups=inputs.groups), inputs.mask)
         return AdvantageOutput(advantages=adv, returns=adv)
