@@ -39,7 +39,7 @@ from torch import Tensor
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, InputError, register_estimator
 from rlbench_med.algorithms.group_stats import EPS, GroupStats, broadcast_to_tokens
 from rlbench_med.algorithms.grpo import grpo_scores
-from rlbench_med.algorithms.kmeans import batched_kmeans_elbow, sklearn_elbow_kmeans, unique_rows
+from rlbench_med.algorithms.kmeans import sklearn_elbow_kmeans, unique_rows, weighted_kmeans_elbow
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class DRPOConfig:
     history_window: int | None = None
     """With history: keep only the last this-many steps (None keeps every step)."""
     kmeans: Literal["fast", "sklearn"] = "fast"
-    """Clustering backend: the batched deterministic K-means, or scikit-learn refit per k (reference)."""
+    """Clustering backend: the deterministic compiled K-means, or scikit-learn refit per k (reference)."""
 
     def __post_init__(self) -> None:
         if self.k_max < 1:
@@ -161,7 +161,7 @@ def cluster_rows(
     first[0] = True
     np.not_equal(u_domain[1:], u_domain[:-1], out=first[1:])
     present, slot = u_domain[first], np.cumsum(first) - 1
-    fit = batched_kmeans_elbow(uniq[:, 1:], u_weight, slot, present.shape[0], k_max, tol)
+    fit = weighted_kmeans_elbow(uniq[:, 1:], u_weight, slot, present.shape[0], k_max, tol)
     u_label = present[slot] * k_max + fit.labels
     return u_label[inverse], present, fit.k
 

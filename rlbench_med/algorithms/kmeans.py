@@ -1,35 +1,29 @@
-"""Deterministic weighted K-means with the elbow rule, batched over domains (for DRPO).
+"""Deterministic weighted K-means with the elbow rule, per domain (for DRPO).
 
 DRPO clusters the reward vectors of the questions of each domain, refitting K-means for every
 k = 1..K_cap and picking k by the elbow rule. Reward vectors repeat a lot (rewards take few
 distinct values), so the points here are the *distinct* vectors, each weighted by how many
-questions share it; all domains are fitted at once.
+questions share it.
 
 Initialisation is deterministic and incremental: k = 1 is the weighted mean; the centres for
 k + 1 are the converged centres for k plus, of ``N_CANDIDATES`` points spread over the ranking
 by weighted squared distance to their nearest centre (the farthest included), the one whose
-addition lowers the inertia most; Lloyd iterations then run until no assignment changes. The
-points of all domains are processed together (a point is only compared with its own domain's
-centres), so the Python-level loops run over k and Lloyd iterations, never over domains or
-questions. :func:`sklearn_elbow_kmeans` is the published procedure (scikit-learn
+addition lowers the inertia most; Lloyd iterations then run until no assignment changes (ties
+go to the lower centre index; an emptied cluster keeps its centre). A domain stops as soon as
+its elbow is decided. The loops are compiled with numba on first use (cached on disk), since
+the work is many tiny steps that array libraries would spend on call overhead.
+:func:`sklearn_elbow_kmeans` is the published procedure (scikit-learn
 ``KMeans(n_init="auto", random_state=0)`` refit for every k), kept as the reference for tests
 and benchmarks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
-
-
-@lru_cache(maxsize=1)
-def _blas_pools() -> ThreadpoolController:
-    """The process's BLAS pools, looked up once (the lookup takes milliseconds, a limit microseconds)."""
-    return ThreadpoolController()
-
 
 #: Lloyd iterations per k at most (each usually converges in a few).
 MAX_ITER = 100
@@ -68,7 +62,7 @@ class ElbowResult:
         k: ``[D]`` chosen number of clusters.
         k_cap: ``[D]`` min(k_max, number of distinct points).
         inertia: ``[D, K]`` weighted inertia I(k) for k = 1..K (NaN where not computed: past
-            ``k_cap``, or after every domain's elbow was decided).
+            ``k_cap``, or past k + 1 once the domain's elbow k was decided).
     """
 
     labels: np.ndarray
@@ -95,87 +89,141 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[new], inverse
 
 
-def _lloyd(x_aug: np.ndarray, wx_cols: np.ndarray, penalty: np.ndarray | None, c_aug: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Lloyd iterations for several domains at once, until no assignment changes.
+def _elbow_kmeans_loops(
+    points: np.ndarray,
+    weights: np.ndarray,
+    starts: np.ndarray,
+    k_max: int,
+    tol: float,
+    n_candidates: int,
+    max_iter: int,
+    labels: np.ndarray,
+    chosen: np.ndarray,
+    inertia: np.ndarray,
+) -> None:
+    """The K-means sweep of every domain; writes ``labels``, ``chosen`` and ``inertia``.
 
-    ``c_aug`` ``[C, n + 1]`` holds every domain's centres (rows) and their squared norms (last
-    column); it is updated in place. ``x_aug . c_aug = |x - c|^2 - |x|^2`` ranks the centres of a
-    point, ``penalty`` ``[P, C]`` is +inf on other domains' centres (None with one domain), so one
-    product and one argmin assign all points. ``wx_cols`` is ``[w x, w]`` column by column,
-    flattened (``[(n + 1) * P]``), so one ``bincount`` yields every cluster's weighted sums and
-    mass. Returns the labels (rows of ``c_aug``).
+    Domain d owns rows ``starts[d]:starts[d + 1]`` of ``points``; ``inertia`` arrives as NaN.
+    Plain Python that numba compiles (:func:`_compiled_kernel`); it also runs as it is, slowly.
     """
-    cols, width = c_aug.shape
-    dim = width - 1
-    column_bins = (np.arange(width) * cols)[:, None]  # bin of (column j, cluster c) = j * C + c
-    centres_t = c_aug[:, :dim].T
-    for _ in range(MAX_ITER):
-        scores = x_aug @ c_aug.T
-        if penalty is not None:
-            scores += penalty
-        new_labels = scores.argmin(axis=1)
-        if new_labels.tobytes() == labels.tobytes():  # the cheapest equality test at this size
-            break
-        labels = new_labels
-        agg = np.bincount((labels + column_bins).ravel(), wx_cols, width * cols).reshape(width, cols)
-        mass = agg[dim]
-        # An emptied cluster keeps its centre.
-        np.divide(agg[:dim], mass, out=centres_t, where=mass > 0)
-        c_aug[:, dim] = np.einsum("cn,cn->c", c_aug[:, :dim], c_aug[:, :dim])
-    return labels
+    dim = points.shape[1]
+    for d in range(starts.shape[0] - 1):
+        lo, m = starts[d], starts[d + 1] - starts[d]
+        chosen[d] = 1
+        if m == 0:
+            continue
+        x = points[lo : lo + m]
+        w = weights[lo : lo + m]
+        k_cap = min(k_max, m)
+        centres = np.zeros((k_cap, dim))
+        total = 0.0
+        for i in range(m):
+            total += w[i]
+            for t in range(dim):
+                centres[0, t] += w[i] * x[i, t]
+        for t in range(dim):
+            centres[0, t] /= total
+        label = np.zeros(m, dtype=np.int64)
+        previous = np.zeros(m, dtype=np.int64)
+        fit = np.empty(m)  # squared distance of each point to its centre
+        contribution = np.empty(m)
+        sums = np.empty((k_cap, dim))
+        mass = np.empty(k_cap)
+        current = 0.0
+        for i in range(m):
+            dd = 0.0
+            for t in range(dim):
+                diff = x[i, t] - centres[0, t]
+                dd += diff * diff
+            fit[i] = dd
+            current += w[i] * dd
+        inertia[d, 0] = current
+        decided = k_cap == 1
+        for k in range(2, k_cap + 1):
+            if decided:
+                break
+            # New centre: of the candidates spread over the ranking by contribution (from the
+            # top), the one whose addition lowers the inertia most (first one on ties).
+            for i in range(m):
+                contribution[i] = w[i] * fit[i]
+            order = np.argsort(contribution, kind="mergesort")
+            best, best_gain = 0, -1.0
+            for j in range(n_candidates):
+                cand = order[m - 1 - (j * m) // n_candidates]
+                gain = 0.0
+                for i in range(m):
+                    dd = 0.0
+                    for t in range(dim):
+                        diff = x[i, t] - x[cand, t]
+                        dd += diff * diff
+                    saved = contribution[i] - w[i] * dd
+                    if saved > 0.0:
+                        gain += saved
+                if gain > best_gain:
+                    best, best_gain = cand, gain
+            for t in range(dim):
+                centres[k - 1, t] = x[best, t]
+            previous[:] = label
+            for it in range(max_iter):
+                changed = False
+                for i in range(m):
+                    nearest, nearest_dd = 0, np.inf
+                    for c in range(k):
+                        dd = 0.0
+                        for t in range(dim):
+                            diff = x[i, t] - centres[c, t]
+                            dd += diff * diff
+                        if dd < nearest_dd:
+                            nearest, nearest_dd = c, dd
+                    if nearest != label[i]:
+                        label[i] = nearest
+                        changed = True
+                if not changed:
+                    break
+                sums[:k] = 0.0
+                mass[:k] = 0.0
+                for i in range(m):
+                    c = label[i]
+                    mass[c] += w[i]
+                    for t in range(dim):
+                        sums[c, t] += w[i] * x[i, t]
+                for c in range(k):
+                    if mass[c] > 0.0:  # an emptied cluster keeps its centre
+                        for t in range(dim):
+                            centres[c, t] = sums[c, t] / mass[c]
+            current = 0.0
+            for i in range(m):
+                dd = 0.0
+                for t in range(dim):
+                    diff = x[i, t] - centres[label[i], t]
+                    dd += diff * diff
+                fit[i] = dd  # exact: a point on its centre gives exactly 0
+                current += w[i] * dd
+            inertia[d, k - 1] = current
+            if k >= 3:
+                d_before = inertia[d, k - 3] - inertia[d, k - 2]
+                d_last = inertia[d, k - 2] - inertia[d, k - 1]
+                if d_last < tol * d_before:  # elbow at k - 1
+                    chosen[d] = k - 1
+                    labels[lo : lo + m] = previous
+                    decided = True
+        if not decided:
+            chosen[d] = k_cap
+            labels[lo : lo + m] = label
 
 
-class _Open:
-    """The points of the domains whose k is not decided yet, with the index tables over them.
+@cache
+def _compiled_kernel() -> Callable[..., None]:
+    """:func:`_elbow_kmeans_loops` compiled by numba (imported and compiled on first use only)."""
+    from numba import njit  # imported here: `import rlbench_med` stays fast
 
-    Rebuilt (smaller) whenever domains close, so every array op of the sweep touches only the
-    open domains' points. ``rows`` are positions in the full point arrays.
-    """
-
-    def __init__(self, active: np.ndarray, rows: np.ndarray, slot: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
-        self.active, self.rows = active, rows
-        n_open = active.shape[0]
-        self.slot = np.searchsorted(active, slot[rows])  # open-domain index of every row
-        self.points_aug = arrays["points_aug"][rows]  # [x, |x|^2]
-        self.x_aug = arrays["x_aug"][rows]  # [-2 x, 1]
-        self.weights = arrays["weights"][rows]
-        self.wx_cols = arrays["wx_aug"][rows].T.ravel()  # [w x, w], column by column
-        count = np.bincount(self.slot, minlength=n_open)
-        start = np.cumsum(count) - count
-        # Candidates for a new centre: ranks (descending by contribution to the inertia) spread
-        # over each domain's points, as positions in the rows sorted by (domain, contribution).
-        ranks = (np.arange(N_CANDIDATES)[None, :] * count[:, None]) // N_CANDIDATES
-        self.candidate_pos = (start[:, None] + count[:, None] - 1 - ranks).ravel()
-        own = self.slot[:, None] == np.arange(n_open)[None, :]  # [rows, open domains]
-        self.penalty = np.where(own, 0.0, np.inf) if n_open > 1 else None
-        # x_aug . candidate_aug + this = |x - candidate|^2 on own-domain candidates, +inf elsewhere.
-        sq = self.points_aug[:, -1]
-        self.candidate_offset = np.where(np.repeat(own, N_CANDIDATES, axis=1), sq[:, None], np.inf)
-        self.first_candidate = np.arange(n_open) * N_CANDIDATES
-
-    def keep(self, still_open: np.ndarray, slot: np.ndarray, arrays: dict[str, np.ndarray]) -> tuple[_Open, np.ndarray]:
-        """The tables for the domains with ``still_open`` (over the current open domains), and
-        the mask of the current rows that stay."""
-        stay = still_open[self.slot]
-        return _Open(self.active[still_open], self.rows[stay], slot, arrays), stay
-
-
-def batched_kmeans_elbow(
-    points: np.ndarray, weights: np.ndarray, slot: np.ndarray, n_domains: int, k_max: int, tol: float
-) -> ElbowResult:
-    """:func:`weighted_kmeans_elbow` with BLAS held to one thread.
-
-    The matrix products here are small; a multi-threaded BLAS gains nothing on them and slows
-    down by several times when the cores are shared with other work.
-    """
-    with _blas_pools().limit(limits=1, user_api="blas"):
-        return weighted_kmeans_elbow(points, weights, slot, n_domains, k_max, tol)
+    return njit(cache=True, nogil=True)(_elbow_kmeans_loops)
 
 
 def weighted_kmeans_elbow(
     points: np.ndarray, weights: np.ndarray, slot: np.ndarray, n_domains: int, k_max: int, tol: float
 ) -> ElbowResult:
-    """Weighted K-means for k = 1, 2, ... on every domain at once, then the elbow rule.
+    """Weighted K-means for k = 1, 2, ... on every domain, then the elbow rule.
 
     Args:
         points: ``[P, n]`` the distinct points of all domains, grouped by domain (contiguous).
@@ -185,97 +233,21 @@ def weighted_kmeans_elbow(
         k_max: largest k tried.
         tol: elbow tolerance.
 
-    The inertia of a fit is sum_u w_u |x_u - c_{label(u)}|^2. A domain leaves the sweep once its
-    elbow is decided (that needs I(k + 1) only) or k reaches K_cap, so the chosen k and labels
-    equal those of a full sweep over k = 1..K_cap while the work shrinks to the open domains.
+    The inertia of a fit is sum_u w_u |x_u - c_{label(u)}|^2. A domain stops once its elbow is
+    decided (that needs I(k + 1) only) or k reaches K_cap, so the chosen k and labels equal those
+    of a full sweep over k = 1..K_cap.
     """
-    points = np.asarray(points, dtype=np.float64)
-    weights = np.asarray(weights, dtype=np.float64)
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
     slot = np.asarray(slot, dtype=np.int64)
-    n_pts, dim = points.shape
     per_dom = np.bincount(slot, minlength=n_domains)
     k_cap = np.minimum(k_max, per_dom).astype(np.int64)
-    k_top = int(k_cap.max()) if n_domains else 0
-    inertia = np.full((n_domains, max(k_top, 1)), np.nan)
-    chosen = np.maximum(k_cap, 1)
-    labels = np.zeros(n_pts, dtype=np.int64)  # cluster within the domain, at the domain's chosen k
-    if n_pts == 0:
-        return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
-
-    width = dim + 1
-    sq_norms = np.einsum("pn,pn->p", points, points)
-    wx_aug = np.concatenate([weights[:, None] * points, weights[:, None]], axis=1)
-    bins = np.add.outer(slot * width, np.arange(width)).ravel()
-    agg = np.bincount(bins, wx_aug.ravel(), n_domains * width).reshape(n_domains, width)
-    mean = agg[:, :dim] / np.maximum(agg[:, dim:], 1e-300)
-    residual = points - mean[slot]
-    fit = np.einsum("pn,pn->p", residual, residual)  # squared distance to the own centre
-    inertia[:, 0] = np.bincount(slot, weights * fit, n_domains)
-    open_ = k_cap >= 2  # domains whose k is not decided yet
-    if not open_.any():
-        return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
-
-    arrays = {
-        "points_aug": np.concatenate([points, sq_norms[:, None]], axis=1),
-        "x_aug": np.concatenate([-2.0 * points, np.ones((n_pts, 1))], axis=1),
-        "weights": weights,
-        "wx_aug": wx_aug,
-    }
-    active = np.flatnonzero(open_)
-    sub = _Open(active, np.flatnonzero(open_[slot]), slot, arrays)
-    sub_fit = fit[sub.rows]
-    sub_local = np.zeros(sub.rows.shape[0], dtype=np.int64)
-    c_aug = np.concatenate([mean[active], np.einsum("dn,dn->d", mean[active], mean[active])[:, None]], axis=1)
-    live = np.ones(active.shape[0], dtype=bool)  # open domains still deciding their k
-    for k in range(2, k_top + 1):
-        n_sub = sub.active.shape[0]
-        # Start k from the converged k - 1 centres plus the candidate point that lowers the
-        # inertia most; candidates are spread over the ranking by contribution to the inertia.
-        contribution = sub.weights * sub_fit
-        candidates = np.lexsort((contribution, sub.slot))[sub.candidate_pos]
-        cand_aug = sub.points_aug[candidates]  # [n_sub * m, n + 1]
-        loss = sub.x_aug @ cand_aug.T  # -> w |x - candidate|^2 (+inf off the own domain)
-        loss += sub.candidate_offset
-        loss *= sub.weights[:, None]
-        gain = np.subtract(contribution[:, None], loss, out=loss)
-        np.maximum(gain, 0.0, out=gain)
-        best = gain.sum(axis=0).reshape(n_sub, N_CANDIDATES).argmax(axis=1)
-        new_rows = cand_aug[sub.first_candidate + best]
-        c_aug = np.concatenate([c_aug.reshape(n_sub, k - 1, width), new_rows[:, None, :]], axis=1).reshape(-1, width)
-        penalty = None if sub.penalty is None else np.repeat(sub.penalty, k, axis=1)
-        flat = _lloyd(sub.x_aug, sub.wx_cols, penalty, c_aug, sub.slot * k + sub_local)
-        previous = sub_local
-        sub_local = flat - sub.slot * k
-        residual = sub.points_aug[:, :dim] - c_aug[flat, :dim]
-        sub_fit = np.einsum("pn,pn->p", residual, residual)  # exact: identical points give exactly 0
-        fitted = np.bincount(sub.slot, sub.weights * sub_fit, n_sub)
-        inertia[sub.active[live], k - 1] = fitted[live]
-        closing = live & (k >= k_cap[sub.active])  # K_cap reached without an elbow: K_cap's labels
-        done = closing
-        if k >= 3:
-            recent = inertia[sub.active, k - 3 : k]
-            drops = recent[:, :-1] - recent[:, 1:]  # d_{k-2}, d_{k-1}
-            elbow = live & (drops[:, 1] < tol * drops[:, 0])  # elbow at k - 1 (k <= K_cap holds here)
-            if elbow.any():
-                chosen[sub.active[elbow]] = k - 1
-                at = elbow[sub.slot]
-                labels[sub.rows[at]] = previous[at]
-                closing = closing & ~elbow
-                done = closing | elbow
-        if done.any():
-            if closing.any():
-                at = closing[sub.slot]
-                labels[sub.rows[at]] = sub_local[at]
-            live = live & ~done
-            if not live.any():
-                break
-            # Closed domains ride along (their results are no longer read) until they hold half
-            # of the rows; then the tables shrink to the open domains.
-            if np.count_nonzero(live[sub.slot]) * 2 <= sub.slot.shape[0]:
-                c_aug = c_aug.reshape(n_sub, k, width)[live].reshape(-1, width)
-                sub, stay = sub.keep(live, slot, arrays)
-                sub_fit, sub_local = sub_fit[stay], sub_local[stay]
-                live = np.ones(sub.active.shape[0], dtype=bool)
+    inertia = np.full((n_domains, max(int(k_cap.max()) if n_domains else 0, 1)), np.nan)
+    labels = np.zeros(points.shape[0], dtype=np.int64)  # cluster within the domain, at the chosen k
+    chosen = np.ones(n_domains, dtype=np.int64)
+    if points.shape[0]:
+        starts = np.concatenate([[0], np.cumsum(per_dom)]).astype(np.int64)
+        _compiled_kernel()(points, weights, starts, int(k_max), float(tol), N_CANDIDATES, MAX_ITER, labels, chosen, inertia)
     return ElbowResult(labels=labels, k=chosen, k_cap=k_cap, inertia=inertia)
 
 

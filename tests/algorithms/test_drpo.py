@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from rlbench_med.algorithms import AdvantageInputs, make_estimator
-from rlbench_med.algorithms.kmeans import batched_kmeans_elbow, elbow_k, sklearn_elbow_kmeans
+from rlbench_med.algorithms.kmeans import (
+    MAX_ITER,
+    N_CANDIDATES,
+    _elbow_kmeans_loops,
+    elbow_k,
+    sklearn_elbow_kmeans,
+    unique_rows,
+    weighted_kmeans_elbow,
+)
 from tests.algorithms.helpers import batch, full_inputs, random_batch
 
 EPS = 1e-6
@@ -155,7 +163,7 @@ def test_kmeans_finds_the_reference_partition_of_separated_blobs(true_k: int) ->
     centres = np.eye(5)[:true_k] * 4.0
     points = np.concatenate([c + 0.05 * rng.standard_normal((12, 5)) for c in centres])
     ref_labels, ref_k, _ = sklearn_elbow_kmeans(points, 10, 0.1)
-    fit = batched_kmeans_elbow(points, np.ones(len(points)), np.zeros(len(points), dtype=np.int64), 1, 10, 0.1)
+    fit = weighted_kmeans_elbow(points, np.ones(len(points)), np.zeros(len(points), dtype=np.int64), 1, 10, 0.1)
     assert ref_k == int(fit.k[0]) == true_k
     assert _same_partition(fit.labels, ref_labels)
 
@@ -163,12 +171,68 @@ def test_kmeans_finds_the_reference_partition_of_separated_blobs(true_k: int) ->
 def test_weighted_points_give_the_inertia_of_their_repeats() -> None:
     points = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
     weights = np.array([3.0, 1.0, 2.0])
-    fit = batched_kmeans_elbow(points, weights, np.zeros(3, dtype=np.int64), 1, 3, 0.1)
+    fit = weighted_kmeans_elbow(points, weights, np.zeros(3, dtype=np.int64), 1, 3, 0.1)
     repeated = np.repeat(points, [3, 1, 2], axis=0)
     assert fit.inertia[0, 0] == pytest.approx(((repeated - repeated.mean(0)) ** 2).sum())
     # k = 2: {0, 0, 0, 1} around 0.25 -> 3 * 0.0625 + 0.5625 = 0.75; {5, 5} exact
     assert fit.inertia[0, 1] == pytest.approx(0.75)
     assert fit.inertia[0, 2] == pytest.approx(0.0)
+
+
+def _random_domains(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Distinct weighted points of 4 domains (one of them empty), grouped by domain."""
+    rng = np.random.default_rng(seed)
+    points, weights, slots = [], [], []
+    for d, size in enumerate([int(rng.integers(1, 40)), 0, int(rng.integers(1, 6)), int(rng.integers(10, 60))]):
+        raw = rng.choice([0.0, 0.2, 0.8, 1.0], size=(size, 4)) if seed % 2 else rng.random((size, 4))
+        uniq, inverse = unique_rows(raw)
+        points.append(uniq)
+        weights.append(np.bincount(inverse, minlength=len(uniq)).astype(np.float64))
+        slots.append(np.full(len(uniq), d))
+    return np.concatenate(points), np.concatenate(weights), np.concatenate(slots).astype(np.int64), 4
+
+
+@pytest.mark.parametrize(("tol", "elbows_expected"), [(0.1, False), (0.5, True)])
+def test_kmeans_labels_inertia_and_elbow_are_consistent(tol: float, elbows_expected: bool) -> None:
+    elbows_before_the_cap = 0
+    for seed in range(8):
+        points, weights, slot, n_dom = _random_domains(seed)
+        fit = weighted_kmeans_elbow(points, weights, slot, n_dom, 10, tol)
+        # the early stop picks the k that the elbow rule picks on the inertias it computed
+        assert fit.k.tolist() == elbow_k(fit.inertia, fit.k_cap, tol).tolist()
+        elbows_before_the_cap += int((fit.k < fit.k_cap).sum())
+        for d in range(n_dom):
+            mine = slot == d
+            if not mine.any():
+                assert fit.k[d] == 1
+                continue
+            x, w, lab = points[mine], weights[mine], fit.labels[mine]
+            k = int(fit.k[d])
+            assert lab.min() >= 0 and lab.max() < k
+            # converged Lloyd: the centres are the weighted cluster means, so I(k) is recomputable
+            inertia = sum(
+                float((w[lab == c] * ((x[lab == c] - np.average(x[lab == c], axis=0, weights=w[lab == c])) ** 2).sum(1)).sum())
+                for c in np.unique(lab)
+            )
+            assert inertia == pytest.approx(fit.inertia[d, k - 1], rel=1e-9, abs=1e-12)
+            # inertia never rises with k, and a domain alone gives the same result
+            curve = fit.inertia[d][~np.isnan(fit.inertia[d])]
+            assert (np.diff(curve) <= 1e-12).all()
+            alone = weighted_kmeans_elbow(x, w, np.zeros(len(x), dtype=np.int64), 1, 10, tol)
+            assert alone.k[0] == k and alone.labels.tolist() == lab.tolist()
+    if elbows_expected:  # a loose tolerance stops before K_cap: the elbow branch was exercised
+        assert elbows_before_the_cap > 0
+
+
+def test_compiled_kmeans_matches_its_python_loops() -> None:
+    points, weights, slot, n_dom = _random_domains(3)
+    fit = weighted_kmeans_elbow(points, weights, slot, n_dom, 10, 0.1)
+    labels, chosen = np.zeros(len(points), dtype=np.int64), np.ones(n_dom, dtype=np.int64)
+    inertia = np.full_like(fit.inertia, np.nan)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_dom))]).astype(np.int64)
+    _elbow_kmeans_loops(points, weights, starts, 10, 0.1, N_CANDIDATES, MAX_ITER, labels, chosen, inertia)
+    assert labels.tolist() == fit.labels.tolist() and chosen.tolist() == fit.k.tolist()
+    np.testing.assert_array_equal(inertia, fit.inertia)
 
 
 def test_elbow_rule() -> None:
