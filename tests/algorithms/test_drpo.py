@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlbench_med.algorithms import AdvantageInputs, make_estimator
+from rlbench_med.algorithms.drpo import linear_quantile
 from rlbench_med.algorithms.kmeans import (
     MAX_ITER,
     N_CANDIDATES,
@@ -82,6 +83,14 @@ def test_kl_damping_matches_the_formula_step_by_step() -> None:
     expected = s / (s.std(ddof=1) + EPS)
     assert per_rollout(out.advantages) == pytest.approx(expected.tolist(), abs=1e-5)
     assert out.diagnostics["drpo/kl_tau"] == pytest.approx(tau, rel=1e-5)
+
+
+def test_linear_quantile_equals_numpy() -> None:
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 7, 100, 2560):
+        for values in (rng.random(size), np.round(rng.normal(size=size), 1), np.zeros(size)):
+            for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, float(rng.random())):
+                assert linear_quantile(values, q) == float(np.quantile(values, q))
 
 
 def test_kl_damping_clamps_each_token() -> None:
