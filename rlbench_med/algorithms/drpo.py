@@ -277,8 +277,7 @@ class DRPO(Estimator):
             kl = diff.expm1_().sum(dim=1).to(torch.float64).sub_(plain)
         else:
             # A token at the clamp, or a non-finite value (possibly off the mask, where it is allowed).
-            zero = torch.zeros((), dtype=inputs.ref_logprobs.dtype)
-            diff = torch.where(inputs.on_response, inputs.ref_logprobs - inputs.old_logprobs, zero)
+            diff = torch.where(inputs.on_response, ref - old, torch.zeros((), dtype=ref.dtype))
             kl = torch.expm1(diff).sub_(diff).clamp_(max=clamp).sum(dim=1, dtype=torch.float64)
             if not bool(torch.isfinite(kl).all()):
                 bad = int(torch.nonzero(~torch.isfinite(kl))[0, 0])

@@ -116,55 +116,51 @@ def _elbow_kmeans_loops(
         w = weights[lo : lo + m]
         k_cap = min(k_max, m)
         centres = np.zeros((k_cap, dim))
-        total = 0.0
-        for i in range(m):
-            total += w[i]
-            for t in range(dim):
-                centres[0, t] += w[i] * x[i, t]
-        for t in range(dim):
-            centres[0, t] /= total
-        label = np.zeros(m, dtype=np.int64)
+        label = np.zeros(m, dtype=np.int64)  # k = 1: every point in cluster 0
         previous = np.zeros(m, dtype=np.int64)
         fit = np.empty(m)  # squared distance of each point to its centre
         contribution = np.empty(m)
         sums = np.empty((k_cap, dim))
         mass = np.empty(k_cap)
-        current = 0.0
-        for i in range(m):
-            dd = 0.0
-            for t in range(dim):
-                diff = x[i, t] - centres[0, t]
-                dd += diff * diff
-            fit[i] = dd
-            current += w[i] * dd
-        inertia[d, 0] = current
-        decided = k_cap == 1
-        for k in range(2, k_cap + 1):
-            if decided:
-                break
-            # New centre: of the candidates spread over the ranking by contribution (from the
-            # top), the one whose addition lowers the inertia most (first one on ties).
-            for i in range(m):
-                contribution[i] = w[i] * fit[i]
-            order = np.argsort(contribution, kind="mergesort")
-            best, best_gain = 0, -1.0
-            for j in range(n_candidates):
-                cand = order[m - 1 - (j * m) // n_candidates]
-                gain = 0.0
+        for k in range(1, k_cap + 1):
+            if k > 1:
+                # New centre: of the candidates spread over the ranking by contribution (from the
+                # top), the one whose addition lowers the inertia most (first one on ties).
                 for i in range(m):
-                    dd = 0.0
+                    contribution[i] = w[i] * fit[i]
+                order = np.argsort(contribution, kind="mergesort")
+                best, best_gain = 0, -1.0
+                for j in range(n_candidates):
+                    cand = order[m - 1 - (j * m) // n_candidates]
+                    gain = 0.0
+                    for i in range(m):
+                        dd = 0.0
+                        for t in range(dim):
+                            diff = x[i, t] - x[cand, t]
+                            dd += diff * diff
+                        saved = contribution[i] - w[i] * dd
+                        if saved > 0.0:
+                            gain += saved
+                    if gain > best_gain:
+                        best, best_gain = cand, gain
+                for t in range(dim):
+                    centres[k - 1, t] = x[best, t]
+                previous[:] = label
+            for _ in range(max_iter):
+                # Centres: the weighted means of their points (k = 1: the domain mean; the new
+                # centre has no points yet and keeps its place, as does an emptied cluster).
+                sums[:k] = 0.0
+                mass[:k] = 0.0
+                for i in range(m):
+                    c = label[i]
+                    mass[c] += w[i]
                     for t in range(dim):
-                        diff = x[i, t] - x[cand, t]
-                        dd += diff * diff
-                    saved = contribution[i] - w[i] * dd
-                    if saved > 0.0:
-                        gain += saved
-                if gain > best_gain:
-                    best, best_gain = cand, gain
-            for t in range(dim):
-                centres[k - 1, t] = x[best, t]
-            previous[:] = label
-            for it in range(max_iter):
+                        sums[c, t] += w[i] * x[i, t]
+                for c in range(k):
+                    if mass[c] > 0.0:
+                        for t in range(dim):
+                            centres[c, t] = sums[c, t] / mass[c]
+                # Each point to its nearest centre (ties: the lower index), until none moves.
                 changed = False
                 for i in range(m):
                     nearest, nearest_dd = 0, np.inf
@@ -180,17 +176,6 @@ def _elbow_kmeans_loops(
                         changed = True
                 if not changed:
                     break
-                sums[:k] = 0.0
-                mass[:k] = 0.0
-                for i in range(m):
-                    c = label[i]
-                    mass[c] += w[i]
-                    for t in range(dim):
-                        sums[c, t] += w[i] * x[i, t]
-                for c in range(k):
-                    if mass[c] > 0.0:  # an emptied cluster keeps its centre
-                        for t in range(dim):
-                            centres[c, t] = sums[c, t] / mass[c]
             current = 0.0
             for i in range(m):
                 dd = 0.0
@@ -200,14 +185,11 @@ def _elbow_kmeans_loops(
                 fit[i] = dd  # exact: a point on its centre gives exactly 0
                 current += w[i] * dd
             inertia[d, k - 1] = current
-            if k >= 3:
-                d_before = inertia[d, k - 3] - inertia[d, k - 2]
-                d_last = inertia[d, k - 2] - inertia[d, k - 1]
-                if d_last < tol * d_before:  # elbow at k - 1
-                    chosen[d] = k - 1
-                    labels[lo : lo + m] = previous
-                    decided = True
-        if not decided:
+            if k >= 3 and inertia[d, k - 2] - inertia[d, k - 1] < tol * (inertia[d, k - 3] - inertia[d, k - 2]):
+                chosen[d] = k - 1  # the elbow: the drop to k is small next to the drop to k - 1
+                labels[lo : lo + m] = previous
+                break
+        else:
             chosen[d] = k_cap
             labels[lo : lo + m] = label
 
