@@ -38,6 +38,8 @@ import torch
 from torch import Tensor
 
 from rlbench_med.algorithms import AdvantageInputs, AdvantageOutput, Estimator
+from rlbench_med.runners.local.loss import k3_kl
+from rlbench_med.runners.local.policy import masked_mean
 from rlbench_med.runners.openrlhf.data import PromptLabel
 
 #: ``Experience.info`` key under which our trainer stores the greedy baseline reward (ReMax).
@@ -264,8 +266,9 @@ def write_back(experiences: Sequence[Any], output: AdvantageOutput, layout: Batc
 def step_metrics(inputs: AdvantageInputs, layout: BatchLayout, raw_rewards: Tensor) -> dict[str, float]:
     """``train/reward_mean``, ``train/<domain>/reward_mean`` (by the label's domain) and ``train/kl``.
 
-    ``train/kl`` is the masked token mean of ``exp(d) - d - 1`` with ``d = old - ref`` log probs, the
-    local runner's definition; it is left out when the reference log probs are not kept.
+    ``train/kl`` is the masked token mean of the k3 estimate ``exp(d) - d - 1`` with ``d = ref - old``
+    log probs (:func:`~rlbench_med.runners.local.loss.k3_kl`, the local runner's and OpenRLHF's
+    definition); it is left out when the reference log probs are not kept.
     """
     metrics = {"train/reward_mean": float(raw_rewards.double().mean())}
     per_domain: dict[str, list[float]] = defaultdict(list)
@@ -274,9 +277,8 @@ def step_metrics(inputs: AdvantageInputs, layout: BatchLayout, raw_rewards: Tens
     for domain, values in sorted(per_domain.items()):
         metrics[f"train/{domain}/reward_mean"] = sum(values) / len(values)
     if inputs.old_logprobs is not None and inputs.ref_logprobs is not None:
-        mask = inputs.mask
-        d = (inputs.old_logprobs - inputs.ref_logprobs) * mask
-        metrics["train/kl"] = float(((d.exp() - d - 1) * mask).sum() / mask.sum().clamp(min=1))
+        kl = k3_kl(inputs.old_logprobs, inputs.ref_logprobs)  # both are 0 off the mask, so k3 is too
+        metrics["train/kl"] = float(masked_mean(kl, inputs.mask))
     return metrics
 
 

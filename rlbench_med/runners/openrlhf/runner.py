@@ -284,7 +284,7 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         max_len=cfg.max_len,
         ray_address=cfg.ray_address,
     ).write(paths.spec)
-    if not resume and paths.metrics.exists():
+    if not ctx.resume and paths.metrics.exists():  # a fresh start (also when --resume found no checkpoint)
         paths.metrics.unlink()
     command = launch_command(ctx)
     tracker.log_params({**{f"openrlhf.{k}": v for k, v in cfg.to_dict().items()}, "algo": job.algo,

@@ -137,7 +137,7 @@ def test_per_domain_reward_means_and_kl_use_the_local_runners_definitions(experi
     metrics = apply_estimator(exps, make_estimator("grpo"), settings())
     for d, name in enumerate(DOMAINS):
         assert metrics[f"train/{name}/reward_mean"] == pytest.approx(float(truth.rewards[truth.domains == d].mean()))
-    d = (truth.old - truth.ref) * truth.mask
+    d = (truth.ref - truth.old) * truth.mask  # k3 = exp(ref - old) - (ref - old) - 1, as OpenRLHF and the local runner
     assert metrics["train/kl"] == pytest.approx(float(((d.exp() - d - 1) * truth.mask).sum() / truth.mask.sum()))
 
 

@@ -96,6 +96,17 @@ def test_run_exports_launches_streams_metrics_and_scores_predictions(data_dir, t
     assert paths.predictions in tracker.artifacts
 
 
+def test_resume_without_a_checkpoint_starts_fresh_metrics(data_dir, tmp_path, fake_launch):
+    job = make_job(data_dir, tmp_path / "out", eval_max_samples=4)
+    paths = LaunchPaths.for_job(job)
+    paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+    append_metrics(paths.metrics, 7, {"train/reward_mean": 0.9, "time/advantage_s": 5.0})  # a killed earlier run
+    tracker = MemoryTracker()
+    result = runner.run(job, tracker, resume=True)  # --resume, but no ckpt/_actor to resume from
+    assert tracker.history("train/reward_mean") == [(1, pytest.approx(0.1)), (2, pytest.approx(0.2))]
+    assert result.timings == {"advantage_s": pytest.approx(0.02), "steps": 2.0}
+
+
 def test_failed_launch_names_the_log(data_dir, tmp_path, fake_launch):
     fake_launch["value"] = 3
     with pytest.raises(RuntimeError, match=r"exited with 3; see .*launch\.log"):
