@@ -162,13 +162,15 @@ class Estimator:
         return frozenset()
 
     def __call__(self, inputs: AdvantageInputs) -> AdvantageOutput:
-        self.check_inputs(inputs)
         device = inputs.rewards.device
         if device.type == "cpu":
+            self.check_inputs(inputs)
             return self.compute(inputs)
         # The group statistics and clustering are small, branchy work that runs on the CPU (as in
         # OpenRLHF's experience maker); results go back to the caller's device.
-        out = self.compute(_to_device(inputs, torch.device("cpu")))
+        on_cpu = _to_device(inputs, torch.device("cpu"))
+        self.check_inputs(on_cpu)
+        out = self.compute(on_cpu)
         return AdvantageOutput(
             advantages=out.advantages.to(device), returns=out.returns.to(device), diagnostics=out.diagnostics
         )

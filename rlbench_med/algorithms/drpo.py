@@ -215,12 +215,12 @@ class DRPO(Estimator):
             return AdvantageOutput(advantages=torch.zeros_like(mask), returns=torch.zeros_like(mask))
         a_hat, stats = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=True, eps=cfg.eps, groups=inputs.groups)
         vectors, q_domain = question_vectors(inputs.rewards, stats, inputs.domains, inputs.domain_names)
-        q_mean = stats.mean.numpy()
+        q_count = stats.counts.numpy()
         if cfg.history:
-            q_domain, scales, q_cluster = self._history_scales(vectors, q_domain, q_mean, inputs.domain_names)
+            q_domain, scales, q_cluster = self._history_scales(vectors, q_domain, q_count, inputs.domain_names)
             names = self._domain_names
         else:
-            scales, q_cluster = self._batch_scales(vectors, q_domain, q_mean, stats.counts.numpy(), len(inputs.domain_names))
+            scales, q_cluster = self._batch_scales(vectors, q_domain, stats.mean.numpy(), q_count, len(inputs.domain_names))
             names = list(inputs.domain_names)
 
         # Per-rollout arithmetic on [B] arrays runs in numpy (lower per-call overhead than torch).
@@ -273,8 +273,8 @@ class DRPO(Estimator):
         if math.isfinite(lo) and math.isfinite(hi) and max(_k3(lo), _k3(hi)) < clamp:
             # k3(x) = expm1(x) - x is convex with its minimum 0 at 0, so no token reaches the
             # clamp and the row sums split: sum k3 = sum expm1(diff) - sum diff.
-            plain = diff.sum(dim=1).to(torch.float64)
-            kl = diff.expm1_().sum(dim=1).to(torch.float64).sub_(plain)
+            plain = diff.sum(dim=1, dtype=torch.float64)
+            kl = diff.expm1_().sum(dim=1, dtype=torch.float64).sub_(plain)
         else:
             # A token at the clamp, or a non-finite value (possibly off the mask, where it is allowed).
             diff = torch.where(inputs.on_response, ref - old, torch.zeros((), dtype=ref.dtype))
@@ -325,7 +325,11 @@ class DRPO(Estimator):
         self._row_steps = torch.zeros(0, dtype=torch.int64)
 
     def _history_scales(
-        self, vectors: np.ndarray, q_domain: np.ndarray, q_mean: np.ndarray, domain_names: tuple[str, ...]
+        self,
+        vectors: np.ndarray,
+        q_domain: np.ndarray,
+        q_count: np.ndarray,
+        domain_names: tuple[str, ...],
     ) -> tuple[np.ndarray, _Scales, np.ndarray]:
         """Add this batch's questions to the history, then compute temperatures from the history.
 
@@ -339,6 +343,11 @@ class DRPO(Estimator):
             ids[i] = self._domain_names.index(name)
         q_domain = ids[q_domain]
         n = vectors.shape[1]
+        if q_count.min() != n:  # shorter groups would be zero-padded vectors in the history
+            raise InputError(
+                f"{self.name} keeps a history of reward vectors of one length, but this batch has groups of "
+                f"{int(q_count.min())} and of {n} rollouts; give every prompt the same n_rollouts"
+            )
         if self._rows.shape[0] and self._rows.shape[1] != n:
             raise InputError(
                 f"{self.name} history holds reward vectors of {self._rows.shape[1]} rollouts but this batch has "
@@ -358,6 +367,7 @@ class DRPO(Estimator):
         row_dom = np.concatenate([old_dom, q_domain])
         weights = np.concatenate([old_w, np.ones(g)])
         n_ids = len(self._domain_names)
+        n_g = np.bincount(row_dom, weights=weights, minlength=n_ids)
 
         if cfg.clusters:
             labels, ks = self._cluster(rows, row_dom, weights)
@@ -369,9 +379,7 @@ class DRPO(Estimator):
             q_cluster = labels[-g:]
         else:
             t_c, ks, q_cluster = None, {}, np.zeros(g, dtype=np.int64)
-            n_h = np.bincount(row_dom, weights=weights, minlength=n_ids)
-            mu_g = np.bincount(row_dom, weights=weights * rows.mean(axis=1), minlength=n_ids) / np.maximum(n_h, 1e-300)
-        n_g = np.bincount(row_dom, weights=weights, minlength=n_ids)
+            mu_g = np.bincount(row_dom, weights=weights * rows.mean(axis=1), minlength=n_ids) / np.maximum(n_g, 1e-300)
         t_domain = np.maximum(np.sqrt(n_g) * mu_g, cfg.eps)
 
         self._store_history(rows, row_dom, weights, np.concatenate([old_steps, np.full(g, self._step)]))

@@ -83,8 +83,8 @@ def broadcast_to_tokens(per_rollout: Tensor, mask: Tensor, *, out: Tensor | None
 def last_token_rewards(rewards: Tensor, mask: Tensor) -> Tensor:
     """``[B, T]`` with ``rewards[i]`` on the last response token of rollout ``i`` and 0 elsewhere."""
     t = mask.shape[1]
-    positions = torch.arange(1, t + 1, dtype=mask.dtype)
+    positions = torch.arange(1, t + 1, dtype=mask.dtype, device=mask.device)
     last = (mask * positions).argmax(dim=1)
     out = torch.zeros_like(mask)
-    out[torch.arange(mask.shape[0]), last] = rewards.to(mask.dtype)
+    out[torch.arange(mask.shape[0], device=mask.device), last] = rewards.to(mask.dtype)
     return out * mask

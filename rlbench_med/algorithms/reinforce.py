@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
-from rlbench_med.algorithms.group_stats import broadcast_to_tokens, group_stats, last_token_rewards, masked_whiten
+from rlbench_med.algorithms.group_stats import broadcast_to_tokens, last_token_rewards, masked_whiten
+from rlbench_med.algorithms.grpo import grpo_scores
 
 
 def token_level_rewards(inputs: AdvantageInputs) -> Tensor:
@@ -70,8 +71,7 @@ class ReinforcePPBaseline(Estimator):
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
-        stats = group_stats(inputs.rewards, inputs.group_ids, groups=inputs.groups)
-        centred = inputs.rewards.double() - stats.mean[stats.index]
+        centred, _ = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=False, groups=inputs.groups)
         mask = inputs.mask
         scores = broadcast_to_tokens(centred, mask)
         return AdvantageOutput(advantages=masked_whiten(scores, mask), returns=scores)

@@ -315,6 +315,15 @@ def test_release_rejects_a_changed_number_of_rollouts() -> None:
         est(batch([[1.0, 0.0, 1.0]], domain_names=("a",)))
 
 
+def test_release_rejects_groups_of_several_sizes_in_one_batch() -> None:
+    # per batch, domains may differ in group size; a history of zero-padded vectors would halve means
+    mixed = batch([[1.0, 0.0], [1.0, 1.0, 0.0, 1.0]], domains=[0, 1], domain_names=("a", "b"))
+    make_estimator("drpo_nokl")(mixed)
+    for spec in ("drpo_release", "drpo_release:clusters=false"):
+        with pytest.raises(ValueError, match="groups of 2 and of 4 rollouts"):
+            make_estimator(spec)(mixed)
+
+
 def test_per_batch_presets_are_stateless() -> None:
     est = make_estimator("drpo")
     assert est.state_dict() == {}

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from rlbench_med.algorithms import AdvantageInputs, AdvantageOutput, Estimator
+from rlbench_med.algorithms.group_stats import last_token_rewards
 from rlbench_med.runners.local.loss import k3_kl
 from rlbench_med.runners.local.policy import masked_mean
 from rlbench_med.runners.openrlhf.data import PromptLabel
@@ -100,15 +101,6 @@ class BatchLayout:
 @functools.lru_cache(maxsize=65536)
 def _parse_label(text: str) -> PromptLabel:
     return PromptLabel.from_json(text, where="Experience.labels")
-
-
-def _last_token(values: Tensor, mask: Tensor) -> Tensor:
-    """``[B, T]`` with ``values[i]`` on the last masked token of row ``i`` (OpenRLHF's eos index)."""
-    t = mask.shape[1]
-    last = t - 1 - (mask != 0).long().fliplr().argmax(dim=1)
-    out = torch.zeros_like(mask)
-    out[torch.arange(mask.shape[0], device=mask.device), last] = values.to(mask.dtype)
-    return out * mask
 
 
 def _stack_field(experiences: Sequence[Any], name: str, rows: list[Tensor], mask: Tensor) -> Tensor | None:
@@ -210,10 +202,10 @@ def experiences_to_inputs(
                 "kl_mode=reward needs Experience.kl, which OpenRLHF computes only with a reference model and "
                 "without --algo.kl.use_loss"
             )
-        token_rewards = _last_token(rewards, mask) - settings.kl_coef * kl
+        token_rewards = last_token_rewards(rewards, mask) - settings.kl_coef * kl
         effective = token_rewards.sum(dim=1)
     elif "token_rewards" in requires:
-        token_rewards = _last_token(rewards, mask)
+        token_rewards = last_token_rewards(rewards, mask)
 
     baseline = None
     if all(BASELINE_INFO_KEY in exp.info for exp in experiences):
