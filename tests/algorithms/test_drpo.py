@@ -93,17 +93,27 @@ def test_linear_quantile_equals_numpy() -> None:
                 assert linear_quantile(values, q) == float(np.quantile(values, q))
 
 
-def test_kl_damping_clamps_each_token() -> None:
+@pytest.mark.parametrize(
+    "rows",
+    [
+        {0: [0.5, -0.3], 3: [1.0, 0.2], 6: [-0.4, 0.0]},  # every token below the clamp
+        {0: [3.0, 3.0], 3: [0.5, 0.0]},  # k3(3) = e^3 - 4 = 16.09 on both tokens: row 0 sums to 20, not 10 or 32.2
+    ],
+)
+def test_kl_damping_clamps_each_token(rows: dict[int, list[float]]) -> None:
+    diffs = torch.zeros(8, 2)
+    for i, row in rows.items():
+        diffs[i] = torch.tensor(row)
     old = torch.zeros(8, 2)
-    ref = old.clone()
-    ref[0, 0] = 50.0  # e^50 would dominate; clamped to 10
-    inputs = batch(
-        HAND["groups"], domains=HAND["domains"], domain_names=HAND["domain_names"], t_len=2, old_logprobs=old, ref_logprobs=ref
-    )
-    big = make_estimator("drpo:kl_clamp=10")(inputs).advantages
-    assert torch.isfinite(big).all()
-    # raising the clamp changes the result, so the clamp is what bounded it
-    assert not torch.allclose(big, make_estimator("drpo:kl_clamp=1000")(inputs).advantages)
+    inputs = batch(HAND["groups"], domains=HAND["domains"], domain_names=HAND["domain_names"], t_len=2,
+                   old_logprobs=old, ref_logprobs=old + diffs)
+    out = make_estimator("drpo:kl_clamp=10")(inputs)
+    s = np.array([1.7320484, -1.7320484, 1.7320484, -1.7320484, 0.0, 0.0, 2.8284231, -2.8284231])
+    kl = np.array([sum(min(math.exp(d) - d - 1, 10.0) for d in row) for row in diffs.tolist()])
+    z = np.abs(s) * kl
+    tau = max(float(np.quantile(z, 0.75)), EPS)
+    s = s * tau / (z + tau)
+    assert per_rollout(out.advantages) == pytest.approx((s / (s.std(ddof=1) + EPS)).tolist(), abs=1e-5)
 
 
 def test_one_domain_and_k_max_one_equals_grpo_up_to_one_global_scale() -> None:
@@ -273,6 +283,17 @@ def test_release_accumulates_history_and_uses_the_harmonic_domain_mean() -> None
     assert per_rollout(out.advantages) == pytest.approx([expected, -expected], rel=1e-5)
 
 
+def test_release_cluster_temperatures_come_from_the_history() -> None:
+    est = make_estimator("drpo_release")
+    est(batch([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]], domain_names=("a",)))
+    out = est(batch([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]], domain_names=("a",)))
+    # history: [1, 0, 0] x 3 (T_c = sqrt(3) / 3), [1, 1, 0] x 2 (T_c = sqrt(2) * 2 / 3); both questions
+    # have |A^| = (2 / 3) / sqrt(1 / 3) on their lone rollout, and share T_g, so the ratio is T_c's
+    a = per_rollout(out.advantages)
+    assert out.diagnostics["drpo/a/k"] == 2.0
+    assert a[0] / -a[5] == pytest.approx((math.sqrt(2) * 2 / 3) / (math.sqrt(3) / 3), rel=1e-5)
+
+
 def test_release_state_survives_torch_save_and_weights_only_load() -> None:
     a = make_estimator("drpo_release")
     for seed in range(3):
@@ -295,7 +316,9 @@ def test_release_history_window_forgets_old_steps() -> None:
     windowed(batch([[1.0, 1.0]] * 20, domain_names=("a",)))
     last = batch([[1.0, 0.0], [0.0, 1.0]], domain_names=("a",))
     fresh = make_estimator("drpo_release")(last)
-    torch.testing.assert_close(windowed(last).advantages, fresh.advantages)
+    forgot = windowed(last)
+    torch.testing.assert_close(forgot.advantages, fresh.advantages)
+    assert forgot.diagnostics == fresh.diagnostics  # T_g from the last step only, not the 20 [1, 1] questions
     assert windowed.state_dict()["weights"].sum().item() == 2.0
 
 

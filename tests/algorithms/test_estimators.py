@@ -101,7 +101,9 @@ def test_ppo_value_past_the_last_response_token_is_zero() -> None:
 
 def test_ppo_whitens_by_default() -> None:
     inputs = batch([[1.0, 0.0]], t_len=3, values=torch.tensor([[0.5, 0.2, 0.4], [0.1, 0.1, 0.1]]))
-    raw = make_estimator("ppo:whiten=false")(inputs).advantages.flatten().double()
+    # raw GAE (gamma = lambda = 1): row 0 as above [0.5, 0.8, 0.6]; row 1 (R = 0, V = 0.1): deltas
+    # [0, 0, -0.1] -> A = [-0.1, -0.1, -0.1]; whitened over the 6 tokens with the unbiased variance
+    raw = torch.tensor([0.5, 0.8, 0.6, -0.1, -0.1, -0.1], dtype=torch.float64)
     expected = (raw - raw.mean()) / torch.sqrt(raw.var() + 1e-8)
     out = make_estimator("ppo")(inputs).advantages.flatten().double()
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
