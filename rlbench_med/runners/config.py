@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rlbench_med.suites.rewards import REWARD_PRESETS, RewardWeights
 from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
 
-#: Reward-weight presets understood by ``suites.rewards`` (a preset name or four numbers).
-REWARD_PRESETS = ("paper", "release")
 #: Modalities that an ``eval_inputs`` entry may combine with ``+`` (``full`` keeps them all).
 INPUT_MODALITIES = ("text", "vision", "ecg")
 
@@ -23,24 +22,17 @@ INPUT_MODALITIES = ("text", "vision", "ecg")
 def parse_reward_weights(spec: str) -> str | tuple[float, float, float, float]:
     """``"paper"`` -> ``"paper"``; ``"0.6,0.2,0.1,0.1"`` (or ``:``/``;`` separated) -> 4 floats.
 
-    The four numbers weight accuracy, IoU, format and length rewards, in that order.
+    The four numbers weight accuracy, IoU, format and length rewards, in that order; they are
+    checked by :meth:`~rlbench_med.suites.rewards.RewardWeights.parse` (finite, >= 0, not all zero).
     """
     text = spec.strip()
+    try:
+        weights = RewardWeights.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"reward_weights: {exc}") from None
     if text in REWARD_PRESETS:
         return text
-    parts = [p for p in text.replace(";", ",").replace(":", ",").split(",") if p.strip()]
-    if len(parts) != 4:
-        raise ConfigError(
-            f"reward_weights: {spec!r} is neither a preset ({', '.join(REWARD_PRESETS)}) nor four numbers "
-            "'acc,iou,format,length' (e.g. 0.6,0.2,0.1,0.1)"
-        )
-    try:
-        weights = tuple(float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"reward_weights: {spec!r} holds a value that is not a number") from None
-    if any(w < 0 for w in weights):
-        raise ConfigError(f"reward_weights: {spec!r} has a negative weight; use weights >= 0")
-    return weights  # type: ignore[return-value]
+    return (weights.accuracy, weights.iou, weights.format, weights.length)
 
 
 def parse_eval_input(name: str) -> frozenset[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -91,12 +92,14 @@ def datasets_of(domain: str) -> tuple[CatalogueEntry, ...]:
     return tuple(e for e in CATALOGUE if e.domain == domain)
 
 
-def domain_train_sizes(domains: tuple[str, ...] = VISION_DOMAINS) -> dict[str, int]:
-    """Sum of the catalogue train sizes of each domain's datasets."""
-    return {d: sum(e.train for e in datasets_of(d)) for d in domains}
-
-
 def known_domains() -> tuple[str, ...]:
     """Every domain named in the catalogue (vision domains first), plus the MIMIC task domains."""
     others = sorted({e.domain for e in CATALOGUE} - set(VISION_DOMAINS) - {"multimodal"})
     return VISION_DOMAINS + tuple(others) + tuple(MIMIC_TASKS)
+
+
+def order_domains(domains: Iterable[str]) -> tuple[str, ...]:
+    """``domains`` in the order of :func:`known_domains`, then the unknown ones sorted."""
+    present = set(domains)
+    order = known_domains()
+    return tuple(d for d in order if d in present) + tuple(sorted(present - set(order)))

@@ -51,6 +51,7 @@ from rlbench_med.suites.catalogue import (
     find_dataset,
     known_domains,
     normalize_label,
+    order_domains,
 )
 
 SPLITS = ("train", "test")
@@ -549,16 +550,11 @@ def validate_dir(root: Path | str) -> list[Problem]:
     return _scan(Path(root))[1]
 
 
-def _domain_order(domains: set[str]) -> tuple[str, ...]:
-    order = known_domains()
-    return tuple(d for d in order if d in domains) + tuple(sorted(domains - set(order)))
-
-
 def load_data(root: Path | str) -> ClinicalData:
     """Load and validate ``root/train.jsonl`` and ``root/test.jsonl``; raise DataError on any problem."""
     root = Path(root)
     samples, problems, tasks = _scan(root)
     if problems:
         raise DataError(root, problems)
-    domains = _domain_order({s.domain for ss in samples.values() for s in ss})
+    domains = order_domains({s.domain for ss in samples.values() for s in ss})
     return ClinicalData(root=root, train=samples["train"], test=samples["test"], domains=domains, tasks=tasks)

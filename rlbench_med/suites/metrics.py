@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbench_med.suites.catalogue import known_domains, normalize_label
+from rlbench_med.suites.catalogue import normalize_label, order_domains
 
 METRICS = ("acc", "f1", "iou")
 
@@ -82,12 +82,6 @@ def dataset_scores(truth: Sequence[Sequence[str]], predicted: Sequence[Sequence[
     return float(ba.mean()), float(f1.mean()), len(classes)
 
 
-def _ordered(domains: Iterable[str]) -> list[str]:
-    present = set(domains)
-    order = [d for d in known_domains() if d in present]
-    return order + sorted(present - set(order))
-
-
 def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows ``{"domain", "metric", "value", "n"}`` per domain and ``overall``.
 
@@ -110,7 +104,7 @@ def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             ious.setdefault(domain, []).append(float(iou))
     rows: list[dict[str, Any]] = []
     summary: dict[str, list[float]] = {m: [] for m in METRICS}
-    for domain in _ordered(groups):
+    for domain in order_domains(groups):
         accs, f1s = [], []
         for truth, pred in groups[domain].values():
             acc, f1, n_classes = dataset_scores(truth, pred)

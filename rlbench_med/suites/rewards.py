@@ -49,6 +49,8 @@ from rlbench_med.suites.data import Sample, load_mask
 
 Box = tuple[float, float, float, float]
 
+_WEIGHT_SEPARATORS = re.compile(r"[,;:]")
+
 
 @dataclass(frozen=True)
 class RewardWeights:
@@ -68,13 +70,16 @@ class RewardWeights:
 
     @classmethod
     def parse(cls, spec: str | RewardWeights) -> RewardWeights:
-        """A preset name (``paper``, ``release``) or ``"acc,iou,format,length"`` numbers."""
+        """A preset name (``paper``, ``release``) or ``"acc,iou,format,length"`` numbers.
+
+        The numbers may also be separated by ``;`` or ``:``; empty parts are ignored.
+        """
         if isinstance(spec, RewardWeights):
             return spec
         text = str(spec).strip()
         if text in REWARD_PRESETS:
             return REWARD_PRESETS[text]
-        parts = [p.strip() for p in text.split(",")]
+        parts = [p.strip() for p in _WEIGHT_SEPARATORS.split(text) if p.strip()]
         try:
             values = [float(p) for p in parts]
         except ValueError:
@@ -229,13 +234,13 @@ def parse_answer(text: Any) -> Answer:
         reasoning = _JSON_BLOCK.sub(" ", text)
         for start, end, _ in reversed(_boxed_spans(reasoning)):
             reasoning = reasoning[:start] + " " + reasoning[end:]
-    reasoning = " ".join(reasoning.split())
+    words = reasoning.split()
     return Answer(
         labels=tuple(labels),
         boxes=tuple(boxes),
-        reasoning_tokens=len(reasoning.split()),
+        reasoning_tokens=len(words),
         well_formed=bool(labels) and blocks_ok,
-        reasoning=reasoning,
+        reasoning=" ".join(words),
         box_labels=tuple(box_labels),
     )
 

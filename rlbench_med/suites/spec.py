@@ -24,10 +24,11 @@ from typing import Any
 
 from rlbench_med.registry import Registry
 from rlbench_med.suites.catalogue import ECG_DOMAIN, MIMIC_TASKS, VISION_DOMAINS
+from rlbench_med.suites.metrics import METRICS
 
 RUN_KEYS = frozenset({"steps", "eval_every", "n_rollouts", "prompts_per_step"})
 EVAL_INPUTS = ("full", "text", "ecg+text", "vision+text")
-METRIC_NAMES = frozenset({"acc", "f1", "iou"})
+METRIC_NAMES = frozenset(METRICS)
 
 
 @dataclass(frozen=True)

@@ -727,15 +727,13 @@ def generate(
     from rlbench_med.suites.spec import get_suite
 
     spec = get_suite(suite)
-    if profile not in spec.profiles:
-        raise ValueError(f"suite {suite!r} has no profile {profile!r}; use one of {', '.join(spec.profiles)}")
+    data = spec.data_params(profile)
     out = Path(out)
     for name in ("train.jsonl", "test.jsonl"):
         if (out / name).exists() and not overwrite:
             raise FileExistsError(f"{out / name} already exists; choose an empty directory or pass overwrite=True")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    data = dict(spec.profiles[profile]["data"])
     unknown = set(data_overrides or {}) - set(data)
     if unknown:
         raise ValueError(f"suite {suite!r}: unknown data sizes {sorted(unknown)}; known: {', '.join(sorted(data))}")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, multilabel_confusion_matrix
 
+from rlbench_med.suites.catalogue import order_domains
 from rlbench_med.suites.metrics import compute_metrics, dataset_scores
 
 
@@ -101,3 +102,11 @@ def test_binary_task_equals_usual_balanced_accuracy() -> None:
     got = _rows(compute_metrics(records))
     assert got[("ihm48", "acc")][0] == pytest.approx(balanced_accuracy_score(y, p))
     assert got[("ihm48", "f1")][0] == pytest.approx(f1_score(y, p, average="macro"))
+
+
+def test_domains_follow_the_catalogue_then_sort_unknown_ones() -> None:
+    assert order_domains(["zeta", "ecg", "mammography", "alpha", "cxr"]) == ("cxr", "mammography", "ecg", "alpha", "zeta")
+    rows = compute_metrics(
+        {"domain": d, "dataset": d, "labels": ["A"], "predicted": ["A"]} for d in ("zeta", "mammography", "cxr")
+    )
+    assert list(dict.fromkeys(r["domain"] for r in rows)) == ["cxr", "mammography", "zeta", "overall"]

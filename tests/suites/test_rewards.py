@@ -198,3 +198,12 @@ def test_parser_never_raises(text: str) -> None:
 def test_parser_survives_pathological_input() -> None:
     for text in ["```json\n" + "[" * 100000 + "\n```", "\\boxed{" * 1000, None, 42, b"\\boxed{A}"]:
         assert isinstance(parse_answer(text), Answer)
+
+
+def test_weights_parse_accepts_semicolons_colons_and_empty_parts() -> None:
+    expected = RewardWeights(0.2, 0.6, 0.1, 0.1)
+    for spec in ("0.2;0.6;0.1;0.1", "0.2:0.6:0.1:0.1", "0.2:0.6;0.1,0.1", " 0.2 , 0.6 ,, 0.1 , 0.1 ,"):
+        assert RewardWeights.parse(spec) == expected
+    for bad in ("nan,0,0,0", "inf;1;1;1", "0:0:0:0", "1;2;3", ",,,"):
+        with pytest.raises(ValueError):
+            RewardWeights.parse(bad)

@@ -119,3 +119,13 @@ def test_refuses_to_overwrite_and_rejects_unknown_sizes(tmp_path: Path) -> None:
         generate("mimic_fusion", tmp_path / "x", data_overrides={"patient": 3})
     with pytest.raises(ValueError, match="profile"):
         generate("mimic_fusion", tmp_path / "y", profile="huge")
+
+
+def test_unknown_profile_is_refused_before_the_output_is_touched(tmp_path: Path) -> None:
+    generate("mimic_fusion", tmp_path, data_overrides=SMALL["mimic_fusion"])
+    message = "suite 'mimic_fusion' has no profile 'huge'; use one of quick, full"
+    with pytest.raises(ValueError, match=message):
+        generate("mimic_fusion", tmp_path, profile="huge")
+    with pytest.raises(ValueError, match=message):
+        generate("mimic_fusion", tmp_path / "new", profile="huge")
+    assert not (tmp_path / "new").exists()

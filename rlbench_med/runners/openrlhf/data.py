@@ -73,7 +73,7 @@ class PromptLabel:
             bbox=tuple(float(v) for v in sample.bbox) if sample.bbox is not None else None,  # type: ignore[arg-type]
             image_size=tuple(int(v) for v in sample.image_size) if sample.image_size is not None else None,  # type: ignore[arg-type]
             split=sample.split,
-            reward_weights=RewardWeights.parse(_canonical_weights(reward_weights)).as_text(),
+            reward_weights=RewardWeights.parse(reward_weights).as_text(),
             iou_reduce=iou_reduce,
         )
 
@@ -123,7 +123,7 @@ class PromptLabel:
             bbox=tuple(float(v) for v in bbox) if bbox is not None else None,  # type: ignore[arg-type]
             image_size=tuple(int(v) for v in size) if size is not None else None,  # type: ignore[arg-type]
             split=str(data.get("split", "train")),
-            reward_weights=str(data.get("reward_weights", "paper")),
+            reward_weights=str(data.get("reward_weights", "0.6,0.2,0.1,0.1")),
             iou_reduce=str(data.get("iou_reduce", "max")),
         )
 
@@ -163,12 +163,6 @@ class ExportedPrompt:
 
     def to_sample(self) -> Sample:
         return self.label.to_sample(self.problem, self.images)
-
-
-def _canonical_weights(spec: str) -> str:
-    # The local runner also accepts ':' and ';' between the four numbers.
-    text = spec.strip()
-    return text if text.isidentifier() else text.replace(";", ",").replace(":", ",")
 
 
 def sample_messages(sample: Sample, *, vlm: bool, system_prompt: str = "") -> list[dict[str, str]]:
