@@ -12,9 +12,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from rlbench_med.registry import Registry
+from rlbench_med.registry import Registry, RegistryError
+from rlbench_med.typed_config import ConfigError
+
+if TYPE_CHECKING:
+    from rlbench_med.algorithms import Estimator
 
 RESULT_COLUMNS = ("suite", "algo", "seed", "domain", "metric", "value", "n")
 
@@ -117,6 +121,16 @@ class RunnerSpec:
     prepare: Callable[[Sequence[Job]], None]
     run: Callable[[Job, Tracker, bool], JobResult]
     plan: Callable[[Job], list[str]]
+
+
+def make_job_estimator(job: Job) -> Estimator:
+    """The estimator of ``job.estimator``; a bad spec raises :class:`ConfigError` with a one-line reason."""
+    from rlbench_med.algorithms import make_estimator
+
+    try:
+        return make_estimator(job.estimator)
+    except (RegistryError, ValueError) as exc:
+        raise ConfigError(f"{job.algo}: bad estimator spec {job.estimator!r}: {exc}".splitlines()[0]) from exc
 
 
 RUNNERS: Registry[RunnerSpec] = Registry("runner")

@@ -152,3 +152,20 @@ def test_generated_data_is_cached_and_reused(tmp_path: Path, monkeypatch: pytest
     assert calls == [("climb_vision", 0, "quick")]
     assert sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "p",
                                                plugins=(PLUGIN,))).data_note.endswith("(cached)")
+
+
+def test_given_data_is_validated_never_generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.suites import synth
+
+    def no_generate(*args, **kwargs):
+        raise AssertionError("--data must not be generated")
+
+    validated = []
+    monkeypatch.setattr(synth, "generate", no_generate)
+    monkeypatch.setattr("rlbench_med.suites.load_data", validated.append)
+    data = tmp_path / "SynthCLIMB"
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", data=data,
+                                               plugins=(PLUGIN,)))
+    assert not plan.generates_data
+    assert sweep.ensure_data(plan) == data.resolve()
+    assert validated == [data.resolve()]

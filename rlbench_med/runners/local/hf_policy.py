@@ -114,12 +114,13 @@ class HFAgent:
         b = ids.shape[0]
         cache = DynamicCache()
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        cache_kwarg = _cache_kwarg(model)
         out, active = [], []
         step_ids, full_mask = ids, mask
         for t in range(self.config.max_new_tokens):
             positions = (full_mask.cumsum(1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
             logits = model(input_ids=step_ids, attention_mask=full_mask, position_ids=positions, use_cache=True,
-                           **{_cache_kwarg(model): cache}).logits[:, -1].float()
+                           **{cache_kwarg: cache}).logits[:, -1].float()
             if greedy:
                 token = logits.argmax(-1)
             else:

@@ -188,11 +188,12 @@ class PolicyModel(nn.Module):
         cache = DynamicCache()
         embed = self.backbone.get_input_embeddings()
         state = grammar.start(b, self.device)
+        cache_kwarg = _cache_kwarg(self.backbone)
         tokens, allowed_all, active = [], [], []
         inputs = prefix
         for _ in range(max_len):
             hidden = self.backbone(inputs_embeds=inputs, attention_mask=mask, use_cache=True,
-                                   **{_cache_kwarg(self.backbone): cache}).last_hidden_state[:, -1]
+                                   **{cache_kwarg: cache}).last_hidden_state[:, -1]
             allowed = grammar.allowed(state, task, grounded)
             logits = self.lm_head(hidden).float().masked_fill(~allowed, float("-inf"))
             if greedy:

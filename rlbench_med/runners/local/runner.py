@@ -5,15 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rlbench_med.registry import RegistryError
-from rlbench_med.runners.base import Job, JobResult, Tracker
+from rlbench_med.runners.base import Job, JobResult, Tracker, make_job_estimator
 from rlbench_med.runners.config import LocalConfig
 from rlbench_med.typed_config import ConfigError
-
-if TYPE_CHECKING:
-    from rlbench_med.algorithms import Estimator
 
 #: Optional estimator inputs each policy can supply.
 SUPPORTED_INPUTS = {
@@ -25,15 +20,6 @@ _WHY_MISSING = {
 }
 
 
-def _estimator(job: Job) -> Estimator:
-    from rlbench_med.algorithms import make_estimator
-
-    try:
-        return make_estimator(job.estimator)
-    except (RegistryError, ValueError) as exc:
-        raise ConfigError(f"{job.algo}: bad estimator spec {job.estimator!r}: {exc}".splitlines()[0]) from exc
-
-
 def check(job: Job) -> None:
     """Raise :class:`ConfigError` with a one-line reason if ``job`` cannot run; train nothing."""
     cfg = job.config
@@ -43,13 +29,12 @@ def check(job: Job) -> None:
     if cfg.hf_path is not None and not (Path(cfg.hf_path) / "config.json").is_file():
         raise ConfigError(f"policy: {cfg.hf_path} has no config.json; give a local Hugging Face model directory")
     if cfg.device == "cuda":
-        import torch
+        from rlbench_med.runners.local.train import resolve_device
 
-        if not torch.cuda.is_available():
-            raise ConfigError("device: 'cuda' was asked for but torch sees no GPU; use device=auto or cpu")
+        resolve_device(cfg)
     if job.estimator == "sft":
         return
-    estimator = _estimator(job)
+    estimator = make_job_estimator(job)
     if cfg.n_rollouts < estimator.min_group_size:
         raise ConfigError(
             f"{job.algo}: estimator {estimator.name!r} compares rollouts of a prompt, so it needs "

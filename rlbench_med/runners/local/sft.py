@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from rlbench_med.runners.base import cache_dir
 from rlbench_med.runners.config import LocalConfig
@@ -31,7 +31,7 @@ BASE_FORMAT = 2
 #: Config fields that do not change the base (RL, evaluation and bookkeeping knobs).
 _NOT_BASE = {
     "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "clip_low", "clip_high", "kl_coef", "kl_mode",
-    "epochs", "minibatches", "grad_clip", "vf_coef", "critic_lr", "group_by", "reward_weights", "iou_reduce",
+    "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward_weights", "iou_reduce",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",
 }
 
@@ -70,6 +70,15 @@ def draw_drop(n: int, p: float, generator: torch.Generator) -> tuple[torch.Tenso
     return torch.rand(n, generator=generator) < p, torch.rand(n, generator=generator) < p
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, model: nn.Module, grad_clip: float) -> None:
+    """Backpropagate ``loss`` into ``model`` and step: gradient norm clipped to ``grad_clip`` when it is > 0."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def sft_update(
     agent: Any, model: nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit, idx: torch.Tensor,
     drop_p: float, generator: torch.Generator, grad_clip: float,
@@ -78,11 +87,7 @@ def sft_update(
     drop = draw_drop(len(idx), drop_p, generator)
     ro, loss_mask = agent.teacher(split, idx, drop, generator)
     loss = sft_loss(agent.logprobs(model, ro), loss_mask)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    optimizer_step(optimizer, loss, model, grad_clip)
     return float(loss.detach())
 
 

@@ -18,6 +18,7 @@ Metrics use the contract's keys (``train/...``, ``adv/...``, ``time/...``, ``eva
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -42,7 +43,7 @@ from rlbench_med.runners.local.inputs import EncodedSplit
 from rlbench_med.runners.local.loss import clipped_surrogate, k3_kl
 from rlbench_med.runners.local.policy import masked_mean
 from rlbench_med.runners.local.rollout import Rollouts
-from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, sft_update
+from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, optimizer_step, sft_update
 from rlbench_med.typed_config import ConfigError
 
 SFT_ALGO = "sft"
@@ -192,7 +193,6 @@ class LocalTrainer:
         else:
             self.group_names = tuple(sorted({s.dataset for s in self.split.samples}))
             self.group_of = [self.group_names.index(s.dataset) for s in self.split.samples]
-        self.domain_names = tuple(data.domains)
         self.timings = Timings()
         self.step = 0
 
@@ -205,7 +205,7 @@ class LocalTrainer:
             "critic_optimizer": self.critic_optimizer.state_dict() if self.critic_optimizer is not None else {},
             "estimator": self.estimator.state_dict() if self.estimator is not None else {},
             "rng": capture_rng(self.generator),
-            "timings": {k: v for k, v in self.timings.as_dict().items() if k in Timings.__dataclass_fields__},
+            "timings": dataclasses.asdict(self.timings),
             "config": self._config_key(),
             "estimator_spec": self.job.estimator,
         }
@@ -254,6 +254,7 @@ class LocalTrainer:
 
     def rl_step(self) -> dict[str, float]:
         from rlbench_med.algorithms import AdvantageInputs
+        from rlbench_med.algorithms.group_stats import last_token_rewards
 
         cfg, agent, est = self.cfg, self.agent, self.estimator
         assert est is not None
@@ -278,12 +279,12 @@ class LocalTrainer:
                 baseline = self._score(greedy)[0].repeat_interleave(cfg.n_rollouts)
         t3 = time.perf_counter()
         mask = ro.mask.cpu()
-        kl_tok = (old_lp - ref_lp).cpu() * mask
+        old_cpu, ref_cpu = old_lp.cpu(), ref_lp.cpu()
         rewards = outcome
         token_rewards = None
         if cfg.kl_mode == "reward" and cfg.kl_coef > 0:
-            last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)
-            token_rewards = -cfg.kl_coef * kl_tok + last.float() * outcome[:, None]
+            kl_tok = (old_cpu - ref_cpu) * mask
+            token_rewards = -cfg.kl_coef * kl_tok + last_token_rewards(outcome, mask)
             rewards = token_rewards.sum(1)
         inputs = AdvantageInputs(
             rewards=rewards,
@@ -294,8 +295,8 @@ class LocalTrainer:
             token_rewards=token_rewards,
             values=values.cpu() if values is not None else None,
             baseline_rewards=baseline,
-            old_logprobs=old_lp.cpu(),
-            ref_logprobs=ref_lp.cpu(),
+            old_logprobs=old_cpu,
+            ref_logprobs=ref_cpu,
         )
         ta = time.perf_counter()
         out = est(inputs)  # the only algorithm-specific line
@@ -314,7 +315,7 @@ class LocalTrainer:
         metrics = {
             "train/reward_mean": float(outcome.mean()),
             "train/accuracy_reward": float(sum(s.accuracy for s in scores) / len(scores)),
-            "train/kl": float(masked_mean(k3_kl(old_lp.cpu(), ref_lp.cpu()), mask)),
+            "train/kl": float(masked_mean(k3_kl(old_cpu, ref_cpu), mask)),
             "time/advantage_s": advantage_s,
             "time/step_s": t5 - t0,
             "time/generate_s": (t1 - t0) + (t3 - t2),
@@ -349,21 +350,13 @@ class LocalTrainer:
                 loss = pg_loss
                 if cfg.kl_mode == "loss" and cfg.kl_coef > 0:
                     loss = loss + cfg.kl_coef * masked_mean(k3_kl(logp, ref_lp[rows]), mask)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                optimizer_step(self.optimizer, loss, self.policy, cfg.grad_clip)
                 sums["train/pg_loss"] += float(pg_loss.detach())
                 sums["train/clip_frac"] += float(clip_frac)
                 if self.critic is not None:
                     v = self.agent.values(self.critic, mb)
                     v_loss = cfg.vf_coef * masked_mean((v - returns[rows]) ** 2, mask)
-                    self.critic_optimizer.zero_grad(set_to_none=True)
-                    v_loss.backward()
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
-                    self.critic_optimizer.step()
+                    optimizer_step(self.critic_optimizer, v_loss, self.critic, cfg.grad_clip)
                     sums["train/value_loss"] += float(v_loss.detach())
                 n_updates += 1
         return {k: v / n_updates for k, v in sums.items()}

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlbench_med.registry import RegistryError
-from rlbench_med.runners.base import Job, JobResult, Tracker
+from rlbench_med.runners.base import Job, JobResult, Tracker, make_job_estimator
 from rlbench_med.runners.openrlhf.config import OpenRLHFConfig
 from rlbench_med.runners.openrlhf.flags import (
     LaunchContext,
@@ -44,15 +43,6 @@ def _config(job: Job) -> OpenRLHFConfig:
     return cfg
 
 
-def _estimator(job: Job) -> Any:
-    from rlbench_med.algorithms import make_estimator
-
-    try:
-        return make_estimator(job.estimator)
-    except (RegistryError, ValueError) as exc:
-        raise ConfigError(f"{job.algo}: bad estimator spec {job.estimator!r}: {exc}".splitlines()[0]) from exc
-
-
 def _vlm(cfg: OpenRLHFConfig) -> bool:
     """Whether the policy is a vision-language model (assumed when the model cannot be read)."""
     detected = cfg.detect_vlm()
@@ -62,7 +52,7 @@ def _vlm(cfg: OpenRLHFConfig) -> bool:
 def context(job: Job, resume: bool = False) -> LaunchContext:
     """The launch context of ``job`` (config, seed, critic, VLM, files)."""
     cfg = _config(job)
-    estimator = _estimator(job)
+    estimator = make_job_estimator(job)
     return LaunchContext(
         config=cfg,
         seed=job.seed,
@@ -83,7 +73,7 @@ def check(job: Job) -> None:
         raise ConfigError(
             f"{job.algo}: the openrlhf runner trains with RL estimators; run the sft baseline with --runner local"
         )
-    estimator = _estimator(job)
+    estimator = make_job_estimator(job)
     if "values" in estimator.requires and _vlm(cfg):
         why = "vlm=true" if cfg.vlm else ("its config.json has a vision_config" if cfg.detect_vlm() else "assumed VLM")
         raise ConfigError(
@@ -122,7 +112,7 @@ def plan(job: Job) -> list[str]:
     """The exact launch plan of ``job``: what runs where, with which estimator, and the command."""
     ctx = context(job)
     cfg = ctx.config
-    estimator = _estimator(job)
+    estimator = make_job_estimator(job)
     gpus = cfg.num_nodes * cfg.gpus_per_node
     ray_where = f"joins the Ray cluster at {cfg.ray_address!r}" if cfg.ray_address else "starts a local Ray instance"
     vlm_note = "vision-language model" if ctx.vlm else "text model"

@@ -14,6 +14,7 @@ from rlbench_med.runners.local import RUNNER
 from rlbench_med.runners.local.checkpoint import latest_checkpoint
 from rlbench_med.runners.local.inputs import encode_data
 from rlbench_med.runners.local.rollout import BuiltinAgent
+from rlbench_med.runners.local.sft import base_key
 from rlbench_med.runners.local.train import StopRequested, run_job
 from rlbench_med.typed_config import ConfigError
 from tests.runners.local.tiny_hf import write_tiny_hf_model
@@ -127,6 +128,14 @@ def test_bad_configs_fail_in_check_with_one_line(make_job: MakeJob, tmp_path: Pa
     model_dir = write_tiny_hf_model(tmp_path / "tiny_hf")
     with pytest.raises(ConfigError, match="requires 'values'"):
         RUNNER.check(make_job("ppo", policy=f"hf:{model_dir}"))
+
+
+def test_base_key_depends_on_grad_clip(make_job: MakeJob) -> None:
+    # The base is trained with grad_clip, so a base trained with another value must not be reused.
+    clipped, unclipped = make_job(grad_clip=1.0), make_job(grad_clip=0.0)
+    key = base_key(clipped.data_dir, clipped.config, 0.0, "cpu")
+    assert key != base_key(unclipped.data_dir, unclipped.config, 0.0, "cpu")
+    assert key == base_key(clipped.data_dir, make_job("ppo", steps=9, lr=0.5).config, 0.0, "cpu")
 
 
 def test_cached_generation_matches_full_recompute(tiny_root: Path, make_job: MakeJob) -> None:
