@@ -80,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "report", help="rebuild a report from MLflow (or from a results folder)", formatter_class=_Formatter,
-        description="Rebuild report.md/report.html and figures. With --experiment the data come from MLflow alone "
-        "(child runs' eval metrics and predictions artifacts of the latest sweep, or --run-id); with --results "
-        "from a run's output folder.",
+        description="Rebuild report.md/report.html and figures. By default the data come from MLflow alone "
+        "(child runs' eval metrics and predictions artifacts of the latest sweep of --experiment, or of --run-id; "
+        "with neither, of the latest rlbench-med sweep in the tracking store); with --results from a run's "
+        "output folder.",
     )
-    rep.add_argument("--experiment", default=None, help="MLflow experiment, e.g. rlbench-med/climb_vision")
-    rep.add_argument("--run-id", default=None, help="parent (sweep) run id (default: the latest sweep of the experiment)")
+    rep.add_argument("--experiment", default=None,
+                     help="MLflow experiment, e.g. rlbench-med/climb_vision (default: the one of the latest sweep)")
+    rep.add_argument("--run-id", default=None,
+                     help="parent (sweep) run id (default: the latest sweep of the experiment, or of the store)")
     rep.add_argument("--results", type=Path, default=None, help="a run's output folder holding results.csv")
     rep.add_argument("--out", type=Path, default=None,
                      help="where to write the report (default: reports/<experiment>-report/ or the --results folder)")
@@ -187,9 +190,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = sweep.run_sweep(plan, tracking, RichProgress(console))
     report = None
     try:
-        if outcome.results_csv.exists() and sweep.read_results(outcome.results_csv):
+        rows = sweep.read_results(outcome.results_csv) if outcome.results_csv.exists() else []
+        if rows:
             curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
-            report = make_report(plan.out_dir, curves=curves, baseline=args.baseline,
+            report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
                                  source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
     finally:
         artifacts = [] if report is None else [report.markdown, report.html, plan.out_dir / "figures"]
@@ -230,11 +234,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import load_results
-    from rlbench_med.reports.tracking import find_parent_run, rebuild_results
+    from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results
     from rlbench_med.runners.sweep import ResultsWriter, tracking_uri
 
-    if bool(args.experiment) == bool(args.results):
-        print("rlbench-med: error: give exactly one of --experiment NAME or --results DIR", file=sys.stderr)
+    if args.results and (args.experiment or args.run_id):
+        print("rlbench-med: error: give --results DIR or --experiment NAME / --run-id ID, not both", file=sys.stderr)
         return EXIT_USAGE
     if args.results:
         rows = load_results(args.results / "results.csv")
@@ -242,13 +246,21 @@ def cmd_report(args: argparse.Namespace) -> int:
                              source=str(args.results / "results.csv"))
     else:
         uri = tracking_uri()
-        parent = find_parent_run(uri, args.experiment, args.run_id)
-        out = args.out or Path("reports") / f"{args.experiment.replace('/', '_')}-report"
+        if args.experiment:
+            experiment = args.experiment
+            parent = find_parent_run(uri, experiment, args.run_id)
+        else:
+            experiment, parent = latest_sweep(uri, args.run_id)
+            what = f"run {parent.info.run_id}" if args.run_id else f"the latest sweep, run {parent.info.run_id}"
+            name = parent.info.run_name or parent.data.tags.get("mlflow.runName", "")
+            print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
+                  + (f" ({name})" if name else ""), file=sys.stderr)
+        out = args.out or Path("reports") / f"{experiment.replace('/', '_')}-report"
         out.mkdir(parents=True, exist_ok=True)
         rows, curves = rebuild_results(uri, parent, out)
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
-                             source=f"MLflow {uri}, experiment {args.experiment}, run {parent.info.run_id}")
+                             source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
     print_terminal_table(report.table, Console(), where=str(report.html))
     return EXIT_OK
 

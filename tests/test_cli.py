@@ -79,6 +79,7 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["run", "--suite", "climb_vision", "--config", "missing.yaml"], "--config missing.yaml: cannot read"),
         (["run", "--suite", "climb_vision", "--plugin", "no_such_plugin_mod"], "plugin module 'no_such_plugin_mod'"),
         (["report", "--results", "nowhere"], "nowhere/results.csv"),
+        (["report", "--results", "o", "--experiment", "rlbench-med/x"], "not both"),
     ],
 )
 def test_bad_requests_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,6 +120,26 @@ def test_run_writes_results_report_and_prints_the_table(tmp_path: Path, tracked:
     assert table(rebuilt) == table(out)
     assert main(["report", "--results", "o", "--out", "again"]) == 0
     assert (tmp_path / "again" / "report.html").exists()
+    capsys.readouterr()
+    # bare `report` (ARCHITECTURE: --experiment is optional) uses the latest sweep of the store and says which
+    parent = MlflowClient(tracked).search_runs(
+        [MlflowClient(tracked).get_experiment_by_name("rlbench-med/fake_suite").experiment_id],
+        filter_string="tags.`rlbench.role` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert main(["report"]) == 0
+    captured = capsys.readouterr()
+    assert f"using experiment rlbench-med/fake_suite, the latest sweep, run {parent.info.run_id} (o)" in captured.err
+    assert table(captured.out) == table(out)
+    assert (tmp_path / "reports" / "rlbench-med_fake_suite-report" / "report.html").exists()
+
+
+def test_bare_report_on_an_empty_store_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlbench-med: error: no rlbench-med sweep in ") and "--experiment NAME" in err
+    assert main(["report", "--run-id", "0123456789abcdef"]) == 2
+    assert "no run '0123456789abcdef'" in capsys.readouterr().err
 
 
 def test_failed_job_exits_1_and_keeps_the_others(tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]) -> None:

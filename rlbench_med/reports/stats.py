@@ -12,7 +12,8 @@ on the full evaluation set.
 Metrics follow ``suites/metrics.py``: per dataset, one-vs-rest over the classes present in the
 ground truth, ``f1`` = macro-F1, ``acc`` = mean over classes of (sensitivity + specificity) / 2
 (sensitivity alone when a class is in every sample); a domain is the mean over its datasets,
-``overall`` the mean over domains; ``iou`` is the mean of the samples' IoU.
+``overall`` the mean over domains; a domain's ``iou`` is the mean IoU of all its samples that have
+one (pooled over its datasets, not a mean of dataset means).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label
+from rlbench_med.suites.metrics import _labels  # results.csv label parsing
 
 Record = Mapping[str, Any]
 
@@ -63,14 +65,6 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _label_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v.strip()]
-    return list(value)
-
-
 @dataclass
 class _Dataset:
     domain: str
@@ -98,7 +92,7 @@ def _encode(runs: Mapping[tuple[str, int], Sequence[Record]]) -> list[_Dataset]:
         missing = [k for k in runs if k not in per_run]
         if missing:
             raise ComparisonError(f"dataset {dataset} ({domain}) has no predictions in run {missing[0][0]} seed {missing[0][1]}")
-        truths = {k: [frozenset(normalize_label(x) for x in _label_list(r["labels"])) for r in recs] for k, recs in per_run.items()}
+        truths = {k: [frozenset(normalize_label(x) for x in _labels(r["labels"])) for r in recs] for k, recs in per_run.items()}
         reference = next(iter(truths.values()))
         for k, t in truths.items():
             if t != reference:
@@ -118,7 +112,7 @@ def _encode(runs: Mapping[tuple[str, int], Sequence[Record]]) -> list[_Dataset]:
             p = np.zeros_like(truth)
             iou = np.full(len(recs), np.nan)
             for i, rec in enumerate(recs):
-                for x in _label_list(rec.get("predicted")):
+                for x in _labels(rec.get("predicted")):
                     j = index.get(normalize_label(x))
                     if j is not None:
                         p[i, j] = True
@@ -163,29 +157,32 @@ def weighted_scores(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) ->
     return acc, f1m
 
 
-def _weighted_iou(iou: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    has = ~np.isnan(iou)
-    if not has.any():
-        return np.full(weights.shape[0], np.nan)
-    w = weights[:, has]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (w @ iou[has]) / w.sum(1)
-
-
 def _domain_values(datasets: Sequence[_Dataset], key: tuple[str, int], weights: Sequence[np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
-    """``{(domain, metric): [R]}`` (and ``overall``) of one run under per-dataset weights."""
+    """``{(domain, metric): [R]}`` (and ``overall``) of one run under per-dataset weights.
+
+    ``acc`` / ``f1`` of a domain are the mean over its datasets; its ``iou`` is pooled over the
+    records of all its datasets (weighted sum of IoUs / weighted count of records with an IoU), as
+    ``suites/metrics.compute_metrics`` does, so that it matches results.csv.
+    """
     per: dict[tuple[str, str], list[np.ndarray]] = {}
+    iou_sum: dict[str, np.ndarray] = {}
+    iou_count: dict[str, np.ndarray] = {}
     for ds, w in zip(datasets, weights):
         acc, f1 = weighted_scores(ds.truth, ds.preds[key], w)
         per.setdefault((ds.domain, "acc"), []).append(acc)
         per.setdefault((ds.domain, "f1"), []).append(f1)
-        iou = _weighted_iou(ds.ious[key], w)
-        if not np.isnan(iou).all():
-            per.setdefault((ds.domain, "iou"), []).append(iou)
+        iou = ds.ious[key]
+        has = ~np.isnan(iou)
+        if has.any():
+            wh = w[:, has].astype(np.float64)
+            iou_sum[ds.domain] = iou_sum.get(ds.domain, 0.0) + wh @ iou[has]
+            iou_count[ds.domain] = iou_count.get(ds.domain, 0.0) + wh.sum(1)
     out: dict[tuple[str, str], np.ndarray] = {}
     for (domain, metric), values in per.items():
-        stacked = np.stack(values)
-        out[(domain, metric)] = stacked.mean(0) if metric != "iou" else np.nanmean(stacked, 0)
+        out[(domain, metric)] = np.stack(values).mean(0)
+        if metric == "f1" and domain in iou_sum:
+            with np.errstate(invalid="ignore", divide="ignore"):  # nan where no record with an IoU was drawn
+                out[(domain, "iou")] = iou_sum[domain] / iou_count[domain]
     for metric in ("acc", "f1", "iou"):
         domain_vals = [v for (d, m), v in out.items() if m == metric]
         if domain_vals:
@@ -222,12 +219,16 @@ def paired_bootstrap(
         weights = [rng.multinomial(ds.truth.shape[0], np.full(ds.truth.shape[0], 1 / ds.truth.shape[0]), size=n_boot)
                    for ds in datasets]
         for si, s in enumerate(seeds):
-            use = drawn[:, slot] == si
-            va = _domain_values(datasets, ("A", s), weights)
-            vb = _domain_values(datasets, ("B", s), weights)
+            # Score seed s only on the replicates that drew it in this slot (~n_boot / S of them).
+            use = np.flatnonzero(drawn[:, slot] == si)
+            if use.size == 0:
+                continue
+            sub = [w[use] for w in weights]
+            va = _domain_values(datasets, ("A", s), sub)
+            vb = _domain_values(datasets, ("B", s), sub)
             for k in va:
-                acc_a.setdefault(k, np.zeros(n_boot))[use] += va[k][use] / S
-                acc_b.setdefault(k, np.zeros(n_boot))[use] += vb[k][use] / S
+                acc_a.setdefault(k, np.zeros(n_boot))[use] += va[k] / S
+                acc_b.setdefault(k, np.zeros(n_boot))[use] += vb[k] / S
     ones = [np.ones((1, ds.truth.shape[0])) for ds in datasets]
     point_a = {s: _domain_values(datasets, ("A", s), ones) for s in seeds}
     point_b = {s: _domain_values(datasets, ("B", s), ones) for s in seeds}

@@ -3,7 +3,8 @@
 Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``; the child run of a job has params
 ``algo``, ``seed`` and every field of the resolved runner config, tags ``rlbench.algo``,
 ``rlbench.suite``, ``rlbench.git_sha``; the runner's per-step metrics (``train/...``, ``adv/...``,
-``time/...``, ``eval/...``) and, when the job ends, its final ``eval/<domain>/<metric>`` values;
+``time/...``, ``eval/...``) and, when the job ends, its final ``eval/<domain>/<metric>`` values,
+the run totals of ``JobResult.timings`` as ``time/total_<name>`` and the wall time as ``time/job_s``;
 artifacts ``config.yaml`` and ``predictions/*.jsonl``. The parent run gets the sweep's config,
 results.csv and the report files.
 
@@ -49,6 +50,11 @@ def experiment_name(suite: str) -> str:
 def metric_key(key: str) -> str:
     """MLflow-safe metric name: characters MLflow rejects (``+``, ``@``, ...) become ``_``."""
     return _BAD_KEY_CHARS.sub("_", key)
+
+
+def total_key(name: str) -> str:
+    """Metric key of a run total from ``JobResult.timings``: ``advantage_s`` -> ``time/total_advantage_s``."""
+    return metric_key(f"time/total_{name}")
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -236,7 +242,9 @@ class MLflowSweepTracking:
             latest = client.get_run(handle.run_id).data.metrics
             changed = {k: v for k, v in metrics.items() if k not in latest or not _same(latest[k], v)}
             step = int(getattr(job.config, "steps", 0) or 0)
-            extra = {f"time/{metric_key(k)}": float(v) for k, v in result.timings.items()}
+            # result.timings are the run's totals (summed over its steps): logged under their own keys, so
+            # they never add a point to the per-step series (time/advantage_s, time/step_s, ...).
+            extra = {total_key(k): float(v) for k, v in result.timings.items()}
             tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
             client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
             for label, path in result.predictions.items():
@@ -299,7 +307,7 @@ def find_parent_run(uri: str, experiment: str, run_id: str | None = None) -> Any
             f"no experiment {experiment!r} in {uri}; known: {', '.join(names) or '(none)'}"
         )
     if run_id:
-        return client.get_run(run_id)
+        return _get_run(client, uri, run_id)
     runs = client.search_runs(
         [exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'", order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -307,6 +315,33 @@ def find_parent_run(uri: str, experiment: str, run_id: str | None = None) -> Any
     if not runs:
         raise TrackingError(f"experiment {experiment!r} in {uri} has no sweep (parent) run")
     return runs[0]
+
+
+def latest_sweep(uri: str, run_id: str | None = None) -> tuple[str, Any]:
+    """``(experiment name, parent run)`` of the sweep ``run_id`` if given, else of the most recently started
+    sweep (parent) run in any ``rlbench-med/*`` experiment of the store (the report's default)."""
+    client = client_for(uri)
+    if run_id:
+        run = _get_run(client, uri, run_id)
+        return client.get_experiment(run.info.experiment_id).name, run
+    experiments = {e.experiment_id: e.name for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)}
+    runs = client.search_runs(
+        list(experiments), filter_string="tags.`rlbench.role` = 'sweep'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    ) if experiments else []
+    if not runs:
+        raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first, or give --experiment NAME "
+                            "or --results DIR")
+    return experiments[runs[0].info.experiment_id], runs[0]
+
+
+def _get_run(client: Any, uri: str, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        raise TrackingError(f"no run {run_id!r} in {uri}") from exc
 
 
 def child_runs(uri: str, parent: Any) -> list[Any]:

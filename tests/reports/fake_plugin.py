@@ -69,8 +69,10 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         raise RuntimeError(f"fake failure of {job.slug}")
     records = _records(job)
     rows = [{"suite": job.suite, "algo": job.algo, "seed": job.seed, **r} for r in compute_metrics(records)]
+    timings = {"advantage_s": 0.0, "steps": float(cfg.steps)}  # run totals, like the real runners' JobResult.timings
     for step in range(1, cfg.steps + 1):
         metrics = {"train/reward_mean": step / cfg.steps, "time/advantage_s": 0.001 * (1 + len(job.estimator))}
+        timings["advantage_s"] += metrics["time/advantage_s"]
         for domain in DOMAINS:
             metrics[f"train/{domain}/reward_mean"] = step / cfg.steps / 2
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -80,7 +82,8 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
     pred = job.out_dir / "predictions" / f"{job.slug}.jsonl"
     pred.parent.mkdir(parents=True, exist_ok=True)
     pred.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return JobResult(job=job, rows=rows, predictions={job.algo: pred}, wall_s=time.perf_counter() - start)
+    return JobResult(job=job, rows=rows, predictions={job.algo: pred}, wall_s=time.perf_counter() - start,
+                     timings=timings)
 
 
 def _check(job: Job) -> None:

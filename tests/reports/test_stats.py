@@ -84,6 +84,24 @@ def test_point_estimate_is_difference_of_seed_means_of_suite_metrics() -> None:
     assert comps[("overall", "f1")].n_samples == 120 and comps[("d1", "f1")].n_samples == 80
 
 
+def test_domain_iou_pools_the_records_of_its_datasets_like_results_csv() -> None:
+    # domain g: dataset S1 has 2 records, S2 has 4. Pooled IoU of A = (0.2 + 0.4 + 4 * 0.8) / 6 = 3.8 / 6,
+    # not the mean of the dataset means (0.3 + 0.8) / 2 = 0.55; B has IoU 0.5 everywhere.
+    def recs(ious_s1, ious_s2):
+        return [{"uid": f"{ds}:{i}", "domain": "g", "dataset": ds, "labels": ["x"], "predicted": ["x"], "iou": v}
+                for ds, ious in (("S1", ious_s1), ("S2", ious_s2)) for i, v in enumerate(ious)]
+
+    a = {0: recs([0.2, 0.4], [0.8] * 4)}
+    b = {0: recs([0.5] * 2, [0.5] * 4)}
+    comps = {(c.domain, c.metric): c for c in paired_bootstrap(a, b, n_boot=50)}
+    expected = 3.8 / 6 - 0.5
+    assert comps[("g", "iou")].diff == pytest.approx(expected)
+    assert comps[("overall", "iou")].diff == pytest.approx(expected)
+    # the same number as results.csv (suites/metrics.compute_metrics)
+    iou = {(r["domain"]): r["value"] for r in compute_metrics(a[0]) if r["metric"] == "iou"}
+    assert iou["g"] == pytest.approx(3.8 / 6)
+
+
 def loop_bootstrap(a, b, n_boot, rng):
     """Independent loop version: resample seeds, then records within each dataset, via compute_metrics."""
     seeds = sorted(a)

@@ -50,6 +50,17 @@ def test_parent_and_child_runs_follow_the_schema(tmp_path: Path, tracked: str) -
     assert "results.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_run_totals_add_no_point_to_the_per_step_time_series(tmp_path: Path, tracked: str) -> None:
+    _, _, children, client = run(tmp_path, tracked)
+    for child in children:
+        per_step = 0.001 * (1 + len(child.data.tags["rlbench.estimator"]))  # what the fake runner logs each step
+        history = client.get_metric_history(child.info.run_id, "time/advantage_s")
+        assert [(m.step, m.value) for m in history] == [(1, per_step), (2, per_step), (3, per_step)]
+        # the run's total (JobResult.timings) has its own key
+        assert child.data.metrics["time/total_advantage_s"] == pytest.approx(3 * per_step)
+        assert child.data.metrics["time/total_steps"] == 3
+
+
 def test_failed_job_ends_failed_and_the_others_finished(tmp_path: Path, tracked: str) -> None:
     outcome, parent, children, _ = run(tmp_path, tracked, overrides={"fail_estimator": "grpo"})
     status = {(c.data.tags["rlbench.algo"], c.data.tags["rlbench.seed"]): c.info.status for c in children}
