@@ -14,7 +14,7 @@ from tests.reports.conftest import PLUGIN
 
 @pytest.mark.slow
 def test_ray_executor_matches_local_and_reports_failed_jobs(tmp_path: Path, tracked: str) -> None:
-    ray = pytest.importorskip("ray")
+    import ray  # a required dependency: missing is a failure, not a skip
 
     def request(executor: str, out: str, **kw) -> sweep.SweepRequest:
         return sweep.SweepRequest(suite="fake_suite", runner="fake", executor=executor, ray_num_cpus=2,

@@ -60,6 +60,9 @@ def test_class_in_every_sample_uses_sensitivity_like_suites_metrics() -> None:
             for a, b in ((["x"], ["x"]), (["x", "y"], ["y"]), (["x"], []))]
     rows = {r["metric"]: r["value"] for r in compute_metrics(recs) if r["domain"] == "d"}
     assert (acc[0], f1[0]) == pytest.approx((rows["acc"], rows["f1"]))
+    # by hand: x is in every sample (sensitivity 1/3, no negatives: BA = 1/3, F1 = 2 * 1 * (1/3) / (4/3) = 0.5);
+    # y: TP 1, no FP, TN 2 -> BA 1, F1 1; means: acc 2/3, f1 0.75
+    assert (acc[0], f1[0]) == pytest.approx((2 / 3, 0.75))
 
 
 def test_identical_predictions_give_zero_difference_and_no_mark() -> None:
@@ -122,7 +125,8 @@ def loop_bootstrap(a, b, n_boot, rng):
 
 
 def test_bootstrap_ci_matches_a_loop_implementation() -> None:
-    a = {s: make_records(30 + s, 0.7, n=25) for s in (0, 1, 2)}
+    # seeds of different quality, so the seed level of the resampling shows in the interval
+    a = {s: make_records(30 + s, q, n=25) for s, q in zip((0, 1, 2), (0.95, 0.45, 0.75))}
     b = {s: make_records(40 + s, 0.6, n=25) for s in (0, 1, 2)}
     comp = next(c for c in paired_bootstrap(a, b, n_boot=1000, seed=3) if (c.domain, c.metric) == ("overall", "f1"))
     low, high = loop_bootstrap(a, b, 500, np.random.default_rng(7))
