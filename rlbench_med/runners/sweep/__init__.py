@@ -1,0 +1,87 @@
+"""A sweep: one suite x algorithms x seeds, planned, then run by an executor into one output folder.
+
+Read in this order:
+
+- :mod:`.request`: what the user asked for (``SweepRequest``) and the flag parsing / config
+  resolution (runner defaults < suite profile < ``--config`` < ``--set``);
+- :mod:`.plan`: ``build_plan(request)`` resolves everything without running anything;
+  ``Plan.render()`` is what ``rlbench-med run`` prints first;
+- :mod:`.lifecycle`: ``run_sweep(plan, tracking, progress)``, the whole life of a sweep in one
+  place (data, shared work, jobs, outcome), and ``finish_sweep`` closing the parent run;
+- :mod:`.datacache`: ``--data`` validated or SynthCLIMB generated into the cache;
+- :mod:`.executors`: the ``local`` (sequential, in-process) and ``ray`` executors;
+- :mod:`.outcome`: the sweep's outcome and how a finished or failed job is recorded;
+- :mod:`.results`: results.csv, config.yaml and predictions/index.json in the output folder;
+- :mod:`.tracking` and :mod:`.progress`: the protocols the CLI implements (MLflow, rich).
+"""
+
+from rlbench_med.runners.sweep.datacache import DATA_SEED, data_cache_path, ensure_data
+from rlbench_med.runners.sweep.lifecycle import finish_sweep, run_sweep
+from rlbench_med.runners.sweep.outcome import JobFailure, SweepOutcome
+from rlbench_med.runners.sweep.plan import (
+    Plan,
+    build_plan,
+    default_out_dir,
+    latest_out_dir,
+)
+from rlbench_med.runners.sweep.progress import NullProgress, Progress
+from rlbench_med.runners.sweep.request import (
+    EXECUTORS,
+    SFT,
+    SUITE_RUNNERS,
+    SweepError,
+    SweepRequest,
+    parse_algos,
+    parse_seeds,
+    parse_set,
+    read_config_file,
+    resolve_config,
+)
+from rlbench_med.runners.sweep.results import (
+    ResultsWriter,
+    read_results,
+    save_config,
+    write_predictions_index,
+)
+from rlbench_med.runners.sweep.tracking import (
+    ChildRun,
+    NullSweepTracking,
+    SweepTracking,
+    absolute_uri,
+    tracking_uri,
+)
+
+__all__ = [
+    "DATA_SEED",
+    "EXECUTORS",
+    "SFT",
+    "SUITE_RUNNERS",
+    "ChildRun",
+    "JobFailure",
+    "NullProgress",
+    "NullSweepTracking",
+    "Plan",
+    "Progress",
+    "ResultsWriter",
+    "SweepError",
+    "SweepOutcome",
+    "SweepRequest",
+    "SweepTracking",
+    "absolute_uri",
+    "build_plan",
+    "data_cache_path",
+    "default_out_dir",
+    "ensure_data",
+    "finish_sweep",
+    "latest_out_dir",
+    "parse_algos",
+    "parse_seeds",
+    "parse_set",
+    "read_config_file",
+    "read_results",
+    "resolve_config",
+    "run_sweep",
+    "save_config",
+    "tracking_uri",
+    "write_predictions_index",
+]

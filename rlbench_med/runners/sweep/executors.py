@@ -1,0 +1,119 @@
+"""Executors: run a sweep's pending jobs one after another in this process, or as Ray tasks.
+
+Both record each job through :mod:`.outcome` (results.csv rows at once, child run closed), and
+re-raise ``KeyboardInterrupt`` after marking the jobs still open KILLED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlbench_med.registry import load_plugin
+from rlbench_med.runners.base import RUNNERS, Job, JobResult
+from rlbench_med.runners.sweep.outcome import (
+    SweepOutcome,
+    failure_of,
+    record_failure,
+    record_result,
+)
+from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.progress import Progress, StepCounting
+from rlbench_med.runners.sweep.results import ResultsWriter
+from rlbench_med.runners.sweep.tracking import ChildRun, SweepTracking
+
+
+def run_local(
+    plan: Plan, jobs: Sequence[Job], tracking: SweepTracking, progress: Progress,
+    writer: ResultsWriter, outcome: SweepOutcome,
+) -> None:
+    for job in jobs:
+        child = tracking.child(job)
+        if getattr(progress, "enabled", False) and hasattr(job.config, "progress"):
+            # The sweep's display shows the job's steps; a second (runner) bar would fight it.
+            job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
+        progress.job_started(job, getattr(job.config, "steps", None))
+        try:
+            result = plan.runner.run(job, StepCounting(child.open(), progress), plan.resume)
+        except KeyboardInterrupt:
+            tracking.close_child(job, None, "KILLED", "interrupted (Ctrl-C)")
+            progress.job_finished(job, False)
+            raise
+        except Exception as exc:  # a job's own failure: recorded with its traceback, the sweep goes on
+            record_failure(failure_of(job, exc), tracking, progress, outcome)
+            continue
+        record_result(result, tracking, progress, writer, outcome)
+
+
+def _job_in_worker(runner_name: str, plugins: tuple[str, ...], job: Job, child: ChildRun, resume: bool) -> JobResult:
+    """What one Ray task runs: load plugins, look the runner up, run the job with its tracker."""
+    for plugin in plugins:
+        load_plugin(plugin)
+    runner = RUNNERS.get(runner_name)
+    return runner.run(job, child.open(), resume)
+
+
+def _ray_init(plan: Plan) -> Any:
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    env = {k: os.environ[k] for k in ("RLBENCH_MED_CACHE", "MLFLOW_TRACKING_URI") if k in os.environ}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    if plan.ray_address:
+        ray.init(address=plan.ray_address, **kwargs)
+    else:
+        ray.init(num_cpus=plan.ray_num_cpus, include_dashboard=False, **kwargs)
+    return ray
+
+
+def run_ray(
+    plan: Plan, jobs: Sequence[Job], tracking: SweepTracking, progress: Progress,
+    writer: ResultsWriter, outcome: SweepOutcome,
+) -> None:
+    ray = _ray_init(plan)
+    from ray import cloudpickle
+    from ray.exceptions import RayError, RayTaskError
+
+    # Classes defined in --plugin .py files (e.g. a runner's config) travel by value: a worker
+    # cannot import them by module name before it has loaded the plugin itself.
+    plugin_files = {str(Path(p).resolve()) for p in plan.plugins if Path(p).is_file()}
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) and str(Path(module.__file__).resolve()) in plugin_files:
+            cloudpickle.register_pickle_by_value(module)
+
+    remote = ray.remote(_job_in_worker)
+    futures: dict[Any, Job] = {}
+    for job in jobs:
+        child = tracking.child(job)
+        progress.job_started(job, None)
+        ref = remote.options(**plan.resources(job), max_retries=0).remote(
+            plan.runner.name, plan.plugins, job, child, plan.resume
+        )
+        futures[ref] = job
+    try:
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            ref = ready[0]
+            job = futures.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                failure = failure_of(job, cause)
+                failure.detail = str(exc)
+                record_failure(failure, tracking, progress, outcome)
+                continue
+            except RayError as exc:  # worker died, object lost, ...
+                record_failure(failure_of(job, exc), tracking, progress, outcome)
+                continue
+            record_result(result, tracking, progress, writer, outcome)
+    except KeyboardInterrupt:
+        for ref, job in futures.items():
+            ray.cancel(ref, force=True)
+            tracking.close_child(job, None, "KILLED", "interrupted (Ctrl-C)")
+        raise

@@ -1,0 +1,231 @@
+"""The plan of a sweep: everything resolved (suite, config, data, jobs, output), nothing run.
+
+``build_plan(request)`` raises ConfigError/RegistryError/SweepError with a one-line reason;
+``Plan.render()`` is what ``rlbench-med run`` prints first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlbench_med.registry import load_plugin
+from rlbench_med.runners.base import RUNNERS, Job, RunnerSpec
+from rlbench_med.runners.sweep.datacache import (
+    DATA_SEED,
+    data_cache_path,
+    data_complete,
+)
+from rlbench_med.runners.sweep.request import (
+    EXECUTORS,
+    SUITE_RUNNERS,
+    SweepError,
+    SweepRequest,
+    check_algo,
+    resolve_config,
+)
+from rlbench_med.runners.sweep.results import read_results
+from rlbench_med.runners.sweep.tracking import tracking_uri
+from rlbench_med.typed_config import ConfigError, apply_overrides, to_plain_dict
+
+
+@dataclass
+class Plan:
+    """Everything a sweep will do, resolved; ``render()`` is printed before anything runs."""
+
+    suite: Any  # suites.SuiteSpec
+    profile: str
+    runner: RunnerSpec
+    executor: str
+    ray_address: str | None
+    ray_num_cpus: int | None
+    config: Any
+    config_sources: list[str]
+    data_dir: Path | None
+    data_note: str
+    generates_data: bool
+    algos: list[str]
+    seeds: list[int]
+    jobs: list[Job]
+    out_dir: Path
+    tracking_uri: str
+    plugins: tuple[str, ...]
+    resume: bool
+    done: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def pending(self) -> list[Job]:
+        """Jobs not already in results.csv (``--resume`` skips finished ones)."""
+        return [j for j in self.jobs if (j.algo, j.seed) not in self.done]
+
+    def resources(self, job: Job) -> dict[str, float]:
+        """Ray resources declared by one job: its cpu_threads CPUs, and 1 GPU when its config asks for CUDA."""
+        return {"num_cpus": max(1, int(getattr(job.config, "cpu_threads", 1))), "num_gpus": 1 if _wants_gpu(job.config) else 0}
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_plain_dict(self.config)
+
+    def render(self) -> str:
+        """Human-readable plan: suite, data, algos x seeds, runner, executor, output, tracking."""
+        suite = self.suite
+        lines = ["rlbench-med run plan"]
+        lines.append(f"  suite      {suite.name}: {suite.description} (profile {self.profile})")
+        lines.append(f"  data       {self.data_note}")
+        lines.append(
+            f"  algos      {', '.join(self.algos)} x seeds {','.join(map(str, self.seeds))} = {len(self.jobs)} jobs"
+            + (f" ({len(self.jobs) - len(self.pending)} already done, resumed)" if self.done else "")
+        )
+        lines.append(f"  runner     {self.runner.name}: {self.runner.description}")
+        if self.executor == "ray":
+            where = f"Ray cluster at {self.ray_address}" if self.ray_address else "a local Ray instance"
+            res = self.resources(self.jobs[0]) if self.jobs else {"num_cpus": 1, "num_gpus": 0}
+            lines.append(
+                f"  executor   ray: one task per job on {where} "
+                f"(num_cpus={res['num_cpus']}, num_gpus={res['num_gpus']} each)"
+            )
+        else:
+            lines.append("  executor   local: jobs one after another in this process")
+        changed = _non_default(self.config)
+        shown = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(runner defaults)"
+        lines.append(f"  config     {shown}")
+        lines.append(f"             from {' < '.join(self.config_sources)}")
+        lines.append(f"  output     {self.out_dir}")
+        lines.append(f"  tracking   {self.tracking_uri} (experiment rlbench-med/{suite.name})")
+        lines.append("  jobs")
+        for job in self.jobs:
+            mark = " (done)" if (job.algo, job.seed) in self.done else ""
+            lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator}{mark}")
+            for extra in self.runner.plan(job):
+                lines.append(f"      {extra}")
+        return "\n".join(lines)
+
+
+def _wants_gpu(config: Any) -> bool:
+    device = str(getattr(config, "device", "cpu"))
+    if device.startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def _non_default(config: Any) -> dict[str, Any]:
+    default = type(config)()
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(default, f.name)
+    }
+
+
+def default_out_dir(suite: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{suite}-{stamp}"
+
+
+def latest_out_dir(suite: str) -> Path | None:
+    """The most recent ``reports/<suite>-*`` folder (what ``--resume`` without ``--out`` continues)."""
+    candidates = sorted(p for p in Path("reports").glob(f"{suite}-*") if (p / "config.yaml").is_file())
+    return candidates[-1] if candidates else None
+
+
+def build_plan(request: SweepRequest) -> Plan:
+    """Resolve a request into a plan; raises ConfigError/RegistryError/SweepError with a one-line reason."""
+    for plugin in request.plugins:
+        load_plugin(plugin)
+    from rlbench_med.suites import get_suite
+
+    suite = get_suite(request.suite)
+    profiles = dict(getattr(suite, "profiles", {}) or {})
+    if request.profile not in profiles:
+        raise ConfigError(
+            f"--profile {request.profile!r} is not a profile of suite {suite.name}; "
+            f"choose one of {', '.join(sorted(profiles)) or '(none)'}"
+        )
+    if request.executor not in EXECUTORS:
+        raise ConfigError(f"--executor {request.executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if request.ray_address and request.executor != "ray":
+        raise ConfigError("--ray-address needs --executor ray")
+    runner = RUNNERS.get(SUITE_RUNNERS.get(suite.name, request.runner))
+    profile_run = suite.run_overrides(request.profile)
+    if suite.name in SUITE_RUNNERS:
+        profile_run = {**suite.data_params(request.profile), **profile_run}
+    config, sources = resolve_config(runner, profile_run, request.config_file, request.overrides)
+
+    algos = list(request.algos or suite.default_algos)
+    seeds = list(request.seeds if request.seeds is not None else suite.seeds(request.profile))
+    for spec in algos:
+        check_algo(spec)
+
+    generates_data = False
+    if suite.data == "none":
+        data_dir, data_note = None, f"synthetic batches generated by the {runner.name} runner (no data folder)"
+    elif request.data is not None:
+        data_dir = Path(request.data).resolve()
+        data_note = f"{data_dir} (--data; validated before the first job)"
+    else:
+        generates_data = True
+        data_dir = data_cache_path(suite.name, request.profile)
+        state = "cached" if data_complete(data_dir) else "will be generated"
+        data_note = f"SynthCLIMB ({suite.data}) profile {request.profile} seed {DATA_SEED} -> {data_dir} ({state})"
+
+    out = request.out
+    if out is None and request.resume:
+        out = latest_out_dir(suite.name)
+        if out is None:
+            raise SweepError(f"--resume: no earlier run of {suite.name} under reports/; pass --out DIR")
+    out_dir = Path(out if out is not None else default_out_dir(suite.name)).resolve()
+
+    variants = dict(getattr(suite, "variants", {}) or {})
+    jobs: list[Job] = []
+    for spec in algos:
+        for variant, variant_overrides in (variants.items() if variants else [(None, {})]):
+            job_config = (
+                apply_overrides(config, dict(variant_overrides), what=f"suite variant {variant}") if variant else config
+            )
+            label = f"{spec}[{variant}]" if variant else spec
+            for seed in seeds:
+                jobs.append(
+                    Job(
+                        suite=suite.name, algo=label, estimator=spec, seed=seed, config=job_config,
+                        data_dir=data_dir if data_dir is not None else out_dir, out_dir=out_dir,
+                    )
+                )
+    labels = list(dict.fromkeys(j.algo for j in jobs))
+    plan = Plan(
+        suite=suite, profile=request.profile, runner=runner, executor=request.executor,
+        ray_address=request.ray_address, ray_num_cpus=request.ray_num_cpus, config=config,
+        config_sources=sources, data_dir=data_dir, data_note=data_note, generates_data=generates_data,
+        algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
+        plugins=tuple(request.plugins), resume=request.resume,
+    )
+    _check_out_dir(plan)
+    for job in jobs:
+        runner.check(job)
+    return plan
+
+
+def _check_out_dir(plan: Plan) -> None:
+    results = plan.out_dir / "results.csv"
+    saved = plan.out_dir / "config.yaml"
+    if not plan.resume:
+        if results.exists() or saved.exists():
+            raise SweepError(
+                f"output folder {plan.out_dir} already holds a run; pass --resume to continue it or another --out"
+            )
+        return
+    if saved.exists():
+        previous = yaml.safe_load(saved.read_text()) or {}
+        if previous.get("config") != plan.config_dict():
+            raise SweepError(
+                f"--resume: the resolved config differs from {saved}; resume with the same settings or use another --out"
+            )
+    if results.exists():
+        plan.done = {(r["algo"], int(r["seed"])) for r in read_results(results)}

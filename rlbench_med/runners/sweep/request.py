@@ -1,0 +1,156 @@
+"""What the user asked for: ``SweepRequest`` and the parsing of the ``run`` flags into a config.
+
+The runner's config is resolved as runner defaults < suite profile ``run`` < ``--config`` YAML <
+``--set key=value``; every error is a :class:`~rlbench_med.typed_config.ConfigError` with a
+one-line reason naming the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlbench_med.runners.base import RunnerSpec
+from rlbench_med.typed_config import ConfigError, apply_overrides
+
+SFT = "sft"
+EXECUTORS = ("local", "ray")
+#: Suites whose jobs are not training runs: they are executed by another runner than ``--runner``.
+#: Such suites have no data folder (``data="none"``); their profile's ``data`` sizes configure the runner.
+SUITE_RUNNERS = {"runtime": "timing"}
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot start (e.g. an output folder that would be overwritten)."""
+
+
+# --------------------------------------------------------------------------------------------
+# request and plan
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepRequest:
+    """What the user asked for (the ``run`` flags), before anything is resolved."""
+
+    suite: str
+    algos: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    profile: str = "quick"
+    runner: str = "local"
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    data: Path | None = None
+    out: Path | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+    plugins: tuple[str, ...] = ()
+    resume: bool = False
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` or ``"0-3"`` (inclusive range) -> seeds; raises ConfigError naming the flag."""
+    seeds: list[int] = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        lo, dash, hi = part.partition("-")
+        try:
+            if dash and lo:
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--seeds: {part!r} is not an integer or a range like 0-3") from None
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed, e.g. --seeds 0,1,2,3")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: seed listed twice in {text!r}")
+    return tuple(seeds)
+
+
+def parse_algos(text: str) -> tuple[str, ...]:
+    """Split ``--algos``: commas separate algorithms, except inside a spec's ``name:k=v,k2=v2`` tail.
+
+    ``"drpo:k_max=3,kl_damping=false,grpo"`` -> ``("drpo:k_max=3,kl_damping=false", "grpo")``: a
+    comma-separated item containing ``=`` (and no ``:``) continues the previous spec.
+    """
+    algos: list[str] = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        if "=" in part and ":" not in part and algos and ":" in algos[-1]:
+            algos[-1] = f"{algos[-1]},{part}"
+        else:
+            algos.append(part)
+    if not algos:
+        raise ConfigError("--algos: give at least one algorithm, e.g. --algos drpo,grpo")
+    if len(set(algos)) != len(algos):
+        raise ConfigError(f"--algos: algorithm listed twice in {text!r}")
+    return tuple(algos)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A ``--config`` YAML file: a flat mapping of runner config keys to values."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of config keys to values, got {type(data).__name__}")
+    if isinstance(data.get("config"), dict):
+        # A saved run's config.yaml: the runner config lives under "config".
+        data = data["config"]
+    return {str(k): v for k, v in data.items()}
+
+
+def resolve_config(
+    runner: RunnerSpec,
+    profile_run: Mapping[str, Any],
+    config_file: Path | None,
+    overrides: Mapping[str, str],
+) -> tuple[Any, list[str]]:
+    """Runner defaults < suite profile ``run`` < ``--config`` file < ``--set``; returns (config, sources).
+
+    Profile keys the runner's config does not have are named in the sources (shown in the plan).
+    """
+    config = runner.config_cls()
+    sources = [f"{runner.name} defaults"]
+    known = {f.name for f in dataclasses.fields(config)}
+    unused = sorted(set(profile_run) - known)
+    used = {k: v for k, v in profile_run.items() if k in known}
+    if used:
+        config = apply_overrides(config, used, what="suite profile")
+        sources.append("suite profile" + (f" (not used by this runner: {', '.join(unused)})" if unused else ""))
+    elif unused:
+        sources.append(f"suite profile (not used by this runner: {', '.join(unused)})")
+    if config_file is not None:
+        config = apply_overrides(config, read_config_file(config_file), what=f"--config {config_file}")
+        sources.append(f"--config {config_file}")
+    if overrides:
+        config = apply_overrides(config, dict(overrides), what="--set")
+        sources.append("--set")
+    return config, sources
+
+
+def parse_set(items: Sequence[str]) -> dict[str, str]:
+    """``["steps=10", "lr=1e-3"]`` -> ``{"steps": "10", "lr": "1e-3"}`` (later ones win)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set steps=20")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def check_algo(spec: str) -> None:
+    if spec == SFT:
+        return
+    from rlbench_med.algorithms import make_estimator
+
+    make_estimator(spec)

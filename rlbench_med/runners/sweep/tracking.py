@@ -1,0 +1,79 @@
+"""Where a sweep is tracked: the store's URI and the tracking protocol the sweep calls.
+
+``reports/tracking.py`` implements :class:`SweepTracking` with MLflow; the sweep itself never
+imports MLflow, so the import direction stays ``cli -> runners`` and ``cli -> reports``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rlbench_med.runners.base import Job, JobResult, Tracker
+
+if TYPE_CHECKING:
+    from rlbench_med.runners.sweep.plan import Plan
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else MLflow's own default; local paths made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        import mlflow
+
+        uri = mlflow.get_tracking_uri()
+    return absolute_uri(uri)
+
+
+def absolute_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///x.db`` / ``file:x`` / plain path URI absolute (Ray workers' cwd differs)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if "://" not in uri and not uri.startswith("file:"):
+        return str(Path(uri).resolve())
+    if uri.startswith("file:") and not uri.startswith("file:///") and not uri.startswith("file://"):
+        return "file://" + str(Path(uri[len("file:"):]).resolve())
+    return uri
+
+
+class ChildRun(Protocol):
+    """One job's tracked run; picklable, so a Ray worker can open it."""
+
+    def open(self) -> Tracker: ...
+
+
+class SweepTracking(Protocol):
+    """Parent/child run lifecycle of a sweep. Statuses: FINISHED, FAILED, KILLED."""
+
+    def start(self, plan: Plan) -> None: ...
+
+    def child(self, job: Job) -> ChildRun: ...
+
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None: ...
+
+    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None: ...
+
+
+class _NullChild:
+    def open(self) -> Tracker:
+        from rlbench_med.runners.base import NullTracker
+
+        return NullTracker()
+
+
+class NullSweepTracking:
+    """No tracking (library use and tests)."""
+
+    def start(self, plan: Plan) -> None:
+        pass
+
+    def child(self, job: Job) -> ChildRun:
+        return _NullChild()
+
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None:
+        pass
+
+    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None:
+        pass
