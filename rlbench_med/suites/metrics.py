@@ -1,34 +1,69 @@
-"""Evaluation metrics: per-dataset one-vs-rest balanced accuracy and macro-F1, averaged up.
+"""Evaluation metrics: per dataset, then averaged per domain and overall.
 
-For one dataset with records ``(T_i, P_i)`` (true and predicted label sets) and the classes ``C``
-present in the ground truth (``∪ T_i``), each class ``c`` gives a binary task
-``y_i = c ∈ T_i``, ``ŷ_i = c ∈ P_i`` with counts TP, FP, FN, TN:
+A prediction is a *set* of labels. For one dataset with records ``(T_i, P_i)`` (true and
+predicted label sets, labels compared case- and whitespace-insensitively) and the classes ``C``
+present in its ground truth (``∪ T_i``), each class ``c`` gives a binary task ``y_i = c ∈ T_i``,
+``ŷ_i = c ∈ P_i`` with counts TP, FP, FN, TN. Predicted labels outside ``C`` only count through
+the classes of ``C`` they fail to hit.
 
-- ``F1_c = 2 TP / (2 TP + FP + FN)``; ``f1`` = mean over ``C`` (macro-F1);
-- ``BA_c = (TP / (TP + FN) + TN / (TN + FP)) / 2`` (when a class is in every record, TN + FP = 0
-  and ``BA_c`` is its sensitivity, as scikit-learn's ``balanced_accuracy_score`` does);
-  ``acc`` = mean over ``C``.
+The paper's metrics (QoQ-Med, arXiv 2506.00711, Sec. 4: "balanced accuracy and macro-F1"):
 
-Predicted labels outside ``C`` only count through the classes of ``C`` they fail to hit. Labels
-are compared case- and whitespace-insensitively. A domain's ``acc`` / ``f1`` is the mean over its
-datasets; ``overall`` is the mean over domains. ``iou`` is the mean of the records' ``iou`` values
-in a domain (records without one are not counted), and ``overall`` iou the mean over the domains
-that have one. ``n`` is the number of records behind a row (for ``iou``: those with an IoU).
+- ``f1``: macro-F1, the mean over ``C`` of ``F1_c = 2 TP / (2 TP + FP + FN)``.
+- ``acc``: balanced accuracy, the mean over ``C`` of ``(TP / (TP + FN) + TN / (TN + FP)) / 2``
+  (when a class is in every record, TN + FP = 0 and the class scores its sensitivity, as
+  scikit-learn's ``balanced_accuracy_score`` does).
+
+Both pay for hedging: answering a single-label question with every class of its dataset scores
+``acc`` 0.5 and an ``f1`` that can beat a trained model. So beside them (ours):
+
+- ``exact``: the fraction of records whose predicted set equals the true set.
+- ``f1_strict``: macro-F1 as ``f1``, except that on a *single-label* dataset an answer naming more
+  than one label counts as no prediction (a miss for the true class, no false positive).
+  Predicting every class then scores 0. On a multi-label dataset it equals ``f1``. A dataset is
+  single-label when every one of its records has exactly one true label (a record may also say
+  ``"multi_label": true``).
+- ``labels``: the mean number of distinct labels per answer (compare with the truth's mean).
+- ``iou``: the mean IoU of a domain's records that have one (pooled over its datasets, not a mean of
+  dataset means); ``overall`` iou is the mean over the domains that have one.
+
+Worked example (one single-label dataset with classes A and B)::
+
+    truth   A       B     A
+    pred    A, B    B     (none)
+
+    f1:        A: TP 1, FP 0, FN 1 -> 2/3;   B: TP 1, FP 1, FN 0 -> 2/3;   f1 = 2/3
+    acc:       A: sens 1/2, spec 1/1 -> 3/4; B: sens 1/1, spec 1/2 -> 3/4; acc = 3/4
+    f1_strict: "A, B" names two labels, so it counts as no prediction:
+               A: TP 0, FN 2 -> 0;           B: TP 1, FP 0, FN 0 -> 1;     f1_strict = 1/2
+    exact = 1/3;  labels = (2 + 1 + 0) / 3 = 1
+
+A domain's value of every metric but ``iou`` is the mean over its datasets that have at least one
+class; ``overall`` is the mean over domains. ``n`` of a row is the number of records behind it (for
+``iou``: those with an IoU).
+
+Every metric is computed from weighted counts (:func:`aggregate`), so the same code gives the
+plain metric (all weights 1) and its bootstrap replicates (``reports/stats.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label, order_domains
 
-METRICS = ("acc", "f1", "iou")
+METRICS = ("acc", "f1", "exact", "f1_strict", "labels", "iou")
+"""Every metric :func:`compute_metrics` can write, in report order."""
+
+DESCRIPTIVE_METRICS = frozenset({"labels"})
+"""Metrics that describe answers rather than score them (no better/worse direction)."""
 
 
-def _labels(value: Any) -> Sequence[str]:
+def label_list(value: Any) -> Sequence[str]:
+    """The labels of a record field: a list, or a comma-separated string (results files), or None."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -36,90 +71,196 @@ def _labels(value: Any) -> Sequence[str]:
     return value
 
 
-def one_vs_rest_scores(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class (balanced accuracy, F1) from bool indicator matrices ``[n_records, n_classes]``."""
-    t = truth.astype(bool)
-    p = predicted.astype(bool)
-    tp = (t & p).sum(0).astype(np.float64)
-    fn = (t & ~p).sum(0).astype(np.float64)
-    fp = (~t & p).sum(0).astype(np.float64)
-    tn = (~t & ~p).sum(0).astype(np.float64)
+def label_keys(value: Any) -> frozenset[str]:
+    """The comparison keys (:func:`normalize_label`) of a record's labels."""
+    return frozenset(normalize_label(x) for x in label_list(value))
+
+
+@dataclass
+class DatasetTruth:
+    """The ground truth of one dataset's records: ``truth[i, j]`` is class ``classes[j]`` in ``T_i``."""
+
+    domain: str
+    dataset: str
+    classes: list[str]  # comparison keys, sorted
+    truth: np.ndarray  # [N, C] bool
+    keys: list[frozenset[str]]  # T_i as comparison keys
+    multi_label: bool
+
+    @property
+    def n(self) -> int:
+        return self.truth.shape[0]
+
+    @classmethod
+    def from_records(cls, domain: str, dataset: str, records: Sequence[Mapping[str, Any]]) -> DatasetTruth:
+        keys = [label_keys(r["labels"]) for r in records]
+        classes = sorted(set().union(*keys)) if keys else []
+        index = {c: j for j, c in enumerate(classes)}
+        truth = np.zeros((len(keys), len(classes)), dtype=bool)
+        for i, k in enumerate(keys):
+            for c in k:
+                truth[i, index[c]] = True
+        multi = any(len(k) > 1 for k in keys) or any(bool(r.get("multi_label")) for r in records)
+        return cls(domain, dataset, classes, truth, keys, multi)
+
+    def encode(self, records: Sequence[Mapping[str, Any]]) -> DatasetPredictions:
+        """Encode predictions of the same records (same order) against this truth."""
+        index = {c: j for j, c in enumerate(self.classes)}
+        pred = np.zeros_like(self.truth)
+        n_pred = np.zeros(self.n, dtype=np.float64)
+        exact = np.zeros(self.n, dtype=bool)
+        iou = np.full(self.n, np.nan)
+        for i, rec in enumerate(records):
+            keys = label_keys(rec.get("predicted"))
+            for c in keys:
+                j = index.get(c)
+                if j is not None:
+                    pred[i, j] = True
+            n_pred[i] = len(keys)
+            exact[i] = keys == self.keys[i]
+            if rec.get("iou") is not None:
+                iou[i] = float(rec["iou"])
+        return DatasetPredictions(pred, n_pred, exact, iou)
+
+
+@dataclass
+class DatasetPredictions:
+    """One run's predictions of a dataset's records, encoded against its :class:`DatasetTruth`."""
+
+    pred: np.ndarray  # [N, C] bool, predicted classes among the truth's classes
+    n_pred: np.ndarray  # [N] distinct predicted labels (any label, known or not)
+    exact: np.ndarray  # [N] bool, predicted set == true set
+    iou: np.ndarray  # [N] float, nan where not scored
+
+
+def _one_vs_rest(truth: np.ndarray, pred: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over present classes of balanced accuracy and F1 under sample weights ``w [R, N]`` -> ``[R]`` each."""
+    t = truth.astype(np.float64)
+    p = pred.astype(np.float64)
+    tp = w @ (t * p)
+    fn = w @ (t * (1 - p))
+    fp = w @ ((1 - t) * p)
+    tn = w @ ((1 - t) * (1 - p))
+    present = (tp + fn) > 0  # a class counts when a (drawn) record has it
+    negs = (tn + fp) > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        sens = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
-        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+        sens = np.where(present, tp / np.where(present, tp + fn, 1), np.nan)
+        spec = np.where(negs, tn / np.where(negs, tn + fp, 1), np.nan)
         denom = 2 * tp + fp + fn
         f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-    ba = np.nanmean(np.stack([sens, spec]), axis=0)
-    return ba, f1
+        ba = np.where(np.isnan(spec), sens, (sens + spec) / 2)
+    n_present = present.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n_present > 0, np.where(present, ba, 0).sum(1) / np.maximum(n_present, 1), np.nan)
+        f1m = np.where(n_present > 0, np.where(present, f1, 0).sum(1) / np.maximum(n_present, 1), np.nan)
+    return acc, f1m
+
+
+def dataset_values(truth: DatasetTruth, pred: DatasetPredictions, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric but ``iou`` of one dataset under sample weights ``[R, N]`` (ones: the plain metric) -> ``[R]``."""
+    w = np.asarray(weights, dtype=np.float64)
+    acc, f1 = _one_vs_rest(truth.truth, pred.pred, w)
+    if truth.multi_label:
+        f1_strict = f1
+    else:
+        _, f1_strict = _one_vs_rest(truth.truth, pred.pred & (pred.n_pred <= 1)[:, None], w)
+    total = w.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exact = (w @ pred.exact.astype(np.float64)) / total
+        labels = (w @ pred.n_pred) / total
+    return {"acc": acc, "f1": f1, "exact": exact, "f1_strict": f1_strict, "labels": labels}
+
+
+def aggregate(
+    datasets: Sequence[tuple[DatasetTruth, DatasetPredictions]], weights: Sequence[np.ndarray]
+) -> dict[tuple[str, str], np.ndarray]:
+    """``{(domain, metric): [R]}`` and ``("overall", metric)`` of one run under per-dataset weights ``[R, N_d]``.
+
+    A domain's metric is the mean over its datasets that have a class (``iou``: pooled over its
+    records with an IoU); ``overall`` is the mean over domains (nan where a replicate drew none).
+    """
+    per: dict[tuple[str, str], list[np.ndarray]] = {}
+    iou_sum: dict[str, np.ndarray] = {}
+    iou_count: dict[str, np.ndarray] = {}
+    for (truth, pred), w in zip(datasets, weights):
+        w = np.asarray(w, dtype=np.float64)
+        if truth.classes:
+            for metric, value in dataset_values(truth, pred, w).items():
+                per.setdefault((truth.domain, metric), []).append(value)
+        has = ~np.isnan(pred.iou)
+        if has.any():
+            wh = w[:, has]
+            iou_sum[truth.domain] = iou_sum.get(truth.domain, 0.0) + wh @ pred.iou[has]
+            iou_count[truth.domain] = iou_count.get(truth.domain, 0.0) + wh.sum(1)
+    out: dict[tuple[str, str], np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for key, values in per.items():
+            out[key] = _mean_defined(values)
+        for domain in iou_sum:
+            out[(domain, "iou")] = iou_sum[domain] / iou_count[domain]
+    by_metric: dict[str, list[np.ndarray]] = {}
+    for (_, metric), value in out.items():
+        by_metric.setdefault(metric, []).append(value)
+    for metric in METRICS:
+        if metric in by_metric:
+            out[("overall", metric)] = _mean_defined(by_metric[metric])
+    return out
+
+
+def _mean_defined(values: Sequence[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of ``[R]`` arrays over the ones that are not nan (nan where none is)."""
+    if len(values) == 1:
+        return values[0]
+    arr = np.stack(values)
+    defined = ~np.isnan(arr)
+    count = defined.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(defined, arr, 0.0).sum(0) / count, np.nan)
+
+
+def group_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Records grouped by ``(domain, dataset)``, domains in report order, file order within a group."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault((str(rec["domain"]), str(rec["dataset"])), []).append(rec)
+    order = {d: i for i, d in enumerate(order_domains(d for d, _ in groups))}
+    return dict(sorted(groups.items(), key=lambda item: order[item[0][0]]))
+
+
+def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{"domain", "metric", "value", "n"}`` per domain and ``overall``, metrics in :data:`METRICS` order.
+
+    ``records``: mappings with ``domain``, ``dataset``, ``labels`` (true, list), ``predicted``
+    (list) and optionally ``iou`` (float or None). ``iou`` rows appear where any record of the
+    domain has one.
+    """
+    groups = group_records(records)
+    encoded = []
+    for (domain, dataset), recs in groups.items():
+        truth = DatasetTruth.from_records(domain, dataset, recs)
+        encoded.append((truth, truth.encode(recs)))
+    values = aggregate(encoded, [np.ones((1, t.n)) for t, _ in encoded])
+    counts: dict[str, int] = {}
+    scored: dict[str, int] = {}
+    for truth, pred in encoded:
+        counts[truth.domain] = counts.get(truth.domain, 0) + truth.n
+        scored[truth.domain] = scored.get(truth.domain, 0) + int((~np.isnan(pred.iou)).sum())
+    counts["overall"] = sum(counts.values())
+    scored["overall"] = sum(scored.values())
+    rows: list[dict[str, Any]] = []
+    for domain in [*order_domains(counts.keys() - {"overall"}), "overall"]:
+        for metric in METRICS:
+            if (domain, metric) in values:
+                n = scored[domain] if metric == "iou" else counts[domain]
+                rows.append({"domain": domain, "metric": metric, "value": float(values[(domain, metric)][0]), "n": n})
+    return rows
 
 
 def dataset_scores(truth: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> tuple[float, float, int]:
     """(acc, f1, number of classes) of one dataset's records, as defined in the module docstring."""
-    norm: dict[str, str] = {}
-
-    def key(label: str) -> str:
-        k = norm.get(label)
-        if k is None:
-            k = norm[label] = normalize_label(label)
-        return k
-
-    true_keys = [{key(x) for x in labels} for labels in truth]
-    classes = sorted(set().union(*true_keys)) if true_keys else []
-    if not classes:
+    records = [{"labels": t, "predicted": p} for t, p in zip(truth, predicted)]
+    encoded = DatasetTruth.from_records("", "", records)
+    if not encoded.classes:
         return float("nan"), float("nan"), 0
-    index = {c: j for j, c in enumerate(classes)}
-    n = len(true_keys)
-    t = np.zeros((n, len(classes)), dtype=bool)
-    p = np.zeros((n, len(classes)), dtype=bool)
-    for i, (tk, labels) in enumerate(zip(true_keys, predicted)):
-        for c in tk:
-            t[i, index[c]] = True
-        for x in labels:
-            j = index.get(key(x))
-            if j is not None:
-                p[i, j] = True
-    ba, f1 = one_vs_rest_scores(t, p)
-    return float(ba.mean()), float(f1.mean()), len(classes)
-
-
-def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows ``{"domain", "metric", "value", "n"}`` per domain and ``overall``.
-
-    ``records``: mappings with ``domain``, ``dataset``, ``labels`` (true, list), ``predicted``
-    (list) and optionally ``iou`` (float or None). Metrics: ``acc``, ``f1``, and ``iou`` where any
-    record of the domain has one.
-    """
-    groups: dict[str, dict[str, tuple[list[Sequence[str]], list[Sequence[str]]]]] = {}
-    ious: dict[str, list[float]] = {}
-    counts: dict[str, int] = {}
-    for rec in records:
-        domain = str(rec["domain"])
-        by_dataset = groups.setdefault(domain, {})
-        truth, pred = by_dataset.setdefault(str(rec["dataset"]), ([], []))
-        truth.append(_labels(rec["labels"]))
-        pred.append(_labels(rec.get("predicted")))
-        counts[domain] = counts.get(domain, 0) + 1
-        iou = rec.get("iou")
-        if iou is not None:
-            ious.setdefault(domain, []).append(float(iou))
-    rows: list[dict[str, Any]] = []
-    summary: dict[str, list[float]] = {m: [] for m in METRICS}
-    for domain in order_domains(groups):
-        accs, f1s = [], []
-        for truth, pred in groups[domain].values():
-            acc, f1, n_classes = dataset_scores(truth, pred)
-            if n_classes:
-                accs.append(acc)
-                f1s.append(f1)
-        values = {"acc": float(np.mean(accs)) if accs else float("nan"), "f1": float(np.mean(f1s)) if f1s else float("nan")}
-        if domain in ious:
-            values["iou"] = float(np.mean(ious[domain]))
-        for metric, value in values.items():
-            n = len(ious[domain]) if metric == "iou" else counts[domain]
-            rows.append({"domain": domain, "metric": metric, "value": value, "n": n})
-            summary[metric].append(value)
-    totals = {"acc": sum(counts.values()), "f1": sum(counts.values()), "iou": sum(len(v) for v in ious.values())}
-    for metric in METRICS:
-        if summary[metric]:
-            rows.append({"domain": "overall", "metric": metric, "value": float(np.mean(summary[metric])), "n": totals[metric]})
-    return rows
+    values = dataset_values(encoded, encoded.encode(records), np.ones((1, encoded.n)))
+    return float(values["acc"][0]), float(values["f1"][0]), len(encoded.classes)

@@ -41,7 +41,12 @@ def test_hand_worked_example() -> None:
     assert got[("overall", "f1")] == (pytest.approx((0.625 + 2 / 3) / 2), 7)
     assert got[("overall", "iou")] == (pytest.approx(0.3), 2)
     assert ("mri", "iou") not in got
-    assert [r["domain"] for r in compute_metrics(records)] == ["cxr"] * 3 + ["mri"] * 2 + ["overall"] * 3
+    # Metrics in report order within each domain: acc, f1, exact, f1_strict, labels, iou.
+    order = [(r["domain"], r["metric"]) for r in compute_metrics(records)]
+    base = ["acc", "f1", "exact", "f1_strict", "labels"]
+    assert order == (
+        [("cxr", m) for m in base + ["iou"]] + [("mri", m) for m in base] + [("overall", m) for m in base + ["iou"]]
+    )
 
 
 def _sklearn_dataset(truth: list[list[str]], pred: list[list[str]]) -> tuple[float, float]:
@@ -110,3 +115,64 @@ def test_domains_follow_the_catalogue_then_sort_unknown_ones() -> None:
         {"domain": d, "dataset": d, "labels": ["A"], "predicted": ["A"]} for d in ("zeta", "mammography", "cxr")
     )
     assert list(dict.fromkeys(r["domain"] for r in rows)) == ["cxr", "mammography", "zeta", "overall"]
+
+
+def test_docstring_worked_example_of_the_hedging_proof_metrics() -> None:
+    records = [
+        {"domain": "derm", "dataset": "D", "labels": ["A"], "predicted": ["A", "B"]},
+        {"domain": "derm", "dataset": "D", "labels": ["B"], "predicted": ["B"]},
+        {"domain": "derm", "dataset": "D", "labels": ["A"], "predicted": []},
+    ]
+    got = _rows(compute_metrics(records))
+    assert got[("derm", "f1")][0] == pytest.approx(2 / 3)
+    assert got[("derm", "acc")][0] == pytest.approx(3 / 4)
+    assert got[("derm", "f1_strict")][0] == pytest.approx(1 / 2)
+    assert got[("derm", "exact")][0] == pytest.approx(1 / 3)
+    assert got[("derm", "labels")][0] == pytest.approx(1.0)
+
+
+def test_predicting_every_class_wins_f1_but_scores_zero_f1_strict_and_exact() -> None:
+    # A single-label 4-class dataset, 10 records per class; the hedger names all four classes.
+    classes = ["W", "X", "Y", "Z"]
+    records = [
+        {"domain": "fundus", "dataset": "F", "labels": [c], "predicted": list(classes)} for c in classes for _ in range(10)
+    ]
+    got = _rows(compute_metrics(records))
+    # Per class TP 10, FP 30, FN 0 -> F1 = 20 / 50 = 0.4; sensitivity 1, specificity 0 -> BA 0.5.
+    assert got[("fundus", "f1")][0] == pytest.approx(0.4)
+    assert got[("fundus", "acc")][0] == pytest.approx(0.5)
+    assert got[("fundus", "f1_strict")][0] == 0.0
+    assert got[("fundus", "exact")][0] == 0.0
+    assert got[("fundus", "labels")][0] == 4.0
+
+
+def test_f1_strict_equals_f1_on_multi_label_datasets_and_sklearn_on_single_label_ones() -> None:
+    rng = np.random.default_rng(3)
+    letters = "ABCD"
+    single, multi = [], []
+    for _ in range(80):
+        pred = list(rng.choice(list(letters + "#"), size=int(rng.integers(0, 3)), replace=False))
+        single.append({"domain": "ct", "dataset": "S", "labels": [str(rng.choice(list(letters)))], "predicted": pred})
+        truth = list(rng.choice(list(letters), size=int(rng.integers(1, 3)), replace=False))
+        multi.append({"domain": "cxr", "dataset": "M", "labels": truth, "predicted": pred})
+    got = _rows(compute_metrics(single + multi))
+    assert got[("cxr", "f1_strict")][0] == got[("cxr", "f1")][0]
+    # Independent: an answer of more than one label becomes "no label"; scikit-learn's macro-F1 over the
+    # classes present in the truth, with "no label" as an extra predicted class that is never true.
+    y = [r["labels"][0] for r in single]
+    p = [r["predicted"][0] if len(r["predicted"]) == 1 else "<none>" for r in single]
+    present = sorted(set(y))
+    assert got[("ct", "f1_strict")][0] == pytest.approx(f1_score(y, p, labels=present, average="macro", zero_division=0))
+    exact = np.mean([r["predicted"] == r["labels"] for r in single])
+    assert got[("ct", "exact")][0] == pytest.approx(exact)
+    n_labels = np.mean([len(r["predicted"]) for r in multi])
+    assert got[("cxr", "labels")][0] == pytest.approx(n_labels)
+
+
+def test_a_record_can_declare_its_dataset_multi_label() -> None:
+    records = [
+        {"domain": "cxr", "dataset": "C", "labels": ["A"], "predicted": ["A", "B"], "multi_label": True},
+        {"domain": "cxr", "dataset": "C", "labels": ["B"], "predicted": ["B"], "multi_label": True},
+    ]
+    got = _rows(compute_metrics(records))
+    assert got[("cxr", "f1_strict")][0] == got[("cxr", "f1")][0]
