@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from rlbench_med.algorithms import Estimator
 
 RESULT_COLUMNS = ("suite", "algo", "seed", "domain", "metric", "value", "n")
+#: The pseudo-algorithm of the shared SFT base evaluated at step 0 (no training); its seed is the base's.
+BASE = "base"
+#: The supervised baseline: continues SFT with the RL runs' sample budget (not an estimator).
+SFT = "sft"
 
 
 @runtime_checkable
@@ -88,8 +92,17 @@ class Job:
     @property
     def slug(self) -> str:
         """File-name-safe ``<algo>-seed<seed>`` used for predictions and checkpoints."""
-        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in self.algo)
-        return f"{safe}-seed{self.seed}"
+        return run_slug(self.algo, self.seed)
+
+
+def safe_name(label: str) -> str:
+    """``label`` with every character but letters, digits and ``-_.=`` replaced by ``_`` (file names)."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
+
+
+def run_slug(label: str, seed: int) -> str:
+    """``<safe label>-seed<seed>``: the predictions file stem of a results.csv (algo, seed)."""
+    return f"{safe_name(label)}-seed{seed}"
 
 
 @dataclass
@@ -112,6 +125,8 @@ class RunnerSpec:
     - ``prepare(jobs)``: shared work for a sweep (e.g. the SFT base), run once by the driver.
     - ``run(job, tracker, resume)``: train and evaluate one job.
     - ``plan(job)``: lines describing what would run (``--dry-run``).
+    - ``evaluates_base``: ``run`` accepts a :data:`BASE` job (the shared starting policy, evaluated
+      without training), which the sweep adds so reports show where every algorithm started.
     """
 
     name: str
@@ -121,6 +136,7 @@ class RunnerSpec:
     prepare: Callable[[Sequence[Job]], None]
     run: Callable[[Job, Tracker, bool], JobResult]
     plan: Callable[[Job], list[str]]
+    evaluates_base: bool = False
 
 
 def make_job_estimator(job: Job) -> Estimator:

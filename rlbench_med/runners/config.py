@@ -80,6 +80,10 @@ class LocalConfig:
         "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
     )
     iou_reduce: Literal["max", "mean"] = knob("max", "how the IoU reward reduces over predicted boxes")
+    accuracy_reward: Literal["set_f1", "exact"] = knob(
+        "set_f1", "form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging earns partial "
+        "credit) or 'exact' (1 only for the exact label set)"
+    )
     # -- evaluation / bookkeeping ---------------------------------------------------------------
     eval_every: int = knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
     eval_max_samples: int = knob(0, "cap on held-out samples per evaluation (0: all)")

@@ -12,8 +12,10 @@ directly). The text format, produced by :func:`answer_to_text`::
 
 Components (each in ``[0, 1]``):
 
-- ``accuracy``: F1 between the predicted and the true label sets,
-  ``2 |P ∩ T| / (|P| + |T|)``, labels compared case- and whitespace-insensitively.
+- ``accuracy``: with ``accuracy="set_f1"`` (the paper's; the default) the F1 between the predicted
+  and the true label sets, ``2 |P ∩ T| / (|P| + |T|)``, so naming two classes when one is right
+  earns 0.67 (hedging pays); with ``accuracy="exact"``, 1 when ``P == T`` and 0 otherwise. Labels
+  are compared case- and whitespace-insensitively.
 - ``iou``: for a sample with a segmentation mask, the pixel IoU of each predicted box rasterized
   on the mask's grid (pixel ``(i, j)`` is inside ``[x1, y1, x2, y2]`` when
   ``x1 <= j + 0.5 < x2`` and ``y1 <= i + 0.5 < y2``; boxes are clipped to the image) against the
@@ -41,6 +43,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+AccuracyForm = Literal["set_f1", "exact"]
+ACCURACY_FORMS: tuple[str, ...] = ("set_f1", "exact")
 
 import numpy as np
 
@@ -277,6 +282,11 @@ def label_f1(predicted: tuple[str, ...] | list[str], truth: tuple[str, ...] | li
     return 2.0 * len(p & t) / (len(p) + len(t))
 
 
+def exact_match(predicted: tuple[str, ...] | list[str], truth: tuple[str, ...] | list[str]) -> float:
+    """1.0 when the two label sets are equal (compared case- and whitespace-insensitively), else 0.0."""
+    return float({normalize_label(x) for x in predicted} == {normalize_label(x) for x in truth})
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Area IoU of two ``(x1, y1, x2, y2)`` boxes."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -314,9 +324,13 @@ class RewardFunction:
         iou_reduce: Literal["max", "mean"] = "max",
         length_target: tuple[int, int] = (16, 256),
         mask_cache_size: int = 8192,
+        accuracy: AccuracyForm = "set_f1",
     ) -> None:
         if iou_reduce not in ("max", "mean"):
             raise ValueError(f"iou_reduce must be 'max' or 'mean', got {iou_reduce!r}")
+        if accuracy not in ACCURACY_FORMS:
+            raise ValueError(f"accuracy must be one of {', '.join(ACCURACY_FORMS)}, got {accuracy!r}")
+        self.accuracy = accuracy
         lo, hi = length_target
         if not (0 < lo <= hi):
             raise ValueError(f"length_target must be (lo, hi) with 0 < lo <= hi, got {length_target}")
@@ -362,7 +376,7 @@ class RewardFunction:
         """Reward of ``answer`` for ``sample`` (see the module docstring for the formula)."""
         if not answer.labels:
             return RewardBreakdown(0.0, 0.0, 0.0, 0.0, 0.0, iou_scored=sample.has_region)
-        acc = label_f1(answer.labels, sample.labels)
+        acc = (exact_match if self.accuracy == "exact" else label_f1)(answer.labels, sample.labels)
         measured = self.iou(sample, answer.boxes)
         iou = (0.0 if answer.boxes else 1.0) if measured is None else measured
         fmt = 1.0 if answer.well_formed else 0.0

@@ -12,7 +12,8 @@ seeds and profile sizes. ``profiles[p]`` holds:
 sweep runs every default algorithm once per variant and labels results ``<algo>[<label>]``.
 ``ablation_rewards`` uses the runner config key ``reward_weights`` (a preset name or
 ``"acc,iou,format,length"``, parsed by :meth:`rlbench_med.suites.rewards.RewardWeights.parse`).
-``eval_inputs`` lists the input sets each trained policy is evaluated with (``full`` keeps every
+``primary_metric`` is what the report leads with: a metric no trivial floor can win (``f1_strict``
+for label suites, ``iou`` for grounding). ``eval_inputs`` lists the input sets each trained policy is evaluated with (``full`` keeps every
 modality; ``text`` drops images and signals; ``ecg+text`` drops images; ``vision+text`` drops
 signals).
 """
@@ -45,6 +46,7 @@ class SuiteSpec:
     profiles: dict[str, dict[str, Any]]
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
     eval_inputs: tuple[str, ...] = ("full",)
+    primary_metric: str = ""  # empty: f1_strict when the suite has it, else its first metric
 
     def __post_init__(self) -> None:
         if not self.profiles:
@@ -61,6 +63,10 @@ class SuiteSpec:
             raise ValueError(f"suite {self.name!r}: eval_inputs must start with 'full' and use {EVAL_INPUTS}")
         if set(self.metrics) - METRIC_NAMES:
             raise ValueError(f"suite {self.name!r}: metrics must be among {sorted(METRIC_NAMES)}")
+        if not self.primary_metric and self.metrics:
+            object.__setattr__(self, "primary_metric", "f1_strict" if "f1_strict" in self.metrics else self.metrics[0])
+        if self.metrics and self.primary_metric not in self.metrics:
+            raise ValueError(f"suite {self.name!r}: primary_metric {self.primary_metric!r} is not one of its metrics")
 
     def seeds(self, profile: str) -> tuple[int, ...]:
         """Default seeds of a profile."""
@@ -89,6 +95,9 @@ _VISION_DATA = {
     "quick": {"min_domain_train": 24, "min_dataset_train": 4, "test_fraction": 0.15, "min_dataset_test": 6, "image_size": 64},
     "full": {"min_domain_train": 96, "min_dataset_train": 12, "test_fraction": 0.2, "min_dataset_test": 24, "image_size": 64},
 }
+#: Metrics of the label suites: the paper's (acc, f1) and ours that no trivial floor can win.
+LABEL_METRICS = ("f1_strict", "exact", "labels", "acc", "f1")
+
 _RUN = {
     "quick": {"steps": 150, "eval_every": 50, "n_rollouts": 8, "prompts_per_step": 16},
     "full": {"steps": 2000, "eval_every": 200, "n_rollouts": 8, "prompts_per_step": 32},
@@ -113,7 +122,7 @@ CLIMB_VISION = _add(
         description="8 vision domains of CLIMB (SynthCLIMB by default): per-domain balanced accuracy and macro-F1",
         data="synth:vision",
         domains=VISION_DOMAINS,
-        metrics=("acc", "f1", "iou"),
+        metrics=(*LABEL_METRICS, "iou"),
         default_algos=("drpo", "grpo"),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(_VISION_DATA),
@@ -126,7 +135,7 @@ CLIMB_ECG = _add(
         description="12-lead ECG (PTB-XL classes, 4 datasets): balanced accuracy and macro-F1",
         data="synth:ecg",
         domains=(ECG_DOMAIN,),
-        metrics=("acc", "f1"),
+        metrics=LABEL_METRICS,
         default_algos=("drpo", "grpo"),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(
@@ -144,7 +153,8 @@ GROUNDING = _add(
         description="vision images with lesion masks: IoU of predicted boxes against the mask",
         data="synth:grounding",
         domains=VISION_DOMAINS,
-        metrics=("iou", "acc", "f1"),
+        metrics=("iou", *LABEL_METRICS),
+        primary_metric="iou",
         default_algos=("drpo", "grpo"),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(_VISION_DATA),
@@ -157,7 +167,7 @@ MIMIC_FUSION = _add(
         description="MIMIC-like CXR + ECG + EHR: length of stay and 48-h mortality, per input ablation",
         data="synth:mimic",
         domains=tuple(MIMIC_TASKS),
-        metrics=("acc", "f1"),
+        metrics=LABEL_METRICS,
         default_algos=("drpo", "grpo"),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(
@@ -176,7 +186,7 @@ ABLATION_CLUSTERS = _add(
         description="climb_vision with DRPO cluster limit k_max 1, 3, 10, 20",
         data="synth:vision",
         domains=VISION_DOMAINS,
-        metrics=("acc", "f1"),
+        metrics=LABEL_METRICS,
         default_algos=("drpo:k_max=1", "drpo:k_max=3", "drpo:k_max=10", "drpo:k_max=20"),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(_VISION_DATA),
@@ -186,16 +196,18 @@ ABLATION_CLUSTERS = _add(
 ABLATION_REWARDS = _add(
     SuiteSpec(
         name="ablation_rewards",
-        description="climb_vision with reward weights acc:iou 0.6:0.2 vs 0.2:0.6 (format 0.1, length 0.1)",
+        description="climb_vision with reward weights acc:iou 0.6:0.2 vs 0.2:0.6 (format 0.1, length 0.1), and "
+        "0.6:0.2 with an exact-match accuracy reward",
         data="synth:vision",
         domains=VISION_DOMAINS,
-        metrics=("acc", "f1", "iou"),
+        metrics=(*LABEL_METRICS, "iou"),
         default_algos=("drpo",),
         default_seeds=FULL_SEEDS,
         profiles=_profiles(_VISION_DATA),
         variants={
             "acc0.6_iou0.2": {"reward_weights": "0.6,0.2,0.1,0.1"},
             "acc0.2_iou0.6": {"reward_weights": "0.2,0.6,0.1,0.1"},
+            "acc0.6_iou0.2_exact": {"reward_weights": "0.6,0.2,0.1,0.1", "accuracy_reward": "exact"},
         },
     )
 )

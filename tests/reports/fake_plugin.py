@@ -105,7 +105,7 @@ RUNNERS.register("fake", RUNNER)
 
 SUITE = SuiteSpec(
     name="fake_suite", description="two tiny domains (tests)", data="none", domains=tuple(DOMAINS),
-    metrics=("acc", "f1"), default_algos=("drpo", "grpo"), default_seeds=(0, 1),
+    metrics=("f1_strict", "exact", "labels", "acc", "f1"), default_algos=("drpo", "grpo"), default_seeds=(0, 1),
     profiles={"quick": {"data": {}, "run": {"steps": 3}, "seeds": (0, 1)},
               "full": {"data": {}, "run": {"steps": 6, "eval_every": 3}, "seeds": (0, 1, 2)}},
     variants={},
@@ -114,7 +114,7 @@ SUITES.register("fake_suite", SUITE)
 
 VARIANT_SUITE = SuiteSpec(
     name="fake_variants", description="fake suite with variants (tests)", data="none", domains=tuple(DOMAINS),
-    metrics=("acc", "f1"), default_algos=("drpo",), default_seeds=(0,),
+    metrics=("f1_strict", "exact", "labels", "acc", "f1"), default_algos=("drpo",), default_seeds=(0,),
     profiles={"quick": {"data": {}, "run": {"steps": 3}, "seeds": (0,)}},
     variants={"small": {"lr": "0.01"}, "big": {"lr": "1.0"}},
 )

@@ -74,8 +74,8 @@ def test_results_csv_has_exact_columns_and_config_is_saved(tmp_path: Path) -> No
     with open(outcome.results_csv) as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == RESULT_COLUMNS == ("suite", "algo", "seed", "domain", "metric", "value", "n")
-    # 2 algos x 1 seed x (2 domains + overall) x (acc, f1)
-    assert len(rows) - 1 == 2 * 3 * 2
+    # 2 algos x 1 seed x (2 domains + overall) x (acc, f1, exact, f1_strict, labels)
+    assert len(rows) - 1 == 2 * 3 * 5
     saved = yaml.safe_load((plan.out_dir / "config.yaml").read_text())
     assert saved["config"]["steps"] == 3 and saved["algos"] == ["drpo", "grpo"]
 
@@ -115,7 +115,7 @@ def test_resume_skips_finished_jobs_and_refuses_silent_overwrite(tmp_path: Path)
     outcome = sweep.run_sweep(plan)
     rows = sweep.read_results(outcome.results_csv)
     assert sorted({(r["algo"], r["seed"]) for r in rows}) == [("grpo", 0), ("grpo", 1)]
-    assert len(rows) == 2 * 6
+    assert len(rows) == 2 * 15
     with pytest.raises(sweep.SweepError, match="config differs"):
         sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0, 1), resume=True, overrides={"lr": "0.3"}))
 
@@ -135,7 +135,7 @@ def test_generated_data_is_cached_and_reused(tmp_path: Path, monkeypatch: pytest
 
     calls = []
 
-    def fake_generate(suite, out, *, seed, profile):
+    def fake_generate(suite, out, *, seed, profile, imbalance):
         calls.append((suite, seed, profile))
         Path(out, "train.jsonl").write_text("")
         Path(out, "test.jsonl").write_text("")
@@ -169,3 +169,51 @@ def test_given_data_is_validated_never_generated(tmp_path: Path, monkeypatch: py
     assert not plan.generates_data
     assert sweep.ensure_data(plan) == data.resolve()
     assert validated == [data.resolve()]
+
+
+def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.suites import synth
+
+    calls = []
+
+    def fake_generate(suite, out, *, seed, profile, imbalance):
+        calls.append((seed, imbalance))
+        Path(out, "train.jsonl").write_text("")
+        Path(out, "test.jsonl").write_text("")
+        return {}
+
+    monkeypatch.setattr(synth, "generate", fake_generate)
+    monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: None)
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
+                                               overrides={"data.imbalance": "0", "data.seed": "3"}))
+    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0"
+    assert "seed 3 imbalance 0" in plan.data_note
+    sweep.ensure_data(plan)
+    assert calls == [(3, 0.0)]
+    saved = plan.data_settings.as_dict()
+    assert saved == {"imbalance": 0.0, "seed": 3}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "data", "message"),
+    [
+        ({"data.imbalance": "1.5"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
+        ({"data.imbalance": "nan"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
+        ({"data.sed": "3"}, None, "unknown key 'sed'.*accepted fields: imbalance, seed"),
+        ({"data.seed": "2"}, "given", "do not apply to --data"),
+        ({"primary_metric": "labels"}, None, "not a metric that scores answers"),
+        ({"primary_metric": "f2"}, None, "not a metric that scores answers"),
+    ],
+)
+def test_bad_sweep_settings_fail_at_plan_time(tmp_path: Path, overrides, data, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
+                                            overrides=overrides, data=tmp_path / "d" if data else None))
+
+
+def test_primary_metric_is_the_suites_unless_set(tmp_path: Path) -> None:
+    plan = sweep.build_plan(sweep.SweepRequest(suite="grounding", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,)))
+    assert plan.primary_metric == "iou"
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "p", plugins=(PLUGIN,),
+                                               overrides={"primary_metric": "exact"}))
+    assert plan.primary_metric == "exact" and "leads with exact" in plan.render()

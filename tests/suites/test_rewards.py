@@ -207,3 +207,20 @@ def test_weights_parse_accepts_semicolons_colons_and_empty_parts() -> None:
     for bad in ("nan,0,0,0", "inf;1;1;1", "0:0:0:0", "1;2;3", ",,,"):
         with pytest.raises(ValueError):
             RewardWeights.parse(bad)
+
+
+def test_exact_accuracy_reward_pays_only_for_the_exact_label_set() -> None:
+    from rlbench_med.suites.rewards import Answer, RewardFunction
+
+    sample = Sample(uid="u", problem="?", labels=("Melanoma",), domain="dermoscopy", dataset="HAM10000", task="HAM10000",
+                    classes=("Melanoma", "Nevus"))
+    hedge = Answer(labels=("Melanoma", "Nevus"), reasoning_tokens=16)
+    right = Answer(labels=(" melanoma",), reasoning_tokens=16)
+    set_f1 = RewardFunction("1,0,0,0")
+    exact = RewardFunction("1,0,0,0", accuracy="exact")
+    # set F1 of {Melanoma, Nevus} vs {Melanoma}: 2 * 1 / (2 + 1) = 2/3; exact: 0.
+    assert set_f1.score(sample, hedge).accuracy == pytest.approx(2 / 3)
+    assert exact.score(sample, hedge).accuracy == 0.0 and exact.score(sample, hedge).total == 0.0
+    assert exact.score(sample, right).accuracy == 1.0
+    with pytest.raises(ValueError, match="accuracy must be one of set_f1, exact"):
+        RewardFunction(accuracy="f1")

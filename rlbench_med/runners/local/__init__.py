@@ -15,6 +15,7 @@ RUNNER = RunnerSpec(
     prepare=prepare,
     run=run,
     plan=plan,
+    evaluates_base=True,
 )
 
 __all__ = ["RUNNER", "LocalConfig"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from rlbench_med.runners.base import Job, JobResult, Tracker, make_job_estimator
+from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker, make_job_estimator
 from rlbench_med.runners.config import LocalConfig
 from rlbench_med.typed_config import ConfigError
 
@@ -32,7 +32,7 @@ def check(job: Job) -> None:
         from rlbench_med.runners.local.train import resolve_device
 
         resolve_device(cfg)
-    if job.estimator == "sft":
+    if job.estimator in (SFT, BASE):
         return
     estimator = make_job_estimator(job)
     if cfg.n_rollouts < estimator.min_group_size:
@@ -91,9 +91,11 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
 def plan(job: Job) -> list[str]:
     """What ``run`` would do, in a few lines (for ``--dry-run``)."""
     cfg: LocalConfig = job.config
-    what = "supervised fine-tuning" if job.estimator == "sft" else f"RL with estimator {job.estimator}"
+    if job.estimator == BASE:
+        return [f"{job.algo} seed {job.seed}: the shared SFT base evaluated as it is (step 0, no training)"]
+    what = "supervised fine-tuning" if job.estimator == SFT else f"RL with estimator {job.estimator}"
     budget = f"{cfg.steps} steps x {cfg.prompts_per_step} prompts"
-    if job.estimator != "sft":
+    if job.estimator != SFT:
         budget += f" x {cfg.n_rollouts} rollouts (T={cfg.temperature}, lr={cfg.lr}, kl {cfg.kl_mode} {cfg.kl_coef})"
     policy = (f"builtin {cfg.backbone} {cfg.n_layers}x{cfg.d_model}" if cfg.hf_path is None else cfg.policy)
     return [

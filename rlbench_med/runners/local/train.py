@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlbench_med.runners.base import Job, JobResult, Tracker
+from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker
 from rlbench_med.runners.config import LocalConfig, parse_eval_input, parse_reward_weights
 from rlbench_med.runners.local.checkpoint import (
     capture_rng,
@@ -46,7 +46,7 @@ from rlbench_med.runners.local.rollout import Rollouts
 from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, optimizer_step, sft_update
 from rlbench_med.typed_config import ConfigError
 
-SFT_ALGO = "sft"
+SFT_ALGO = SFT
 EVAL_BATCH = 256
 
 
@@ -84,7 +84,7 @@ def make_reward_fn(config: LocalConfig) -> Any:
     weights = parse_reward_weights(config.reward_weights)
     if not isinstance(weights, str):
         weights = RewardWeights(*weights)
-    return RewardFunction(weights=weights, iou_reduce=config.iou_reduce)
+    return RewardFunction(weights=weights, iou_reduce=config.iou_reduce, accuracy=config.accuracy_reward)
 
 
 def make_agent(config: LocalConfig, data_dir: Path, device: torch.device) -> Any:
@@ -168,6 +168,8 @@ class LocalTrainer:
         self.job, self.cfg, self.agent, self.drop_p = job, cfg, agent, drop_p
         self.split = agent.encoded.train
         self.is_sft = job.estimator == SFT_ALGO
+        #: Steps this job trains: none for the base (the starting policy, evaluated as it is).
+        self.total_steps = 0 if job.estimator == BASE else cfg.steps
         torch.manual_seed(job.seed)
         self.generator = torch.Generator().manual_seed(job.seed)
         self.policy = agent.new_model()
@@ -179,7 +181,7 @@ class LocalTrainer:
         self.estimator = None
         self.critic = None
         self.critic_optimizer = None
-        if not self.is_sft:
+        if job.estimator not in (SFT_ALGO, BASE):
             from rlbench_med.algorithms import make_estimator
 
             self.estimator = make_estimator(job.estimator)
@@ -397,11 +399,11 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
     else:
         tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, "suite": job.suite,
                             "base": str(base_file), **{f"config.{k}": v for k, v in cfg.to_dict().items()}})
-        if cfg.eval_every > 0:
+        if cfg.eval_every > 0 and trainer.total_steps > 0:
             tracker.log_metrics(_eval_log(eval_metrics(trainer.evaluate())), step=0)
     bar = _progress(cfg, job, trainer.step)
     try:
-        while trainer.step < cfg.steps:
+        while trainer.step < trainer.total_steps:
             metrics = trainer.sft_step() if trainer.is_sft else trainer.rl_step()
             trainer.step += 1
             step = trainer.step
@@ -433,12 +435,12 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
         predictions[label] = path
         tracker.log_artifact(path)
         if inputs == "full":
-            tracker.log_metrics(_eval_log(metric_rows), step=cfg.steps)
+            tracker.log_metrics(_eval_log(metric_rows), step=trainer.total_steps)
         else:
             # MLflow metric names allow neither '@' nor '+': eval_inputs/ecg_text/overall/f1.
             safe = inputs.replace("+", "_")
             tracker.log_metrics({f"eval_inputs/{safe}/{r['domain']}/{r['metric']}": float(r["value"])
-                                 for r in metric_rows}, step=cfg.steps)
+                                 for r in metric_rows}, step=trainer.total_steps)
         for r in metric_rows:
             rows.append({"suite": job.suite, "algo": label, "seed": job.seed, "domain": r["domain"],
                          "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"])})

@@ -9,17 +9,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rlbench_med.runners.base import cache_dir
+from rlbench_med.runners.sweep.settings import DataSettings
 
 if TYPE_CHECKING:
     from rlbench_med.runners.sweep.plan import Plan
 
-#: Seed of the generated SynthCLIMB data; every algorithm and seed of a sweep share the same data.
+#: Default seed of the generated SynthCLIMB data (``--set data.seed=K`` picks another); every algorithm
+#: and seed of a sweep share the same data.
 DATA_SEED = 0
 
 
-def data_cache_path(suite: str, profile: str, seed: int = DATA_SEED) -> Path:
-    """Where generated SynthCLIMB data of a suite lives: ``cache_dir()/data/<suite>-<profile>-seed<seed>``."""
-    return cache_dir() / "data" / f"{suite}-{profile}-seed{seed}"
+def data_cache_path(suite: str, profile: str, settings: DataSettings | None = None) -> Path:
+    """Where generated SynthCLIMB data lives: ``cache_dir()/data/<suite>-<profile>-seed<seed>[-imb<x>]``.
+
+    Every generator setting is in the name, so other settings never reuse (or overwrite) this data.
+    """
+    settings = settings or DataSettings()
+    return cache_dir() / "data" / f"{suite}-{profile}-{settings.cache_suffix()}"
 
 
 def data_complete(path: Path) -> bool:
@@ -41,7 +47,8 @@ def ensure_data(plan: Plan) -> Path | None:
     plan.data_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
     try:
-        synth.generate(plan.suite.name, tmp, seed=DATA_SEED, profile=plan.profile)
+        synth.generate(plan.suite.name, tmp, seed=plan.data_settings.seed, profile=plan.profile,
+                       imbalance=plan.data_settings.imbalance)
         if plan.data_dir.exists():
             shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
         os.replace(tmp, plan.data_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import RUNNERS, Job, JobResult
+from rlbench_med.runners.base import BASE, RUNNERS, Job, JobResult
 from rlbench_med.runners.sweep.outcome import (
     SweepOutcome,
     failure_of,
@@ -36,7 +36,7 @@ def run_local(
         if getattr(progress, "enabled", False) and hasattr(job.config, "progress"):
             # The sweep's display shows the job's steps; a second (runner) bar would fight it.
             job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
-        progress.job_started(job, getattr(job.config, "steps", None))
+        progress.job_started(job, 0 if job.estimator == BASE else getattr(job.config, "steps", None))
         try:
             result = plan.runner.run(job, StepCounting(child.open(), progress), plan.resume)
         except KeyboardInterrupt:

@@ -20,11 +20,14 @@ from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import NullProgress, Progress
 from rlbench_med.runners.sweep.results import (
     ResultsWriter,
+    floor_files,
     read_results,
     save_config,
+    write_floors,
     write_predictions_index,
 )
 from rlbench_med.runners.sweep.tracking import NullSweepTracking, SweepTracking
+from rlbench_med.suites.floors import is_floor
 
 
 @contextmanager
@@ -69,6 +72,11 @@ def run_sweep(
     writer = ResultsWriter(results_csv, read_results(results_csv) if plan.done and results_csv.exists() else ())
     if not results_csv.exists():
         writer.flush()
+    if plan.has_floors and not any(is_floor(algo) for algo, _ in plan.done):
+        begin = time.perf_counter()
+        progress.note("floors: scoring the trivial answers (every class, the majority set, a random class) ...")
+        writer.add(write_floors(plan))
+        progress.note(f"floors: done ({time.perf_counter() - begin:.1f} s)")
     outcome = SweepOutcome(plan, [], [], False, results_csv, 0.0)
     pending = plan.pending
     tracking.start(plan)
@@ -89,7 +97,7 @@ def run_sweep(
         outcome.interrupted = True
         outcome.status = "KILLED"
     except BaseException:
-        tracking.finish("FAILED", [plan.out_dir / "config.yaml", results_csv])
+        tracking.finish("FAILED", [plan.out_dir / "config.yaml", results_csv, *floor_files(plan.out_dir)])
         raise
     finally:
         progress.stop()
@@ -100,5 +108,7 @@ def run_sweep(
 
 
 def finish_sweep(outcome: SweepOutcome, tracking: SweepTracking, artifacts: Sequence[Path] = ()) -> None:
-    """Close the parent run with the sweep's status, attaching config, results.csv and report files."""
-    tracking.finish(outcome.status, [outcome.plan.out_dir / "config.yaml", outcome.results_csv, *artifacts])
+    """Close the parent run with the sweep's status, attaching config, results.csv, the floors' predictions
+    and report files."""
+    out = outcome.plan.out_dir
+    tracking.finish(outcome.status, [out / "config.yaml", outcome.results_csv, *floor_files(out), *artifacts])

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from rlbench_med.runners.base import RunnerSpec
+from rlbench_med.runners.base import BASE, SFT, RunnerSpec
+from rlbench_med.runners.sweep.settings import split_settings
 from rlbench_med.typed_config import ConfigError, apply_overrides
 
-SFT = "sft"
 EXECUTORS = ("local", "ray")
 #: Suites whose jobs are not training runs: they are executed by another runner than ``--runner``.
 #: Such suites have no data folder (``data="none"``); their profile's ``data`` sizes configure the runner.
@@ -117,6 +117,7 @@ def resolve_config(
     """Runner defaults < suite profile ``run`` < ``--config`` file < ``--set``; returns (config, sources).
 
     Profile keys the runner's config does not have are named in the sources (shown in the plan).
+    Sweep settings (``data.*``, ``primary_metric``; see :mod:`.settings`) are left out here.
     """
     config = runner.config_cls()
     sources = [f"{runner.name} defaults"]
@@ -129,10 +130,11 @@ def resolve_config(
     elif unused:
         sources.append(f"suite profile (not used by this runner: {', '.join(unused)})")
     if config_file is not None:
-        config = apply_overrides(config, read_config_file(config_file), what=f"--config {config_file}")
+        config = apply_overrides(config, split_settings(read_config_file(config_file))[0], what=f"--config {config_file}")
         sources.append(f"--config {config_file}")
-    if overrides:
-        config = apply_overrides(config, dict(overrides), what="--set")
+    runner_overrides = split_settings(overrides)[0]
+    if runner_overrides:
+        config = apply_overrides(config, runner_overrides, what="--set")
         sources.append("--set")
     return config, sources
 
@@ -149,7 +151,8 @@ def parse_set(items: Sequence[str]) -> dict[str, str]:
 
 
 def check_algo(spec: str) -> None:
-    if spec == SFT:
+    """Raise with a one-line reason (did-you-mean) unless ``spec`` is an estimator spec, ``sft`` or ``base``."""
+    if spec in (SFT, BASE):
         return
     from rlbench_med.algorithms import make_estimator
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlbench_med.runners.base import RESULT_COLUMNS, JobResult
+from rlbench_med.runners.base import RESULT_COLUMNS, JobResult, run_slug
 from rlbench_med.runners.sweep.request import SweepError
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ def save_config(plan: Plan) -> Path:
         "estimators": list(dict.fromkeys(j.estimator for j in plan.jobs)),
         "seeds": plan.seeds,
         "data": str(plan.data_dir) if plan.data_dir else None,
+        "data_settings": plan.data_settings.as_dict(),
+        "primary_metric": plan.primary_metric,
         "config_sources": plan.config_sources,
         "config": plan.config_dict(),
     }
@@ -82,15 +84,46 @@ def save_config(plan: Plan) -> Path:
 
 def write_predictions_index(plan: Plan, results: Sequence[JobResult]) -> Path:
     """``<out>/predictions/index.json``: results.csv (algo, seed) -> predictions file (relative)."""
-    path = plan.out_dir / "predictions" / "index.json"
-    index: dict[str, str] = {}
-    if path.exists():
-        index = json.loads(path.read_text())
-    for result in results:
-        for label, pred in result.predictions.items():
-            p = Path(pred)
-            rel = os.path.relpath(p.resolve(), plan.out_dir) if p.is_absolute() else str(p)
-            index[f"{label}|{result.job.seed}"] = rel
+    return add_to_predictions_index(
+        plan.out_dir,
+        {(label, r.job.seed): Path(pred) for r in results for label, pred in r.predictions.items()},
+    )
+
+
+def add_to_predictions_index(out_dir: Path, files: Mapping[tuple[str, int], Path]) -> Path:
+    """Add ``{(algo, seed): predictions file}`` to ``<out>/predictions/index.json`` (paths kept relative)."""
+    path = out_dir / "predictions" / "index.json"
+    index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for (label, seed), p in files.items():
+        index[f"{label}|{seed}"] = os.path.relpath(p.resolve(), out_dir) if p.is_absolute() else str(p)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(index, indent=1, sort_keys=True))
     return path
+
+
+def floor_files(out_dir: Path) -> list[Path]:
+    """The floors' predictions files of an output folder (attached to the parent run)."""
+    from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED
+
+    paths = [out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl" for name in FILED_FLOORS]
+    return [p for p in paths if p.is_file()]
+
+
+def write_floors(plan: Plan) -> list[dict[str, Any]]:
+    """Score the trivial floors on the plan's test split; write their predictions; return their results rows."""
+    from rlbench_med.suites import load_data
+    from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED, floor_predictions, floor_rows
+
+    assert plan.data_dir is not None
+    data = load_data(plan.data_dir)
+    floors = floor_predictions(data.train, data.test)
+    files: dict[tuple[str, int], Path] = {}
+    for name in FILED_FLOORS:
+        path = plan.out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            for record in floors[name][0]:
+                fh.write(json.dumps(record) + "\n")
+        files[(name, FLOOR_SEED)] = path
+    add_to_predictions_index(plan.out_dir, files)
+    return floor_rows(plan.suite.name, floors)

@@ -1,0 +1,102 @@
+"""Settings of a sweep that are not the runner's: the generated data and the report's headline metric.
+
+``--set`` (and ``--config``) keys are routed by name: ``data.<field>`` sets :class:`DataSettings`
+(SynthCLIMB's generator: they key the data cache, so another value generates other data), and
+``primary_metric`` sets :class:`ReportSettings`; every other key is a runner config field.
+
+    rlbench-med run --suite climb_vision --set data.imbalance=0      # every domain the same size
+    rlbench-med run --suite climb_vision --set data.seed=3           # another draw of SynthCLIMB
+    rlbench-med run --suite climb_vision --set primary_metric=exact  # the report's headline metric
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rlbench_med.suites.synth import DEFAULT_IMBALANCE
+from rlbench_med.typed_config import ConfigError, apply_overrides, knob, to_plain_dict
+
+DATA_PREFIX = "data."
+REPORT_KEYS = frozenset({"primary_metric"})
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """SynthCLIMB's generator settings (``--set data.<field>=value``)."""
+
+    imbalance: float = knob(
+        DEFAULT_IMBALANCE,
+        "exponent compressing the catalogue's domain sizes: 0 gives every domain the same size, 1 the "
+        "catalogue's own skew (CT:ultrasound 1481:1); the default keeps CT:ultrasound at about 55:1",
+    )
+    seed: int = knob(0, "seed of the generated data (images, labels, splits); every algorithm and seed share it")
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.imbalance, (int, float)) and math.isfinite(self.imbalance) and 0 <= self.imbalance <= 1):
+            raise ConfigError(f"data.imbalance: must be a number in [0, 1] (0: balanced domains), got {self.imbalance!r}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"data.seed: must be an integer in [0, 2**63), got {self.seed!r}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == DataSettings()
+
+    def cache_suffix(self) -> str:
+        """Part of the data cache folder name: ``seed<seed>`` plus ``-imb<imbalance>`` when not the default."""
+        suffix = f"seed{self.seed}"
+        if self.imbalance != DEFAULT_IMBALANCE:
+            suffix += f"-imb{self.imbalance:g}"
+        return suffix
+
+    def as_dict(self) -> dict[str, Any]:
+        return to_plain_dict(self)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report leads with (``--set primary_metric=...``)."""
+
+    primary_metric: str = knob(
+        "", "metric the report leads with and compares first; empty: the suite's (f1_strict for label suites)"
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return to_plain_dict(self)
+
+
+def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(runner keys, data keys without the prefix, report keys)`` of a ``--set``/``--config`` mapping."""
+    runner: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    report: dict[str, Any] = {}
+    for key, value in values.items():
+        if key.startswith(DATA_PREFIX):
+            data[key[len(DATA_PREFIX):]] = value
+        elif key in REPORT_KEYS:
+            report[key] = value
+        else:
+            runner[key] = value
+    return runner, data, report
+
+
+def resolve_settings(
+    sources: list[tuple[str, Mapping[str, Any]]], *, suite_primary: str
+) -> tuple[DataSettings, ReportSettings]:
+    """Apply the data and report keys of ``[(what, mapping), ...]`` in order, starting from the suite's primary metric."""
+    from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, METRICS
+
+    data, report = DataSettings(), ReportSettings(primary_metric=suite_primary or "f1_strict")
+    for what, values in sources:
+        _, d, r = split_settings(values)
+        if d:
+            data = apply_overrides(data, d, what=f"{what} data")
+        if r:
+            report = apply_overrides(report, r, what=what)
+    metric = report.primary_metric
+    allowed = [m for m in METRICS if m not in DESCRIPTIVE_METRICS]
+    if metric not in allowed:
+        raise ConfigError(f"primary_metric: {metric!r} is not a metric that scores answers; use one of {', '.join(allowed)}")
+    return data, report

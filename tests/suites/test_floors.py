@@ -1,0 +1,66 @@
+"""The trivial floors, against hand-worked numbers and independent expectations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlbench_med.suites.data import Sample
+from rlbench_med.suites.floors import (
+    FLOOR_ALL,
+    FLOOR_MAJORITY,
+    FLOOR_RANDOM,
+    RANDOM_DRAWS,
+    floor_predictions,
+    floor_rows,
+    majority_sets,
+)
+
+CLASSES = ("A", "B", "C")
+
+
+def sample(uid: str, labels: tuple[str, ...], dataset: str = "D", split: str = "test") -> Sample:
+    return Sample(uid=uid, problem="?", labels=labels, domain="derm", dataset=dataset, task=dataset, classes=CLASSES,
+                  split=split)
+
+
+def _rows(rows):
+    return {(r["algo"], r["domain"], r["metric"]): r["value"] for r in rows}
+
+
+def test_floors_by_hand_on_a_single_label_dataset() -> None:
+    train = [sample(f"t{i}", (c,), split="train") for i, c in enumerate("AABBB C".replace(" ", ""))]
+    test = [sample("a", ("A",)), sample("b", ("B",)), sample("c", ("C",)), sample("d", ("B",))]
+    assert majority_sets(train) == {"D": ("B",)}
+    rows = _rows(floor_rows("s", floor_predictions(train, test)))
+    # floor:all names A, B, C on every record. A: TP 1, FP 3 -> F1 2/5; B: TP 2, FP 2 -> 4/6; C: TP 1, FP 3 -> 2/5.
+    assert rows[(FLOOR_ALL, "derm", "f1")] == pytest.approx((2 / 5 + 4 / 6 + 2 / 5) / 3)
+    assert rows[(FLOOR_ALL, "derm", "acc")] == pytest.approx(0.5)  # sensitivity 1, specificity 0 per class
+    assert rows[(FLOOR_ALL, "derm", "f1_strict")] == 0.0 and rows[(FLOOR_ALL, "derm", "exact")] == 0.0
+    assert rows[(FLOOR_ALL, "derm", "labels")] == 3.0
+    # floor:majority answers B: B: TP 2, FP 2 -> F1 2/3; A and C: 0. exact = 2/4.
+    assert rows[(FLOOR_MAJORITY, "derm", "f1")] == pytest.approx((2 / 3) / 3)
+    assert rows[(FLOOR_MAJORITY, "derm", "f1_strict")] == pytest.approx((2 / 3) / 3)
+    assert rows[(FLOOR_MAJORITY, "derm", "exact")] == pytest.approx(0.5)
+    assert rows[(FLOOR_MAJORITY, "overall", "exact")] == pytest.approx(0.5)
+
+
+def test_random_floor_is_the_mean_of_fixed_seed_draws_near_its_expectation() -> None:
+    rng = np.random.default_rng(0)
+    test = [sample(f"r{i}", (CLASSES[int(rng.integers(3))],)) for i in range(300)]
+    floors = floor_predictions([], test)
+    assert len(floors[FLOOR_RANDOM]) == RANDOM_DRAWS
+    assert floors[FLOOR_RANDOM] == floor_predictions([], test)[FLOOR_RANDOM]  # fixed seeds: the same draws
+    rows = _rows(floor_rows("s", floors))
+    # A uniform guess among 3 classes: exact 1/3, balanced accuracy 1/2 in expectation, one label per answer.
+    assert rows[(FLOOR_RANDOM, "derm", "exact")] == pytest.approx(1 / 3, abs=0.01)
+    assert rows[(FLOOR_RANDOM, "derm", "acc")] == pytest.approx(0.5, abs=0.01)
+    assert rows[(FLOOR_RANDOM, "derm", "labels")] == 1.0
+    # With no training record the majority floor gives the empty answer.
+    assert all(r["predicted"] == [] for r in floors[FLOOR_MAJORITY][0])
+
+
+def test_majority_ties_break_on_the_sorted_label_set() -> None:
+    train = [sample("1", ("B",), split="train"), sample("2", ("A", "C"), split="train"),
+             sample("3", ("C", "A"), split="train"), sample("4", ("B",), split="train")]
+    assert majority_sets(train) == {"D": ("A", "C")}  # ("A", "C") sorts before ("B",)
