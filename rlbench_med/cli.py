@@ -196,10 +196,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
                                  source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
     finally:
-        artifacts = [] if report is None else [report.markdown, report.html, plan.out_dir / "figures"]
+        artifacts = [] if report is None else [report.markdown, report.html, report.comparisons_csv,
+                                               plan.out_dir / "figures"]
         sweep.finish_sweep(outcome, tracking, [p for p in artifacts if p is not None])
     if report is not None:
-        print_terminal_table(report.table, console, where=f"{report.html} (and report.md, figures/)")
+        print_terminal_table(report, console, where=f"{report.html} (and report.md, comparisons.csv, figures/)")
     for failure in outcome.failures:
         print(f"job {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
     print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
@@ -261,7 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
-    print_terminal_table(report.table, Console(), where=str(report.html))
+    print_terminal_table(report, Console(), where=str(report.html))
     return EXIT_OK
 
 

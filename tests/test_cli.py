@@ -111,7 +111,7 @@ def test_run_writes_results_report_and_prints_the_table(tmp_path: Path, tracked:
     for name in ("results.csv", "report.md", "report.html", "config.yaml", "predictions/drpo-seed1.jsonl",
                  "figures/difference_vs_baseline.png"):
         assert (tmp_path / "o" / name).exists(), name
-    assert "drpo Acc" in out and "grpo F1" in out and "overall" in out
+    assert "fake_suite: f1_strict" in out and "drpo − grpo, overall f1_strict" in out and "overall" in out
     assert f"report: {tmp_path / 'o' / 'report.html'}" in out
     # the report rebuilt from MLflow alone has the same table
     assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "from_mlflow"]) == 0

@@ -29,11 +29,13 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def difference_bars(comparisons: Mapping[str, Sequence[Comparison]], baseline: str) -> Figure | None:
-    """Per-domain difference vs the baseline (acc and F1), one bar per algorithm, 95% CI whiskers (paper Fig. 2a)."""
-    if not comparisons:
+def difference_bars(
+    comparisons: Mapping[str, Sequence[Comparison]], baseline: str, metrics: Sequence[str] = ("f1_strict", "f1")
+) -> Figure | None:
+    """Per-domain difference vs the baseline on ``metrics``, one bar per algorithm, 95% CI whiskers (paper Fig. 2a)."""
+    metrics = list(dict.fromkeys(m for m in metrics if any(c.metric == m for cs in comparisons.values() for c in cs)))
+    if not comparisons or not metrics:
         return None
-    metrics = [m for m in ("acc", "f1", "iou") if any(c.metric == m for cs in comparisons.values() for c in cs)]
     domains: list[str] = []
     for cs in comparisons.values():
         for c in cs:
@@ -53,7 +55,7 @@ def difference_bars(comparisons: Mapping[str, Sequence[Comparison]], baseline: s
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, domains, rotation=30, ha="right")
         ax.set_ylabel(f"Δ {metric} vs {baseline}")
-    axes[0, 0].set_title(f"Per-domain difference vs {baseline} (95% bootstrap CI)")
+    axes[0, 0].set_title(f"Per-domain difference vs {baseline} (95% CI)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig

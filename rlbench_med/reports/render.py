@@ -1,6 +1,9 @@
 """Renderers of a :class:`~rlbench_med.reports.report.Report`: Markdown, self-contained HTML, terminal.
 
-Pure functions of the report record; nothing here computes a number.
+Pure functions of the report record; nothing here computes a number. Every table has the
+domains as rows (``overall`` last) and one column per algorithm, so it fits a page and an
+80-column terminal; the headline metric comes first, the paper's ``acc``/``f1`` sit in the section
+beside the paper's own numbers.
 """
 
 from __future__ import annotations
@@ -8,9 +11,13 @@ from __future__ import annotations
 import base64
 import html
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlbench_med.reports.results import METRIC_TITLES, ResultTable
+from rlbench_med.reports.results import METRIC_TITLES, ResultTable, is_reference
+from rlbench_med.reports.stats import BOOTSTRAP, Comparison
+from rlbench_med.suites.floors import is_floor
+from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,43 +25,141 @@ if TYPE_CHECKING:
     from rlbench_med.reports.report import Report
 
 LOWER_IS_BETTER = {"advantage_ms"}
+PAPER_METRICS = ("acc", "f1")
+
+METRIC_DEFINITIONS = {
+    "f1_strict": "macro-F1 where, on a single-label dataset, an answer naming more than one label counts as no "
+                 "prediction (answering every class scores 0); equals f1 on multi-label datasets (ours)",
+    "exact": "fraction of answers whose label set equals the true set (ours)",
+    "labels": "mean number of labels per answer (ours; compare with the truth's)",
+    "f1": "macro-F1 over the classes in the ground truth, one-vs-rest on label sets (the paper's)",
+    "acc": "balanced accuracy: mean over classes of (sensitivity + specificity) / 2 (the paper's)",
+    "iou": "IoU of the predicted boxes with the lesion region, pooled over a domain's records (ours)",
+    "acc_release": "per-class accuracy (TP + TN) / N as the QoQ-Med release's evaluation computes it (the release's)",
+}
 
 
-def _title(domain: str, metric: str) -> str:
-    return f"{domain} {METRIC_TITLES.get(metric, metric)}"
+def _title(metric: str) -> str:
+    return METRIC_TITLES.get(metric, metric)
 
 
 def _signed(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:+.3f}"
 
 
-def metric_groups(table: ResultTable) -> list[tuple[str, ...]]:
-    """Tables to print: (acc, f1) in the paper's Table-2 layout, then IoU, then any other metric."""
-    groups: list[tuple[str, ...]] = []
-    main = tuple(m for m in ("acc", "f1") if m in table.metrics)
-    if main:
-        groups.append(main)
-    groups += [(m,) for m in table.metrics if m not in ("acc", "f1")]
-    return groups
+@dataclass(frozen=True)
+class TextCell:
+    text: str
+    best: bool = False
+    mark: bool = False  # a floor beats this cell
 
 
-def table_cells(table: ResultTable, metrics: tuple[str, ...] | None = None) -> tuple[list[str], list[list[tuple[str, bool]]]]:
-    """Header and rows of ``(text, is_best)`` cells: rows = algorithms, columns = domains x metrics."""
-    cols = [(d, m) for d, m in table.columns() if metrics is None or m in metrics]
-    header = ["Algorithm"] + [_title(d, m) for d, m in cols]
-    best = {(d, m): table.best(d, m, higher_is_better=m not in LOWER_IS_BETTER) for d, m in cols}
-    rows = []
+def input_groups(table: ResultTable) -> list[tuple[str, list[str]]]:
+    """``(input set, algorithms)``: the full input first (with base and floors), then each ablation."""
+    groups: dict[str, list[str]] = {}
     for algo in table.algos:
-        row = [(algo, False)]
-        for d, m in cols:
-            c = table.cell(algo, d, m)
-            row.append((c.format() if c else "–", algo in best[(d, m)]))
+        _, at, inputs = algo.partition("@")
+        groups.setdefault(inputs if at else "", []).append(algo)
+    return [(name or "full", algos) for name, algos in groups.items()]
+
+
+def seeds_phrase(table: ResultTable, algos: list[str]) -> str:
+    """What a cell is: "mean ± std over N seeds" only when some algorithm ran N >= 2 seeds."""
+    trained = [a for a in algos if not is_reference(a)]
+    counts = sorted({len(table.seeds.get(a, [])) for a in trained})
+    refs = [a for a in algos if is_reference(a)]
+    ref_note = (" Base and floors are single values (they do not depend on the training seed)." if refs else "")
+    if not counts or counts[-1] <= 1:
+        return "One training seed: each cell is one run's value (no spread over seeds)." + ref_note
+    how = f"{counts[-1]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"Mean ± sample std over {how} seeds." + ref_note
+
+
+def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[str], list[list[TextCell]]]:
+    """Header and rows of one metric: rows = domains (``n`` beside each), columns = ``algos``."""
+    table = report.table
+    header = ["Domain", "n", *algos]
+    rows: list[list[TextCell]] = []
+    for domain in table.domains:
+        if not any(table.cell(a, domain, metric) for a in algos):
+            continue
+        best = table.best(domain, metric, higher_is_better=metric not in LOWER_IS_BETTER | DESCRIPTIVE_METRICS)
+        n = table.n.get((domain, metric))
+        row = [TextCell(domain), TextCell(str(n) if n else "–")]
+        for algo in algos:
+            c = table.cell(algo, domain, metric)
+            text = c.format(compact=True) if c else "–"
+            mark = (algo, domain, metric) in report.floor_beats
+            row.append(TextCell(text + (" †" if mark else ""), best=algo in best and metric not in DESCRIPTIVE_METRICS,
+                                mark=mark))
         rows.append(row)
     return header, rows
 
 
+def comparison_cell(c: Comparison | None) -> str:
+    if c is None:
+        return "–"
+    star = " *" if c.significant else ""
+    return f"{_signed(c.diff)} [{_signed(c.low)}, {_signed(c.high)}]{star}"
+
+
+def comparison_table(report: Report, metric: str, pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """Rows = domains, columns = ``algo − baseline`` differences on ``metric`` with their interval."""
+    header = ["Domain", *[f"{a} − {b}" for a, b in pairs]]
+    by = {pair: report.comparison(*pair) for pair in pairs}
+    rows = []
+    for domain in report.table.domains:
+        cells = [by[p].get((domain, metric)) for p in pairs]
+        if any(cells):
+            rows.append([domain, *[comparison_cell(c) for c in cells]])
+    return header, rows
+
+
+def method_note(report: Report, pairs: list[tuple[str, str]]) -> str:
+    methods = {c.method for c in report.comparisons if (c.algo, c.baseline) in pairs}
+    n = max((c.n_seeds for c in report.comparisons if (c.algo, c.baseline) in pairs), default=0)
+    cells = max((len(report.comparison(*p)) for p in pairs), default=0)
+    if methods == {BOOTSTRAP}:
+        what = ("95% percentile bootstrap intervals over the evaluation records (1 seed: evaluation-sample "
+                "uncertainty only; another training seed could land elsewhere)")
+    else:
+        what = (f"95% paired t-intervals over {n} seeds (t with {n - 1} df), widened by the bootstrap variance "
+                "of the evaluation records; never narrower than the paired t-interval of the seed differences")
+    return (f"Difference of seed means with {what}. `*`: significant after Holm's correction over the {cells} "
+            "domain x metric cells of that comparison. All numbers are in comparisons.csv.")
+
+
+def learned_lines(report: Report) -> list[str]:
+    """Per trained algorithm: its headline metric (overall) against base and the best floor, in words."""
+    table, metric = report.table, report.primary
+    floors = [f for f in table.floors if table.cell(f, "overall", metric)]
+    best_floor = max(floors, key=lambda f: table.cell(f, "overall", metric).mean) if floors else None
+    lines = []
+    for algo in table.trained:
+        cell = table.cell(algo, "overall", metric)
+        if cell is None:
+            continue
+        parts = [f"{algo}: overall {metric} {cell.format(compact=True)}"]
+        verdict = None
+        for ref in [r for r in (f"base{algo.partition('@')[1]}{algo.partition('@')[2]}", best_floor) if r]:
+            c = report.comparison(algo, ref).get(("overall", metric))
+            if c is None:
+                continue
+            parts.append(f"vs {ref} {comparison_cell(c)}")
+            if ref == best_floor:
+                if c.low > 0:
+                    verdict = "learned: above the best floor"
+                elif c.high < 0:
+                    verdict = f"below the best floor ({ref})"
+                else:
+                    verdict = f"did not learn: its interval includes the best floor ({ref})"
+        lines.append("; ".join(parts) + (f". **{verdict}**" if verdict else ""))
+    return lines
+
+
 def paper_cells(report: Report) -> tuple[list[str], list[list[str]]] | None:
-    cols = [(d, m) for d, m in report.table.columns() if m in ("acc", "f1")]
+    cols = [(d, m) for d in report.table.domains for m in PAPER_METRICS
+            if any((a, d, m) in report.table.cells for a in report.table.algos)]
     rows = []
     for algo in report.table.algos:
         numbers = report.paper.get(algo) or {}
@@ -62,30 +167,29 @@ def paper_cells(report: Report) -> tuple[list[str], list[list[str]]] | None:
             rows.append([algo] + [f"{numbers[(d, m)]:.3f}" if (d, m) in numbers else "–" for d, m in cols])
     if not rows:
         return None
-    return ["Algorithm"] + [_title(d, m) for d, m in cols], rows
+    return ["Algorithm"] + [f"{d} {_title(m)}" for d, m in cols], rows
 
 
-def comparison_cells(report: Report, algo: str) -> tuple[list[str], list[list[str]]]:
-    """Per-domain rows: Δ acc and Δ F1 with CI (``*`` when the CI excludes 0), the paper's Δ and agreement."""
-    comps = report.comparisons[algo]
-    metrics = [m for m in ("acc", "f1", "iou") if any(c.metric == m for c in comps)]
-    domains = [d for d in report.table.domains if any(c.domain == d for c in comps)]
-    paper_a, paper_b = report.paper.get(algo) or {}, report.paper.get(report.baseline) or {}
+def paper_delta_cells(report: Report, algo: str, baseline: str) -> tuple[list[str], list[list[str]]]:
+    """Per domain: our Δ acc / Δ F1 with CI, the paper's Δ and whether the signs agree."""
+    ours = report.comparison(algo, baseline)
+    pa, pb = report.paper.get(algo) or {}, report.paper.get(baseline) or {}
     header = ["Domain"]
-    for m in metrics:
-        header.append(f"Δ {METRIC_TITLES.get(m, m)} [95% CI]")
-        if m in ("acc", "f1") and paper_a and paper_b:
-            header += [f"paper Δ {METRIC_TITLES[m]}", "same sign"]
-    by = {(c.domain, c.metric): c for c in comps}
+    for m in PAPER_METRICS:
+        header.append(f"Δ {_title(m)} [95% CI]")
+        if pa and pb:
+            header += [f"paper Δ {_title(m)}", "same sign"]
     rows = []
-    for d in domains:
+    for d in report.table.domains:
+        if not any((d, m) in ours for m in PAPER_METRICS):
+            continue
         row = [d]
-        for m in metrics:
-            c = by.get((d, m))
-            row.append(f"{_signed(c.diff)} [{_signed(c.low)}, {_signed(c.high)}]{' *' if c.significant else ''}" if c else "–")
-            if m in ("acc", "f1") and paper_a and paper_b:
-                if (d, m) in paper_a and (d, m) in paper_b and c:
-                    pd = paper_a[(d, m)] - paper_b[(d, m)]
+        for m in PAPER_METRICS:
+            c = ours.get((d, m))
+            row.append(comparison_cell(c))
+            if pa and pb:
+                if (d, m) in pa and (d, m) in pb and c:
+                    pd = pa[(d, m)] - pb[(d, m)]
                     row += [_signed(pd), "tie" if c.diff == 0 or pd == 0 else ("yes" if (pd > 0) == (c.diff > 0) else "no")]
                 else:
                     row += ["–", "–"]
@@ -93,35 +197,136 @@ def comparison_cells(report: Report, algo: str) -> tuple[list[str], list[list[st
     return header, rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def hedging_cells(report: Report, algos: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Rows = domains: the truth's labels per answer, each algorithm's, and each algorithm's exact match."""
+    table = report.table
+    shown = [a for a in algos if not is_floor(a)]
+    header = ["Domain", "truth labels", *[f"{a} labels" for a in shown], *[f"{a} exact" for a in shown]]
+    rows = []
+    for d in table.domains:
+        labels = [table.cell(a, d, "labels") for a in shown]
+        exact = [table.cell(a, d, "exact") for a in shown]
+        if not any(labels):
+            continue
+        t = report.truth_labels.get(d)
+        rows.append([d, f"{t:.2f}" if t is not None else "–",
+                     *[c.format(2, compact=True) if c else "–" for c in labels],
+                     *[c.format(compact=True) if c else "–" for c in exact]])
+    return header, rows
+
+
+# --------------------------------------------------------------------------------------------
+# sections, shared by the Markdown and HTML renderers
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Section:
+    level: int
+    title: str
+    paragraphs: list[str]
+    tables: list[tuple[str, list[str], list[list[TextCell]]]]  # (caption, header, rows)
+    bullets: list[str]
+
+
+def _metric_tables(report: Report, metric: str, groups: list[tuple[str, list[str]]]
+                   ) -> list[tuple[str, list[str], list[list[TextCell]]]]:
+    """One table per input set for ``metric``, captioned with the metric (and the inputs when several)."""
+    out = []
+    for name, algos in groups:
+        caption = f"{metric}" + (f", {name} input" if len(groups) > 1 else "")
+        out.append((caption, *metric_cells(report, metric, algos)))
+    return out
+
+
+def _plain(rows: list[list[str]]) -> list[list[TextCell]]:
+    return [[TextCell(t) for t in r] for r in rows]
+
+
+def sections(report: Report) -> list[Section]:
+    """The report's content in order, independent of the output format."""
+    table, primary = report.table, report.primary
+    groups = input_groups(table)
+    out: list[Section] = []
+    full_algos = groups[0][1] if groups else []
+    out.append(Section(2, f"Headline: {primary}", [
+        f"`{primary}`: {METRIC_DEFINITIONS.get(primary, primary)}. No trivial floor can win it, so it leads.",
+        seeds_phrase(table, full_algos) + " `n`: test records of the domain. Bold: the best trained algorithm. "
+        "`†`: a floor (an answer that ignores the input) scores higher than this algorithm here.",
+    ], _metric_tables(report, primary, groups), []))
+    pairs = [p for p in report.pairs() if not is_floor(p[1])]
+    if pairs:
+        h, r = comparison_table(report, primary, pairs)
+        out.append(Section(3, f"Comparisons on {primary}", [method_note(report, pairs)],
+                           [(f"{primary}: algorithm − baseline", h, _plain(r))], []))
+    learned = learned_lines(report)
+    if learned:
+        out.append(Section(2, "Did each algorithm learn?", [
+            f"Overall {primary} against `base` (the shared starting policy) and the best floor, with the intervals "
+            "above: an algorithm learned when its interval lies above the best floor."], [], learned))
+    if "labels" in table.metrics:
+        paragraphs = [
+            "Labels per answer beside the truth's, and exact match. Rule for the warnings: an algorithm's f1 exceeds its "
+            "baseline's (the --baseline algorithm or `base`) while its answers name at least 0.2 more labels on average."]
+        if not report.hedging:
+            paragraphs.append("No warning: no f1 gain here comes with markedly more labels per answer.")
+        h, r = hedging_cells(report, full_algos)
+        out.append(Section(2, "Hedging: labels per answer and exact match", paragraphs,
+                           [("labels per answer and exact match", h, _plain(r))], list(report.hedging)))
+    paper_paragraphs = [
+        "The paper's metrics: `acc` (balanced accuracy) and `f1` (macro-F1) over predicted label sets, "
+        "one-vs-rest. Both pay for hedging (see above), so they are not the headline."]
+    paper_tables = [t for m in PAPER_METRICS if m in table.metrics for t in _metric_tables(report, m, groups)]
+    out.append(Section(2, "Beside the paper: acc and f1", paper_paragraphs, paper_tables, []))
+    paper = paper_cells(report)
+    if paper:
+        out.append(Section(3, "The paper's numbers", [f"{report.paper_caption}."],
+                           [("the paper's acc and f1 (not measured here)", paper[0], _plain(paper[1]))], []))
+    for algo, base in pairs:
+        if is_reference(base):
+            continue
+        h, r = paper_delta_cells(report, algo, base)
+        if r:
+            out.append(Section(3, f"{algo} − {base} on the paper's metrics", [],
+                               [(f"{algo} − {base}: acc and f1, ours and the paper's", h, _plain(r))], []))
+    others = [m for m in table.metrics if m not in (primary, *PAPER_METRICS, "labels", "exact")]
+    for metric in others:
+        out.append(Section(2, _title(metric), [f"`{metric}`: {METRIC_DEFINITIONS.get(metric, metric)}."],
+                           _metric_tables(report, metric, groups), []))
+        if pairs and metric not in DESCRIPTIVE_METRICS:
+            h, r = comparison_table(report, metric, pairs)
+            if r:
+                out[-1].tables.append((f"{metric}: algorithm − baseline", h, _plain(r)))
+    if report.notes:
+        out.append(Section(2, "Notes", [], [], list(report.notes)))
+    return out
+
+
+def _md_table(header: list[str], rows: list[list[TextCell]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(f"**{c.text}**" if c.best else c.text for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _summary_lines(report: Report) -> list[str]:
+    table = report.table
+    trained = ", ".join(f"{a} ({len(table.seeds.get(a, []))} seed{'s' if len(table.seeds.get(a, [])) != 1 else ''})"
+                        for a in table.trained)
+    refs = [a for a in table.algos if is_reference(a)]
+    return [f"Source: {report.source}", f"Trained: {trained or '(none)'}",
+            f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
 
 
 def markdown_report(report: Report) -> str:
     out = [f"# rlbench-med report: {report.suite}", ""]
-    out += [f"- Source: {report.source}", f"- Algorithms: {', '.join(report.table.algos)}"]
-    out += [f"- Seeds: {', '.join(f'{a}: {len(s)}' for a, s in report.table.seeds.items())}"]
-    out += ["", "## Results", "", "Mean ± std over seeds (sample std); the best mean of each column is in bold."]
-    for group in metric_groups(report.table):
-        header, rows = table_cells(report.table, group)
-        out += ["", _md_table(header, [[f"**{t}**" if best else t for t, best in r] for r in rows])]
-    paper = paper_cells(report)
-    if paper:
-        out += ["", "## The paper's numbers", "", f"{report.paper_caption}.", "", _md_table(*paper)]
-    if report.comparisons or report.notes:
-        out += ["", f"## Paired comparison vs {report.baseline}", ""]
-    if report.comparisons:
-        out.append(
-            "Difference of seed means (algorithm − baseline) with a 95% bootstrap CI resampling seeds and "
-            "evaluation samples; `*` marks a CI that excludes 0."
-            + (" The paper's difference and whether the sign agrees are beside it." if paper else "")
-        )
-    for algo in report.comparisons:
-        out += ["", f"### {algo} − {report.baseline}", "", _md_table(*comparison_cells(report, algo))]
-    for note in report.notes:
-        out += ["", f"> {note}"]
+    out += [f"- {line}" for line in _summary_lines(report)]
+    for sec in sections(report):
+        out += ["", "#" * sec.level + " " + sec.title]
+        for p in sec.paragraphs:
+            out += ["", p]
+        for caption, header, rows in sec.tables:
+            out += ["", f"*{caption}*", "", _md_table(header, rows)]
+        if sec.bullets:
+            out.append("")
+            out += [f"- {b}" for b in sec.bullets]
     if report.figures:
         out += ["", "## Figures", ""]
         for title, path in report.figures:
@@ -133,18 +338,29 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
-th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f4e8}
-.paper{color:#555} .note{color:#a40} img{max-width:100%;border:1px solid #eee}
+th:first-child,td:first-child{text-align:left} caption{text-align:left;font-style:italic;padding:2px 0}
+th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f4e8} td.mark{background:#fbeaea}
+.note{color:#a40} img{max-width:100%;border:1px solid #eee} code{background:#f4f4f4;padding:0 3px}
 """
 
 
-def _html_table(header: list[str], rows: list[list[tuple[str, bool]]], cls: str = "") -> str:
+def _inline(text: str) -> str:
+    """Markdown-ish inline text -> HTML: `code` and **bold**."""
+    parts = html.escape(text).split("`")
+    text = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_table(caption: str, header: list[str], rows: list[list[TextCell]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=best' if b else ''}>{html.escape(t)}</td>" for t, b in r) + "</tr>" for r in rows
+        "<tr>" + "".join(
+            f"<td{' class=best' if c.best else (' class=mark' if c.mark else '')}>{html.escape(c.text)}</td>" for c in r
+        ) + "</tr>" for r in rows
     )
-    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
 
 
 def html_report(report: Report) -> str:
@@ -152,27 +368,13 @@ def html_report(report: Report) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rlbench-med: {e(report.suite)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>rlbench-med report: {e(report.suite)}</h1>",
-             f"<p>Source: {e(report.source)}<br>Seeds: "
-             f"{e(', '.join(f'{a}: {len(s)}' for a, s in report.table.seeds.items()))}</p>",
-             "<h2>Results</h2><p>Mean ± std over seeds; the best mean of each column is highlighted.</p>"]
-    for group in metric_groups(report.table):
-        header, rows = table_cells(report.table, group)
-        parts.append(_html_table(header, rows, "results"))
-    paper = paper_cells(report)
-    if paper:
-        parts.append(f"<h2>The paper's numbers</h2><p class='paper'>{e(report.paper_caption or '')}.</p>")
-        parts.append(_html_table(paper[0], [[(t, False) for t in r] for r in paper[1]], "paper"))
-    if report.comparisons or report.notes:
-        parts.append(f"<h2>Paired comparison vs {e(report.baseline)}</h2>")
-    if report.comparisons:
-        parts.append("<p>Difference of seed means with a 95% bootstrap CI resampling seeds and evaluation samples; "
-                     "* marks a CI that excludes 0.</p>")
-    for algo in report.comparisons:
-        h, r = comparison_cells(report, algo)
-        parts.append(f"<h3>{e(algo)} − {e(report.baseline)}</h3>")
-        parts.append(_html_table(h, [[(t, t.endswith(' *')) for t in row] for row in r], "comparison"))
-    for note in report.notes:
-        parts.append(f"<p class='note'>{e(note)}</p>")
+             "<p>" + "<br>".join(e(line) for line in _summary_lines(report)) + "</p>"]
+    for sec in sections(report):
+        parts.append(f"<h{sec.level}>{e(sec.title)}</h{sec.level}>")
+        parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
+        parts += [_html_table(c, h, r) for c, h, r in sec.tables]
+        if sec.bullets:
+            parts.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in sec.bullets) + "</ul>")
     if report.figures:
         parts.append("<h2>Figures</h2>")
         for title, path in report.figures:
@@ -182,25 +384,30 @@ def html_report(report: Report) -> str:
     return "\n".join(parts)
 
 
-def print_terminal_table(table: ResultTable, console: Console, where: str | None = None) -> None:
-    """Rich table: rows = domains, columns = each algorithm's metrics (mean ± std over seeds)."""
+def print_terminal_table(report: Report, console: Console, where: str | None = None) -> None:
+    """The headline metric per domain (rows) and algorithm (columns), then the overall comparisons and warnings."""
     from rich.table import Table
 
-    t = Table(title=f"{table.suite}: mean ± std over seeds (best in bold)")
-    t.add_column("domain", no_wrap=True)
-    for algo in table.algos:
-        for m in table.metrics:
-            t.add_column(f"{algo} {METRIC_TITLES.get(m, m)}", justify="right", no_wrap=True)
-    for d in table.domains:
-        cells = []
-        for algo in table.algos:
-            for m in table.metrics:
-                c = table.cell(algo, d, m)
-                best = algo in table.best(d, m, higher_is_better=m not in LOWER_IS_BETTER)
-                text = c.format(compact=True) if c else "–"
-                cells.append(f"[bold]{text}[/bold]" if best else text)
-        before_overall = len(table.domains) > 1 and table.domains[-1] == "overall" and d == table.domains[-2]
-        t.add_row(d, *cells, end_section=before_overall)
-    console.print(t)
+    table = report.table
+    groups = input_groups(table)
+    for name, algos in groups:
+        header, rows = metric_cells(report, report.primary, algos)
+        title = f"{table.suite}: {report.primary}" + (f" ({name} input)" if len(groups) > 1 else "")
+        t = Table(title=title, caption=seeds_phrase(table, algos), caption_justify="left")
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        before_overall = len(rows) - 2 if rows and rows[-1][0].text == "overall" else -1
+        for i, r in enumerate(rows):
+            t.add_row(*[f"[bold]{c.text}[/bold]" if c.best else c.text for c in r], end_section=i == before_overall)
+        console.print(t)
+    for algo, base in report.pairs():
+        c = report.comparison(algo, base).get(("overall", report.primary))
+        if c is not None and not is_floor(base):
+            console.print(f"{algo} − {base}, overall {report.primary}: {comparison_cell(c)} (p={c.p_value:.3g}, "
+                          f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, {c.method})", highlight=False)
+    for line in learned_lines(report):
+        console.print(line.replace("**", ""), highlight=False)
+    for warning in report.hedging:
+        console.print(f"warning: {warning}", style="yellow", highlight=False)
     if where:
-        console.print(f"report: {where}")
+        console.print(f"report: {where}", highlight=False)

@@ -1,9 +1,13 @@
 """Build a sweep's report from results.csv (+ predictions files, + MLflow curves when given).
 
 ``make_report(out_dir)`` computes the :class:`Report` record (table, the paper's numbers, paired
-comparisons, figures) and writes ``report.md``, ``report.html`` and ``figures/*.png`` into
-``out_dir``. Anything that cannot be computed is said in the report's notes, never skipped
-silently.
+comparisons, floors, hedging, figures) and writes ``comparisons.csv``, ``report.md``,
+``report.html`` and ``figures/*.png`` into ``out_dir``. Anything that cannot be computed is said in
+the report's notes, never skipped silently.
+
+What is compared (``reports/stats.py`` gives the intervals): every trained algorithm against the
+``--baseline`` algorithm (paired by seed), against ``base`` (the shared starting policy) and
+against each floor; an input ablation ``algo@text`` against ``baseline@text`` and ``base@text``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rlbench_med.registry import RegistryError
 from rlbench_med.reports import figures as F
 from rlbench_med.reports.paper import paper_caption, paper_numbers
 from rlbench_med.reports.render import html_report, markdown_report
-from rlbench_med.reports.results import ResultTable, build_table, load_results, predictions_path
-from rlbench_med.reports.stats import Comparison, ComparisonError, paired_bootstrap, read_predictions
+from rlbench_med.reports.results import ResultTable, build_table, is_reference, load_results, predictions_path
+from rlbench_med.reports.stats import (
+    Comparison,
+    ComparisonError,
+    EvaluationSet,
+    compare,
+    read_predictions,
+    write_comparisons,
+)
+from rlbench_med.runners.base import BASE
+from rlbench_med.suites.floors import FLOOR_ALL, FLOOR_RANDOM, FLOOR_SEED, RANDOM_DRAWS, is_floor, random_draws
+from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, compute_metrics
 
 Curves = Mapping[tuple[str, int], Mapping[str, Sequence[tuple[int, float]]]]
+
+DEFAULT_PRIMARY = "f1_strict"
+#: The hedging rule: an f1 gain over a baseline while naming at least this many more labels per answer.
+HEDGE_LABELS = 0.2
 
 
 @dataclass
@@ -28,15 +48,28 @@ class Report:
     suite: str
     source: str
     baseline: str
+    primary: str
     out_dir: Path
     table: ResultTable
     paper: dict[str, dict[tuple[str, str], float]]
     paper_caption: str | None
-    comparisons: dict[str, list[Comparison]]
+    comparisons: list[Comparison]
+    truth_labels: dict[str, float] = field(default_factory=dict)
+    hedging: list[str] = field(default_factory=list)
+    floor_beats: set[tuple[str, str, str]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
     markdown: Path | None = None
     html: Path | None = None
+    comparisons_csv: Path | None = None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """``(algo, baseline)`` of every comparison, in report order."""
+        return list(dict.fromkeys((c.algo, c.baseline) for c in self.comparisons))
+
+    def comparison(self, algo: str, baseline: str) -> dict[tuple[str, str], Comparison]:
+        """``{(domain, metric): Comparison}`` of one pair."""
+        return {(c.domain, c.metric): c for c in self.comparisons if c.algo == algo and c.baseline == baseline}
 
 
 def _suite_variants(suite: str) -> dict[str, Any]:
@@ -48,40 +81,137 @@ def _suite_variants(suite: str) -> dict[str, Any]:
         return {}
 
 
-def compare_to_baseline(
-    out_dir: Path, table: ResultTable, baseline: str, *, n_boot: int = 2000, seed: int = 0
-) -> tuple[dict[str, list[Comparison]], list[str]]:
-    """Paired bootstrap of every algorithm against ``baseline`` from the predictions files."""
+def primary_metric_of(run_dir: Path, suite: str) -> str:
+    """The sweep's ``primary_metric`` (config.yaml), else the suite's, else ``f1_strict``."""
+    saved = Path(run_dir) / "config.yaml"
+    if saved.is_file():
+        metric = (yaml.safe_load(saved.read_text()) or {}).get("primary_metric")
+        if metric:
+            return str(metric)
+    from rlbench_med.suites import get_suite
+
+    try:
+        return get_suite(suite).primary_metric
+    except RegistryError:
+        return DEFAULT_PRIMARY
+
+
+def _suffix(label: str) -> str:
+    name, at, inputs = label.partition("@")
+    return at + inputs
+
+
+def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, bool]]:
+    """``(algo, baseline, constant_baseline)`` of every comparison the report makes (module docstring)."""
+    pairs: list[tuple[str, str, bool]] = []
+    for algo in table.trained:
+        suffix = _suffix(algo)
+        paired = f"{baseline}{suffix}"
+        if algo != paired and paired in table.algos:
+            pairs.append((algo, paired, False))
+    for algo in table.trained:
+        base = f"{BASE}{_suffix(algo)}"
+        if base in table.algos:
+            pairs.append((algo, base, True))
+    for algo in table.trained:
+        for floor in table.floors:
+            pairs.append((algo, floor, True))
+    return pairs
+
+
+def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for algo in table.algos:
+        if algo == FLOOR_RANDOM:
+            continue
+        for seed in table.seeds.get(algo, []):
+            path = predictions_path(run_dir, algo, seed)
+            if path is None:
+                notes.append(f"{algo} seed {seed}: no predictions file in {run_dir / 'predictions'}; left out of its "
+                             "comparisons.")
+                continue
+            runs[(algo, seed)] = read_predictions(path)
+    if FLOOR_RANDOM in table.algos and (FLOOR_ALL, FLOOR_SEED) in runs:
+        for k, draw in enumerate(random_draws(runs[(FLOOR_ALL, FLOOR_SEED)], RANDOM_DRAWS)):
+            runs[(FLOOR_RANDOM, k)] = draw
+    return runs
+
+
+def compare_all(
+    run_dir: Path, table: ResultTable, baseline: str, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[list[Comparison], dict[str, float], list[str]]:
+    """Every comparison of :func:`comparison_pairs` from the predictions files; also the truth's labels per answer."""
     notes: list[str] = []
     if not any(m in table.metrics for m in ("acc", "f1", "iou")):
-        return {}, notes
+        return [], {}, notes
     if baseline not in table.algos:
         notes.append(
-            f"No paired comparison: the baseline {baseline!r} is not in this run "
-            f"(pass --baseline one of: {', '.join(table.algos)})."
+            f"No comparison with a baseline algorithm: the baseline {baseline!r} is not in this run "
+            f"(pass --baseline one of: {', '.join(table.trained) or '(none)'})."
         )
-        return {}, notes
-
-    def load(algo: str) -> dict[int, list[dict[str, Any]]]:
-        out = {}
-        for s in table.seeds.get(algo, []):
-            path = predictions_path(out_dir, algo, s)
-            if path is None:
-                notes.append(f"{algo} seed {s}: no predictions file in {out_dir / 'predictions'}; seed left out of its comparison.")
-                continue
-            out[s] = read_predictions(path)
-        return out
-
-    base = load(baseline)
-    comparisons: dict[str, list[Comparison]] = {}
-    for algo in table.algos:
-        if algo == baseline:
-            continue
+    runs = _load_runs(Path(run_dir), table, notes)
+    if not runs:
+        return [], {}, notes
+    evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
+    for (algo, s), why in evalset.excluded.items():
+        notes.append(f"{algo} seed {s}: not compared ({why}).")
+    reference = next(iter(runs.values()))
+    truth = compute_metrics({**r, "predicted": r["labels"]} for r in reference)
+    truth_labels = {r["domain"]: float(r["value"]) for r in truth if r["metric"] == "labels"}
+    comparisons: list[Comparison] = []
+    for algo, base, constant in comparison_pairs(table, baseline):
+        b_seeds = list(range(RANDOM_DRAWS)) if base == FLOOR_RANDOM else table.seeds.get(base, [])
         try:
-            comparisons[algo] = paired_bootstrap(load(algo), base, n_boot=n_boot, seed=seed)
+            comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, b_seeds,
+                                   constant_baseline=constant, level=level)
         except ComparisonError as exc:
-            notes.append(f"{algo} vs {baseline}: no comparison ({exc}).")
-    return comparisons, notes
+            notes.append(f"{algo} vs {base}: no comparison ({exc}).")
+    return comparisons, truth_labels, notes
+
+
+def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float]) -> list[str]:
+    """Plain-language warnings where an ``f1`` gain comes with :data:`HEDGE_LABELS` or more labels per answer."""
+    out: list[str] = []
+    for algo, base in report_pairs:
+        if is_floor(base):
+            continue
+        hits = []
+        for domain in table.domains:
+            fa, fb = table.cell(algo, domain, "f1"), table.cell(base, domain, "f1")
+            la, lb = table.cell(algo, domain, "labels"), table.cell(base, domain, "labels")
+            if not (fa and fb and la and lb):
+                continue
+            if fa.mean > fb.mean and la.mean - lb.mean >= HEDGE_LABELS:
+                hits.append((domain, fa.mean - fb.mean, la.mean, lb.mean))
+        if not hits:
+            continue
+        overall = next((h for h in hits if h[0] == "overall"), None)
+        where = ", ".join(h[0] for h in hits if h[0] != "overall")
+        head = hits[0] if overall is None else overall
+        t = truth.get(head[0])
+        out.append(
+            f"{algo} vs {base}: its f1 gain ({head[1]:+.3f} on {head[0]}) comes with {head[2]:.2f} labels per answer "
+            f"against {head[3]:.2f}" + (f" (the truth has {t:.2f})" if t is not None else "")
+            + (f"; also in {where}" if where and overall is not None else "")
+            + ". Part of the gain may be paid by hedging, which the paper's f1 rewards and f1_strict and exact do not."
+        )
+    return out
+
+
+def floor_wins(table: ResultTable) -> set[tuple[str, str, str]]:
+    """``(algo, domain, metric)`` cells where some floor's value beats the trained algorithm's mean."""
+    out: set[tuple[str, str, str]] = set()
+    for algo in table.trained:
+        for domain in table.domains:
+            for metric in table.metrics:
+                if metric in DESCRIPTIVE_METRICS:
+                    continue
+                c = table.cell(algo, domain, metric)
+                if c is None:
+                    continue
+                if any((f := table.cell(floor, domain, metric)) and f.mean > c.mean for floor in table.floors):
+                    out.add((algo, domain, metric))
+    return out
 
 
 def make_report(
@@ -90,6 +220,7 @@ def make_report(
     rows: Sequence[Mapping[str, Any]] | None = None,
     curves: Curves | None = None,
     baseline: str = "grpo",
+    primary: str | None = None,
     source: str | None = None,
     n_boot: int = 2000,
     seed: int = 0,
@@ -98,7 +229,8 @@ def make_report(
     """Compute and write the report into ``out_dir``.
 
     ``run_dir`` (default ``out_dir``) is the run's output folder: its ``predictions/`` feed the
-    paired comparison, and its results.csv is read when ``rows`` is not given.
+    comparisons, its config.yaml names the primary metric (unless ``primary`` is given), and its
+    results.csv is read when ``rows`` is not given.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -106,19 +238,29 @@ def make_report(
     rows = list(rows) if rows is not None else load_results(run_dir / "results.csv")
     table = build_table(rows)
     suite = table.suite
+    primary = primary or primary_metric_of(run_dir, suite)
+    if primary not in table.metrics:
+        fallback = next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), None)
+        primary = fallback or primary
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
-    comparisons, notes = compare_to_baseline(run_dir, table, baseline, n_boot=n_boot, seed=seed)
+    comparisons, truth, notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
     report = Report(
-        suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, out_dir=out_dir, table=table,
-        paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons, notes=notes,
+        suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
+        out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
+        truth_labels=truth, notes=notes, floor_beats=floor_wins(table),
     )
+    report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
+    report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
+    vs_baseline = {a: [c for c in comparisons if c.algo == a and c.baseline == b]
+                   for a, b in report.pairs() if not is_reference(b)}
     candidates = [
-        (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png", F.difference_bars(comparisons, baseline)),
-        ("Held-out F1 learning curves", "curves_f1.png", F.learning_curves(curves or {}, "f1", table.algos)),
-        ("Training reward learning curves", "curves_reward.png", F.learning_curves(curves or {}, "reward", table.algos)),
-        ("Advantage time per step", "advantage_time.png", F.advantage_time(curves or {}, table.algos)),
+        (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png",
+         F.difference_bars(vs_baseline, baseline, (primary, "f1"))),
+        ("Held-out F1 learning curves", "curves_f1.png", F.learning_curves(curves or {}, "f1", table.trained)),
+        ("Training reward learning curves", "curves_reward.png", F.learning_curves(curves or {}, "reward", table.trained)),
+        ("Advantage time per step", "advantage_time.png", F.advantage_time(curves or {}, table.trained)),
         ("Advantage time vs batch size and history length", "runtime_scaling.png", F.runtime_scaling(rows)),
     ]
     for title, name, fig in candidates:

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.reports.stats import mean_std
-from rlbench_med.runners.base import RESULT_COLUMNS
+from rlbench_med.runners.base import BASE, RESULT_COLUMNS, run_slug
+from rlbench_med.suites.floors import FLOORS, is_floor
+from rlbench_med.suites.metrics import METRICS
 
-METRIC_ORDER = ("acc", "f1", "iou")
-METRIC_TITLES = {"acc": "Acc", "f1": "F1", "iou": "IoU", "advantage_ms": "ms"}
+METRIC_ORDER = METRICS
+METRIC_TITLES = {"acc": "Acc", "f1": "F1", "iou": "IoU", "exact": "Exact", "f1_strict": "F1 strict",
+                 "labels": "Labels", "acc_release": "Acc (release)", "advantage_ms": "ms"}
 
 
 class ResultsError(ValueError):
@@ -49,7 +52,7 @@ class Cell:
     n_seeds: int
 
     def format(self, digits: int = 3, compact: bool = False) -> str:
-        """``mean ± std`` (just the mean for a single seed); ``compact`` drops the spaces."""
+        """``mean ± std`` over seeds (just the mean for a single seed); ``compact`` drops the spaces."""
         if math.isnan(self.mean):
             return "–"
         if self.n_seeds > 1:
@@ -58,9 +61,19 @@ class Cell:
         return f"{self.mean:.{digits}f}"
 
 
+def is_reference(algo: str) -> bool:
+    """``base`` and the floors (and their input ablations): reference rows, not trained algorithms."""
+    name = algo.partition("@")[0]
+    return name == BASE or is_floor(name)
+
+
 @dataclass
 class ResultTable:
-    """Rows = algorithms, columns = domains x metrics (``overall`` last), cells = mean ± std over seeds."""
+    """Cells = mean ± std over seeds per (algo, domain, metric); ``overall`` is the last domain.
+
+    ``algos`` lists the trained algorithms first, then ``base`` (and its ablations), then the
+    floors; ``n[(domain, metric)]`` is the number of test records behind a cell.
+    """
 
     suite: str
     algos: list[str]
@@ -68,13 +81,26 @@ class ResultTable:
     metrics: list[str]
     cells: dict[tuple[str, str, str], Cell]
     seeds: dict[str, list[int]] = field(default_factory=dict)
+    n: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def cell(self, algo: str, domain: str, metric: str) -> Cell | None:
         return self.cells.get((algo, domain, metric))
 
+    @property
+    def trained(self) -> list[str]:
+        return [a for a in self.algos if not is_reference(a)]
+
+    @property
+    def floors(self) -> list[str]:
+        return [a for a in self.algos if is_floor(a)]
+
+    def n_seeds(self, algos: Iterable[str] | None = None) -> int:
+        """The most seeds any of ``algos`` (default: the trained ones) ran."""
+        return max((len(self.seeds.get(a, [])) for a in (self.trained if algos is None else algos)), default=0)
+
     def best(self, domain: str, metric: str, *, higher_is_better: bool = True) -> set[str]:
-        """Algorithms with the best mean in a column (ties all marked); empty with fewer than 2 algos."""
-        means = {a: c.mean for a in self.algos if (c := self.cell(a, domain, metric)) and not math.isnan(c.mean)}
+        """Trained algorithms with the best mean in a column (ties all marked); empty with fewer than 2."""
+        means = {a: c.mean for a in self.trained if (c := self.cell(a, domain, metric)) and not math.isnan(c.mean)}
         if len(means) < 2:
             return set()
         target = max(means.values()) if higher_is_better else min(means.values())
@@ -85,7 +111,7 @@ class ResultTable:
 
 
 def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | None = None) -> ResultTable:
-    """Group rows by (algo, domain, metric) and take mean and sample std over seeds."""
+    """Group rows by (algo, domain, metric) and take mean and sample std over seeds (module docstring)."""
     rows = list(rows)
     suites = sorted({str(r["suite"]) for r in rows})
     values: dict[tuple[str, str, str], list[float]] = {}
@@ -93,8 +119,10 @@ def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | N
     domains: list[str] = []
     metrics: list[str] = []
     seeds: dict[str, list[int]] = {}
+    n: dict[tuple[str, str], int] = {}
     for r in rows:
         algo, domain, metric = str(r["algo"]), str(r["domain"]), str(r["metric"])
+        n[(domain, metric)] = max(n.get((domain, metric), 0), int(r.get("n") or 0))
         for seq, item in ((algos, algo), (domains, domain), (metrics, metric)):
             if item not in seq:
                 seq.append(item)
@@ -104,11 +132,14 @@ def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | N
             seeds[algo].append(int(r["seed"]))
     if algo_order:
         algos = [a for a in algo_order if a in algos] + [a for a in algos if a not in algo_order]
+    floor_rank = {f: i for i, f in enumerate(FLOORS)}
+    algos = ([a for a in algos if not is_reference(a)] + [a for a in algos if is_reference(a) and not is_floor(a)]
+             + sorted((a for a in algos if is_floor(a)), key=lambda a: floor_rank.get(a, len(FLOORS))))
     if "overall" in domains:
         domains = [d for d in domains if d != "overall"] + ["overall"]
     metrics = [m for m in METRIC_ORDER if m in metrics] + [m for m in metrics if m not in METRIC_ORDER]
     cells = {k: Cell(*mean_std(v)) for k, v in values.items()}
-    return ResultTable(", ".join(suites), algos, domains, metrics, cells, {a: sorted(s) for a, s in seeds.items()})
+    return ResultTable(", ".join(suites), algos, domains, metrics, cells, {a: sorted(s) for a, s in seeds.items()}, n)
 
 
 def predictions_path(out_dir: Path, algo: str, seed: int) -> Path | None:
@@ -119,14 +150,12 @@ def predictions_path(out_dir: Path, algo: str, seed: int) -> Path | None:
         rel = json.loads(index.read_text()).get(f"{algo}|{seed}")
         if rel and (out_dir / rel).exists():
             return out_dir / rel
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in algo)
-    path = out_dir / "predictions" / f"{safe}-seed{seed}.jsonl"
+    path = out_dir / "predictions" / f"{run_slug(algo, seed)}.jsonl"
     if path.exists():
         return path
     base, at, inputs = algo.partition("@")
     if at:
-        safe_base = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)
-        path = out_dir / "predictions" / f"{safe_base}-seed{seed}@{inputs}.jsonl"
+        path = out_dir / "predictions" / f"{run_slug(base, seed)}@{inputs}.jsonl"
         if path.exists():
             return path
     return None

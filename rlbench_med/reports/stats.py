@@ -1,58 +1,81 @@
-"""Paired comparison of two algorithms: per-domain difference with a hierarchical bootstrap CI.
+"""Comparisons of two algorithms with intervals that keep their promise.
 
-Both algorithms are evaluated on the same held-out samples with the same seeds, so the
-difference is paired. One bootstrap replicate draws ``S`` seeds with replacement from the ``S``
-seeds both algorithms ran, and for each drawn seed resamples the evaluation samples of every
-dataset with replacement (the same draw for both algorithms). Each algorithm's metric is then
-recomputed from the resampled predictions (weighted counts, see :func:`weighted_scores`),
-averaged over the drawn seeds, and the replicate's difference is ``A - B``. The CI is the
-percentile interval of the replicates; the point estimate is the difference of the seed means
-on the full evaluation set.
+Every run of a report (algorithm x seed, ``base``, the floors) was evaluated on the same held-out
+records, so differences are paired. :class:`EvaluationSet` encodes those records once (metrics as
+in ``suites/metrics.py``) and draws one set of bootstrap weights for the whole report: replicate
+``r`` resamples the records of every dataset with replacement, the same draw for every run.
 
-Metrics follow ``suites/metrics.py``: per dataset, one-vs-rest over the classes present in the
-ground truth, ``f1`` = macro-F1, ``acc`` = mean over classes of (sensitivity + specificity) / 2
-(sensitivity alone when a class is in every sample); a domain is the mean over its datasets,
-``overall`` the mean over domains; a domain's ``iou`` is the mean IoU of all its samples that have
-one (pooled over its datasets, not a mean of dataset means).
+For ``A - B`` on one (domain, metric) cell, with ``S`` seeds of ``A`` (and of ``B``, paired by
+seed; or a *constant* ``B``: ``base`` and the floors do not depend on the training seed), the
+seed-level differences are ``d_s = A_s - B_s`` and ``diff = mean(d_s)``.
+
+- ``S >= 2`` (method ``paired-t``): ``se = sqrt(var(d_s) / S + var_eval)``, where ``var(d_s)`` is
+  the sample variance over seeds and ``var_eval`` the bootstrap variance of ``diff`` under
+  resampled evaluation records (the test set is shared by all seeds, so seed-to-seed spread alone
+  misses its sampling noise). The interval is ``diff ± t(S-1, 0.975) se`` and the p-value is the
+  two-sided Student-t tail of ``diff / se`` with ``S - 1`` degrees of freedom. Since
+  ``var_eval >= 0`` it is never narrower than the paired t-interval over seed-level differences.
+- ``S = 1`` (method ``bootstrap-samples``): the percentile interval of the bootstrap differences
+  and the two-sided bootstrap p-value ``min(1, 2 min(#{D_r <= 0}, #{D_r >= 0}) / R)``. It covers
+  evaluation-sample uncertainty only: a second training seed could land elsewhere.
+
+``significant`` is decided after Holm's correction over the (domain, metric) cells of one
+comparison (one algorithm against one baseline), at level ``1 - level``. ``labels`` (a
+description, not a score) is not compared.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
-from rlbench_med.suites.catalogue import normalize_label
-from rlbench_med.suites.metrics import _labels  # results.csv label parsing
+from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, DatasetPredictions, DatasetTruth, aggregate, group_records
 
 Record = Mapping[str, Any]
+RunKey = tuple[str, int]  # (algo label, seed)
+
+COMPARISON_COLUMNS = (
+    "algo", "baseline", "domain", "metric", "diff", "ci_low", "ci_high", "p_value", "n_seeds", "method", "significant",
+)
+PAIRED_T = "paired-t"
+BOOTSTRAP = "bootstrap-samples"
 
 
 class ComparisonError(ValueError):
-    """Predictions that cannot be compared (different evaluation samples, no common seed)."""
+    """Predictions that cannot be compared (different evaluation records, no common seed)."""
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """``diff`` = mean over seeds of A minus mean over seeds of B, with a ``level`` bootstrap CI."""
+    """``diff`` = mean over seeds of ``algo`` minus ``baseline``, with a ``level`` interval (module docstring)."""
 
+    algo: str
+    baseline: str
     domain: str
     metric: str
     diff: float
     low: float
     high: float
+    p_value: float
     n_seeds: int
-    n_samples: int
+    method: str
+    significant: bool = False
+    n_samples: int = 0
     level: float = 0.95
 
-    @property
-    def significant(self) -> bool:
-        """True when the CI excludes 0."""
-        return bool(self.low > 0 or self.high < 0)
+    def row(self) -> dict[str, Any]:
+        """The comparisons.csv row."""
+        return {"algo": self.algo, "baseline": self.baseline, "domain": self.domain, "metric": self.metric,
+                "diff": self.diff, "ci_low": self.low, "ci_high": self.high, "p_value": self.p_value,
+                "n_seeds": self.n_seeds, "method": self.method, "significant": self.significant}
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
@@ -65,185 +88,211 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-@dataclass
-class _Dataset:
-    domain: str
-    truth: np.ndarray  # [N, C] bool
-    classes: list[str]
-    preds: dict[tuple[str, int], np.ndarray]  # (algo, seed) -> [N, C] bool
-    ious: dict[tuple[str, int], np.ndarray]  # (algo, seed) -> [N] float, nan where not scored
+class EvaluationSet:
+    """The held-out records shared by a report's runs, encoded once, with one set of bootstrap weights.
 
-
-def _encode(runs: Mapping[tuple[str, int], Sequence[Record]]) -> list[_Dataset]:
-    """Group every run's records by (domain, dataset); check all runs hold the same samples.
-
-    Samples are matched by ``uid`` when every record has one, else by their order in the file.
+    Build it with :meth:`from_runs` (prediction records) or directly from encoded arrays:
+    ``datasets`` (the truth of each dataset) and ``preds[run key]`` (that run's predictions of each
+    dataset, in the same order). Replicate ``r`` draws ``weights[d][r]`` (multinomial counts) for
+    the records of dataset ``d``, the same draw for every run.
     """
-    grouped: dict[tuple[str, str], dict[tuple[str, int], list[Record]]] = {}
-    for key, records in runs.items():
-        for rec in records:
-            grouped.setdefault((str(rec["domain"]), str(rec["dataset"])), {}).setdefault(key, []).append(rec)
-    for per_run in grouped.values():
-        for key, recs in per_run.items():
-            if all("uid" in r for r in recs):  # align samples by id when the files carry one
-                per_run[key] = sorted(recs, key=lambda r: str(r["uid"]))
-    out: list[_Dataset] = []
-    for (domain, dataset), per_run in grouped.items():
-        missing = [k for k in runs if k not in per_run]
-        if missing:
-            raise ComparisonError(f"dataset {dataset} ({domain}) has no predictions in run {missing[0][0]} seed {missing[0][1]}")
-        truths = {k: [frozenset(normalize_label(x) for x in _labels(r["labels"])) for r in recs] for k, recs in per_run.items()}
-        reference = next(iter(truths.values()))
-        for k, t in truths.items():
-            if t != reference:
-                raise ComparisonError(
-                    f"dataset {dataset} ({domain}): run {k[0]} seed {k[1]} was evaluated on other samples "
-                    f"({len(t)} vs {len(reference)}, or a different order); the comparison needs the same held-out set"
-                )
-        classes = sorted(set().union(*reference)) if reference else []
-        index = {c: j for j, c in enumerate(classes)}
-        truth = np.zeros((len(reference), len(classes)), dtype=bool)
-        for i, labels in enumerate(reference):
-            for c in labels:
-                truth[i, index[c]] = True
-        preds: dict[tuple[str, int], np.ndarray] = {}
-        ious: dict[tuple[str, int], np.ndarray] = {}
-        for k, recs in per_run.items():
-            p = np.zeros_like(truth)
-            iou = np.full(len(recs), np.nan)
-            for i, rec in enumerate(recs):
-                for x in _labels(rec.get("predicted")):
-                    j = index.get(normalize_label(x))
-                    if j is not None:
-                        p[i, j] = True
-                if rec.get("iou") is not None:
-                    iou[i] = float(rec["iou"])
-            preds[k] = p
-            ious[k] = iou
-        out.append(_Dataset(domain, truth, classes, preds, ious))
-    return out
 
+    def __init__(
+        self,
+        datasets: Sequence[DatasetTruth],
+        preds: Mapping[RunKey, Sequence[DatasetPredictions]],
+        *,
+        n_boot: int = 2000,
+        seed: int = 0,
+        excluded: Mapping[RunKey, str] | None = None,
+    ) -> None:
+        self.datasets = list(datasets)
+        self.preds = {k: list(v) for k, v in preds.items()}
+        self.excluded = dict(excluded or {})
+        rng = np.random.default_rng(seed)
+        self.n_boot = n_boot
+        self.weights = [rng.multinomial(t.n, np.full(t.n, 1 / t.n), size=n_boot).astype(np.float64)
+                        for t in self.datasets]
+        self._point: dict[RunKey, dict[tuple[str, str], float]] = {}
+        self._boot: dict[RunKey, dict[tuple[str, str], np.ndarray]] = {}
+        self.n_samples: dict[str, int] = {}
+        for t in self.datasets:
+            self.n_samples[t.domain] = self.n_samples.get(t.domain, 0) + t.n
+        self.n_samples["overall"] = sum(t.n for t in self.datasets)
 
-def weighted_scores(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(acc, f1) of one dataset under sample weights.
+    @classmethod
+    def from_runs(cls, runs: Mapping[RunKey, Sequence[Record]], *, n_boot: int = 2000, seed: int = 0) -> EvaluationSet:
+        """From ``{(label, seed): prediction records}``.
 
-    Args:
-        truth, pred: ``[N, C]`` bool indicators of the true / predicted classes.
-        weights: ``[R, N]`` non-negative sample weights (bootstrap counts; all ones = the plain metric).
-
-    Returns:
-        ``acc [R]``, ``f1 [R]``: with weighted counts ``TP = W @ (t & p)`` etc., per class
-        ``F1 = 2TP / (2TP + FP + FN)`` and ``BA = (TP/(TP+FN) + TN/(TN+FP)) / 2`` (one term when the
-        other is undefined), averaged over the classes with ``TP + FN > 0``.
-    """
-    t = truth.astype(np.float64)
-    p = pred.astype(np.float64)
-    w = weights.astype(np.float64)
-    tp = w @ (t * p)
-    fn = w @ (t * (1 - p))
-    fp = w @ ((1 - t) * p)
-    tn = w @ ((1 - t) * (1 - p))
-    present = (tp + fn) > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sens = np.where(present, tp / np.where(present, tp + fn, 1), np.nan)
-        negs = (tn + fp) > 0
-        spec = np.where(negs, tn / np.where(negs, tn + fp, 1), np.nan)
-        denom = 2 * tp + fp + fn
-        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-        ba = np.where(np.isnan(spec), sens, np.where(np.isnan(sens), spec, (sens + spec) / 2))
-        n_present = present.sum(1)
-        acc = np.where(n_present > 0, np.where(present, ba, 0).sum(1) / np.maximum(n_present, 1), np.nan)
-        f1m = np.where(n_present > 0, np.where(present, f1, 0).sum(1) / np.maximum(n_present, 1), np.nan)
-    return acc, f1m
-
-
-def _domain_values(datasets: Sequence[_Dataset], key: tuple[str, int], weights: Sequence[np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
-    """``{(domain, metric): [R]}`` (and ``overall``) of one run under per-dataset weights.
-
-    ``acc`` / ``f1`` of a domain are the mean over its datasets; its ``iou`` is pooled over the
-    records of all its datasets (weighted sum of IoUs / weighted count of records with an IoU), as
-    ``suites/metrics.compute_metrics`` does, so that it matches results.csv.
-    """
-    per: dict[tuple[str, str], list[np.ndarray]] = {}
-    iou_sum: dict[str, np.ndarray] = {}
-    iou_count: dict[str, np.ndarray] = {}
-    for ds, w in zip(datasets, weights):
-        acc, f1 = weighted_scores(ds.truth, ds.preds[key], w)
-        per.setdefault((ds.domain, "acc"), []).append(acc)
-        per.setdefault((ds.domain, "f1"), []).append(f1)
-        iou = ds.ious[key]
-        has = ~np.isnan(iou)
-        if has.any():
-            wh = w[:, has].astype(np.float64)
-            iou_sum[ds.domain] = iou_sum.get(ds.domain, 0.0) + wh @ iou[has]
-            iou_count[ds.domain] = iou_count.get(ds.domain, 0.0) + wh.sum(1)
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for (domain, metric), values in per.items():
-        out[(domain, metric)] = np.stack(values).mean(0)
-        if metric == "f1" and domain in iou_sum:
-            with np.errstate(invalid="ignore", divide="ignore"):  # nan where no record with an IoU was drawn
-                out[(domain, "iou")] = iou_sum[domain] / iou_count[domain]
-    for metric in ("acc", "f1", "iou"):
-        domain_vals = [v for (d, m), v in out.items() if m == metric]
-        if domain_vals:
-            out[("overall", metric)] = np.mean(np.stack(domain_vals), 0)
-    return out
-
-
-def paired_bootstrap(
-    a: Mapping[int, Sequence[Record]],
-    b: Mapping[int, Sequence[Record]],
-    *,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> list[Comparison]:
-    """Per-domain (and overall) difference A - B with a hierarchical paired bootstrap CI.
-
-    Args:
-        a, b: ``{seed: predictions records}`` of the two algorithms (records as in a predictions
-            file). Only the seeds present in both are used.
-        n_boot: bootstrap replicates; ``level``: CI coverage; ``seed``: RNG seed (deterministic).
-    """
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        raise ComparisonError("the two algorithms share no seed; run them with the same --seeds")
-    runs = {("A", s): a[s] for s in seeds} | {("B", s): b[s] for s in seeds}
-    datasets = _encode(runs)
-    rng = np.random.default_rng(seed)
-    S = len(seeds)
-    drawn = rng.integers(0, S, size=(n_boot, S))  # [R, S] seed index per slot
-    acc_a: dict[tuple[str, str], np.ndarray] = {}
-    acc_b: dict[tuple[str, str], np.ndarray] = {}
-    for slot in range(S):
-        weights = [rng.multinomial(ds.truth.shape[0], np.full(ds.truth.shape[0], 1 / ds.truth.shape[0]), size=n_boot)
-                   for ds in datasets]
-        for si, s in enumerate(seeds):
-            # Score seed s only on the replicates that drew it in this slot (~n_boot / S of them).
-            use = np.flatnonzero(drawn[:, slot] == si)
-            if use.size == 0:
+        Records are matched by ``uid`` when every record has one, else by their order; a run whose
+        records are not the first run's (other samples, another order) is left out and named in
+        :attr:`excluded`.
+        """
+        if not runs:
+            raise ComparisonError("no predictions to compare")
+        grouped = {key: _aligned_groups(records) for key, records in runs.items()}
+        reference = next(iter(grouped.values()))
+        datasets = [DatasetTruth.from_records(d, ds, recs) for (d, ds), recs in reference.items()]
+        preds: dict[RunKey, list[DatasetPredictions]] = {}
+        excluded: dict[RunKey, str] = {}
+        for key, groups in grouped.items():
+            problem = _mismatch(datasets, groups)
+            if problem:
+                excluded[key] = problem
                 continue
-            sub = [w[use] for w in weights]
-            va = _domain_values(datasets, ("A", s), sub)
-            vb = _domain_values(datasets, ("B", s), sub)
-            for k in va:
-                acc_a.setdefault(k, np.zeros(n_boot))[use] += va[k] / S
-                acc_b.setdefault(k, np.zeros(n_boot))[use] += vb[k] / S
-    ones = [np.ones((1, ds.truth.shape[0])) for ds in datasets]
-    point_a = {s: _domain_values(datasets, ("A", s), ones) for s in seeds}
-    point_b = {s: _domain_values(datasets, ("B", s), ones) for s in seeds}
-    counts: dict[str, int] = {}
-    for ds in datasets:
-        counts[ds.domain] = counts.get(ds.domain, 0) + ds.truth.shape[0]
-    counts["overall"] = sum(ds.truth.shape[0] for ds in datasets)
-    alpha = (1 - level) / 2
+            preds[key] = [t.encode(groups[(t.domain, t.dataset)]) for t in datasets]
+        return cls(datasets, preds, n_boot=n_boot, seed=seed, excluded=excluded)
+
+    def __contains__(self, key: RunKey) -> bool:
+        return key in self.preds
+
+    def point(self, key: RunKey) -> dict[tuple[str, str], float]:
+        """``{(domain, metric): value}`` of one run: the same numbers as results.csv."""
+        if key not in self._point:
+            values = aggregate(list(zip(self.datasets, self.preds[key])), [np.ones((1, t.n)) for t in self.datasets])
+            self._point[key] = {k: float(v[0]) for k, v in values.items()}
+        return self._point[key]
+
+    def replicates(self, key: RunKey) -> dict[tuple[str, str], np.ndarray]:
+        """``{(domain, metric): [R]}`` of one run under the shared bootstrap weights."""
+        if key not in self._boot:
+            self._boot[key] = aggregate(list(zip(self.datasets, self.preds[key])), self.weights)
+        return self._boot[key]
+
+
+def _aligned_groups(records: Sequence[Record]) -> dict[tuple[str, str], list[Record]]:
+    groups = group_records(records)
+    for key, recs in groups.items():
+        if recs and all("uid" in r for r in recs):  # align samples by id when the files carry one
+            groups[key] = sorted(recs, key=lambda r: str(r["uid"]))
+    return groups
+
+
+def _mismatch(datasets: Sequence[DatasetTruth], groups: Mapping[tuple[str, str], Sequence[Record]]) -> str | None:
+    """Why a run's records are not the reference's, or None when they are the same records."""
+    names = {(t.domain, t.dataset) for t in datasets}
+    if set(groups) != names:
+        missing = sorted(names - set(groups)) or sorted(set(groups) - names)
+        return f"dataset {missing[0][1]} ({missing[0][0]}) is in one run's predictions and not in the other's"
+    for t in datasets:
+        recs = groups[(t.domain, t.dataset)]
+        other = DatasetTruth.from_records(t.domain, t.dataset, recs)
+        if other.keys != t.keys:
+            return (f"dataset {t.dataset} ({t.domain}) was evaluated on other samples ({len(recs)} vs {t.n}, or "
+                    "another order); a comparison needs the same held-out records")
+    return None
+
+
+def seed_interval(d: np.ndarray, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float, str]:
+    """``(low, high, p_value, method)`` of ``mean(d)`` (module docstring).
+
+    Args:
+        d: ``[S]`` seed-level differences ``A_s - B_s``.
+        boot: ``[R]`` bootstrap replicates of ``mean(d)`` under resampled evaluation records
+            (nan where a replicate is undefined; those are left out).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    boot = np.asarray(boot, dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    diff = float(d.mean())
+    alpha = 1 - level
+    if d.size >= 2:
+        var_eval = float(boot.var(ddof=1)) if boot.size >= 2 else 0.0
+        se = math.sqrt(float(d.var(ddof=1)) / d.size + var_eval)
+        if se == 0.0:
+            return diff, diff, (1.0 if diff == 0 else 0.0), PAIRED_T
+        half = float(sps.t.ppf(1 - alpha / 2, d.size - 1)) * se
+        p = float(2 * sps.t.sf(abs(diff) / se, d.size - 1))
+        return diff - half, diff + half, p, PAIRED_T
+    if boot.size == 0:
+        return float("nan"), float("nan"), float("nan"), BOOTSTRAP
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    p = min(1.0, 2 * min(int((boot <= 0).sum()), int((boot >= 0).sum())) / boot.size)
+    return float(low), float(high), float(p), BOOTSTRAP
+
+
+def compare(
+    evalset: EvaluationSet,
+    algo: str,
+    a_seeds: Sequence[int],
+    baseline: str,
+    b_seeds: Sequence[int],
+    *,
+    constant_baseline: bool = False,
+    level: float = 0.95,
+) -> list[Comparison]:
+    """``algo - baseline`` on every (domain, metric) cell, Holm-corrected (module docstring).
+
+    With ``constant_baseline`` the baseline's value is the mean over its runs ``b_seeds`` (one run
+    for ``base``; the draws of ``floor:random``) and pairs with every seed of ``algo``; otherwise
+    seeds are paired and only seeds both ran count.
+    """
+    a_seeds = [s for s in a_seeds if (algo, s) in evalset]
+    b_seeds = [s for s in b_seeds if (baseline, s) in evalset]
+    if constant_baseline:
+        seeds = a_seeds
+    else:
+        seeds = sorted(set(a_seeds) & set(b_seeds))
+    if not seeds or not b_seeds:
+        raise ComparisonError(f"{algo} and {baseline} share no evaluated seed; run them with the same --seeds")
+    a_point = [evalset.point((algo, s)) for s in seeds]
+    a_boot = [evalset.replicates((algo, s)) for s in seeds]
+    if constant_baseline:
+        b_point = [_mean_dicts([evalset.point((baseline, s)) for s in b_seeds])] * len(seeds)
+        b_boot = [_mean_dicts([evalset.replicates((baseline, s)) for s in b_seeds])] * len(seeds)
+    else:
+        b_point = [evalset.point((baseline, s)) for s in seeds]
+        b_boot = [evalset.replicates((baseline, s)) for s in seeds]
     out: list[Comparison] = []
-    for key in acc_a:
-        diffs = acc_a[key] - acc_b[key]
-        diff = float(np.mean([point_a[s][key][0] for s in seeds]) - np.mean([point_b[s][key][0] for s in seeds]))
-        low, high = np.nanquantile(diffs, [alpha, 1 - alpha])
-        out.append(Comparison(key[0], key[1], diff, float(low), float(high), S, counts[key[0]], level))
-    return out
+    for cell in a_point[0]:
+        domain, metric = cell
+        if metric in DESCRIPTIVE_METRICS or cell not in b_point[0]:
+            continue
+        d = np.array([pa[cell] - pb[cell] for pa, pb in zip(a_point, b_point)])
+        if not np.isfinite(d).all():
+            continue
+        with np.errstate(invalid="ignore"):
+            boot = np.mean([ra[cell] - rb[cell] for ra, rb in zip(a_boot, b_boot)], axis=0)
+        low, high, p, method = seed_interval(d, boot, level)
+        out.append(Comparison(algo, baseline, domain, metric, float(d.mean()), low, high, p, len(seeds), method,
+                              n_samples=evalset.n_samples.get(domain, 0), level=level))
+    return holm(out, 1 - level)
+
+
+def _mean_dicts(items: Sequence[Mapping[tuple[str, str], Any]]) -> dict[tuple[str, str], Any]:
+    keys = set(items[0]).intersection(*items[1:])
+    return {k: np.mean([item[k] for item in items], axis=0) for k in keys}
+
+
+def holm(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Comparison]:
+    """``significant`` by Holm's step-down procedure over the given cells (one comparison's family).
+
+    Sorted by p-value, the ``i``-th smallest (``i = 0, 1, ...``) is rejected while
+    ``p_(i) <= alpha / (m - i)``; the first failure stops the procedure.
+    """
+    order = sorted(range(len(comparisons)), key=lambda i: (math.isnan(comparisons[i].p_value), comparisons[i].p_value))
+    m = len(comparisons)
+    rejected = set()
+    for rank, i in enumerate(order):
+        p = comparisons[i].p_value
+        if math.isnan(p) or p > alpha / (m - rank):
+            break
+        rejected.add(i)
+    return [replace(c, significant=i in rejected) for i, c in enumerate(comparisons)]
+
+
+def write_comparisons(path: Path, comparisons: Iterable[Comparison]) -> Path:
+    """Write ``comparisons.csv`` (columns :data:`COMPARISON_COLUMNS`), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COMPARISON_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for c in comparisons:
+            writer.writerow(c.row())
+    tmp.replace(path)
+    return path
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:

@@ -403,11 +403,32 @@ def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, A
                 if len(parts) != 3 or parts[0] != prefix:
                     continue
                 domain, metric = parts[1], parts[2]
-                n = sum(counts.values()) if domain == "overall" else counts.get(domain, 0)
+                n = counts.get((domain, "iou" if metric == "iou" else "all"), 0)
                 rows.append({"suite": suite, "algo": label, "seed": seed, "domain": domain, "metric": metric,
                              "value": value, "n": n})
+    rows += _rebuild_floors(client, parent, suite, pred_dir, index)
     (pred_dir / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
     return rows, fetch_curves(uri, parent, children)
+
+
+def _rebuild_floors(client: Any, parent: Any, suite: str, pred_dir: Path, index: dict[str, str]) -> list[dict[str, Any]]:
+    """The floors' rows, recomputed from the predictions files attached to the parent run (none if absent)."""
+    from rlbench_med.reports.stats import read_predictions
+    from rlbench_med.runners.base import run_slug
+    from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_ALL, FLOOR_RANDOM, FLOOR_SEED, floor_rows, random_draws
+
+    names = {f"{run_slug(name, FLOOR_SEED)}.jsonl": name for name in FILED_FLOORS}
+    floors: dict[str, list[list[dict[str, Any]]]] = {}
+    for art in client.list_artifacts(parent.info.run_id):
+        name = names.get(Path(art.path).name)
+        if name is None:
+            continue
+        local = Path(client.download_artifacts(parent.info.run_id, art.path, str(pred_dir)))
+        floors[name] = [read_predictions(local)]
+        index[f"{name}|{FLOOR_SEED}"] = str(Path("predictions") / local.name)
+    if FLOOR_ALL in floors:
+        floors[FLOOR_RANDOM] = random_draws(floors[FLOOR_ALL][0])
+    return floor_rows(suite, floors)
 
 
 def _predictions_for(files: Sequence[Path], label: str, seed: int, algo: str) -> Path | None:
@@ -422,11 +443,15 @@ def _predictions_for(files: Sequence[Path], label: str, seed: int, algo: str) ->
     return None
 
 
-def _domain_counts(path: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _domain_counts(path: Path) -> dict[tuple[str, str], int]:
+    """``{(domain, kind): records}`` of a predictions file, kind ``all`` or ``iou`` (records with an IoU)."""
+    counts: dict[tuple[str, str], int] = {}
     with open(path) as fh:
         for line in fh:
             if line.strip():
-                domain = json.loads(line)["domain"]
-                counts[domain] = counts.get(domain, 0) + 1
+                rec = json.loads(line)
+                for domain in (rec["domain"], "overall"):
+                    counts[(domain, "all")] = counts.get((domain, "all"), 0) + 1
+                    if rec.get("iou") is not None:
+                        counts[(domain, "iou")] = counts.get((domain, "iou"), 0) + 1
     return counts

@@ -25,7 +25,7 @@ def test_climb_vision_local_and_ray_executors_give_the_same_table(
     base = ["run", "--suite", "climb_vision", "--algos", "drpo,grpo", "--seeds", "0,1", *TINY]
     assert main([*base, "--out", "local"]) == 0
     out = capsys.readouterr().out
-    assert "drpo F1" in out and "overall" in out and "report: " in out
+    assert "climb_vision: f1_strict" in out and "overall" in out and "report: " in out
 
     local = tmp_path / "local"
     for name in ("results.csv", "report.md", "report.html", "config.yaml", "figures/difference_vs_baseline.png",
@@ -34,19 +34,47 @@ def test_climb_vision_local_and_ray_executors_give_the_same_table(
     rows = read_results(local / "results.csv")
     domains = {r["domain"] for r in rows}
     assert domains == set(VISION_DOMAINS) | {"overall"}
+    metrics = ("acc", "f1", "exact", "f1_strict", "labels")
+    # base (the SFT start, one evaluation) and the three floors sit beside the trained algorithms
+    assert {(r["algo"], r["seed"]) for r in rows} == {
+        ("drpo", 0), ("drpo", 1), ("grpo", 0), ("grpo", 1), ("base", 0),
+        ("floor:all", 0), ("floor:majority", 0), ("floor:random", 0)}
+    for algo in ("drpo", "grpo", "base", "floor:all"):
+        for seed in (0, 1) if algo in ("drpo", "grpo") else (0,):
+            got = {(r["domain"], r["metric"]) for r in rows if (r["algo"], r["seed"]) == (algo, seed)}
+            assert {(d, m) for d in domains for m in metrics} <= got, algo
+    floor_all = {(r["domain"], r["metric"]): r["value"] for r in rows if r["algo"] == "floor:all"}
+    assert floor_all[("overall", "exact")] == 0.0 and floor_all[("overall", "acc")] == pytest.approx(0.5)
+    # comparisons.csv: the overall f1 interval is at least as wide as the paired t-interval recomputed from results.csv
+    import csv
+
+    from scipy import stats as sps
+
+    with open(local / "comparisons.csv") as fh:
+        comps = list(csv.DictReader(fh))
+    assert list(comps[0]) == ["algo", "baseline", "domain", "metric", "diff", "ci_low", "ci_high", "p_value",
+                              "n_seeds", "method", "significant"]
+    cell = next(c for c in comps if (c["algo"], c["baseline"], c["domain"], c["metric"]) == ("drpo", "grpo", "overall", "f1"))
+    value = {(r["algo"], r["seed"]): r["value"] for r in rows if (r["domain"], r["metric"]) == ("overall", "f1")}
+    d = [value[("drpo", s)] - value[("grpo", s)] for s in (0, 1)]
+    ci = sps.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert float(cell["ci_low"]) <= ci.low + 1e-9 and float(cell["ci_high"]) >= ci.high - 1e-9
+    assert float(cell["diff"]) == pytest.approx(sum(d) / 2) and cell["n_seeds"] == "2"
+    assert {(c["algo"], c["baseline"]) for c in comps} >= {("drpo", "grpo"), ("drpo", "base"), ("grpo", "floor:all")}
+    md = (local / "report.md").read_text()
+    assert md.index("## Headline: f1_strict") < md.index("## Beside the paper: acc and f1")
+    assert "Mean ± sample std over 2 seeds" in md and "| cxr | 128 |" in md
     for algo in ("drpo", "grpo"):
         for seed in (0, 1):
-            got = {(r["domain"], r["metric"]) for r in rows if (r["algo"], r["seed"]) == (algo, seed)}
-            assert {(d, m) for d in domains for m in ("acc", "f1")} <= got
             lines = (local / "predictions" / f"{algo}-seed{seed}.jsonl").read_text().splitlines()
             record = json.loads(lines[0])
             assert {"domain", "dataset", "labels", "predicted"} <= set(record)
             assert isinstance(record["labels"], list) and isinstance(record["predicted"], list)
     parent = find_parent_run(tracked, "rlbench-med/climb_vision")
     children = child_runs(tracked, parent)
-    assert parent.info.status == "FINISHED" and len(children) == 4
-    assert all(c.info.status == "FINISHED" and "eval/overall/f1" in c.data.metrics and
-               "time/advantage_s" in c.data.metrics for c in children)
+    assert parent.info.status == "FINISHED" and len(children) == 5  # 2 algos x 2 seeds + base
+    assert all(c.info.status == "FINISHED" and "eval/overall/f1_strict" in c.data.metrics for c in children)
+    assert all("time/advantage_s" in c.data.metrics for c in children if c.data.tags["rlbench.algo"] != "base")
 
     try:
         assert main([*base, "--executor", "ray", "--out", "ray"]) == 0

@@ -52,15 +52,15 @@ def write_run(out: Path, qualities: dict[str, float], seeds=(0, 1), suite="climb
 
 
 def test_report_files_hold_the_table_paper_numbers_and_marked_comparison(tmp_path: Path) -> None:
-    write_run(tmp_path, {"drpo": 0.95, "grpo": 0.4})
+    write_run(tmp_path, {"drpo": 0.95, "grpo": 0.4}, seeds=range(5))
     report = make_report(tmp_path, n_boot=300)
     md = report.markdown.read_text()
     html = report.html.read_text()
     overall = report.table.cell("drpo", "overall", "f1")
-    assert f"**{overall.format()}**" in md  # best overall F1 in bold
+    assert f"**{overall.format(compact=True)}**" in md  # best overall F1 in bold
     assert "arXiv 2506.00711" in md and "the paper's numbers" in md
     assert "| drpo | 0.687 | 0.115 |" in md  # the paper's DRPO CXR Acc / F1 (Table 2)
-    comp = {(c.domain, c.metric): c for c in report.comparisons["drpo"]}
+    comp = report.comparison("drpo", "grpo")
     assert comp[("overall", "f1")].significant
     assert re.search(r"\| overall \| \+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\] \*", md)
     assert "data:image/png;base64," in html and "<img" in html
@@ -73,3 +73,50 @@ def test_missing_baseline_is_said_in_the_report(tmp_path: Path) -> None:
     report = make_report(tmp_path, n_boot=50)
     assert not report.comparisons
     assert "baseline 'grpo' is not in this run" in report.markdown.read_text()
+
+
+def test_hedging_is_warned_and_floor_wins_are_marked(tmp_path: Path) -> None:
+    from rlbench_med.runners.sweep.results import add_to_predictions_index
+    from rlbench_med.suites import compute_metrics
+    from rlbench_med.suites.floors import floor_rows, random_draws
+
+    classes = ["x", "y", "z"]
+    truth = [classes[i % 3] for i in range(60)]
+    runs = {
+        # the hedger names two labels, one right, on every record: f1 up, f1_strict and exact down
+        "hedger": [[t, classes[(classes.index(t) + 1) % 3]] for t in truth],
+        # right on 24 of 60 records, else the next class: per class TP 8, FN 12, FP 12 -> F1 = 16 / 40 = 0.4
+        "grpo": [[t] if i % 5 in (0, 1) else [classes[(classes.index(t) + 1) % 3]] for i, t in enumerate(truth)],
+        "floor:all": [list(classes) for _ in truth],
+    }
+    (tmp_path / "predictions").mkdir()
+    rows, files = [], {}
+    for algo, preds in runs.items():
+        recs = [{"uid": f"{i:02d}", "domain": "fundus", "dataset": "F", "labels": [t], "predicted": p}
+                for i, (t, p) in enumerate(zip(truth, preds))]
+        path = tmp_path / "predictions" / f"{algo.replace(':', '_')}-seed0.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+        files[(algo, 0)] = path
+        if algo == "floor:all":
+            rows += floor_rows("climb_vision", {"floor:all": [recs], "floor:random": random_draws(recs)})
+        else:
+            rows += [row(algo, 0, r["domain"], r["metric"], r["value"], n=r["n"]) for r in compute_metrics(recs)]
+    add_to_predictions_index(tmp_path, files)
+    ResultsWriter(tmp_path / "results.csv", rows).flush()
+    report = make_report(tmp_path, baseline="grpo", n_boot=200)
+    table = report.table
+    assert table.cell("hedger", "overall", "f1").mean > table.cell("grpo", "overall", "f1").mean
+    assert table.cell("hedger", "overall", "labels").mean == 2.0
+    assert len(report.hedging) == 1 and report.hedging[0].startswith("hedger vs grpo: its f1 gain")
+    assert "2.00 labels per answer against 1.00 (the truth has 1.00)" in report.hedging[0]
+    # floor:all's f1 (0.5 here: per class TP 20, FP 40) beats grpo's 0.4, so that cell is marked; a random
+    # class (f1_strict about 1/3) does not beat grpo's f1_strict 0.4
+    assert table.cell("grpo", "overall", "f1").mean == pytest.approx(0.4)
+    assert ("grpo", "overall", "f1") in report.floor_beats and ("grpo", "overall", "f1_strict") not in report.floor_beats
+    md = report.markdown.read_text()
+    assert "warning" not in md.lower() or "hedger vs grpo" in md
+    assert "One training seed: each cell is one run's value" in md and "mean ± std" not in md.lower().split("##")[1]
+    assert "| fundus | 60 |" in md
+    comps = (tmp_path / "comparisons.csv").read_text().splitlines()
+    assert comps[0] == "algo,baseline,domain,metric,diff,ci_low,ci_high,p_value,n_seeds,method,significant"
+    assert any(line.startswith("hedger,grpo,overall,f1_strict,") and ",1,bootstrap-samples," in line for line in comps)
