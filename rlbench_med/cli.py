@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="empty or new folder")
     synth.add_argument("--seed", type=int, default=0, help="generator seed")
     synth.add_argument("--profile", default="quick", help="suite profile (sizes)")
+    synth.add_argument("--imbalance", type=float, default=None,
+                       help="domain skew exponent: 0 balanced, 1 the catalogue's skew (default: 0.55, as `run`)")
     validate = dsub.add_parser(
         "validate", help="check a data folder; print every problem as file:line: field: message",
         description="Check a data folder (train.jsonl, test.jsonl and the media they point to). Every problem is "
@@ -300,8 +302,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         from rlbench_med.typed_config import ConfigError
 
         raise ConfigError(f"--profile {args.profile!r}: suite {suite.name} has profiles {', '.join(suite.profiles)}")
+    from rlbench_med.runners.sweep.settings import DataSettings
+
+    settings = DataSettings(seed=args.seed, **({} if args.imbalance is None else {"imbalance": args.imbalance}))
     try:
-        summary = synth.generate(suite.name, args.out, seed=args.seed, profile=args.profile)
+        summary = synth.generate(suite.name, args.out, seed=settings.seed, profile=args.profile,
+                                 imbalance=settings.imbalance)
     except FileExistsError as exc:
         print(f"rlbench-med: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

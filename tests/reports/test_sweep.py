@@ -135,7 +135,7 @@ def test_generated_data_is_cached_and_reused(tmp_path: Path, monkeypatch: pytest
 
     calls = []
 
-    def fake_generate(suite, out, *, seed, profile, imbalance):
+    def fake_generate(suite, out, *, seed, profile, imbalance, data_overrides):
         calls.append((suite, seed, profile))
         Path(out, "train.jsonl").write_text("")
         Path(out, "test.jsonl").write_text("")
@@ -176,8 +176,8 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, mon
 
     calls = []
 
-    def fake_generate(suite, out, *, seed, profile, imbalance):
-        calls.append((seed, imbalance))
+    def fake_generate(suite, out, *, seed, profile, imbalance, data_overrides):
+        calls.append((seed, imbalance, data_overrides))
         Path(out, "train.jsonl").write_text("")
         Path(out, "test.jsonl").write_text("")
         return {}
@@ -185,13 +185,14 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, mon
     monkeypatch.setattr(synth, "generate", fake_generate)
     monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: None)
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
-                                               overrides={"data.imbalance": "0", "data.seed": "3"}))
-    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0"
-    assert "seed 3 imbalance 0" in plan.data_note
+                                               overrides={"data.imbalance": "0", "data.seed": "3",
+                                                          "data.min_domain_train": "346"}))
+    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0-min_domain_train=346"
+    assert "seed 3 imbalance 0 min_domain_train=346" in plan.data_note
     sweep.ensure_data(plan)
-    assert calls == [(3, 0.0)]
+    assert calls == [(3, 0.0, {"min_domain_train": 346})]
     saved = plan.data_settings.as_dict()
-    assert saved == {"imbalance": 0.0, "seed": 3}
+    assert saved == {"imbalance": 0.0, "seed": 3, "min_domain_train": 346}
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,8 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, mon
     [
         ({"data.imbalance": "1.5"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
         ({"data.imbalance": "nan"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
-        ({"data.sed": "3"}, None, "unknown key 'sed'.*accepted fields: imbalance, seed"),
+        ({"data.sed": "3"}, None, "unknown key 'sed'.*accepted fields: imbalance, seed.*min_domain_train"),
+        ({"data.min_domain_train": "-2"}, None, "data.min_domain_train: must be positive"),
         ({"data.seed": "2"}, "given", "do not apply to --data"),
         ({"primary_metric": "labels"}, None, "not a metric that scores answers"),
         ({"primary_metric": "f2"}, None, "not a metric that scores answers"),

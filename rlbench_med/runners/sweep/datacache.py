@@ -48,7 +48,7 @@ def ensure_data(plan: Plan) -> Path | None:
     tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
     try:
         synth.generate(plan.suite.name, tmp, seed=plan.data_settings.seed, profile=plan.profile,
-                       imbalance=plan.data_settings.imbalance)
+                       imbalance=plan.data_settings.imbalance, data_overrides=dict(plan.data_settings.sizes))
         if plan.data_dir.exists():
             shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
         os.replace(tmp, plan.data_dir)

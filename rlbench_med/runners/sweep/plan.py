@@ -173,7 +173,8 @@ def build_plan(request: SweepRequest) -> Plan:
     config, sources = resolve_config(runner, profile_run, request.config_file, request.overrides)
     setting_sources = [(f"--config {request.config_file}", read_config_file(request.config_file))] if request.config_file else []
     data_settings, report_settings = resolve_settings(
-        [*setting_sources, ("--set", request.overrides)], suite_primary=suite.primary_metric
+        [*setting_sources, ("--set", request.overrides)], suite_primary=suite.primary_metric,
+        sizes=suite.data_params(request.profile) if suite.data != "none" else None,
     )
 
     algos = list(request.algos or suite.default_algos)
@@ -194,8 +195,9 @@ def build_plan(request: SweepRequest) -> Plan:
         generates_data = True
         data_dir = data_cache_path(suite.name, request.profile, data_settings)
         state = "cached" if data_complete(data_dir) else "will be generated"
+        sizes = "".join(f" {k}={v:g}" for k, v in data_settings.sizes)
         data_note = (f"SynthCLIMB ({suite.data}) profile {request.profile} seed {data_settings.seed} "
-                     f"imbalance {data_settings.imbalance:g} -> {data_dir} ({state})")
+                     f"imbalance {data_settings.imbalance:g}{sizes} -> {data_dir} ({state})")
 
     out = request.out
     if out is None and request.resume:

@@ -33,6 +33,9 @@ class DataSettings:
         "catalogue's own skew (CT:ultrasound 1481:1); the default keeps CT:ultrasound at about 55:1",
     )
     seed: int = knob(0, "seed of the generated data (images, labels, splits); every algorithm and seed share it")
+    sizes: tuple[tuple[str, Any], ...] = knob(
+        (), "overrides of the profile's generator sizes, e.g. data.min_domain_train=346 (sorted (name, value) pairs)"
+    )
 
     def __post_init__(self) -> None:
         if not (isinstance(self.imbalance, (int, float)) and math.isfinite(self.imbalance) and 0 <= self.imbalance <= 1):
@@ -45,14 +48,14 @@ class DataSettings:
         return self == DataSettings()
 
     def cache_suffix(self) -> str:
-        """Part of the data cache folder name: ``seed<seed>`` plus ``-imb<imbalance>`` when not the default."""
+        """Part of the data cache folder name: ``seed<seed>``, then ``-imb<x>`` and ``-<size>=<v>`` when set."""
         suffix = f"seed{self.seed}"
         if self.imbalance != DEFAULT_IMBALANCE:
             suffix += f"-imb{self.imbalance:g}"
-        return suffix
+        return suffix + "".join(f"-{k}={v:g}" for k, v in self.sizes)
 
     def as_dict(self) -> dict[str, Any]:
-        return to_plain_dict(self)
+        return {"imbalance": self.imbalance, "seed": self.seed, **dict(self.sizes)}
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,17 @@ class ReportSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return to_plain_dict(self)
+
+
+def _size(key: str, raw: Any, default: Any) -> Any:
+    kind = float if isinstance(default, float) else int
+    try:
+        value = kind(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"data.{key}: expected {'a number' if kind is float else 'an integer'}, got {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"data.{key}: must be positive, got {raw!r}")
+    return value
 
 
 def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -83,16 +97,34 @@ def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 def resolve_settings(
-    sources: list[tuple[str, Mapping[str, Any]]], *, suite_primary: str
+    sources: list[tuple[str, Mapping[str, Any]]], *, suite_primary: str, sizes: Mapping[str, Any] | None = None
 ) -> tuple[DataSettings, ReportSettings]:
-    """Apply the data and report keys of ``[(what, mapping), ...]`` in order, starting from the suite's primary metric."""
+    """Apply the data and report keys of ``[(what, mapping), ...]`` in order.
+
+    ``sizes`` are the suite profile's generator sizes: ``data.<name>`` for one of them overrides it
+    (converted to the type of the profile's value, which must be positive).
+    """
     from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, METRICS
 
+    sizes = dict(sizes or {})
     data, report = DataSettings(), ReportSettings(primary_metric=suite_primary or "f1_strict")
     for what, values in sources:
         _, d, r = split_settings(values)
-        if d:
-            data = apply_overrides(data, d, what=f"{what} data")
+        size_keys = {k: v for k, v in d.items() if k in sizes and k not in ("imbalance", "seed")}
+        rest = {k: v for k, v in d.items() if k not in size_keys}
+        if "sizes" in rest:  # set one size at a time, by its name
+            raise ConfigError(f"{what} data: unknown key 'sizes'; give data.<size>=value, sizes: {', '.join(sorted(sizes))}")
+        if rest:
+            try:
+                data = apply_overrides(data, rest, what=f"{what} data")
+            except ConfigError as exc:
+                extra = f" or a generator size of this suite: {', '.join(sorted(sizes))}" if sizes else ""
+                raise ConfigError(f"{exc}{extra}") from None
+        if size_keys:
+            merged = dict(data.sizes)
+            for key, raw in size_keys.items():
+                merged[key] = _size(key, raw, sizes[key])
+            data = DataSettings(data.imbalance, data.seed, tuple(sorted(merged.items())))
         if r:
             report = apply_overrides(report, r, what=what)
     metric = report.primary_metric
