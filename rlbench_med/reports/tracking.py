@@ -432,11 +432,11 @@ def _rebuild_floors(client: Any, parent: Any, suite: str, pred_dir: Path, index:
 
 
 def _predictions_for(files: Sequence[Path], label: str, seed: int, algo: str) -> Path | None:
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in label)
-    safe_algo = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in algo)
-    candidates = [f"{safe}-seed{seed}.jsonl"]
+    from rlbench_med.runners.base import run_slug
+
+    candidates = [f"{run_slug(label, seed)}.jsonl"]
     if label.startswith(algo + "@"):
-        candidates.append(f"{safe_algo}-seed{seed}@{label[len(algo) + 1:]}.jsonl")
+        candidates.append(f"{run_slug(algo, seed)}@{label[len(algo) + 1:]}.jsonl")
     for f in files:
         if f.name in candidates:
             return f
