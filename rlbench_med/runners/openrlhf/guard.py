@@ -27,6 +27,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rlbench_med.typed_config import ConfigError
@@ -80,13 +81,27 @@ def _kind(action: argparse.Action) -> str:
     raise ValueError(f"OpenRLHF flag {action.option_strings} uses {type(action).__name__}, unknown to the guard")
 
 
+_TYPES: dict[Any, str | None] = {None: None, int: "int", float: "float", str: "str"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def flag_table(parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
-    """``[{"options", "dest", "kind", "nargs"}, ...]`` of every optional flag of ``parser`` (help excluded)."""
-    return [
-        {"options": list(a.option_strings), "dest": a.dest, "kind": _kind(a), "nargs": a.nargs}
-        for a in parser._actions
-        if a.option_strings and not isinstance(a, argparse._HelpAction)
-    ]
+    """``[{"options", "dest", "kind", "nargs", "type", "default"}, ...]`` of every optional flag of ``parser``.
+
+    ``type`` is the name of the value converter (int, float, str or None); the help flag is left out.
+    """
+    table = []
+    for a in parser._actions:
+        if not a.option_strings or isinstance(a, argparse._HelpAction):
+            continue
+        if a.type not in _TYPES:
+            raise ValueError(f"OpenRLHF flag {a.option_strings} converts with {a.type!r}, unknown to the guard")
+        table.append({"options": list(a.option_strings), "dest": a.dest, "kind": _kind(a), "nargs": a.nargs,
+                      "type": _TYPES[a.type], "default": _plain(a.default)})
+    return table
 
 
 def parser_from_source(path: Path) -> argparse.ArgumentParser:
@@ -121,15 +136,43 @@ def _snapshot() -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(SNAPSHOT.read_text(encoding="utf-8")))
 
 
-def resolving_parser() -> argparse.ArgumentParser:
-    """A parser with OpenRLHF's flags whose result holds only the flags actually given (abbreviations resolved)."""
+def snapshot_parser(*, defaults: bool) -> argparse.ArgumentParser:
+    """OpenRLHF 0.11.2's ``train_ppo_ray`` flags from the snapshot.
+
+    With ``defaults=False`` a parse holds only the flags actually given (abbreviations resolved);
+    with ``defaults=True`` it holds every flag, as OpenRLHF's own parser would (before its checks).
+    """
+    converters = {"int": int, "float": float, "str": str, None: None}
     parser = _Parser(prog="openrlhf_args", add_help=False)
     for entry in _snapshot():
-        kwargs: dict[str, Any] = {"dest": entry["dest"], "default": argparse.SUPPRESS}
+        default = entry["default"]
+        kwargs: dict[str, Any] = {
+            "dest": entry["dest"],
+            "default": (tuple(default) if isinstance(default, list) else default) if defaults else argparse.SUPPRESS,
+        }
         if entry["kind"] == "store":
-            kwargs["nargs"] = entry["nargs"]
+            kwargs.update(nargs=entry["nargs"], type=converters[entry["type"]])
         parser.add_argument(*entry["options"], action=entry["kind"], **kwargs)
     return parser
+
+
+def parse_flags(argv: Sequence[str]) -> Any:
+    """``argv`` parsed with OpenRLHF's flags and defaults, as nested namespaces (``args.actor.num_nodes``).
+
+    Raises :class:`ConfigError` where OpenRLHF's parser would refuse ``argv``.
+    """
+    try:
+        flat = vars(snapshot_parser(defaults=True).parse_args(list(argv)))
+    except _Refused as exc:
+        raise ConfigError(f"OpenRLHF 0.11.2's train_ppo_ray refuses the launch flags: {exc}") from None
+    root = SimpleNamespace()
+    for dest, value in flat.items():
+        node = root
+        *parents, leaf = dest.split(".")
+        for part in parents:
+            node = node.__dict__.setdefault(part, SimpleNamespace())
+        setattr(node, leaf, value)
+    return root
 
 
 def _canonical() -> dict[str, str]:
@@ -156,7 +199,7 @@ def resolve(args: Sequence[str]) -> dict[str, str]:
     missing value (argparse's own message).
     """
     try:
-        named = vars(resolving_parser().parse_args(list(args)))
+        named = vars(snapshot_parser(defaults=False).parse_args(list(args)))
     except _Refused as exc:
         raise ConfigError(f"openrlhf_args: OpenRLHF 0.11.2's train_ppo_ray refuses {' '.join(args)!r}: {exc}") from None
     canonical = _canonical()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -24,12 +25,13 @@ from rlbench_med.runners.openrlhf.flags import (
     LaunchContext,
     LaunchPaths,
     launch_command,
+    openrlhf_flags,
     owned_flag_sources,
     reward_module_path,
     shell_command,
 )
-from rlbench_med.runners.openrlhf.guard import check_user_flags
-from rlbench_med.runners.openrlhf.startup import find_error_line
+from rlbench_med.runners.openrlhf.guard import check_user_flags, parse_flags
+from rlbench_med.runners.openrlhf.startup import find_error_line, require_gpus
 from rlbench_med.typed_config import ConfigError
 
 #: Packages a real run needs (the ``openrlhf`` extra); ``plan``/``check`` need none of them.
@@ -159,6 +161,13 @@ def _require_runtime() -> None:
         )
 
 
+def local_gpus() -> int:
+    """CUDA GPUs PyTorch sees on this machine (what a local Ray started here gets)."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def _domain_names(data: Any, group_by: str) -> tuple[str, ...]:
     if group_by == "domain":
         return tuple(data.domains)
@@ -248,6 +257,10 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         raise ConfigError("model: the openrlhf runner trains a Hugging Face model; --set model=/path/to/model")
     _require_runtime()
     ctx = context(job, resume=resume and (LaunchPaths.for_job(job).ckpt / "_actor").is_dir())
+    if not cfg.ray_address:
+        # The launch would start a local Ray, which gets this machine's GPUs: refuse now rather than
+        # after starting Ray (a joined cluster is checked by the launch itself).
+        require_gpus(parse_flags(openrlhf_flags(ctx)), local_gpus(), f"the launch would start on {socket.gethostname()}")
     paths = ctx.paths
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     exported = export_job_data(job, paths, ctx.vlm)
