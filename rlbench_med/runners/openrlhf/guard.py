@@ -85,7 +85,12 @@ _TYPES: dict[Any, str | None] = {None: None, int: "int", float: "float", str: "s
 
 
 def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    """A default as JSON: a tuple is written ``{"tuple": [...]}`` so it reads back as a tuple, not a list."""
+    return {"tuple": list(value)} if isinstance(value, tuple) else value
+
+
+def _unplain(value: Any) -> Any:
+    return tuple(value["tuple"]) if isinstance(value, dict) and set(value) == {"tuple"} else value
 
 
 def flag_table(parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
@@ -148,7 +153,7 @@ def snapshot_parser(*, defaults: bool) -> argparse.ArgumentParser:
         default = entry["default"]
         kwargs: dict[str, Any] = {
             "dest": entry["dest"],
-            "default": (tuple(default) if isinstance(default, list) else default) if defaults else argparse.SUPPRESS,
+            "default": _unplain(default) if defaults else argparse.SUPPRESS,
         }
         if entry["kind"] == "store":
             kwargs.update(nargs=entry["nargs"], type=converters[entry["type"]])
@@ -214,8 +219,9 @@ def check_user_flags(args: Sequence[str], owned: dict[str, str]) -> None:
     if not args:
         return
     owned_dests = {dest_of(flag): (flag, source) for flag, source in owned.items()}
+    spelled = {arg.split("=", 1)[0] for arg in args}
     for dest, option in resolve(args).items():
-        said = f"openrlhf_args: {option}" + ("" if option in args else " (as OpenRLHF resolves the abbreviation)")
+        said = f"openrlhf_args: {option}" + ("" if option in spelled else " (as OpenRLHF resolves the abbreviation)")
         if dest in owned_dests:
             flag, source = owned_dests[dest]
             raise ConfigError(
