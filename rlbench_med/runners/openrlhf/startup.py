@@ -16,6 +16,7 @@ Training itself (``fit``) and the final save are not bounded: their length depen
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,23 +32,38 @@ class LaunchError(RuntimeError):
 
 
 #: Error texts that mean the code reached a CUDA call on a machine whose PyTorch has no GPU.
-NO_CUDA = ("Torch not compiled with CUDA", "No CUDA GPUs are available", "Found no NVIDIA driver", "CUDA driver")
+NO_CUDA = ("Torch not compiled with CUDA", "No CUDA GPUs are available", "Found no NVIDIA driver", "CUDA driver",
+           "_cuda_setDevice", "_cuda_init")
 #: Longest reason the launch prints (a Ray error can carry a whole remote traceback).
 MAX_REASON = 600
+_ACTOR_TITLE = re.compile(r"ray::([\w.]+)\(")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
+
+
+def _short(path: str) -> str:
+    """``.../site-packages/openrlhf/utils/x.py`` -> ``openrlhf/utils/x.py``."""
+    marker = "site-packages/"
+    return path.split(marker, 1)[1] if marker in path else Path(path).name
 
 
 def error_line(exc: BaseException) -> str:
     """The one line the launch prints last for ``exc`` (the runner finds it by :data:`ERROR_MARK`).
 
-    A Ray task error is reported by the exception raised inside the actor (``cause``) and the
-    actor method; an error at a CUDA call says that this is the GPU boundary.
+    A Ray task error is reported by the actor method that failed, the exception raised inside it
+    (``cause``) and the last frame of OpenRLHF's code and the very last frame of the remote
+    traceback; an error at a CUDA call says that this is the GPU boundary.
     """
     if isinstance(exc, LaunchError):
         text = str(exc)
     else:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException) and cause is not exc:
-            text = f"{getattr(exc, 'function_name', 'a Ray actor')} failed: {type(cause).__name__}: {cause}"
+            title = _ACTOR_TITLE.search(str(exc))
+            frames = _FRAME.findall(str(getattr(exc, "traceback_str", "") or exc))
+            ours = [f for f in frames if "openrlhf/" in f[0] or "rlbench_med/" in f[0]]
+            where = " -> ".join(f"{_short(f[0])}:{f[1]} ({f[2]})" for f in ([ours[-1]] if ours else []) + frames[-1:])
+            text = (f"{title.group(1) if title else 'a Ray actor'} failed: {type(cause).__name__}: {cause}"
+                    + (f" at {where}" if where else ""))
         else:
             text = f"{type(exc).__name__}: {exc}"
         if any(marker in text for marker in NO_CUDA):

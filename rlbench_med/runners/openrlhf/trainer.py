@@ -193,6 +193,8 @@ def make_trainer_class(spec: RunSpec) -> type:
                 settings=settings,
             )
             self.eval_prompts: list[ExportedPrompt] = read_prompts(Path(spec.eval_prompts))
+            print(f"rlbench trainer ready: {len(self.prompts_dataloader.dataset)} prompts, {self.max_steps} steps, "
+                  f"estimator {spec.estimator}", flush=True)
 
         def get_max_steps(self) -> int:
             return self.max_steps

@@ -16,6 +16,7 @@ Method results travel through ``ray.put`` so OpenRLHF's own ``ray.get``/``ray.wa
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class StandInModelGroup:
         return out
 
     def append(self, experience: Any) -> None:
-        self.appended.append(experience)
+        self.appended.append(copy.copy(experience))  # the buffer's split clears experience.index
         self.buffer.append(experience)
 
     def fit(self, kl_ctl: float = 0.0) -> dict[str, float]:
