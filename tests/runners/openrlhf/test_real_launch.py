@@ -101,5 +101,5 @@ def test_a_placement_group_that_cannot_be_placed_times_out_naming_it(tmp_path, t
                                     vllm_num_engines=2, startup_timeout_s=3.0)
     assert code == 1
     reason = last_error(log)
-    assert reason.startswith("waited 3 s for a placement group of 2 bundle(s) {'GPU': 1, 'CPU': 1}"), reason
+    assert reason.startswith("waited 3 s for a placement group of 2 bundle(s) {'CPU': 1.0, 'GPU': 1.0}"), reason
     assert "train_ppo_ray.py:" in reason and "startup_timeout_s" in reason
