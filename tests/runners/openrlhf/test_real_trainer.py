@@ -216,6 +216,7 @@ def test_resume_restores_drpo_release_state_and_continues_identically(tmp_path, 
     # what was restored is the history the checkpoint holds, not a fresh estimator's
     assert not _same(saved["rlbench_estimator_state"], make_estimator("drpo_release").state_dict())
     seen = []
+    (ckpt / "latest").write_text("global_step1")  # the resumed run saved step 2 since
     spy, _, _, _ = build(tmp_path / "a", tiny_model, "drpo_release", monkeypatch, resume=True)
     load = spy.estimator.load_state_dict
     spy.estimator.load_state_dict = lambda state: (seen.append(state), load(state))
