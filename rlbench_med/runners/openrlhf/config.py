@@ -39,7 +39,10 @@ class OpenRLHFConfig:
     n_samples_per_prompt: int = knob(8, "rollouts sampled per prompt (the group size of GRPO/RLOO/DRPO)")
     rollout_batch_size: int = knob(64, "prompts per RL step (OpenRLHF's rollout batch)")
     micro_rollout_batch_size: int = knob(8, "rollouts per GPU in one forward pass while making experience")
-    temperature: float = knob(1.0, "sampling temperature of training rollouts (evaluation and ReMax are greedy)")
+    temperature: float = knob(
+        1.0, "sampling temperature of training rollouts; OpenRLHF also divides the actor's and reference's logits "
+        "by it, so the trained log probs are those of the policy that sampled (evaluation and ReMax are greedy)"
+    )
     top_p: float = knob(1.0, "nucleus sampling of training rollouts")
     max_new_tokens: int = knob(1024, "generation limit per rollout")
     max_len: int = knob(4096, "limit of prompt + response tokens")
@@ -82,6 +85,10 @@ class OpenRLHFConfig:
     ray_address: str = knob(
         "", "Ray cluster to join: '' starts a local Ray, 'auto' joins the cluster of this node, or 'host:port'"
     )
+    startup_timeout_s: float = knob(
+        1800.0, "seconds the launch waits for GPUs to be reserved, actors to start and models to load before it "
+        "fails naming what it waited for (0: no limit); training itself is not limited"
+    )
     # -- evaluation / bookkeeping ---------------------------------------------------------------
     eval_every: int = knob(0, "greedy evaluation on the test split every N steps (0: only at the end)")
     eval_max_samples: int = knob(0, "cap on held-out samples per evaluation (0: all)")
@@ -105,7 +112,7 @@ class OpenRLHFConfig:
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         non_negative = ("max_images_per_prompt", "max_samples", "eval_every", "eval_max_samples", "checkpoint_every",
-                        "kl_coef")
+                        "kl_coef", "startup_timeout_s")
         for name in non_negative:
             value = getattr(self, name)
             if value < 0:

@@ -163,9 +163,9 @@ def reward_module_path() -> Path:
     return Path(__file__).resolve().with_name("reward.py")
 
 
-def owned_flags() -> frozenset[str]:
-    """Flags the table sets; ``openrlhf_args`` may not repeat them."""
-    return frozenset(rule.flag for rule in FLAG_RULES) | {"--train.async_enable", "--eval.dataset"}
+def owned_flag_sources() -> dict[str, str]:
+    """``{flag: the setting it comes from}`` of every flag the table sets; ``openrlhf_args`` may not repeat them."""
+    return {rule.flag: rule.source for rule in FLAG_RULES}
 
 
 def openrlhf_flags(ctx: LaunchContext) -> list[str]:

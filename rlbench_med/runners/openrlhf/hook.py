@@ -6,10 +6,17 @@ that method with :func:`apply_estimator`, so every registry estimator runs uncha
 OpenRLHF's trainer. This module only duck-types ``Experience`` (it imports nothing from OpenRLHF)
 and is tested on real ``openrlhf.trainer.ppo_utils.Experience`` objects.
 
-What is read from each ``Experience`` (``B_e`` rollouts, ``A_e`` action tokens):
+What is read from each ``Experience`` (``B_e`` rollouts, ``A_e`` = its sequence length - 1 positions):
+OpenRLHF's ``action_mask [B_e, A_e]`` spans prompt + response of the right-padded sequences
+(zeros on the prompt, ones on the response, zeros on the padding), so each rollout's response
+starts at a different column. The hook left-aligns every response, so the estimator sees
+``[B, T]`` tensors with ``T`` the longest response of the step (the prompt columns, often most
+of the sequence for a VLM, are never handed to it); advantages and returns are put back at the
+response's columns, zero on the prompt and padding. A response must be one contiguous span
+(single-turn generation; OpenRLHF's multi-turn agents are refused by the runner).
 
 - ``rewards`` [B] <- ``rewards [B_e]``; with kl_mode=reward minus ``kl_coef * sum_t kl_t``.
-- ``response_mask`` [B, T] <- ``action_mask [B_e, A_e]``, right-padded to the longest ``A_e``.
+- ``response_mask`` [B, T] <- ``action_mask``, left-aligned.
 - ``group_ids`` <- ``index // n_samples_per_prompt`` (``index``: the rollout's position in the step).
 - ``domains`` <- the label JSON's ``domain`` (or ``dataset`` with ``group_by="dataset"``).
 - ``token_rewards`` <- R on the last response token - ``kl_coef * kl_t`` (kl_mode=reward only).
@@ -18,11 +25,11 @@ What is read from each ``Experience`` (``B_e`` rollouts, ``A_e`` action tokens):
 - ``ref_logprobs`` <- ``base_action_log_probs`` (kept by OpenRLHF only with ``--algo.kl.use_loss``).
 - ``baseline_rewards`` <- ``info[BASELINE_INFO_KEY]``, the greedy rollout's reward set by our trainer (ReMax).
 
-Token fields are zeroed past each rollout's response (its micro-batch's right padding).
-Rows are put in rollout order (``Experience.index``, the position of the rollout in the step's
-rollout batch, where the ``n`` rollouts of a prompt are consecutive), so a group's reward vector
-has the same order whichever micro-batch split OpenRLHF chose. Advantages and returns are written
-back as float32 (OpenRLHF's dtype for them), sliced to each experience's own action length.
+Token fields are read at the response's columns only, so nothing of the prompt or of a
+micro-batch's padding reaches the estimator. Rows are put in rollout order (``Experience.index``,
+the position of the rollout in the step's rollout batch, where the ``n`` rollouts of a prompt are
+consecutive), so a group's reward vector has the same order whichever micro-batch split OpenRLHF
+chose. Advantages and returns are written back as float32 (OpenRLHF's dtype for them).
 """
 
 from __future__ import annotations
@@ -84,16 +91,64 @@ class HookSettings:
 
 
 @dataclass(frozen=True)
+class ResponseSpans:
+    """Where the responses of one experience sit in its ``action_mask`` ``[B_e, A_e]``.
+
+    ``starts`` ``[B_e]`` is each response's first column, ``counts`` ``[B_e]`` its length.
+    """
+
+    starts: Tensor
+    counts: Tensor
+    width: int
+
+    @classmethod
+    def of(cls, action_mask: Tensor, where: str) -> ResponseSpans:
+        """Find the spans; raises :class:`HookError` when a response is not one contiguous run."""
+        on = action_mask != 0
+        counts = on.sum(dim=1)
+        width = int(on.shape[1])
+        starts = torch.where(counts > 0, on.int().argmax(dim=1), torch.zeros_like(counts))
+        ends = width - on.flip(1).int().argmax(dim=1)
+        broken = (counts > 0) & (ends - starts != counts)
+        if bool(broken.any()):
+            row = int(broken.nonzero()[0, 0])
+            raise HookError(
+                f"{where}: rollout {row}'s action_mask has gaps (several action ranges); the rlbench hook takes "
+                "single-turn responses only, so OpenRLHF's multi-turn agents (--train.agent_func_path) are not supported"
+            )
+        return cls(starts=starts, counts=counts, width=width)
+
+    def positions(self, t: int) -> tuple[Tensor, Tensor]:
+        """``(columns [B_e, t], valid [B_e, t])``: column of the j-th response token, and j < count."""
+        j = torch.arange(t, device=self.starts.device)
+        columns = (self.starts[:, None] + j).clamp(max=max(self.width - 1, 0))
+        return columns, j[None, :] < self.counts[:, None]
+
+    def left_align(self, values: Tensor, t: int) -> Tensor:
+        """``[B_e, A_e]`` -> ``[B_e, t]``: the response tokens first, zeros after."""
+        columns, valid = self.positions(t)
+        return values.gather(1, columns) * valid
+
+    def put_back(self, aligned: Tensor) -> Tensor:
+        """``[B_e, t]`` -> ``[B_e, A_e]`` float32 with ``aligned``'s values at the response columns, zero elsewhere."""
+        columns, valid = self.positions(aligned.shape[1])
+        out = torch.zeros(aligned.shape[0], self.width, dtype=torch.float32, device=aligned.device)
+        rows = torch.arange(aligned.shape[0], device=aligned.device)[:, None].expand_as(columns)
+        out[rows[valid], columns[valid]] = aligned[valid].to(torch.float32)
+        return out
+
+
+@dataclass(frozen=True)
 class BatchLayout:
     """Where each experience's rollouts sit in the advantage inputs.
 
-    ``rows[e][j]`` is the row of rollout ``j`` of experience ``e``; ``lengths[e]`` its action length;
-    ``labels[r]`` the label of row ``r``; ``effective_rewards`` ``[B]`` the rewards handed to the
-    estimator (after KL shaping).
+    ``rows[e][j]`` is the row of rollout ``j`` of experience ``e``; ``spans[e]`` where its
+    responses sit in its action mask; ``labels[r]`` the label of row ``r``; ``effective_rewards``
+    ``[B]`` the rewards handed to the estimator (after KL shaping).
     """
 
     rows: tuple[tuple[int, ...], ...]
-    lengths: tuple[int, ...]
+    spans: tuple[ResponseSpans, ...]
     labels: tuple[PromptLabel, ...]
     effective_rewards: Tensor
 
@@ -103,19 +158,21 @@ def _parse_label(text: str) -> PromptLabel:
     return PromptLabel.from_json(text, where="Experience.labels")
 
 
-def _stack_field(experiences: Sequence[Any], name: str, rows: list[Tensor], mask: Tensor) -> Tensor | None:
-    """``[B, T]`` from per-experience ``[B_e, A_e]`` tensors, zero off ``mask``; None when any lacks it.
+def _stack_field(
+    experiences: Sequence[Any], name: str, rows: list[Tensor], spans: Sequence[ResponseSpans], mask: Tensor
+) -> Tensor | None:
+    """``[B, T]`` from per-experience ``[B_e, A_e]`` tensors, left-aligned; None when any experience lacks it.
 
-    Values past a rollout's response (right padding of its micro-batch) are zeroed, so the inputs do
-    not depend on how OpenRLHF split the step into micro-batches.
+    Only the response columns are read, so the inputs depend neither on the prompt nor on how
+    OpenRLHF split the step into micro-batches.
     """
     parts = [getattr(e, name) for e in experiences]
     if any(p is None for p in parts):
         return None
     out = torch.zeros_like(mask)
-    for r, part in zip(rows, parts):
-        out[r, : part.shape[1]] = part.to(mask.dtype)
-    return out * mask
+    for r, part, span in zip(rows, parts, spans):
+        out[r] = span.left_align(part.to(mask.dtype), mask.shape[1])
+    return out
 
 
 def experiences_to_inputs(
@@ -129,7 +186,7 @@ def experiences_to_inputs(
     if not experiences:
         raise HookError("no experiences: the step produced no rollouts")
     n = settings.n_samples_per_prompt
-    sizes, lengths, indices = [], [], []
+    sizes, spans, indices = [], [], []
     for e_num, exp in enumerate(experiences):
         b = int(exp.rewards.shape[0])
         if exp.index is None or len(exp.index) != b:
@@ -143,7 +200,7 @@ def experiences_to_inputs(
                 f"{len(exp.labels)} labels"
             )
         sizes.append(b)
-        lengths.append(int(exp.action_mask.shape[1]))
+        spans.append(ResponseSpans.of(exp.action_mask, f"experience {e_num}"))
         indices.append([int(i) for i in exp.index])
     total = sum(sizes)
     flat = sorted(i for idx in indices for i in idx)
@@ -154,15 +211,15 @@ def experiences_to_inputs(
 
     device = experiences[0].rewards.device
     reward_dtype = torch.promote_types(experiences[0].rewards.dtype, torch.float32)
-    t = max(lengths)
+    t = max(int(span.counts.max()) if len(span.counts) else 0 for span in spans)
     row_tensors = [torch.tensor(idx, dtype=torch.long, device=device) for idx in indices]
     rewards = torch.zeros(total, dtype=reward_dtype, device=device)
     mask = torch.zeros(total, t, dtype=reward_dtype, device=device)
     labels: list[PromptLabel | None] = [None] * total
     prompts: list[str | None] = [None] * total
-    for exp, rows, idx in zip(experiences, row_tensors, indices):
+    for exp, rows, idx, span in zip(experiences, row_tensors, indices, spans):
         rewards[rows] = exp.rewards.to(reward_dtype)
-        mask[rows, : exp.action_mask.shape[1]] = (exp.action_mask != 0).to(reward_dtype)
+        mask[rows] = span.left_align((exp.action_mask != 0).to(reward_dtype), t)
         for j, r in enumerate(idx):
             labels[r] = _parse_label(exp.labels[j])
             prompts[r] = exp.prompts[j] if len(exp.prompts) == len(idx) else None
@@ -189,14 +246,14 @@ def experiences_to_inputs(
         domain_idx.append(position[name])
     domains = torch.tensor(domain_idx, dtype=torch.long, device=device)
 
-    old_logprobs = _stack_field(experiences, "action_log_probs", row_tensors, mask)
-    ref_logprobs = _stack_field(experiences, "base_action_log_probs", row_tensors, mask)
-    values = _stack_field(experiences, "values", row_tensors, mask)
+    old_logprobs = _stack_field(experiences, "action_log_probs", row_tensors, spans, mask)
+    ref_logprobs = _stack_field(experiences, "base_action_log_probs", row_tensors, spans, mask)
+    values = _stack_field(experiences, "values", row_tensors, spans, mask)
 
     token_rewards = None
     effective = rewards
     if settings.kl_mode == "reward" and settings.kl_coef > 0:
-        kl = _stack_field(experiences, "kl", row_tensors, mask)
+        kl = _stack_field(experiences, "kl", row_tensors, spans, mask)
         if kl is None:
             raise HookError(
                 "kl_mode=reward needs Experience.kl, which OpenRLHF computes only with a reference model and "
@@ -234,7 +291,7 @@ def experiences_to_inputs(
     )
     layout = BatchLayout(
         rows=tuple(tuple(idx) for idx in indices),
-        lengths=tuple(lengths),
+        spans=tuple(spans),
         labels=tuple(label for label in labels if label is not None),
         effective_rewards=effective,
     )
@@ -244,13 +301,14 @@ def experiences_to_inputs(
 def write_back(experiences: Sequence[Any], output: AdvantageOutput, layout: BatchLayout) -> None:
     """Set ``advantages``/``returns`` ``[B_e, A_e]`` (float32) of every experience from ``output``.
 
-    Also sets ``info["return"]`` (the rewards the estimator saw, as OpenRLHF logs it) and drops
-    ``kl`` as OpenRLHF's own advantage step does.
+    Values go back to each response's columns (zero on the prompt and padding). Also sets
+    ``info["return"]`` (the rewards the estimator saw, as OpenRLHF logs it) and drops ``kl`` as
+    OpenRLHF's own advantage step does.
     """
-    for exp, rows, length in zip(experiences, layout.rows, layout.lengths):
+    for exp, rows, span in zip(experiences, layout.rows, layout.spans):
         index = torch.tensor(rows, dtype=torch.long, device=output.advantages.device)
-        exp.advantages = output.advantages[index, :length].to(torch.float32)
-        exp.returns = output.returns[index, :length].to(torch.float32)
+        exp.advantages = span.put_back(output.advantages[index])
+        exp.returns = span.put_back(output.returns[index])
         exp.info["return"] = layout.effective_rewards[index.to(layout.effective_rewards.device)].to(torch.float32)
         exp.kl = None
 

@@ -1,7 +1,8 @@
 """The reward function OpenRLHF calls: give this file's path to ``--reward.remote_url``.
 
 OpenRLHF 0.11.2 loads a ``.py`` reward URL with ``importlib`` inside every vLLM engine and calls
-``reward_func(queries, prompts, labels)`` after each generation: ``queries`` are the decoded
+``reward_func(queries, prompts, labels)`` after each generation, one rollout per call in a worker
+thread (``SingleTurnAgentExecutor._fetch_rewards_via_func``): ``queries`` are the decoded
 prompt + response (special tokens kept), ``prompts`` the chat-templated prompts, ``labels`` the
 ``label`` field of the prompt file (our :class:`~rlbench_med.runners.openrlhf.data.PromptLabel`
 JSON). The score is the suite's own :class:`~rlbench_med.suites.rewards.RewardFunction` on the
@@ -12,6 +13,10 @@ Returned dict: ``rewards`` ``[B]`` (the total), ``scores`` ``[B]`` (the accuracy
 OpenRLHF's dynamic filtering reads) and ``extra_logs`` with one ``[B]`` tensor per component
 (``reward/accuracy``, ``reward/iou``, ``reward/format``, ``reward/length``), which OpenRLHF copies
 into ``Experience.info``.
+
+OpenRLHF logs an exception of ``reward_func`` at info level and leaves that rollout without a
+reward (``agent.py``, ``execute``); the rlbench trainer refuses such a rollout and reports
+:func:`missing_reward_error`, which runs ``reward_func`` again on the same inputs to show the error.
 """
 
 from __future__ import annotations
@@ -86,3 +91,34 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> di
         "scores": column["accuracy"],
         "extra_logs": {f"reward/{name}": column[name] for name in COMPONENTS},
     }
+
+
+class RewardError(RuntimeError):
+    """A rollout came back from OpenRLHF's executor without a reward; the message has the record and the error."""
+
+
+def missing_reward_error(query: str, prompt: str, label: str) -> RewardError:
+    """The error for a rollout without a reward: which sample, and ``reward_func``'s own error on it.
+
+    ``reward_func`` is deterministic in its inputs, so calling it again here on the rollout's
+    query, prompt and label raises what it raised inside the vLLM engine.
+    """
+    try:
+        record = PromptLabel.from_json(label, where="label")
+        sample = f"sample {record.uid} ({record.domain}/{record.dataset})"
+    except ValueError:
+        sample = f"a sample with label {label[:120]!r}"
+    try:
+        out = reward_func([query], [prompt], [label])
+    except Exception as exc:  # the error to report, whatever it is
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        why = (
+            f"reward_func scores it here ({float(out['rewards'][0]):g}), so it failed only inside the vLLM engine's "
+            "process; see that engine's log in the Ray logs"
+        )
+    response = query[len(prompt) :] if query.startswith(prompt) else query[-200:]
+    return RewardError(
+        f"{sample} has no reward: reward_func failed inside OpenRLHF's executor, which would train without it: "
+        f"{why}; response {response[:200]!r}"
+    )

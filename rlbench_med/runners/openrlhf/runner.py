@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -24,10 +25,13 @@ from rlbench_med.runners.openrlhf.flags import (
     LaunchContext,
     LaunchPaths,
     launch_command,
-    owned_flags,
+    openrlhf_flags,
+    owned_flag_sources,
     reward_module_path,
     shell_command,
 )
+from rlbench_med.runners.openrlhf.guard import check_user_flags, parse_flags
+from rlbench_med.runners.openrlhf.startup import find_error_line, require_gpus
 from rlbench_med.typed_config import ConfigError
 
 #: Packages a real run needs (the ``openrlhf`` extra); ``plan``/``check`` need none of them.
@@ -92,14 +96,7 @@ def check(job: Job) -> None:
             f"with a reference model and the KL as a loss (kl_coef={cfg.kl_coef}, kl_mode={cfg.kl_mode}); "
             "set kl_coef > 0 and kl_mode=loss"
         )
-    owned = owned_flags()
-    for item in cfg.openrlhf_args:
-        flag = item.split("=", 1)[0]
-        if flag in owned:
-            raise ConfigError(
-                f"openrlhf_args: {flag} is set by the runner (see the flag table in "
-                "README.md, section Training on a GPU cluster); change the matching config field instead"
-            )
+    check_user_flags(cfg.openrlhf_args, owned_flag_sources())
 
 
 def prepare(jobs: Sequence[Job]) -> None:
@@ -162,6 +159,13 @@ def _require_runtime() -> None:
             'pip install -e ".[openrlhf]" (see README.md, section Training on a GPU cluster); '
             "--dry-run shows the plan without them"
         )
+
+
+def local_gpus() -> int:
+    """CUDA GPUs PyTorch sees on this machine (what a local Ray started here gets)."""
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _domain_names(data: Any, group_by: str) -> tuple[str, ...]:
@@ -253,6 +257,10 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         raise ConfigError("model: the openrlhf runner trains a Hugging Face model; --set model=/path/to/model")
     _require_runtime()
     ctx = context(job, resume=resume and (LaunchPaths.for_job(job).ckpt / "_actor").is_dir())
+    if not cfg.ray_address:
+        # The launch would start a local Ray, which gets this machine's GPUs: refuse now rather than
+        # after starting Ray (a joined cluster is checked by the launch itself).
+        require_gpus(parse_flags(openrlhf_flags(ctx)), local_gpus(), f"the launch would start on {socket.gethostname()}")
     paths = ctx.paths
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     exported = export_job_data(job, paths, ctx.vlm)
@@ -273,6 +281,7 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         max_new_tokens=cfg.max_new_tokens,
         max_len=cfg.max_len,
         ray_address=cfg.ray_address,
+        startup_timeout_s=cfg.startup_timeout_s,
     ).write(paths.spec)
     if not ctx.resume and paths.metrics.exists():  # a fresh start (also when --resume found no checkpoint)
         paths.metrics.unlink()
@@ -283,10 +292,14 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
     with paths.log.open("a", encoding="utf-8") as log:
         log.write(f"$ {shell_command(command)}\n")
         log.flush()
+        log_start = log.tell()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         code = _wait(process, tail, tracker)
     if code != 0:
-        raise RuntimeError(f"{job.algo} seed {job.seed}: the OpenRLHF launch exited with {code}; see {paths.log}")
+        reason = find_error_line(paths.log, log_start)
+        said = f"{reason} (launch exit {code}; log {paths.log})" if reason else (
+            f"the OpenRLHF launch exited with {code}; see {paths.log}")
+        raise RuntimeError(f"{job.algo} seed {job.seed}: {said}")
     if not paths.predictions.is_file():
         raise RuntimeError(
             f"{job.algo} seed {job.seed}: the trainer wrote no predictions ({paths.predictions}); see {paths.log}"

@@ -29,6 +29,7 @@ class RunSpec:
         eval_prompts: the exported test prompts; eval_every: steps between evaluations (0: only at the end).
         max_new_tokens, max_len: generation limits of evaluation and of the ReMax greedy baseline.
         ray_address: the Ray cluster to join ('' starts a local one).
+        startup_timeout_s: bound of every wait before training starts (placement groups, actors, model loading); 0: none.
     """
 
     estimator: str
@@ -44,6 +45,7 @@ class RunSpec:
     max_new_tokens: int
     max_len: int
     ray_address: str = ""
+    startup_timeout_s: float = 1800.0
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
@@ -58,7 +60,9 @@ class RunSpec:
             raise ValueError(f"{where}: not JSON ({exc})") from None
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
-        missing = sorted(n for n in names if n not in data and n != "ray_address")
+        missing = sorted(
+            f.name for f in dataclasses.fields(cls) if f.name not in data and f.default is dataclasses.MISSING
+        )
         if unknown or missing:
             raise ValueError(f"{where}: unknown keys {unknown}, missing keys {missing}; rewrite it with the runner")
         data["domain_names"] = tuple(data["domain_names"])

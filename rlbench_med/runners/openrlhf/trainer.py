@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rlbench_med.runners.openrlhf.data import ExportedPrompt, PromptLabel, read_prompts
 from rlbench_med.runners.openrlhf.hook import BASELINE_INFO_KEY, HookSettings, apply_estimator
-from rlbench_med.runners.openrlhf.reward import COMPONENTS, reward_function
+from rlbench_med.runners.openrlhf.reward import COMPONENTS, missing_reward_error, reward_function
 from rlbench_med.runners.openrlhf.runspec import RunSpec
 
 #: Key of the estimator state in OpenRLHF's checkpoint ``client_states``.
@@ -80,6 +80,17 @@ def append_metrics(path: Path, step: int, metrics: dict[str, float]) -> None:
     with Path(path).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"step": step, "metrics": metrics}, sort_keys=True) + "\n")
         fh.flush()
+
+
+def require_rewards(samples: Sequence[Any], decode: Callable[[Any], str]) -> None:
+    """Raise :class:`~rlbench_med.runners.openrlhf.reward.RewardError` for the first rollout without a reward.
+
+    ``samples`` are OpenRLHF's one-rollout ``Experience`` objects as ``SamplesGenerator`` returns
+    them; ``decode`` turns token ids into the text OpenRLHF's executor gave ``reward_func``.
+    """
+    for sample in samples:
+        if sample.rewards is None:
+            raise missing_reward_error(decode(sample.sequences[0]), sample.prompts[0], sample.labels[0])
 
 
 def make_trainer_class(spec: RunSpec) -> type:
@@ -182,9 +193,15 @@ def make_trainer_class(spec: RunSpec) -> type:
                 settings=settings,
             )
             self.eval_prompts: list[ExportedPrompt] = read_prompts(Path(spec.eval_prompts))
+            print(f"rlbench trainer ready: {len(self.prompts_dataloader.dataset)} prompts, {self.max_steps} steps, "
+                  f"estimator {spec.estimator}", flush=True)
 
         def get_max_steps(self) -> int:
             return self.max_steps
+
+        def _decode(self, ids: Any) -> str:
+            """Token ids -> text as OpenRLHF's executor decodes the query for ``reward_func``."""
+            return self.tokenizer.decode(ids, skip_special_tokens=False)
 
         # -- greedy generation (ReMax baseline and evaluation) ----------------------------------
         def _greedy(self, prompts: Sequence[str], labels: Sequence[str], images: Sequence[Any]) -> list[dict[str, Any]]:
@@ -221,10 +238,8 @@ def make_trainer_class(spec: RunSpec) -> type:
             )
             for g, response in enumerate(responses):
                 if response.get("reward") is None:
-                    raise RuntimeError(
-                        "the greedy baseline response has no reward: reward_func failed in the vLLM engine "
-                        "(see the engine log) or --reward.remote_url is not set"
-                    )
+                    raise missing_reward_error(self._decode(response["observation_tokens"]), response["prompt"],
+                                               response["label"])
                 value = torch.tensor([float(response["reward"])])
                 for sample in rollout_samples[g * n : (g + 1) * n]:
                     sample.info[BASELINE_INFO_KEY] = value
@@ -281,6 +296,7 @@ def make_trainer_class(spec: RunSpec) -> type:
                         if is_exhausted:
                             break
                         continue
+                    require_rewards(rollout_samples, self._decode)
                     if needs_baseline:
                         self._attach_greedy_baselines(rollout_samples)
                     status, global_step = self.train_step(rollout_samples, global_step)

@@ -65,6 +65,7 @@ def fake_launch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     script.write_text(FAKE_TRAINER)
     exit_code = {"value": 0}
     monkeypatch.setattr(runner, "_require_runtime", lambda: None)
+    monkeypatch.setattr(runner, "local_gpus", lambda: 8)  # the default plan's 8 GPUs, colocated
     monkeypatch.setattr(runner, "launch_command",
                         lambda ctx: [sys.executable, str(script), str(ctx.paths.spec), str(exit_code["value"])])
     monkeypatch.setattr(runner, "POLL_S", 0.05)
@@ -154,3 +155,18 @@ def test_trainer_helpers(tmp_path, samples):
     assert split_argv(["--rlbench.spec=t.json"]) == ("t.json", [])
     with pytest.raises(SystemExit, match="missing --rlbench.spec"):
         split_argv(["--x"])
+
+
+def test_a_machine_without_the_gpus_is_refused_before_anything_is_launched(data_dir, tmp_path, monkeypatch):
+    from rlbench_med.runners.openrlhf.startup import LaunchError
+
+    monkeypatch.setattr(runner, "_require_runtime", lambda: None)
+    monkeypatch.setattr(runner, "local_gpus", lambda: 7)
+    job = make_job(data_dir, tmp_path / "out")
+    with pytest.raises(LaunchError, match=r"the plan needs 8 GPU\(s\) \(actor, reference and vLLM engines colocated "
+                                          r"on 8\) but the Ray cluster the launch would start on .* has 7;"):
+        runner.run(job, MemoryTracker(), resume=False)
+    assert not LaunchPaths.for_job(job).log.exists()
+    separate = make_job(data_dir, tmp_path / "out2", colocate=False, gpus_per_node=4, vllm_num_engines=3)
+    with pytest.raises(LaunchError, match=r"needs 11 GPU\(s\) \(4 actor \+ 4 reference \+ 3 vLLM\)"):
+        runner.run(separate, MemoryTracker(), resume=False)

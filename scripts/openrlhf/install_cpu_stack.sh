@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# OpenRLHF 0.11.2 with its pinned stack on a machine without GPUs (CI), into the active Python
+# environment, so the OpenRLHF tests run on OpenRLHF's real code up to its first CUDA call.
+#
+# - the real wheels OpenRLHF pins: vllm 0.29.0 (its import works on CPU), ray 2.55.0,
+#   deepspeed 0.19.6 (selects its CPU accelerator), transformers 5.15.0, and its other requirements;
+# - NOT flash-attn 2.8.3: it ships CUDA builds only. OpenRLHF imports two of its pure-tensor helper
+#   modules at top level (flash_attn.bert_padding, flash_attn.utils.distributed); the local package
+#   scripts/openrlhf/flash_attn_shim provides those five functions (no attention kernel);
+# - the PyTorch already installed is kept (a constraint pins it), and the CUDA torchvision /
+#   torchaudio builds that vLLM pulls in are removed: they fail to import beside a CPU torch.
+#
+# Usage (after `pip install torch==2.13.0 && pip install -e ".[test]"`): bash scripts/openrlhf/install_cpu_stack.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+pip=(python -m pip install -q)
+
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+python -c 'import torch; print(f"torch=={torch.__version__}")' >"$constraints"
+
+"${pip[@]}" --no-deps openrlhf==0.11.2
+# OpenRLHF's own requirements, read from its metadata, less flash-attn and the extras.
+mapfile -t requirements < <(python - <<'PY'
+from importlib.metadata import requires
+for requirement in requires("openrlhf") or []:
+    if "extra ==" not in requirement and not requirement.startswith("flash-attn"):
+        print(requirement)
+PY
+)
+"${pip[@]}" -c "$constraints" "vllm==0.29.0" "${requirements[@]}"
+python -m pip uninstall -y -q torchvision torchaudio
+"${pip[@]}" --no-deps "$here/flash_attn_shim"
+
+python - <<'PY'
+import deepspeed, openrlhf, ray, torch, transformers, vllm
+import openrlhf.cli.train_ppo_ray  # noqa: F401  (imports vLLM, DeepSpeed and the flash_attn shim)
+from transformers.utils import is_flash_attn_2_available
+
+expected = {"vllm": "0.29.0", "ray": "2.55.0", "deepspeed": "0.19.6", "transformers": "5.15.0"}
+found = {"vllm": vllm.__version__, "ray": ray.__version__, "deepspeed": deepspeed.__version__,
+         "transformers": transformers.__version__}
+assert found == expected, f"OpenRLHF's pins were not honoured: {found} != {expected}"
+assert not is_flash_attn_2_available(), "the flash_attn shim must not pass for flash-attn"
+print(f"OpenRLHF CPU stack: openrlhf 0.11.2, torch {torch.__version__}, "
+      + ", ".join(f"{k} {v}" for k, v in found.items()))
+PY
