@@ -4,6 +4,11 @@
 ``token_rewards`` when given, else the outcome reward R_i on the last response token; the
 advantage is the masked whitening of G over the whole batch.
 ``reinforce_pp_baseline``: (R_i - mean_q) on every response token, then masked whitening.
+
+Scale: returns are computed in float64 and whitened with a relative eps (see
+:func:`~rlbench_med.algorithms.group_stats.masked_whiten`), so rewards (and token rewards)
+c * R, c > 0, give the same advantages for every finite float32 input, and c times the returns;
+returns beyond the output dtype's range (a sum of token rewards past float32's max) end at +-max.
 """
 
 from __future__ import annotations
@@ -14,23 +19,24 @@ import torch
 from torch import Tensor
 
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
-from rlbench_med.algorithms.group_stats import broadcast_to_tokens, last_token_rewards, masked_whiten
+from rlbench_med.algorithms.group_stats import broadcast_to_tokens, last_token_rewards, masked_whiten, saturate
 from rlbench_med.algorithms.grpo import grpo_scores
 
 
 def token_level_rewards(inputs: AdvantageInputs) -> Tensor:
-    """``[B, T]`` per-token rewards: ``token_rewards`` (zeroed off the mask) or R_i on the last token."""
-    mask = inputs.mask
+    """``[B, T]`` float64 per-token rewards: ``token_rewards`` (zeroed off the mask) or R_i on the last token."""
+    zero = torch.zeros((), dtype=torch.float64)
     if inputs.token_rewards is not None:
-        return torch.where(mask != 0, inputs.token_rewards.to(mask.dtype), torch.zeros((), dtype=mask.dtype))
-    return last_token_rewards(inputs.rewards, mask)
+        return torch.where(inputs.on_response, inputs.token_rewards.to(torch.float64), zero)
+    return last_token_rewards(inputs.rewards, inputs.mask.to(torch.float64))
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     """``[B, T]`` G_t = r_t + gamma * G_{t+1} (G past the last token is 0), times ``mask``.
 
-    ``rewards`` must already be zero off the mask. gamma = 1 is a reversed cumulative sum; other
-    values run one vectorized step per token position.
+    ``rewards`` must already be zero off the mask; pass float64 rewards for sums that cannot
+    overflow. gamma = 1 is a reversed cumulative sum; other values run one vectorized step per
+    token position.
     """
     if gamma == 1.0:
         return rewards.flip(1).cumsum(1).flip(1) * mask
@@ -60,7 +66,8 @@ class ReinforcePP(Estimator):
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         mask = inputs.mask
         returns = discounted_returns(token_level_rewards(inputs), mask, self.config.gamma)
-        return AdvantageOutput(advantages=masked_whiten(returns, mask), returns=returns)
+        dtype = mask.dtype
+        return AdvantageOutput(advantages=saturate(masked_whiten(returns, mask), dtype), returns=saturate(returns, dtype))
 
 
 @register_estimator("reinforce_pp_baseline")
@@ -73,5 +80,6 @@ class ReinforcePPBaseline(Estimator):
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         centred, _ = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=False, groups=inputs.groups)
         mask = inputs.mask
-        scores = broadcast_to_tokens(centred, mask)
-        return AdvantageOutput(advantages=masked_whiten(scores, mask), returns=scores)
+        scores = broadcast_to_tokens(centred, mask.to(torch.float64))
+        dtype = mask.dtype
+        return AdvantageOutput(advantages=saturate(masked_whiten(scores, mask), dtype), returns=saturate(scores, dtype))

@@ -61,9 +61,10 @@ def test_masked_whiten_matches_a_loop_over_masked_tokens(b: int, t: int, seed: i
     n = len(on)
     mean = sum(on) / n if n else 0.0
     var = sum((v - mean) ** 2 for v in on) / (n - 1) if n > 1 else 0.0
+    magnitude = max((abs(v) for v in on), default=0.0)  # the eps is relative: 1e-8 x max |x|^2
     for i in range(b):
         for j in range(t):
-            expected = (float(x[i, j]) - mean) / math.sqrt(var + 1e-8) if mask[i, j] else 0.0
+            expected = (float(x[i, j]) - mean) / math.sqrt(var + 1e-8 * magnitude**2) if mask[i, j] else 0.0
             assert math.isclose(float(out[i, j]), expected, rel_tol=1e-9, abs_tol=1e-9)
 
 
@@ -71,8 +72,8 @@ def test_masked_whiten_ignores_nan_off_the_mask() -> None:
     x = torch.tensor([[1.0, 2.0, float("nan")], [3.0, float("inf"), 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     out = masked_whiten(x, mask)
-    # masked tokens 1, 2, 3: mean 2, unbiased var 1
-    expected = torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]) / math.sqrt(1 + 1e-8)
+    # masked tokens 1, 2, 3: mean 2, unbiased var 1, max |x| = 3
+    expected = torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]) / math.sqrt(1 + 1e-8 * 3**2)
     torch.testing.assert_close(out, expected)
 
 
