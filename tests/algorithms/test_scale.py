@@ -92,8 +92,9 @@ def scaled_batches(draw: st.DrawFn) -> AdvantageInputs:
 
 
 def assert_matches(actual: torch.Tensor, expected: np.ndarray) -> None:
-    """Within float32 rounding of the float64 result (clamped to float32's range, as documented)."""
-    want = np.clip(expected, -F32_MAX, F32_MAX)
+    """``actual`` is the float64 result clamped to float32's range (as documented) and rounded to
+    float32 (below float32's smallest normal, 1.2e-38, that rounding is coarse: subnormals)."""
+    want = np.clip(expected, -F32_MAX, F32_MAX).astype(np.float32).astype(np.float64)
     got = actual.double().numpy()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max(initial=0.0)))
