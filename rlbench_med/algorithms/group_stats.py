@@ -88,15 +88,17 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = WHITEN_EPS) -> Tensor:
     masked token or none the variance is taken as 0; an all-zero ``x`` gives 0.
     """
     on = mask != 0
-    zero = torch.zeros((), dtype=torch.float64)
-    xm = torch.where(on, x.to(torch.float64), zero)
-    n = on.sum()
-    mean = xm.sum() / n.clamp(min=1)
-    centred = torch.where(on, xm - mean, zero)
-    var = (centred * centred).sum() / (n - 1).clamp(min=1)
-    magnitude = xm.abs().max() if xm.numel() else zero
+    on_values = torch.masked_select(x, on).to(torch.float64)
+    if on_values.numel() == 0:
+        return torch.zeros_like(x)
+    mean = on_values.mean()
+    var = on_values.var() if on_values.numel() > 1 else torch.zeros((), dtype=torch.float64)
+    lo, hi = torch.aminmax(on_values)
+    magnitude = torch.maximum(-lo, hi)
     den = torch.sqrt(var + eps * magnitude * magnitude)
-    return torch.where(den > 0, centred / den, zero).to(x.dtype)
+    if not bool(den > 0):  # every masked value is 0
+        return torch.zeros_like(x)
+    return (x.to(torch.float64) - mean).div_(den).masked_fill_(~on, 0.0).to(x.dtype)
 
 
 def saturate(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -118,10 +120,14 @@ def broadcast_to_tokens(per_rollout: Tensor, mask: Tensor, *, out: Tensor | None
 
 
 def last_token_rewards(rewards: Tensor, mask: Tensor) -> Tensor:
-    """``[B, T]`` with ``rewards[i]`` on the last response token of rollout ``i`` and 0 elsewhere."""
+    """``[B, T]`` with ``rewards[i]`` on the last response token of rollout ``i`` and 0 elsewhere
+    (``mask`` is 0/1, in the dtype of the result)."""
     t = mask.shape[1]
-    positions = torch.arange(1, t + 1, dtype=mask.dtype, device=mask.device)
-    last = (mask * positions).argmax(dim=1)
+    positions = torch.arange(1, t + 1, dtype=torch.float32, device=mask.device)  # exact up to 2^24
+    # 1-based position of the last response token; a rollout without one gets -1 (the last
+    # column), which the final multiplication by the mask zeroes. amax is a plain vectorized
+    # reduction, several times cheaper than argmax.
+    last = (mask.float() * positions).amax(dim=1).long() - 1
     out = torch.zeros_like(mask)
     out[torch.arange(mask.shape[0], device=mask.device), last] = rewards.to(mask.dtype)
     return out * mask

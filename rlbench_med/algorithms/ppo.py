@@ -20,29 +20,24 @@ from torch import Tensor
 
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
 from rlbench_med.algorithms.group_stats import masked_whiten, saturate
-from rlbench_med.algorithms.reinforce import token_level_rewards
+from rlbench_med.algorithms.reinforce import discounted_returns, token_level_rewards
 
 
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """GAE advantages and returns, both ``[B, T]`` float64 and zero off ``mask``.
 
-    ``rewards`` and ``values`` are zeroed off the mask first, so padding never leaks in.
+    ``rewards`` and ``values`` are zeroed off the mask first, so padding never leaks in. The
+    advantage is the (gamma * lambda)-discounted sum of the TD errors delta, so it reuses
+    :func:`discounted_returns` (a cumulative sum for the default gamma = lambda = 1).
     """
-    zero = torch.zeros((), dtype=torch.float64)
     on = mask != 0
-    r = torch.where(on, rewards.to(torch.float64), zero)
-    v = torch.where(on, values.to(torch.float64), zero)
-    b, t_len = r.shape
-    adv = torch.empty_like(r)
-    running = torch.zeros(b, dtype=r.dtype)
-    next_value = torch.zeros(b, dtype=r.dtype)
-    for t in range(t_len - 1, -1, -1):
-        delta = r[:, t] + gamma * next_value - v[:, t]
-        running = delta + gamma * lam * running
-        adv[:, t] = running
-        next_value = v[:, t]
-    adv = adv * on
-    return adv, (adv + v) * on
+    r = torch.where(on, rewards.to(torch.float64), 0.0)
+    v = torch.where(on, values.to(torch.float64), 0.0)
+    next_value = torch.zeros_like(v)
+    next_value[:, :-1] = v[:, 1:]
+    delta = r + gamma * next_value - v
+    adv = discounted_returns(delta, mask, gamma * lam)
+    return adv, (adv + v).mul_(mask)
 
 
 @register_estimator("ppo")

@@ -25,27 +25,28 @@ from rlbench_med.algorithms.grpo import grpo_scores
 
 def token_level_rewards(inputs: AdvantageInputs) -> Tensor:
     """``[B, T]`` float64 per-token rewards: ``token_rewards`` (zeroed off the mask) or R_i on the last token."""
-    zero = torch.zeros((), dtype=torch.float64)
     if inputs.token_rewards is not None:
-        return torch.where(inputs.on_response, inputs.token_rewards.to(torch.float64), zero)
-    return last_token_rewards(inputs.rewards, inputs.mask.to(torch.float64))
+        return torch.where(inputs.on_response, inputs.token_rewards.to(torch.float64), 0.0)
+    # R in the mask's dtype (that of rewards) is exact; widening afterwards is one cheap pass.
+    return last_token_rewards(inputs.rewards, inputs.mask).to(torch.float64)
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     """``[B, T]`` G_t = r_t + gamma * G_{t+1} (G past the last token is 0), times ``mask``.
 
-    ``rewards`` must already be zero off the mask; pass float64 rewards for sums that cannot
-    overflow. gamma = 1 is a reversed cumulative sum; other values run one vectorized step per
-    token position.
+    Runs along every position, so ``rewards`` off the mask count (REINFORCE++ passes them zeroed,
+    GAE its TD errors); pass float64 for sums that cannot overflow. gamma = 1 is a reversed
+    cumulative sum; other values run one vectorized step per token position.
     """
     if gamma == 1.0:
-        return rewards.flip(1).cumsum(1).flip(1) * mask
-    out = torch.empty_like(rewards)
-    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
-    for t in range(rewards.shape[1] - 1, -1, -1):
-        running = rewards[:, t] + gamma * running
-        out[:, t] = running
-    return out * mask
+        out = rewards.flip(1).cumsum(1).flip(1)
+    else:
+        out = torch.empty_like(rewards)
+        running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
+        for t in range(rewards.shape[1] - 1, -1, -1):
+            running = rewards[:, t] + gamma * running
+            out[:, t] = running
+    return out.mul_(mask)
 
 
 @register_estimator("reinforce_pp")
@@ -66,8 +67,8 @@ class ReinforcePP(Estimator):
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         mask = inputs.mask
         returns = discounted_returns(token_level_rewards(inputs), mask, self.config.gamma)
-        dtype = mask.dtype
-        return AdvantageOutput(advantages=saturate(masked_whiten(returns, mask), dtype), returns=saturate(returns, dtype))
+        # whitened values are bounded (by sqrt of the token count), so a plain cast is safe
+        return AdvantageOutput(advantages=masked_whiten(returns, mask).to(mask.dtype), returns=saturate(returns, mask.dtype))
 
 
 @register_estimator("reinforce_pp_baseline")
@@ -80,6 +81,5 @@ class ReinforcePPBaseline(Estimator):
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         centred, _ = grpo_scores(inputs.rewards, inputs.group_ids, std_norm=False, groups=inputs.groups)
         mask = inputs.mask
-        scores = broadcast_to_tokens(centred, mask.to(torch.float64))
-        dtype = mask.dtype
-        return AdvantageOutput(advantages=saturate(masked_whiten(scores, mask), dtype), returns=saturate(scores, dtype))
+        scores = centred[:, None] * mask  # [B, T] float64: R - mean_q on response tokens
+        return AdvantageOutput(advantages=masked_whiten(scores, mask).to(mask.dtype), returns=broadcast_to_tokens(centred, mask))

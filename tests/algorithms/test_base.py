@@ -180,6 +180,15 @@ def test_a_non_finite_input_is_refused_naming_the_field_and_its_first_bad_index(
         AdvantageInputs(**fields)
 
 
+@pytest.mark.parametrize("field", FLOAT_INPUTS)
+def test_finite_inputs_whose_sum_overflows_are_accepted(field: str) -> None:
+    big = torch.finfo(torch.float32).max
+    fields = {k: getattr(full_inputs(batch([[1.0, 0.0]], t_len=2)), k) for k in AdvantageInputs.__dataclass_fields__}
+    fields[field] = torch.full((2,) if field in ("rewards", "baseline_rewards") else (2, 2), big)
+    assert bool(torch.isinf(fields[field].sum()))
+    AdvantageInputs(**fields)
+
+
 @pytest.mark.parametrize(("name", "field"), [("ppo", "values"), ("ppo", "token_rewards"), ("reinforce_pp", "token_rewards"),
                                              ("remax", "baseline_rewards"), ("drpo", "old_logprobs")])
 def test_nan_in_an_input_an_estimator_reads_never_reaches_it(name: str, field: str) -> None:
