@@ -3,8 +3,7 @@
 M is the reward magnitude: the largest |R| the statistics of step 3 are taken over (the batch,
 or ``drpo_release``'s history), 1 if every such reward is 0. Every eps is the published one in
 units of M: eps M for quantities in reward units, eps u for those in the units of s, u = 1 / M^2
-(1 / M without clustering, where T_c = 1).
-For rollout i of question q in domain g:
+(1 / M without clustering, where T_c = 1). For rollout i of question q in domain g:
 
 1. A^_i = GRPO advantage (R_i - mean_q) / (std_q + eps M_q), M_q = max_{j in q} |R_j| (see
    :mod:`rlbench_med.algorithms.grpo`).
@@ -19,11 +18,11 @@ For rollout i of question q in domain g:
 5. A_i = s_i / (std of s over the batch + eps u), broadcast to the response tokens.
 
 Scale: rewards c * R (c > 0) give the same advantages for every finite float32 R, since s
-scales as 1 / c^2 (1 / c) and every eps term with it; with rewards of magnitude 1 the numbers are the
-published ones. (The published eps is absolute, so there T_g and T_c sit at their floor for
-rewards below about 1e-6 and step 5 shrinks A toward 0 for rewards above about 1e2.) Statistics
-are float64: s spans about 1e-77 .. 1e90 for float32 rewards. ``T_g`` in the diagnostics and
-``drpo/kl_tau`` scale with c and u.
+scales as 1 / c^2 (1 / c without clustering) and every eps term with it; with rewards of
+magnitude 1 the numbers are the published ones. (The published eps is absolute, so there T_g
+and T_c sit at their floor for rewards below about 1e-6, and step 5 shrinks A toward 0 for
+rewards above about 1e2.) Statistics are float64, which holds s for any float32 rewards (about
+1e-77 .. 1e103). The diagnostics ``drpo/<g>/T_g`` and ``drpo/kl_tau`` scale with c and u.
 
 Diagnostics per domain g present in the batch: ``drpo/<g>/k`` (chosen k), ``drpo/<g>/T_g`` and
 ``drpo/<g>/scale`` = sum |A_i| / sum |A^_i| over g's rollouts (0 when all A^_i are 0); with

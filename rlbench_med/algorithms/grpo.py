@@ -55,7 +55,7 @@ class GRPO(Estimator):
             if not self.eps > 0:
                 raise ValueError(f"eps must be > 0, got {self.eps}")
 
-    description = "GRPO: (R - group mean) / (group std + eps * group max |R|) on every response token; std_norm=false gives Dr. GRPO"
+    description = "GRPO: (R - group mean) / (group std + relative eps) on every response token; std_norm=false gives Dr. GRPO"
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
