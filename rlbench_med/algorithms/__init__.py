@@ -5,6 +5,7 @@
 
 from rlbench_med.algorithms.base import (
     ESTIMATORS,
+    FLOAT_INPUTS,
     OPTIONAL_INPUTS,
     AdvantageInputs,
     AdvantageOutput,
@@ -37,6 +38,7 @@ def list_algorithms() -> list[tuple[str, str]]:
 __all__ = [
     "DRPO",
     "ESTIMATORS",
+    "FLOAT_INPUTS",
     "GRPO",
     "OPTIONAL_INPUTS",
     "PPO",

@@ -11,6 +11,7 @@ Shapes: ``B`` rollouts (prompts x rollouts per prompt, in any order), ``T`` resp
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,9 @@ from rlbench_med.typed_config import apply_overrides, field_names, parse_spec
 
 #: The optional inputs an estimator may declare in ``requires``.
 OPTIONAL_INPUTS = ("token_rewards", "values", "baseline_rewards", "old_logprobs", "ref_logprobs")
+#: The float inputs checked for NaN/inf on construction (``[B]`` ones everywhere, ``[B, T]`` ones on
+#: response tokens).
+FLOAT_INPUTS = ("rewards", *OPTIONAL_INPUTS)
 
 
 class InputError(ValueError):
@@ -46,7 +50,9 @@ class AdvantageInputs:
         old_logprobs: ``[B, T]`` log-probabilities under the sampling policy (DRPO KL damping).
         ref_logprobs: ``[B, T]`` log-probabilities under the reference policy.
 
-    Shapes, dtypes, finite rewards and the domain index range are checked on construction.
+    Checked once, on construction: shapes, dtypes, the domain index range, and that every float
+    input is finite (``rewards`` and ``baseline_rewards`` everywhere, the ``[B, T]`` inputs on
+    response tokens; entries off ``response_mask`` are padding and may hold anything).
     """
 
     rewards: Tensor
@@ -77,9 +83,6 @@ class AdvantageInputs:
                 raise InputError(f"{name} must be a [B] tensor with B={b}, got shape {tuple(ids.shape)}")
             if ids.dtype not in (torch.int64, torch.int32):
                 raise InputError(f"{name} must be an int64 tensor, got {ids.dtype}")
-        if b and not bool(torch.isfinite(self.rewards).all()):
-            bad = int(torch.nonzero(~torch.isfinite(self.rewards))[0, 0])
-            raise InputError(f"rewards[{bad}] is {float(self.rewards[bad])}; rewards must be finite")
         if b:
             lo, hi = int(self.domains.min()), int(self.domains.max())
             if lo < 0 or hi >= len(self.domain_names):
@@ -94,6 +97,31 @@ class AdvantageInputs:
                 raise InputError(f"{name} must have the shape of response_mask {shape_2d}, got {tuple(value.shape)}")
         if self.baseline_rewards is not None and tuple(self.baseline_rewards.shape) != (b,):
             raise InputError(f"baseline_rewards must be a [B] tensor with B={b}, got {tuple(self.baseline_rewards.shape)}")
+        for name in FLOAT_INPUTS:
+            value = getattr(self, name)
+            if value is not None:
+                self._check_finite(name, value)
+
+    def _check_finite(self, name: str, value: Tensor) -> None:
+        """Raise :class:`InputError` at the first NaN/inf of ``value``: anywhere in a ``[B]`` input,
+        on response tokens in a ``[B, T]`` one."""
+        # NaN and inf propagate through addition, so a finite sum proves every element finite at
+        # the cost of one sum; the elementwise check runs only for a bad value or a sum past the
+        # dtype's range.
+        if math.isfinite(float(value.sum())):
+            return
+        bad = ~torch.isfinite(value)
+        per_token = value.dim() == 2
+        if per_token:
+            bad &= self.on_response
+        if not bool(bad.any()):
+            return
+        where = tuple(int(i) for i in torch.nonzero(bad)[0])
+        index = ", ".join(map(str, where))
+        rule = "must be finite wherever response_mask is set" if per_token else "must be finite"
+        raise InputError(
+            f"{name}[{index}] is {float(value[where])}; {name} {rule} (fix what produced it, or drop the rollout)"
+        )
 
     @cached_property
     def on_response(self) -> Tensor:
@@ -263,10 +291,14 @@ def config_fields(name: str) -> list[str]:
 
 
 def _to_device(inputs: AdvantageInputs, device: torch.device) -> AdvantageInputs:
-    """Copy of ``inputs`` with every tensor field moved to ``device``."""
-    moved = {
-        f.name: (value.to(device) if isinstance(value, torch.Tensor) else value)
-        for f in dataclasses.fields(inputs)
-        for value in [getattr(inputs, f.name)]
-    }
-    return AdvantageInputs(**moved)
+    """Copy of ``inputs`` with every tensor field moved to ``device``.
+
+    ``inputs`` passed the checks of :class:`AdvantageInputs` when it was built, and moving tensors
+    keeps their values, so the copy is assembled field by field (as the frozen dataclass's own
+    ``__init__`` does) instead of checking every element a second time.
+    """
+    moved = object.__new__(AdvantageInputs)
+    for f in dataclasses.fields(inputs):
+        value = getattr(inputs, f.name)
+        object.__setattr__(moved, f.name, value.to(device) if isinstance(value, torch.Tensor) else value)
+    return moved

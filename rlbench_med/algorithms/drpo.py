@@ -1,16 +1,28 @@
 """DRPO, Domain-aware Relative Policy Optimization (QoQ-Med, arXiv 2506.00711, Sec. 3.3 and App. B).
 
-For rollout i of question q in domain g:
+M is the reward magnitude: the largest |R| the statistics of step 3 are taken over (the batch,
+or ``drpo_release``'s history), 1 if every such reward is 0. Every eps is the published one in
+units of M: eps M for quantities in reward units, eps u for those in the units of s, u = 1 / M^2
+(1 / M without clustering, where T_c = 1). For rollout i of question q in domain g:
 
-1. A^_i = GRPO advantage (R_i - mean_q) / (std_q + eps).
+1. A^_i = GRPO advantage (R_i - mean_q) / (std_q + eps M_q), M_q = max_{j in q} |R_j| (see
+   :mod:`rlbench_med.algorithms.grpo`).
 2. Each question's reward vector v_q (its n rollout rewards, in batch order) is clustered per
    domain with K-means; k by the elbow rule (see :mod:`rlbench_med.algorithms.kmeans`).
-3. T_g = max(sqrt(N_g) mu_g, eps) and T_c = max(sqrt(N_c) mu_c, eps), with N the number of
+3. T_g = max(sqrt(N_g) mu_g, eps M) and T_c = max(sqrt(N_c) mu_c, eps M), with N the number of
    questions and mu the mean reward of the domain / cluster; s_i = A^_i / (T_g T_c), so rarer
    and harder (lower-reward) domains and clusters get more weight.
 4. KL-aware damping (optional): KL_i = sum_t clamp(exp(ref - old) - (ref - old) - 1, -c, c) over
-   response tokens, z_i = |s_i| KL_i, tau = max(q-quantile of z, eps), s_i <- s_i tau / (z_i + tau).
-5. A_i = s_i / (std of s over the batch + eps), broadcast to the response tokens.
+   response tokens, z_i = |s_i| KL_i, tau = max(q-quantile of z, eps u),
+   s_i <- s_i tau / (z_i + tau).
+5. A_i = s_i / (std of s over the batch + eps u), broadcast to the response tokens.
+
+Scale: rewards c * R (c > 0) give the same advantages for every finite float32 R, since s
+scales as 1 / c^2 (1 / c without clustering) and every eps term with it; with rewards of
+magnitude 1 the numbers are the published ones. (The published eps is absolute, so there T_g
+and T_c sit at their floor for rewards below about 1e-6, and step 5 shrinks A toward 0 for
+rewards above about 1e2.) Statistics are float64, which holds s for any float32 rewards (about
+1e-77 .. 1e103). The diagnostics ``drpo/<g>/T_g`` and ``drpo/kl_tau`` scale with c and u.
 
 Diagnostics per domain g present in the batch: ``drpo/<g>/k`` (chosen k), ``drpo/<g>/T_g`` and
 ``drpo/<g>/scale`` = sum |A_i| / sum |A^_i| over g's rollouts (0 when all A^_i are 0); with
@@ -21,7 +33,7 @@ T_c = 1; no damping) and ``drpo_release``, the published code's semantics: the s
 step 3 come from each domain's accumulated *history* of question vectors across steps (this
 estimator is stateful), N_g is the history size, and the domain mean is
 mu_g = sum_c (mu_c / N_c) / sum_c (1 / N_c) over the domain's clusters. Unlike the published
-code, T_c is clamped at eps there too (the published code divides by zero when a cluster's mean
+code, T_c is floored there too (the published code divides by zero when a cluster's mean
 reward is 0).
 """
 
@@ -51,7 +63,9 @@ class DRPOConfig:
     tol: float = 0.1
     """Elbow rule: k is the first k >= 2 whose inertia drop is below tol x the previous drop."""
     eps: float = EPS
-    """Floor of T_g and T_c, added to the group std and to the final batch std."""
+    """In units of the reward magnitude M: floor of T_g and T_c (eps M), added to the group std
+    (eps x the group's max |R|), floor of tau and added to the final batch std (eps u, u = 1 / M^2
+    or 1 / M without clusters; see the module docstring)."""
     clusters: bool = True
     """Cluster questions within each domain (false: T_c = 1, the domain-only ablation; with history
     the domain mean is then the plain mean reward of the history)."""
@@ -177,6 +191,13 @@ def linear_quantile(x: np.ndarray, q: float) -> float:
     return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
 
 
+def reward_magnitude(rewards: np.ndarray) -> float:
+    """M = max |R| over ``rewards``, or 1 when they are all 0 (every advantage is then 0, and M
+    only has to be positive)."""
+    top = float(np.abs(rewards).max()) if rewards.size else 0.0
+    return top if top > 0 else 1.0
+
+
 def _k3(x: float) -> float:
     """The k3 KL estimate of one token, exp(x) - x - 1, in float64 (inf where exp overflows)."""
     return math.expm1(x) - x if x < 700.0 else math.inf
@@ -184,11 +205,18 @@ def _k3(x: float) -> float:
 
 @dataclass(frozen=True)
 class _Scales:
-    """Per-domain and per-cluster temperatures (indexed by domain id / cluster id)."""
+    """Per-domain and per-cluster temperatures (indexed by domain id / cluster id), and the reward
+    magnitude M they were computed at (their floor is eps M)."""
 
     t_domain: np.ndarray
     t_cluster: np.ndarray | None
     k: dict[int, int]
+    magnitude: float
+
+    @property
+    def s_unit(self) -> float:
+        """u, the unit of s = A^ / (T_g T_c): 1 / M per temperature (T_c = 1 without clusters)."""
+        return self.magnitude ** -(1 if self.t_cluster is None else 2)
 
 
 @register_estimator("drpo")
@@ -222,6 +250,7 @@ class DRPO(Estimator):
         else:
             scales, q_cluster = self._batch_scales(vectors, q_domain, stats.mean.numpy(), q_count, len(inputs.domain_names))
             names = list(inputs.domain_names)
+        s_eps = cfg.eps * scales.s_unit
 
         # Per-rollout arithmetic on [B] arrays runs in numpy (lower per-call overhead than torch).
         rollout_q = stats.index.numpy()
@@ -235,11 +264,11 @@ class DRPO(Estimator):
         out = torch.empty_like(mask)  # the advantages; scratch space of the KL before that
         if cfg.kl_damping:
             z = np.abs(s) * self._sequence_kl(inputs, out)
-            tau = max(linear_quantile(z, cfg.kl_quantile), cfg.eps)
+            tau = max(linear_quantile(z, cfg.kl_quantile), s_eps)
             s = s * (tau / (z + tau))
             diagnostics["drpo/kl_tau"] = tau
         std = float(s.std(ddof=1)) if s.shape[0] > 1 else 0.0
-        adv = s / (std + cfg.eps)
+        adv = s / (std + s_eps)
         broadcast_to_tokens(torch.from_numpy(adv), mask, out=out)
 
         # scale: how much DRPO multiplies the domain's GRPO advantages, sum |A| / sum |A^|.
@@ -276,14 +305,13 @@ class DRPO(Estimator):
             plain = diff.sum(dim=1, dtype=torch.float64)
             kl = diff.expm1_().sum(dim=1, dtype=torch.float64).sub_(plain)
         else:
-            # A token at the clamp, or a non-finite value (possibly off the mask, where it is allowed).
-            diff = torch.where(inputs.on_response, ref - old, torch.zeros((), dtype=ref.dtype))
-            kl = torch.expm1(diff).sub_(diff).clamp_(max=clamp).sum(dim=1, dtype=torch.float64)
-            if not bool(torch.isfinite(kl).all()):
-                bad = int(torch.nonzero(~torch.isfinite(kl))[0, 0])
-                raise InputError(
-                    f"old_logprobs / ref_logprobs of rollout {bad} hold NaN on response tokens; both must be finite there"
-                )
+            # A token at the clamp, a difference past the input dtype's range, or non-finite
+            # padding (allowed off the mask). k3(x) >= c once |x| >= c + 1 (e^x - x - 1 >= -x - 1
+            # below 0, >= x^2 / 2 above), so bounding x there changes no clamped value and keeps
+            # exp and the subtraction finite; the inputs are finite on the mask (AdvantageInputs).
+            zero = torch.zeros((), dtype=torch.float64)
+            diff = torch.where(inputs.on_response, ref.double() - old.double(), zero).clamp_(-clamp - 1, clamp + 1)
+            kl = torch.expm1(diff).sub_(diff).clamp_(max=clamp).sum(dim=1)
         return kl.numpy()
 
     def _cluster(self, rows: np.ndarray, row_domain: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
@@ -295,25 +323,26 @@ class DRPO(Estimator):
         self, vectors: np.ndarray, q_domain: np.ndarray, q_mean: np.ndarray, q_count: np.ndarray, n_ids: int
     ) -> tuple[_Scales, np.ndarray]:
         """Temperatures from the questions of this batch: N_g, mu_g over the domain's rollouts."""
-        eps = self.config.eps
+        magnitude = reward_magnitude(vectors)
+        floor = self.config.eps * magnitude
         n_g = np.bincount(q_domain, minlength=n_ids).astype(np.float64)
         dom_reward = np.bincount(q_domain, weights=q_mean * q_count, minlength=n_ids)
         mu_g = dom_reward / np.maximum(np.bincount(q_domain, weights=q_count, minlength=n_ids), 1)
-        t_domain = np.maximum(np.sqrt(n_g) * mu_g, eps)
+        t_domain = np.maximum(np.sqrt(n_g) * mu_g, floor)
         if not self.config.clusters:
-            return _Scales(t_domain=t_domain, t_cluster=None, k={}), np.zeros_like(q_domain)
+            return _Scales(t_domain=t_domain, t_cluster=None, k={}, magnitude=magnitude), np.zeros_like(q_domain)
         labels, ks = self._cluster(vectors, q_domain, np.ones(q_domain.shape[0]))
-        t_cluster = self._cluster_temperatures(labels, np.ones(q_domain.shape[0]), q_mean, n_ids)[0]
-        return _Scales(t_domain=t_domain, t_cluster=t_cluster, k=ks), labels
+        t_cluster = self._cluster_temperatures(labels, np.ones(q_domain.shape[0]), q_mean, n_ids, floor)[0]
+        return _Scales(t_domain=t_domain, t_cluster=t_cluster, k=ks, magnitude=magnitude), labels
 
     def _cluster_temperatures(
-        self, labels: np.ndarray, weights: np.ndarray, row_mean: np.ndarray, n_ids: int
+        self, labels: np.ndarray, weights: np.ndarray, row_mean: np.ndarray, n_ids: int, floor: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """T_c = max(sqrt(N_c) mu_c, eps) per cluster id, with N_c and mu_c."""
+        """T_c = max(sqrt(N_c) mu_c, floor) per cluster id, with N_c and mu_c."""
         size = n_ids * self.config.k_max
         n_c = np.bincount(labels, weights=weights, minlength=size)
         mu_c = np.bincount(labels, weights=weights * row_mean, minlength=size) / np.maximum(n_c, 1e-300)
-        return np.maximum(np.sqrt(n_c) * mu_c, self.config.eps), n_c, mu_c
+        return np.maximum(np.sqrt(n_c) * mu_c, floor), n_c, mu_c
 
     # -- drpo_release: history across steps ------------------------------------------------------
     def _reset_history(self) -> None:
@@ -368,11 +397,13 @@ class DRPO(Estimator):
         weights = np.concatenate([old_w, np.ones(g)])
         n_ids = len(self._domain_names)
         n_g = np.bincount(row_dom, weights=weights, minlength=n_ids)
+        magnitude = reward_magnitude(rows)
+        floor = cfg.eps * magnitude
 
         if cfg.clusters:
             labels, ks = self._cluster(rows, row_dom, weights)
             row_mean = rows.mean(axis=1)
-            t_c, n_c, mu_c = self._cluster_temperatures(labels, weights, row_mean, n_ids)
+            t_c, n_c, mu_c = self._cluster_temperatures(labels, weights, row_mean, n_ids, floor)
             occupied = n_c > 0
             inv_n = np.where(occupied, 1.0 / np.maximum(n_c, 1e-300), 0.0)
             mu_g = (mu_c * inv_n).reshape(n_ids, cfg.k_max).sum(1) / np.maximum(inv_n.reshape(n_ids, cfg.k_max).sum(1), 1e-300)
@@ -380,10 +411,10 @@ class DRPO(Estimator):
         else:
             t_c, ks, q_cluster = None, {}, np.zeros(g, dtype=np.int64)
             mu_g = np.bincount(row_dom, weights=weights * rows.mean(axis=1), minlength=n_ids) / np.maximum(n_g, 1e-300)
-        t_domain = np.maximum(np.sqrt(n_g) * mu_g, cfg.eps)
+        t_domain = np.maximum(np.sqrt(n_g) * mu_g, floor)
 
         self._store_history(rows, row_dom, weights, np.concatenate([old_steps, np.full(g, self._step)]))
-        return q_domain, _Scales(t_domain=t_domain, t_cluster=t_c, k=ks), q_cluster
+        return q_domain, _Scales(t_domain=t_domain, t_cluster=t_c, k=ks, magnitude=magnitude), q_cluster
 
     def _store_history(self, rows: np.ndarray, row_dom: np.ndarray, weights: np.ndarray, steps: np.ndarray) -> None:
         """Keep the history compact: identical (step, domain, vector) rows are merged with summed weights.

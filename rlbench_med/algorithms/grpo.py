@@ -1,7 +1,13 @@
 """GRPO (Shao et al. 2024, arXiv 2402.03300) and Dr. GRPO (Liu et al. 2025, arXiv 2503.20783).
 
-A_i = (R_i - mean_q) / (std_q + eps), std unbiased, broadcast to every response token;
-``std_norm=false`` drops the division (Dr. GRPO): A_i = R_i - mean_q.
+A_i = (R_i - mean_q) / (std_q + eps * M_q), std unbiased, M_q = max_{j in q} |R_j|, broadcast to
+every response token; ``std_norm=false`` drops the division (Dr. GRPO): A_i = R_i - mean_q.
+
+Scale: computed in float64. GRPO is invariant to the reward scale: rewards c * R (c > 0) give
+the same advantages for every finite float32 R, since eps is relative to the group's magnitude
+M_q (the published eps is absolute, so there A shrinks for rewards below about 1e-6 and groups
+of near-equal rewards amplify their rounding). Dr. GRPO scales with c; values beyond the output
+dtype's range (possible only for a group spanning more than float32's max) end at +-max.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
-from rlbench_med.algorithms.group_stats import EPS, GroupStats, broadcast_to_tokens, group_stats
+from rlbench_med.algorithms.group_stats import EPS, GroupStats, broadcast_to_tokens, group_stats, normalise
 
 
 def grpo_scores(
@@ -24,12 +30,13 @@ def grpo_scores(
 ) -> tuple[Tensor, GroupStats]:
     """Per-rollout GRPO advantage ``[B]`` (float64) and the group statistics it used.
 
-    Groups whose rewards are all equal get 0 (their std is exactly 0, so 0 / eps).
+    Groups whose rewards are all equal get 0 (their std is exactly 0, so 0 / (eps * M_q), or
+    0 / 0 taken as 0 when the rewards are all 0).
     """
     stats = group_stats(rewards, group_ids, groups=groups)
     centred = rewards.to(stats.mean.dtype) - stats.mean[stats.index]
     if std_norm:
-        centred = centred / (stats.std[stats.index] + eps)
+        centred = normalise(centred, stats.std[stats.index], stats.abs_max[stats.index], eps)
     return centred, stats
 
 
@@ -42,13 +49,13 @@ class GRPO(Estimator):
         std_norm: bool = True
         """Divide by the group's unbiased std + eps (false gives Dr. GRPO: R_i - mean_q)."""
         eps: float = EPS
-        """Added to the group std before dividing."""
+        """Relative floor of the group std: divide by std_q + eps * max_{j in q} |R_j|."""
 
         def __post_init__(self) -> None:
             if not self.eps > 0:
                 raise ValueError(f"eps must be > 0, got {self.eps}")
 
-    description = "GRPO: (R - group mean) / (group std + eps) on every response token; std_norm=false gives Dr. GRPO"
+    description = "GRPO: (R - group mean) / (group std + relative eps) on every response token; std_norm=false gives Dr. GRPO"
     min_group_size = 2
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:

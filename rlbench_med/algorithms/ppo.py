@@ -4,6 +4,11 @@ delta_t = r_t + gamma * V_{t+1} - V_t (V past the last response token is 0),
 A_t = delta_t + gamma * lambda * A_{t+1}; returns = A + V (the critic's target); the advantage
 is then whitened over the masked tokens of the batch. r is ``token_rewards`` when given, else the
 outcome reward R_i on the last response token.
+
+Scale: computed in float64 and whitened with a relative eps, so scaling rewards (and token
+rewards) and values together by c > 0 leaves the whitened advantages unchanged and scales the
+unwhitened ones and the returns by c, for every finite float32 input; values beyond the output
+dtype's range (sums past float32's max) end at +-max.
 """
 
 from __future__ import annotations
@@ -14,30 +19,25 @@ import torch
 from torch import Tensor
 
 from rlbench_med.algorithms.base import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
-from rlbench_med.algorithms.group_stats import masked_whiten
-from rlbench_med.algorithms.reinforce import token_level_rewards
+from rlbench_med.algorithms.group_stats import masked_whiten, saturate
+from rlbench_med.algorithms.reinforce import discounted_returns, token_level_rewards
 
 
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
-    """GAE advantages and returns, both ``[B, T]`` and zero off ``mask``.
+    """GAE advantages and returns, both ``[B, T]`` float64 and zero off ``mask``.
 
-    ``rewards`` and ``values`` are zeroed off the mask first, so padding never leaks in.
+    ``rewards`` and ``values`` are zeroed off the mask first, so padding never leaks in. The
+    advantage is the (gamma * lambda)-discounted sum of the TD errors delta, so it reuses
+    :func:`discounted_returns` (a cumulative sum for the default gamma = lambda = 1).
     """
-    zero = torch.zeros((), dtype=mask.dtype)
     on = mask != 0
-    r = torch.where(on, rewards.to(mask.dtype), zero)
-    v = torch.where(on, values.to(mask.dtype), zero)
-    b, t_len = r.shape
-    adv = torch.empty_like(r)
-    running = torch.zeros(b, dtype=r.dtype)
-    next_value = torch.zeros(b, dtype=r.dtype)
-    for t in range(t_len - 1, -1, -1):
-        delta = r[:, t] + gamma * next_value - v[:, t]
-        running = delta + gamma * lam * running
-        adv[:, t] = running
-        next_value = v[:, t]
-    adv = adv * mask
-    return adv, (adv + v) * mask
+    r = torch.where(on, rewards.to(torch.float64), 0.0)
+    v = torch.where(on, values.to(torch.float64), 0.0)
+    next_value = torch.zeros_like(v)
+    next_value[:, :-1] = v[:, 1:]
+    delta = r + gamma * next_value - v
+    adv = discounted_returns(delta, mask, gamma * lam)
+    return adv, (adv + v).mul_(mask)
 
 
 @register_estimator("ppo")
@@ -71,4 +71,4 @@ class PPO(Estimator):
         adv, returns = gae(token_level_rewards(inputs), inputs.values, mask, self.config.gamma, self.config.lam)
         if self.config.whiten:
             adv = masked_whiten(adv, mask)
-        return AdvantageOutput(advantages=adv, returns=returns)
+        return AdvantageOutput(advantages=saturate(adv, mask.dtype), returns=saturate(returns, mask.dtype))

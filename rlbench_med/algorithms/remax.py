@@ -2,6 +2,9 @@
 
 A_i = R_i - b_i, b_i = reward of a greedy (argmax) rollout of the same prompt, broadcast to
 every response token; no normalization. The runner supplies ``baseline_rewards``.
+
+Scale: computed in float64, so rewards and baselines c * (R, b) (c > 0) give c times the
+advantages for every finite float32 input; values beyond the output dtype's range end at +-max.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ class ReMax(Estimator):
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         assert inputs.baseline_rewards is not None  # checked by Estimator.check_inputs
-        if not bool(inputs.baseline_rewards.isfinite().all()):
-            raise ValueError("baseline_rewards holds NaN or inf; the greedy rollouts' rewards must be finite")
         diff = inputs.rewards.double() - inputs.baseline_rewards.double()
         adv = broadcast_to_tokens(diff, inputs.mask)
         return AdvantageOutput(advantages=adv, returns=adv)

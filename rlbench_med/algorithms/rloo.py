@@ -2,6 +2,10 @@
 
 A_i = R_i - (sum_{j in q, j != i} R_j) / (n_q - 1) = n_q / (n_q - 1) * (R_i - mean_q),
 broadcast to every response token.
+
+Scale: computed in float64, so rewards c * R (c > 0) give c times the advantages for every
+finite float32 R (exact up to the output's rounding); values beyond the output dtype's range
+(possible only for a group spanning more than float32's max) end at +-max.
 """
 
 from __future__ import annotations

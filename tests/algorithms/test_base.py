@@ -9,6 +9,7 @@ import torch
 
 from rlbench_med.algorithms import (
     ESTIMATORS,
+    FLOAT_INPUTS,
     AdvantageInputs,
     AdvantageOutput,
     Estimator,
@@ -22,7 +23,7 @@ from rlbench_med.algorithms import (
 )
 from rlbench_med.registry import Registry, RegistryError
 from rlbench_med.typed_config import ConfigError
-from tests.algorithms.helpers import batch
+from tests.algorithms.helpers import batch, full_inputs
 
 REQUIRED = {
     "ppo", "grpo", "rloo", "remax", "reinforce_pp", "reinforce_pp_baseline",
@@ -148,6 +149,56 @@ def test_malformed_inputs_are_named(changes: dict[str, torch.Tensor], match: str
     fields.update(changes)
     with pytest.raises(InputError, match=match):
         AdvantageInputs(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", FLOAT_INPUTS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_input_is_refused_naming_the_field_and_its_first_bad_index(field: str, bad: float) -> None:
+    # 4 rollouts of lengths 3, 2, 3, 1: token 2 of rollout 1 is padding, token 1 of rollout 2 is not
+    lengths = [3, 2, 3, 1]
+    clean = batch([[1.0, 0.0], [0.5, 0.5]], t_len=3, lengths=lengths)
+    gen = torch.Generator().manual_seed(0)
+    fields = {k: getattr(clean, k) for k in clean.__dataclass_fields__}
+    fields.update(
+        token_rewards=torch.randn(4, 3, generator=gen), values=torch.randn(4, 3, generator=gen),
+        baseline_rewards=torch.rand(4, generator=gen), old_logprobs=-torch.rand(4, 3, generator=gen),
+        ref_logprobs=-torch.rand(4, 3, generator=gen),
+    )
+    AdvantageInputs(**fields)  # finite: accepted
+    value = fields[field].clone()
+    if value.dim() == 1:
+        value[3] = 1.0
+        value[2] = bad
+        first = "2"
+    else:
+        value[1, 2] = float("nan")  # padding: allowed, and earlier in row-major order than the bad token
+        value[2, 1] = bad
+        value[3, 0] = bad
+        first = "2, 1"
+    fields[field] = value
+    with pytest.raises(InputError, match=rf"^{field}\[{first}\] is {bad}; {field} must be finite"):
+        AdvantageInputs(**fields)
+
+
+@pytest.mark.parametrize("field", FLOAT_INPUTS)
+def test_finite_inputs_whose_sum_overflows_are_accepted(field: str) -> None:
+    big = torch.finfo(torch.float32).max
+    fields = {k: getattr(full_inputs(batch([[1.0, 0.0]], t_len=2)), k) for k in AdvantageInputs.__dataclass_fields__}
+    fields[field] = torch.full((2,) if field in ("rewards", "baseline_rewards") else (2, 2), big)
+    assert bool(torch.isinf(fields[field].sum()))
+    AdvantageInputs(**fields)
+
+
+@pytest.mark.parametrize(("name", "field"), [("ppo", "values"), ("ppo", "token_rewards"), ("reinforce_pp", "token_rewards"),
+                                             ("remax", "baseline_rewards"), ("drpo", "old_logprobs")])
+def test_nan_in_an_input_an_estimator_reads_never_reaches_it(name: str, field: str) -> None:
+    inputs = full_inputs(batch([[1.0, 0.0], [0.5, 0.25]], t_len=2))
+    fields = {k: getattr(inputs, k) for k in inputs.__dataclass_fields__}
+    value = (fields[field] if fields[field] is not None else torch.zeros(4, 2)).clone()
+    value.view(-1)[1] = float("nan")
+    fields[field] = value
+    with pytest.raises(InputError, match=f"^{field}\\["):
+        make_estimator(name)(AdvantageInputs(**fields))
 
 
 def test_stateless_estimators_have_an_empty_state() -> None:

@@ -19,10 +19,11 @@ def first_token(out: torch.Tensor) -> list[float]:
 
 
 def test_grpo_hand_worked() -> None:
-    # A: mean 0.5, unbiased std sqrt(1/3) = 0.5773503 -> +-0.5 / (0.5773503 + 1e-6) = +-0.8660239
-    # B: std 0 -> 0.   C: mean 1.5, std sqrt(4.5) = 2.1213203 -> +-1.5 / 2.1213213 = +-0.7071064
+    # eps is relative to the group's max |R| (M_q): std_q + 1e-6 M_q.
+    # A: mean 0.5, unbiased std sqrt(1/3) = 0.5773503, M = 1 -> +-0.5 / (0.5773503 + 1e-6) = +-0.8660239
+    # B: std 0 -> 0.   C: mean 1.5, std sqrt(4.5) = 2.1213203, M = 3 -> +-1.5 / 2.1213233 = +-0.7071058
     out = make_estimator("grpo")(batch(GROUPS))
-    expected = [0.8660239, -0.8660239, -0.8660239, 0.8660239, 0.0, 0.0, -0.7071064, 0.7071064]
+    expected = [0.8660239, -0.8660239, -0.8660239, 0.8660239, 0.0, 0.0, -0.7071058, 0.7071058]
     assert first_token(out.advantages) == pytest.approx(expected, abs=1e-6)
     assert out.diagnostics["grpo/zero_std_frac"] == pytest.approx(1 / 3)
 
@@ -45,8 +46,8 @@ def test_remax_subtracts_the_greedy_reward() -> None:
 
 
 def test_reinforce_pp_whitens_returns_over_masked_tokens() -> None:
-    # gamma = 1: G = [[1, 1, 1], [0, 0, -]]; masked tokens 1, 1, 1, 0, 0: mean 0.6, unbiased var 0.3
-    # -> (1 - 0.6) / sqrt(0.3 + 1e-8) = 0.7302967, (0 - 0.6) / sqrt(0.3 + 1e-8) = -1.0954451
+    # gamma = 1: G = [[1, 1, 1], [0, 0, -]]; masked tokens 1, 1, 1, 0, 0: mean 0.6, unbiased var 0.3,
+    # max |G| = 1 -> (1 - 0.6) / sqrt(0.3 + 1e-8 * 1^2) = 0.7302967, (0 - 0.6) / sqrt(0.3 + 1e-8) = -1.0954451
     inputs = batch([[1.0, 0.0]], t_len=3, lengths=[3, 2])
     out = make_estimator("reinforce_pp")(inputs)
     assert out.advantages.tolist()[0] == pytest.approx([0.7302967] * 3, abs=1e-6)
@@ -69,9 +70,10 @@ def test_reinforce_pp_uses_token_rewards_when_given() -> None:
 
 
 def test_reinforce_pp_baseline_hand_worked() -> None:
-    # groups [1, 0] and [3, 3]: R - mean = 0.5, -0.5, 0, 0 on 2 tokens each; mean 0, unbiased var 1/7
+    # groups [1, 0] and [3, 3]: R - mean = 0.5, -0.5, 0, 0 on 2 tokens each; mean 0, unbiased var 1/7,
+    # max |R - mean| = 0.5 (the whitening eps is 1e-8 x max^2)
     out = make_estimator("reinforce_pp_baseline")(batch([[1.0, 0.0], [3.0, 3.0]], t_len=2))
-    a = 0.5 / math.sqrt(1 / 7 + 1e-8)
+    a = 0.5 / math.sqrt(1 / 7 + 1e-8 * 0.5**2)
     assert out.advantages.flatten().tolist() == pytest.approx([a, a, -a, -a, 0.0, 0.0, 0.0, 0.0], abs=1e-6)
 
 
@@ -103,7 +105,8 @@ def test_ppo_whitens_by_default() -> None:
     inputs = batch([[1.0, 0.0]], t_len=3, values=torch.tensor([[0.5, 0.2, 0.4], [0.1, 0.1, 0.1]]))
     # raw GAE (gamma = lambda = 1): row 0 as above [0.5, 0.8, 0.6]; row 1 (R = 0, V = 0.1): deltas
     # [0, 0, -0.1] -> A = [-0.1, -0.1, -0.1]; whitened over the 6 tokens with the unbiased variance
+    # and eps 1e-8 x max |A|^2 = 1e-8 x 0.8^2
     raw = torch.tensor([0.5, 0.8, 0.6, -0.1, -0.1, -0.1], dtype=torch.float64)
-    expected = (raw - raw.mean()) / torch.sqrt(raw.var() + 1e-8)
+    expected = (raw - raw.mean()) / torch.sqrt(raw.var() + 1e-8 * 0.8**2)
     out = make_estimator("ppo")(inputs).advantages.flatten().double()
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)

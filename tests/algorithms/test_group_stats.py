@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,14 +12,14 @@ from hypothesis import strategies as st
 from rlbench_med.algorithms.group_stats import group_stats, last_token_rewards, masked_whiten
 
 
-def loop_group_stats(values: list[float], ids: list[int]) -> dict[int, tuple[int, float, float]]:
-    """id -> (count, mean, unbiased std; 0 for a single value), by explicit loops."""
-    out: dict[int, tuple[int, float, float]] = {}
+def loop_group_stats(values: list[float], ids: list[int]) -> dict[int, tuple[int, float, float, float]]:
+    """id -> (count, mean, unbiased std (0 for a single value), max |value|), by explicit loops."""
+    out: dict[int, tuple[int, float, float, float]] = {}
     for gid in sorted(set(ids)):
         xs = [v for v, i in zip(values, ids) if i == gid]
         mean = sum(xs) / len(xs)
         var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
-        out[gid] = (len(xs), mean, math.sqrt(var))
+        out[gid] = (len(xs), mean, math.sqrt(var), max(abs(x) for x in xs))
     return out
 
 
@@ -38,8 +39,9 @@ def test_group_stats_matches_a_python_loop_on_random_grouped_batches(pairs: list
     expected = loop_group_stats([float(torch.tensor(v, dtype=torch.float32)) for v in values], ids)
     assert stats.ids.tolist() == sorted(expected)
     for q, gid in enumerate(stats.ids.tolist()):
-        count, mean, std = expected[gid]
+        count, mean, std, abs_max = expected[gid]
         assert int(stats.counts[q]) == count
+        assert float(stats.abs_max[q]) == abs_max
         assert math.isclose(float(stats.mean[q]), mean, rel_tol=1e-9, abs_tol=1e-9)
         assert math.isclose(float(stats.std[q]), std, rel_tol=1e-9, abs_tol=1e-9)
     assert [int(stats.ids[i]) for i in stats.index.tolist()] == ids
@@ -61,18 +63,35 @@ def test_masked_whiten_matches_a_loop_over_masked_tokens(b: int, t: int, seed: i
     n = len(on)
     mean = sum(on) / n if n else 0.0
     var = sum((v - mean) ** 2 for v in on) / (n - 1) if n > 1 else 0.0
+    magnitude = max((abs(v) for v in on), default=0.0)  # the eps is relative: 1e-8 x max |x|^2
     for i in range(b):
         for j in range(t):
-            expected = (float(x[i, j]) - mean) / math.sqrt(var + 1e-8) if mask[i, j] else 0.0
+            expected = (float(x[i, j]) - mean) / math.sqrt(var + 1e-8 * magnitude**2) if mask[i, j] else 0.0
             assert math.isclose(float(out[i, j]), expected, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20, 1e30, 1e38])
+def test_masked_whiten_of_float32_values_matches_the_loop_up_to_float32s_limit(scale: float) -> None:
+    # the variance of 1e20-sized values overflows float32 (it used to whiten everything to 0)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(3, 5, generator=gen, dtype=torch.float64) * 2 - 1).mul(scale).float()
+    mask = torch.tensor([[1.0] * 5, [1.0] * 3 + [0.0] * 2, [1.0] + [0.0] * 4])
+    out = masked_whiten(x, mask)
+    assert out.dtype == torch.float32
+    on = [float(x[i, j]) for i in range(3) for j in range(5) if mask[i, j]]
+    mean = sum(on) / len(on)
+    var = sum((v - mean) ** 2 for v in on) / (len(on) - 1)
+    den = math.sqrt(var + 1e-8 * max(abs(v) for v in on) ** 2)
+    expected = [[(float(x[i, j]) - mean) / den if mask[i, j] else 0.0 for j in range(5)] for i in range(3)]
+    torch.testing.assert_close(out, torch.tensor(expected, dtype=torch.float32))
 
 
 def test_masked_whiten_ignores_nan_off_the_mask() -> None:
     x = torch.tensor([[1.0, 2.0, float("nan")], [3.0, float("inf"), 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     out = masked_whiten(x, mask)
-    # masked tokens 1, 2, 3: mean 2, unbiased var 1
-    expected = torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]) / math.sqrt(1 + 1e-8)
+    # masked tokens 1, 2, 3: mean 2, unbiased var 1, max |x| = 3
+    expected = torch.tensor([[-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]) / math.sqrt(1 + 1e-8 * 3**2)
     torch.testing.assert_close(out, expected)
 
 
