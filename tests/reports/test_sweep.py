@@ -168,4 +168,5 @@ def test_given_data_is_validated_never_generated(tmp_path: Path, monkeypatch: py
                                                plugins=(PLUGIN,)))
     assert not plan.generates_data
     assert sweep.ensure_data(plan) == data.resolve()
-    assert validated == [data.resolve()]
+    assert [v.folder for v in validated] == [data.resolve()] and validated[0].suite == "climb_vision"
+    assert all(job.data_dir.is_file() and job.data_dir.name.endswith(".source.json") for job in plan.jobs)
