@@ -292,11 +292,11 @@ class DataSource:
         return candidate if candidate.exists() else None
 
     def describe(self) -> str:
-        """The folder, or ``train=..., test=...``."""
+        """The folder, or ``train=...,test=...`` (a valid ``--data`` value either way)."""
         if self.folder is not None:
             return str(self.folder)
-        text = f"train={self.train}, test={self.test}"
-        return text + (f", classes={self.classes}" if self.classes is not None else "")
+        text = f"train={self.train},test={self.test}"
+        return text + (f",classes={self.classes}" if self.classes is not None else "")
 
     def to_json(self) -> str:
         doc = {
@@ -840,12 +840,14 @@ class DataCheck:
     set_aside: dict[str, dict[str, int]]
 
     def findings(self) -> list[Problem]:
-        """Problems and warnings in file and line order."""
-        return sorted(self.problems + self.warnings, key=lambda p: (p.file, p.line))
+        """Problems and warnings in line order: the train file's, the test file's, then other files'."""
+        order = {str(self.source.train): 0, str(self.source.test): 1}
+        return sorted(self.problems + self.warnings, key=lambda p: (order.get(p.file, 2), p.file, p.line))
 
     def set_aside_reason(self, domain: str) -> str:
+        """Why the suite selection sets ``domain`` aside."""
         users = dict(self.source.claimed).get(domain, "")
-        return f"not a domain of {self.source.suite}; used by {users}"
+        return f"not domains of {self.source.suite}; used by {users}"
 
 
 def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCheck:
@@ -885,7 +887,7 @@ def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCh
 
 
 def validate_dir(source: DataSource | Path | str) -> list[Problem]:
-    """Every problem and warning of a data set, in file and line order (never raises for bad data)."""
+    """Every problem and warning of a data set, in :meth:`DataCheck.findings` order (never raises for bad data)."""
     return check_data(source).findings()
 
 
@@ -893,7 +895,7 @@ def load_data(source: DataSource | Path | str) -> ClinicalData:
     """Load and validate a data set (a folder, a ``*.source.json`` file or a source); raise DataError on any problem."""
     check = check_data(source)
     if check.problems:
-        raise DataError(check.source.describe(), check.problems)
+        raise DataError(check.source.describe(), [p for p in check.findings() if p.level == "error"])
     samples = check.samples
     domains = order_domains({s.domain for ss in samples.values() for s in ss})
     root = check.source.folder or check.source.train.resolve().parent
@@ -920,11 +922,11 @@ def summarize(source: DataSource, limit: int = 8) -> list[str]:
     who = f"{source.suite} uses" if source.suite else "uses"
     lines.append(f"{who} {n_train} train / {n_test} test records (train/test per domain: "
                  f"{per_domain(check.records, kept) or 'none'})")
-    if check.set_aside:
-        aside = "; ".join(
-            f"{d} {n['train']}/{n['test']} ({check.set_aside_reason(d)})" for d, n in check.set_aside.items()
-        )
-        lines.append(f"set aside: {aside}")
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for d, n in check.set_aside.items():
+        by_reason[check.set_aside_reason(d)].append(f"{d} {n['train']}/{n['test']}")
+    for reason, parts in by_reason.items():
+        lines.append(f"set aside: {', '.join(parts)} ({reason})")
     if check.problems or check.warnings:
         kinds: dict[str, int] = defaultdict(int)
         for w in check.warnings:
@@ -933,6 +935,6 @@ def summarize(source: DataSource, limit: int = 8) -> list[str]:
         lines.append(
             f"{len(check.problems)} problem(s), {len(check.warnings)} warning(s)"
             + (f" ({detail})" if detail else "")
-            + f"; see `rlbench-med data validate {source.describe()}`"
+            + f" before opening the media; see `rlbench-med data validate {source.describe()}`"
         )
     return lines
