@@ -1,7 +1,9 @@
 """Suites: specs, clinical data (SynthCLIMB and real CLIMB / MIMIC-IV exports), rewards, metrics.
 
 - :mod:`.catalogue`: the CLIMB dataset catalogue (domains, class lists, sizes).
-- :mod:`.data`: the JSONL export format, data sources, loading and validation.
+- :mod:`.data`: the JSONL export format, loading and validation (:func:`load_data`, :func:`check_data`).
+- :mod:`.source`: where a data set lives and which records a suite uses (:class:`DataSource`).
+- :mod:`.records`: reading records without their media (domains, datasets, labels, confined paths).
 - :mod:`.media`: image, mask, video and signal readers.
 - :mod:`.release_format`: the QoQ-Med release's data conventions (label splitting, paths, frames).
 - :mod:`.synth`: SynthCLIMB, deterministic synthetic data in that format.

@@ -37,7 +37,7 @@ def test_plan_says_what_the_suite_uses_and_sets_aside(tmp_path: Path, release_di
                                "mammography 1/1, dermoscopy 2/1, ct 1/1, fundus 1/1, ultrasound 1/1, endoscopic 1/1)")
     assert data[2].strip().startswith("set aside: ecg 1/1 (not domains of climb_vision; used by climb_ecg)")
     assert data[3].strip().startswith("set aside: ihm48 1/0, los 1/0 (not domains of climb_vision; used by mimic_fusion)")
-    assert "1 warning(s) (1 dataset)" in data[4]
+    assert "1 warning(s) (1 classes from answers)" in data[4]
 
 
 def test_every_job_reads_the_suite_selection(tmp_path: Path, release_dir: Path) -> None:

@@ -17,7 +17,15 @@ import torch
 from PIL import Image
 
 from rlbench_med.cli import main
-from rlbench_med.suites.data import DataError, DataSource, check_data, load_data, load_sample_mask, validate_dir
+from rlbench_med.suites.data import (
+    DataError,
+    DataSource,
+    check_data,
+    load_data,
+    load_sample_mask,
+    summarize,
+    validate_dir,
+)
 from rlbench_med.suites.media import load_mask, load_video_frames
 from rlbench_med.suites.release_format import frame_indices, path_origin, split_release_labels
 from tests.suites.release_folder import SMALL_MASK, VIDEO_LEVELS, VIDEO_SIZE, write_release_folder
@@ -274,6 +282,8 @@ def test_duplicates_overlap_and_contradicting_domains_are_warnings(tmp_path: Pat
     assert f"{train}:7: domain: warning: 'dermoscopy' from the catalogue (HAM10000) contradicts the path" in text
     data = load_data(tmp_path)  # warnings never block
     assert data.train[5].domain == "cxr" and len(data.warnings) == 7
+    assert summarize(DataSource.parse(tmp_path))[-1].startswith(
+        "0 problem(s), 7 warning(s) (4 duplicate, 1 test record in train, 2 contradicting domain)")
 
     assert main(["data", "validate", str(tmp_path)]) == 0
     assert "0 problem(s), 7 warning(s)" in capsys.readouterr().out
