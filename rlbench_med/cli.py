@@ -61,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", choices=("local", "ray"),
                      help="local: jobs one after another in-process; ray: one Ray task per (algo, seed)")
     run.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
-    run.add_argument("--data", type=Path, default=None,
-                     help="data folder in the CLIMB/MIMIC JSONL export format (default: generated SynthCLIMB, cached)")
+    run.add_argument("--data", default=None, metavar="DIR | train=PATH,test=PATH",
+                     help="data in the CLIMB / QoQ-Med JSONL format: a folder holding train.jsonl and test.jsonl, "
+                     "or explicit files train=PATH,test=PATH[,classes=PATH] (default: generated SynthCLIMB, cached)")
+    run.add_argument("--allow-outside-data", action="store_true",
+                     help="let media paths of --data (images, videos, time-series, masks) resolve outside the "
+                     "folder of their JSONL file (refused by default)")
     run.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<timestamp>/)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override one runner config field; repeatable, e.g. --set steps=20 --set lr=1e-3")
@@ -109,11 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="domain skew exponent: 0 balanced, 1 the catalogue's skew (default: 0.55, as `run`)")
     validate = dsub.add_parser(
         "validate", help="check a data folder; print every problem as file:line: field: message",
-        description="Check a data folder (train.jsonl, test.jsonl and the media they point to). Every problem is "
-        "printed as file:line: field: message; the exit code is 1 when there is any.",
+        description="Check a data folder (train.jsonl, test.jsonl and the media they point to) or explicit files "
+        "train=PATH,test=PATH. Every problem and warning is printed as file:line: field: message (warnings: "
+        "duplicate records, test records also in train, a domain contradicting the catalogue or the path, "
+        "masks without foreground, classes taken from the answers); the exit code is 1 when there is a problem, "
+        "0 with warnings only.",
         formatter_class=_Formatter,
     )
-    validate.add_argument("dir", type=Path, help="folder with train.jsonl and test.jsonl")
+    validate.add_argument("dir", metavar="DIR | train=PATH,test=PATH", help="folder with train.jsonl and test.jsonl, "
+                          "or explicit files")
+    validate.add_argument("--allow-outside-data", action="store_true",
+                          help="let media paths resolve outside the folder of their JSONL file")
     return parser
 
 
@@ -134,7 +144,7 @@ def _one_line(exc: BaseException) -> str:
 
     if isinstance(exc, DataError):
         first = f" (first: {exc.problems[0]})" if exc.problems else ""
-        return (f"{len(exc.problems)} problem(s) in data directory {exc.root}{first}; "
+        return (f"{len(exc.problems)} problem(s) in data {exc.root}{first}; "
                 f"run `rlbench-med data validate {exc.root}` to see all")
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -181,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=sweep.parse_seeds(args.seeds) if args.seeds else None,
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
-        plugins=tuple(args.plugin), resume=args.resume,
+        plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
     )
     plan = sweep.build_plan(request)
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -283,20 +293,26 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from rlbench_med.suites import get_suite, synth, validate_dir
+    from rlbench_med.suites import DataSource, check_data, get_suite, synth
 
     if args.data_command == "validate":
-        if not args.dir.is_dir():
+        try:
+            source = DataSource.parse(args.dir, allow_outside=args.allow_outside_data)
+        except ValueError as exc:
+            print(f"rlbench-med: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if source.folder is not None and not source.folder.is_dir():
             print(f"{args.dir}:0: dir: no such folder; give a folder holding train.jsonl and test.jsonl")
             return EXIT_JOB_FAILED
-        problems = validate_dir(args.dir)
-        for problem in problems:
-            print(problem)
-        if problems:
-            print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
-            return EXIT_JOB_FAILED
-        print(f"{args.dir}: ok")
-        return EXIT_OK
+        check = check_data(source)
+        for finding in check.findings():
+            print(finding)
+        counts = "; ".join(
+            f"{split} " + ", ".join(f"{d} {n}" for d, n in sorted(per.items())) for split, per in check.records.items()
+        )
+        print(f"{source.describe()}: {len(check.problems)} problem(s), {len(check.warnings)} warning(s); "
+              f"records per domain: {counts}", file=sys.stderr if check.problems else sys.stdout)
+        return EXIT_JOB_FAILED if check.problems else EXIT_OK
     suite = get_suite(args.suite)
     if args.profile not in suite.profiles:
         from rlbench_med.typed_config import ConfigError

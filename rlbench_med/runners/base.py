@@ -79,6 +79,8 @@ class Job:
     ``algo`` is the label written to results.csv (e.g. ``drpo``, ``drpo:k_max=3``,
     ``drpo[acc0.2_iou0.6]``); ``estimator`` is the estimator spec string it trains with, or
     ``sft`` for the supervised baseline. ``config`` is the runner's resolved config dataclass.
+    ``data_dir`` is what :func:`rlbench_med.suites.load_data` reads: a data folder, or the data
+    source file the sweep writes (``*.source.json``: the split files and the suite's selection).
     """
 
     suite: str

@@ -113,6 +113,10 @@ class LocalConfig:
     n_heads: int = knob(4, "attention heads of the builtin transformer (must divide d_model)")
     image_size: int = knob(32, "side of the square image fed to the image encoder")
     image_tokens: int = knob(4, "prefix tokens of the image encoder (a square number)")
+    video_frames: int = knob(
+        2, "frames sampled evenly from a record's video (first and last included; the QoQ-Med release's 2), "
+        "each through the image encoder, features averaged",
+    )
     signal_length: int = knob(256, "samples per lead fed to the signal encoder (resampled)")
     signal_leads: int = knob(12, "leads fed to the signal encoder (padded or cut)")
     signal_tokens: int = knob(4, "prefix tokens of the signal encoder")
@@ -132,7 +136,7 @@ class LocalConfig:
     def __post_init__(self) -> None:
         positive = (
             "steps", "prompts_per_step", "n_rollouts", "epochs", "minibatches", "sft_batch_size", "d_model",
-            "n_layers", "n_heads", "image_size", "image_tokens", "signal_length", "signal_leads",
+            "n_layers", "n_heads", "image_size", "image_tokens", "video_frames", "signal_length", "signal_leads",
             "signal_tokens", "text_buckets", "text_words", "max_labels", "box_bins", "reasoning_vocab",
             "max_new_tokens", "cpu_threads",
         )

@@ -1,7 +1,11 @@
 """Suites: specs, clinical data (SynthCLIMB and real CLIMB / MIMIC-IV exports), rewards, metrics.
 
 - :mod:`.catalogue`: the CLIMB dataset catalogue (domains, class lists, sizes).
-- :mod:`.data`: the JSONL export format, loading, validation, image / mask / signal readers.
+- :mod:`.data`: the JSONL export format, loading and validation (:func:`load_data`, :func:`check_data`).
+- :mod:`.source`: where a data set lives and which records a suite uses (:class:`DataSource`).
+- :mod:`.records`: reading records without their media (domains, datasets, labels, confined paths).
+- :mod:`.media`: image, mask, video and signal readers.
+- :mod:`.release_format`: the QoQ-Med release's data conventions (label splitting, paths, frames).
 - :mod:`.synth`: SynthCLIMB, deterministic synthetic data in that format.
 - :mod:`.rewards`: answer parsing and the reward function.
 - :mod:`.metrics`: per-domain balanced accuracy, macro-F1 and IoU.
@@ -12,14 +16,19 @@ from rlbench_med.suites.catalogue import CATALOGUE, MIMIC_TASKS, VISION_DOMAINS,
 from rlbench_med.suites.data import (
     ClinicalData,
     DataError,
+    DataSource,
     Problem,
     Sample,
+    check_data,
     load_data,
     load_image,
     load_mask,
+    load_sample_mask,
     load_signal,
+    load_video_frames,
     validate_dir,
 )
+from rlbench_med.suites.release_format import split_release_labels
 from rlbench_med.suites.metrics import compute_metrics
 from rlbench_med.suites.rewards import (
     REWARD_PRESETS,
@@ -44,6 +53,7 @@ __all__ = [
     "CatalogueEntry",
     "ClinicalData",
     "DataError",
+    "DataSource",
     "Problem",
     "RewardBreakdown",
     "RewardFunction",
@@ -51,6 +61,7 @@ __all__ = [
     "Sample",
     "SuiteSpec",
     "answer_to_text",
+    "check_data",
     "compute_metrics",
     "generate",
     "get_suite",
@@ -58,8 +69,11 @@ __all__ = [
     "load_data",
     "load_image",
     "load_mask",
+    "load_sample_mask",
     "load_signal",
+    "load_video_frames",
     "normalize_label",
     "parse_answer",
+    "split_release_labels",
     "validate_dir",
 ]

@@ -1,9 +1,15 @@
 """The CLIMB dataset catalogue: domains, datasets, class lists and train/test sizes.
 
 The facts live in ``data/climb_catalogue.csv`` (copied from the CLIMB corpus description used by
-QoQ-Med, arXiv 2506.00711; the file's first line cites it). SynthCLIMB takes its domains, class
-lists and the skew between domains from here, and validation takes the class list of a record's
-dataset from here.
+QoQ-Med, arXiv 2506.00711, and from the QoQ-Med release's data conventions; the file's first line
+cites both). SynthCLIMB takes its domains, class lists and the skew between domains from here, and
+validation takes the class list of a record's dataset from here.
+
+Class names are the label strings exactly as the QoQ-Med release's answers write them (HAM10000
+``Melanoma``, APTOS ``Mild DR``, VinDr-Mammo ``BIRAD 4``); the names this project used before are
+kept as aliases (``MEL`` -> ``Melanoma``), so older exports keep loading. Image paths of the release
+look like ``<domain folder>/<dataset folder>/...``: :data:`CLIMB_DOMAIN_FOLDERS` maps CLIMB's
+domain folders to our domains and each entry's ``dataset_folder`` names its dataset folder.
 
 The MIMIC-IV multimodal row describes its two tasks in words; their class lists are
 :data:`MIMIC_TASKS` (``los``: length of stay in four bins, ``ihm48``: death within 48 hours).
@@ -37,12 +43,30 @@ MIMIC_TASKS: dict[str, tuple[str, ...]] = {
 }
 """Class lists of the MIMIC-IV tasks: binned length of stay and 48-hour in-hospital mortality."""
 
+CLIMB_DOMAIN_FOLDERS: dict[str, str] = {
+    "chest_xray": "cxr",
+    "mammo": "mammography",
+    "derm": "dermoscopy",
+    "ct": "ct",
+    "fundus": "fundus",
+    "ultrasound": "ultrasound",
+    "mri": "mri",
+    "pathology": "pathology",
+    "ecg": "ecg",
+}
+"""CLIMB's domain folder names (the first part of a release image path) -> our domain names.
+
+Source: CLIMB commit 0f767b1, ``src/datasets/<folder>/`` (the QoQ-Med release derives its
+``data_source`` from this folder, QoQ_Med commit 97f7f3d, ``verl/utils/dataset.py`` L428-431)."""
+
 
 @dataclass(frozen=True)
 class CatalogueEntry:
     """One dataset of the catalogue.
 
     ``classes`` is empty for the multimodal MIMIC-IV row (its tasks are :data:`MIMIC_TASKS`).
+    ``dataset_folder`` is the dataset's folder in release image paths ("" where unknown);
+    ``aliases`` maps older class names to ``classes`` (``(("MEL", "Melanoma"), ...)``).
     """
 
     domain: str
@@ -50,6 +74,8 @@ class CatalogueEntry:
     classes: tuple[str, ...]
     train: int
     test: int
+    dataset_folder: str = ""
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 def normalize_label(label: str) -> str:
@@ -64,6 +90,10 @@ def _read_catalogue() -> tuple[CatalogueEntry, ...]:
     for row in csv.DictReader(io.StringIO("\n".join(lines))):
         is_multimodal = row["dataset"] == MIMIC_DATASET
         classes = () if is_multimodal else tuple(c.strip() for c in row["classes"].split(";") if c.strip())
+        aliases = tuple(
+            (old.strip(), new.strip())
+            for old, _, new in (pair.partition("->") for pair in row["aliases"].split(";") if pair.strip())
+        )
         entries.append(
             CatalogueEntry(
                 domain=row["domain"].strip(),
@@ -71,6 +101,8 @@ def _read_catalogue() -> tuple[CatalogueEntry, ...]:
                 classes=classes,
                 train=int(row["train"]),
                 test=int(row["test"]),
+                dataset_folder=row["dataset_folder"].strip(),
+                aliases=aliases,
             )
         )
     return tuple(entries)
@@ -80,11 +112,39 @@ CATALOGUE: tuple[CatalogueEntry, ...] = _read_catalogue()
 """Every dataset of the catalogue, in file order."""
 
 _BY_DATASET = {normalize_label(e.dataset): e for e in CATALOGUE}
+_BY_FOLDER = {(e.domain, normalize_label(e.dataset_folder)): e for e in CATALOGUE if e.dataset_folder}
 
 
-def find_dataset(name: str) -> CatalogueEntry | None:
-    """The catalogue entry of a dataset name (case/whitespace-insensitive), or None."""
-    return _BY_DATASET.get(normalize_label(name))
+def find_dataset(name: str, domain: str | None = None) -> CatalogueEntry | None:
+    """The catalogue entry of a dataset name or release dataset folder, or None.
+
+    Names compare case/whitespace-insensitively. A folder name is looked up inside ``domain``
+    when given (``vindr`` is both VinDr-CXR and VinDr-Mammo); without a domain it must be unique.
+    """
+    key = normalize_label(name)
+    if key in _BY_DATASET:
+        return _BY_DATASET[key]
+    if domain is not None:
+        return _BY_FOLDER.get((domain, key))
+    matches = [e for (_, folder), e in _BY_FOLDER.items() if folder == key]
+    return matches[0] if len(matches) == 1 else None
+
+
+def domain_of_folder(name: str) -> str | None:
+    """The domain a path folder names: a CLIMB domain folder (``chest_xray`` -> ``cxr``) or a
+    known domain name (``cxr``), case-insensitively; None otherwise."""
+    key = name.strip().lower()
+    if key in CLIMB_DOMAIN_FOLDERS:
+        return CLIMB_DOMAIN_FOLDERS[key]
+    return key if key in known_domains() else None
+
+
+def class_lookup(classes: Iterable[str], aliases: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """Comparison key (:func:`normalize_label`) of every class name and alias -> the class name."""
+    lookup = {normalize_label(c): c for c in classes}
+    for old, new in aliases:
+        lookup.setdefault(normalize_label(old), new)
+    return lookup
 
 
 def datasets_of(domain: str) -> tuple[CatalogueEntry, ...]:

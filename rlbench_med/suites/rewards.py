@@ -50,7 +50,7 @@ ACCURACY_FORMS: tuple[str, ...] = ("set_f1", "exact")
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label
-from rlbench_med.suites.data import Sample, load_mask
+from rlbench_med.suites.data import Sample, load_sample_mask
 
 Box = tuple[float, float, float, float]
 
@@ -337,17 +337,18 @@ class RewardFunction:
         self.weights = RewardWeights.parse(weights)
         self.iou_reduce = iou_reduce
         self.length_target = (int(lo), int(hi))
-        self._masks: OrderedDict[Path, tuple[np.ndarray, int]] = OrderedDict()
+        self._masks: OrderedDict[tuple[Path, tuple[int, int] | None], tuple[np.ndarray, int]] = OrderedDict()
         self._cache_size = mask_cache_size
 
-    def _mask(self, path: Path) -> tuple[np.ndarray, int]:
-        hit = self._masks.get(path)
+    def _mask(self, sample: Sample) -> tuple[np.ndarray, int]:
+        key = (sample.segmentation_path, sample.image_size)
+        hit = self._masks.get(key)
         if hit is not None:
-            self._masks.move_to_end(path)
+            self._masks.move_to_end(key)
             return hit
-        mask = load_mask(path)
+        mask = load_sample_mask(sample)
         entry = (mask, int(mask.sum()))
-        self._masks[path] = entry
+        self._masks[key] = entry
         if len(self._masks) > self._cache_size:
             self._masks.popitem(last=False)
         return entry
@@ -359,7 +360,7 @@ class RewardFunction:
         if not boxes:
             return 0.0
         if sample.segmentation_path is not None:
-            mask, area = self._mask(sample.segmentation_path)
+            mask, area = self._mask(sample)
             scores = [mask_box_iou(mask, b, area) for b in boxes]
         else:
             assert sample.bbox is not None

@@ -168,7 +168,8 @@ def test_given_data_is_validated_never_generated(tmp_path: Path, monkeypatch: py
                                                plugins=(PLUGIN,)))
     assert not plan.generates_data
     assert sweep.ensure_data(plan) == data.resolve()
-    assert validated == [data.resolve()]
+    assert [v.folder for v in validated] == [data.resolve()] and validated[0].suite == "climb_vision"
+    assert all(job.data_dir.is_file() and job.data_dir.name.endswith(".source.json") for job in plan.jobs)
 
 
 def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +188,7 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, mon
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
                                                overrides={"data.imbalance": "0", "data.seed": "3",
                                                           "data.min_domain_train": "346"}))
-    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0-min_domain_train=346"
+    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0-min_domain_train346"
     assert "seed 3 imbalance 0 min_domain_train=346" in plan.data_note
     sweep.ensure_data(plan)
     assert calls == [(3, 0.0, {"min_domain_train": 346})]

@@ -89,7 +89,9 @@ def export_dir(tmp_path: Path) -> Path:
 
 
 def test_real_format_export_loads(export_dir: Path) -> None:
-    assert validate_dir(export_dir) == []
+    findings = validate_dir(export_dir)
+    assert [(Path(p.file).name, p.line, p.field, p.level) for p in findings] == [("test.jsonl", 1, "record", "warning")]
+    assert f"same inputs as {export_dir / 'train.jsonl'}:1: a test record also in train" in str(findings[0])
     data = load_data(export_dir)
     assert len(data.train) == 8 and len(data.test) == 1
     cxr, derm, ecg_pt, ecg_wfdb, ecg_hea, ihm, los, custom = data.train
@@ -97,7 +99,7 @@ def test_real_format_export_loads(export_dir: Path) -> None:
     assert cxr.domain == "cxr" and cxr.task == "MIMIC-CXR" and len(cxr.classes) == 14
     assert cxr.image_size == (40, 30) and cxr.bbox == (5.0, 4.0, 15.0, 12.0)
     assert cxr.segmentation_path == (export_dir / "cxr/mimic/a_mask.png").resolve()
-    assert derm.domain == "dermoscopy" and derm.labels == ("MEL",) and derm.image_size == (50, 50) and derm.bbox is None
+    assert derm.domain == "dermoscopy" and derm.labels == ("Melanoma",) and derm.image_size == (50, 50) and derm.bbox is None
     assert ecg_pt.domain == "ecg" and ecg_pt.labels == ("A. Fib/Aflutter",)
     assert ecg_wfdb.labels == ("Normal", "MI")
     assert ihm.task == "ihm48" and ihm.domain == "ihm48" and ihm.classes == ("Yes", "No") and ihm.dataset == "MIMIC-IV"
@@ -137,7 +139,7 @@ def test_mimic_task_field_wins_over_inference(tmp_path: Path) -> None:
 def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> None:
     root = tmp_path
     _png(root / "img" / "ok.png", (20, 10))
-    _mask(root / "img" / "small_mask.png", (8, 8), (1, 1, 3, 3))
+    _png(root / "root.png", (20, 10))
     _mask(root / "img" / "empty_mask.png", (20, 10), (0, 0, 0, 0))
     (root / "img" / "broken.png").write_text("not an image")
     (root / "sig").mkdir()
@@ -159,12 +161,12 @@ def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> N
         {**good, "images": ["img/broken.png"]},  # 11
         {**good, "bbox": [0, 0, 25, 5]},  # 12
         {**good, "bbox": [1, 2, 3]},  # 13
-        {**good, "segmentation_path": "img/small_mask.png"},  # 14
+        {**good, "bbox": [0, 0, 0, 5]},  # 14
         {**good, "time-series": ["sig/missing.pt"]},  # 15
         {**good, "time-series": ["sig/transposed.pt"]},  # 16
         {"problem": "p", "answer": "Yes", "dataset": "MIMIC-IV", "task": "mortality"},  # 17
         {**good, "id": "dup"},  # 18
-        {"problem": "p", "answer": "A", "images": ["img/ok.png"], "dataset": "NoDomain"},  # 19
+        {"problem": "p", "answer": "A", "images": ["root.png"], "dataset": "NoDomain"},  # 19
         {**good, "images": 5},  # 20
         {**good, "segmentation_path": "img/empty_mask.png"},  # 21
         {**good, "time-series": ["sig/dict.pt"]},  # 22
@@ -172,11 +174,14 @@ def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> N
         {"problem": "p", "answer": "maybe", "dataset": "MIMIC-IV"},  # 24
     ]
     _write_jsonl(root / "train.jsonl", lines)
-    problems = validate_dir(root)
+    findings = validate_dir(root)
+    problems = [p for p in findings if p.level == "error"]
     train = str(root / "train.jsonl")
-    for p in problems:
-        assert re.fullmatch(r".+:\d+: [\w-]+: .+", str(p)), str(p)
+    for p in findings:
+        assert re.fullmatch(r".+:\d+: [\w-]+: .+", str(p)) and "\n" not in str(p), str(p)
     found = {(p.line, p.field) for p in problems if p.file == train}
+    warned = {(p.line, p.field) for p in findings if p.file == train and p.level == "warning"}
+    assert {(9, "dataset"), (21, "segmentation_path")} <= warned  # classes from the answers; empty mask, no box
     expected = {
         (3, "json"),
         (4, "record"),
@@ -184,25 +189,23 @@ def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> N
         (6, "answer"),
         (7, "answer"),
         (8, "dataset"),
-        (9, "dataset"),
         (10, "images"),
         (11, "images"),
         (12, "bbox"),
         (13, "bbox"),
-        (14, "segmentation_path"),
+        (14, "bbox"),
         (15, "time-series"),
         (16, "time-series"),
         (17, "task"),
         (18, "id"),
         (19, "domain"),
         (20, "images"),
-        (21, "segmentation_path"),
         (22, "time-series"),
         (23, "bbox"),
         (24, "task"),
     }
     assert expected <= found
-    assert not {line for line, _ in found} & {1, 2}, "valid records must not be reported"
+    assert not {line for line, _ in found} & {1, 2, 9, 21}, "valid records must not be reported as problems"
     assert f"{train}:3: json: " in "\n".join(map(str, problems))
     assert any("Broken Heart" in p.message for p in problems if p.line == 7)
     assert any(str(p) == f"{root / 'test.jsonl'}:0: file: missing; a data directory needs train.jsonl and test.jsonl" for p in problems)

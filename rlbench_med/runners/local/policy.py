@@ -24,13 +24,16 @@ class PromptBatch:
     """Encoded inputs of ``P`` prompts.
 
     Attributes:
-        image: ``[P, 3, S, S]`` in [0, 1] (zeros where absent); ``has_image``: ``[P]`` bool.
+        image: ``[P, F, 3, S, S]`` in [0, 1], ``F`` visual frames per prompt (an image, video frames;
+            zeros where absent); ``frames``: ``[P, F]`` bool, the valid frames; ``has_image``: ``[P]``
+            bool, whether the prompt shows any (cleared when the vision input is dropped).
         signal: ``[P, leads, length]`` standardised (zeros where absent); ``has_signal``: ``[P]``.
         text: ``[P, W]`` hashed word ids (0 = padding).
         task: ``[P]`` task index; ``grounded``: ``[P]`` bool, whether a box follows the labels.
     """
 
     image: Tensor
+    frames: Tensor
     has_image: Tensor
     signal: Tensor
     has_signal: Tensor
@@ -122,7 +125,12 @@ class PolicyModel(nn.Module):
         parts = [self.text_proj(self.text_encoder(prompts.text))[:, None]]
         masks = [torch.ones(p, 1, dtype=torch.long, device=self.device)]
         if self.use_image:
-            feats = self.image_encoder(4.0 * (prompts.image - 0.5)).flatten(2).transpose(1, 2)  # [P, k, 64]
+            # Every frame goes through the image encoder; features are averaged over the valid frames.
+            f = prompts.image.shape[1]
+            feats = self.image_encoder(4.0 * (prompts.image.flatten(0, 1) - 0.5)).flatten(2).transpose(1, 2)
+            feats = feats.reshape(p, f, *feats.shape[1:])  # [P, F, k, 64]
+            weight = prompts.frames.to(feats.dtype)[:, :, None, None]
+            feats = (feats * weight).sum(1) / weight.sum(1).clamp(min=1.0)  # [P, k, 64]
             parts.append(self.image_proj(feats))
             masks.append(prompts.has_image.long()[:, None].expand(p, self.image_tokens))
         if self.use_signal:

@@ -37,14 +37,10 @@ _NOT_BASE = {
 
 
 def data_fingerprint(root: Path) -> str:
-    """sha256 of the split files (the media they point to are named by them)."""
-    digest = hashlib.sha256()
-    for name in ("train.jsonl", "test.jsonl", "classes.json"):
-        path = Path(root) / name
-        if path.exists():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """sha256 of the split files and the suite's record selection (the media are named by the files)."""
+    from rlbench_med.suites.data import DataSource
+
+    return DataSource.open(root).fingerprint()
 
 
 def base_key(root: Path, config: LocalConfig, modality_dropout: float, device: str) -> str:

@@ -1,4 +1,9 @@
-"""The data a sweep trains on: ``--data`` validated, or SynthCLIMB generated once into the cache."""
+"""The data a sweep trains on: ``--data`` validated, or SynthCLIMB generated once into the cache.
+
+Either way the jobs read it through a data source file (:class:`~rlbench_med.suites.data.DataSource`,
+``cache_dir()/data/sources/<suite>-<hash>.source.json``): the split files plus the suite's record
+selection, so a suite trains only on its own domains.
+"""
 
 from __future__ import annotations
 
@@ -28,21 +33,25 @@ def data_cache_path(suite: str, profile: str, settings: DataSettings | None = No
     return cache_dir() / "data" / f"{suite}-{profile}-{settings.cache_suffix()}"
 
 
+def source_folder() -> Path:
+    """Where data source files live: ``cache_dir()/data/sources``."""
+    return cache_dir() / "data" / "sources"
+
+
 def data_complete(path: Path) -> bool:
     return (path / "train.jsonl").is_file() and (path / "test.jsonl").is_file()
 
 
 def ensure_data(plan: Plan) -> Path | None:
-    """Validate ``--data`` or generate SynthCLIMB into the cache (atomically: a tmp folder renamed)."""
+    """Validate ``--data`` or generate SynthCLIMB into the cache (atomically: a tmp folder renamed),
+    then write the jobs' data source file."""
     from rlbench_med.suites import load_data, synth
 
-    if plan.data_dir is None:
+    if plan.data_dir is None or plan.data_source is None:
         return None
-    if data_complete(plan.data_dir):
-        load_data(plan.data_dir)  # raises DataError listing every problem
-        return plan.data_dir
-    if not plan.generates_data:
-        load_data(plan.data_dir)
+    if data_complete(plan.data_dir) or not plan.generates_data:
+        load_data(plan.data_source)  # raises DataError listing every problem
+        plan.data_source.save(source_folder())
         return plan.data_dir
     plan.data_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
@@ -55,6 +64,7 @@ def ensure_data(plan: Plan) -> Path | None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    plan.data_source.save(source_folder())
     return plan.data_dir
 
 

@@ -44,12 +44,13 @@ class SweepRequest:
     executor: str = "local"
     ray_address: str | None = None
     ray_num_cpus: int | None = None
-    data: Path | None = None
+    data: Path | str | None = None  # a folder, or "train=PATH,test=PATH[,classes=PATH]"
     out: Path | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
     plugins: tuple[str, ...] = ()
     resume: bool = False
+    allow_outside_data: bool = False  # let media paths of --data resolve outside its folder
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -115,7 +115,7 @@ def write_floors(plan: Plan) -> list[dict[str, Any]]:
     from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED, floor_predictions, floor_rows
 
     assert plan.data_dir is not None
-    data = load_data(plan.data_dir)
+    data = load_data(plan.data_source if plan.data_source is not None else plan.data_dir)  # the suite's records
     floors = floor_predictions(data.train, data.test)
     files: dict[tuple[str, int], Path] = {}
     for name in FILED_FLOORS:
