@@ -14,6 +14,11 @@ are compared case- and whitespace-insensitively. A domain's ``acc`` / ``f1`` is 
 datasets; ``overall`` is the mean over domains. ``iou`` is the mean of the records' ``iou`` values
 in a domain (records without one are not counted), and ``overall`` iou the mean over the domains
 that have one. ``n`` is the number of records behind a row (for ``iou``: those with an IoU).
+
+``acc_release`` is the QoQ-Med release's evaluation accuracy (:func:`~rlbench_med.suites.release.release_accuracy`):
+per class ``(TP + TN) / N`` over the ground-truth classes, exact case-sensitive labels, read from
+the record's raw ``response`` with the release's "first ``\\boxed{}``" rule (records without a
+``response`` are read as ``\\boxed{<predicted labels>}``); averaged over datasets and domains like ``acc``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label, order_domains
+from rlbench_med.suites.release import release_accuracy
 
-METRICS = ("acc", "f1", "iou")
+METRICS = ("acc", "f1", "iou", "acc_release")
 
 
 def _labels(value: Any) -> Sequence[str]:
@@ -34,6 +40,14 @@ def _labels(value: Any) -> Sequence[str]:
     if isinstance(value, str):
         return [v for v in value.split(",") if v.strip()]
     return value
+
+
+def _release_response(rec: Mapping[str, Any]) -> str:
+    """The record's raw ``response``, else the canonical ``\\boxed{}`` text of its predicted labels."""
+    response = rec.get("response")
+    if isinstance(response, str):
+        return response
+    return "\\boxed{" + ", ".join(_labels(rec.get("predicted"))) + "}"
 
 
 def one_vs_rest_scores(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,12 +100,13 @@ def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     """Rows ``{"domain", "metric", "value", "n"}`` per domain and ``overall``.
 
     ``records``: mappings with ``domain``, ``dataset``, ``labels`` (true, list), ``predicted``
-    (list) and optionally ``iou`` (float or None). Metrics: ``acc``, ``f1``, and ``iou`` where any
-    record of the domain has one.
+    (list) and optionally ``iou`` (float or None) and ``response`` (the raw text). Metrics: ``acc``,
+    ``f1``, ``acc_release``, and ``iou`` where any record of the domain has one.
     """
     groups: dict[str, dict[str, tuple[list[Sequence[str]], list[Sequence[str]]]]] = {}
     ious: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
+    release_inputs: dict[str, dict[str, tuple[list[str], list[str]]]] = {}
     for rec in records:
         domain = str(rec["domain"])
         by_dataset = groups.setdefault(domain, {})
@@ -99,6 +114,9 @@ def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         truth.append(_labels(rec["labels"]))
         pred.append(_labels(rec.get("predicted")))
         counts[domain] = counts.get(domain, 0) + 1
+        truths, responses = release_inputs.setdefault(domain, {}).setdefault(str(rec["dataset"]), ([], []))
+        truths.append(", ".join(_labels(rec["labels"])))
+        responses.append(_release_response(rec))
         iou = rec.get("iou")
         if iou is not None:
             ious.setdefault(domain, []).append(float(iou))
@@ -112,13 +130,16 @@ def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
                 accs.append(acc)
                 f1s.append(f1)
         values = {"acc": float(np.mean(accs)) if accs else float("nan"), "f1": float(np.mean(f1s)) if f1s else float("nan")}
+        release = [a for t, r in release_inputs[domain].values() if not np.isnan(a := release_accuracy(t, r))]
+        values["acc_release"] = float(np.mean(release)) if release else float("nan")
         if domain in ious:
             values["iou"] = float(np.mean(ious[domain]))
         for metric, value in values.items():
             n = len(ious[domain]) if metric == "iou" else counts[domain]
             rows.append({"domain": domain, "metric": metric, "value": value, "n": n})
             summary[metric].append(value)
-    totals = {"acc": sum(counts.values()), "f1": sum(counts.values()), "iou": sum(len(v) for v in ious.values())}
+    totals = {"acc": sum(counts.values()), "f1": sum(counts.values()), "iou": sum(len(v) for v in ious.values()),
+              "acc_release": sum(counts.values())}
     for metric in METRICS:
         if summary[metric]:
             rows.append({"domain": "overall", "metric": metric, "value": float(np.mean(summary[metric])), "n": totals[metric]})
