@@ -46,3 +46,14 @@ def test_unknown_reward_and_misplaced_iou_reduce_name_the_field() -> None:
         with pytest.raises(ConfigError, match="iou_reduce: applies to reward=paper"):
             config(reward="release", iou_reduce="mean")
         assert config(reward="release").reward == "release"
+
+
+def test_the_local_runner_scores_with_the_configured_reward() -> None:
+    from rlbench_med.runners.local.train import make_reward_fn
+    from rlbench_med.suites.rewards import ReleaseReward, RewardFunction
+
+    release = make_reward_fn(LocalConfig(reward="release"))
+    assert isinstance(release, ReleaseReward) and release.weights == RewardWeights(0.5, 0.3, 0.1, 0.1)
+    paper = make_reward_fn(LocalConfig(reward_weights="0.5,0.3,0.1,0.1", iou_reduce="mean"))
+    assert isinstance(paper, RewardFunction) and paper.iou_reduce == "mean"
+    assert paper.weights == RewardWeights(0.5, 0.3, 0.1, 0.1)
