@@ -129,6 +129,13 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, RegistryError, DataError, SweepError, ResultsError, TrackingError, ComparisonError)
 
 
+def _console() -> Any:
+    """The terminal's console, or a 200-column one when the output is not a terminal (wide tables stay whole)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _one_line(exc: BaseException) -> str:
     from rlbench_med.suites import DataError
 
@@ -169,8 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
@@ -186,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plugins=tuple(args.plugin), resume=args.resume,
     )
     plan = sweep.build_plan(request)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = _console()
     print(plan.render(), flush=True)
     if args.dry_run:
         return EXIT_OK
@@ -233,8 +238,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import load_results
@@ -265,7 +268,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
-    print_terminal_table(report.table, Console(), where=str(report.html))
+    print_terminal_table(report.table, _console(), where=str(report.html))
     return EXIT_OK
 
 
@@ -354,8 +357,6 @@ def add_score_parser(sub: Any) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     import time
 
-    from rich.console import Console
-
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.score import ScoreError, score_responses, write_score
     from rlbench_med.suites.rewards import BOX_FRAMES, reward_settings_problem
@@ -381,7 +382,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"rlbench-med: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print_terminal_table(report.table, Console(), where=str(report.html))
+    print_terminal_table(report.table, _console(), where=str(report.html))
     print(f"scored {len(outcome.scores)} of {outcome.n_records} test records with reward={args.reward}: "
           f"{paths['scores']}, {paths['results']}")
     return EXIT_OK

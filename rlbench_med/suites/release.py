@@ -29,6 +29,12 @@ classes of the ground truth, averaged per dataset.
 Frames (DS:198-222, 543-560, 618-688): the release scores boxes in the frame of the *processed*
 image (:func:`release_frame`): the ground-truth box is scaled into it and the mask is resized
 into it (nearest neighbour, with the release's width/height swap, :func:`release_mask`).
+
+Where the restated spec is silent, this module chooses (each is marked in its function): the
+format candidate splits lines on ``"\n"``; a box whose length cannot be taken (a number) makes
+the whole IoU step fail (0) rather than being skipped; the evaluation's ``[...]`` fallback returns
+the text inside the brackets; an evaluation answer ``"None"`` predicts no label; masks with other
+than 1 or 3 channels are refused.
 """
 
 from __future__ import annotations
@@ -276,7 +282,10 @@ def rasterize_box(box: Sequence[Any], height: int, width: int) -> np.ndarray:
 
 
 def _mask_iou(boxes: list[Any], mask: np.ndarray) -> float:
-    """Mask branch (MED:113-160): mean over all K boxes of pixel IoU; short or undrawable boxes add 0."""
+    """Mask branch (MED:113-160): mean over all K boxes of pixel IoU; short or undrawable boxes add 0.
+
+    A box without a length (e.g. a number after a list) raises here, which zeroes the whole IoU.
+    """
     truth = mask > 0
     height, width = truth.shape[-2:]
     total = 0.0

@@ -50,6 +50,7 @@ import json
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -372,7 +373,7 @@ class _MaskCache:
         self._entries: OrderedDict[tuple[Path, Any], Any] = OrderedDict()
         self._size = size
 
-    def get(self, path: Path, frame: Any, load: Any) -> Any:
+    def get(self, path: Path, frame: Any, load: Callable[[Path], Any]) -> Any:
         """The cached ``load(path)`` for ``(path, frame)``."""
         key = (path, frame)
         hit = self._entries.get(key)

@@ -141,6 +141,8 @@ def test_base_key_depends_on_grad_clip(make_job: MakeJob) -> None:
     key = base_key(clipped.data_dir, clipped.config, 0.0, "cpu")
     assert key != base_key(unclipped.data_dir, unclipped.config, 0.0, "cpu")
     assert key == base_key(clipped.data_dir, make_job("ppo", steps=9, lr=0.5).config, 0.0, "cpu")
+    # The SFT base does not see the reward, so every reward shares it.
+    assert key == base_key(clipped.data_dir, make_job(reward="release").config, 0.0, "cpu")
 
 
 def test_cached_generation_matches_full_recompute(tiny_root: Path, make_job: MakeJob) -> None:
