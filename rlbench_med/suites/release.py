@@ -465,31 +465,70 @@ def extract_eval_answer(response: str) -> str:
     return response
 
 
+def release_truth(truths: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """``(classes, truth)`` of one group's ground-truth answer strings (EV:96-153).
+
+    ``classes``: the sorted labels of :func:`split_release_labels` over all truths (the classes with
+    support; labels only ever predicted have none and never enter an average); ``truth [N, C]``:
+    class ``j`` is in record ``i``'s truth.
+    """
+    sets = [set(split_release_labels(t)) for t in truths]
+    classes = sorted(set().union(*sets)) if sets else []
+    index = {c: j for j, c in enumerate(classes)}
+    truth = np.zeros((len(sets), len(classes)), dtype=bool)
+    for i, labels in enumerate(sets):
+        for c in labels:
+            truth[i, index[c]] = True
+    return classes, truth
+
+
+def release_predicted(classes: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    """``[N, C]``: class ``classes[j]`` is among the labels the evaluation reads from response ``i``.
+
+    Labels: :func:`split_release_labels` of :func:`extract_eval_answer`; an extracted ``"None"``
+    predicts nothing. Labels outside ``classes`` are dropped (they have no support).
+    """
+    index = {c: j for j, c in enumerate(classes)}
+    pred = np.zeros((len(responses), len(classes)), dtype=bool)
+    for i, response in enumerate(responses):
+        text = extract_eval_answer(response)
+        if text == "None":
+            continue
+        for label in split_release_labels(text):
+            j = index.get(label)
+            if j is not None:
+                pred[i, j] = True
+    return pred
+
+
+def release_class_accuracy(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean per-class ``(TP + TN) / N`` over the classes with support, under sample weights ``[R, N]`` -> ``[R]``.
+
+    With weights all 1 this is the release's dataset accuracy (EV:55-210); other weights (bootstrap
+    counts) give its replicates: a class counts when a weighted record has it. NaN without one.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    agree = (truth == pred).astype(np.float64)  # TP or TN, per record and class
+    support = (w @ truth.astype(np.float64)) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = (w @ agree) / w.sum(1, keepdims=True)
+        n_classes = support.sum(1)
+        return np.where(n_classes > 0, np.where(support, accuracy, 0.0).sum(1) / np.maximum(n_classes, 1), np.nan)
+
+
 def release_accuracy(truths: Sequence[str], responses: Sequence[str]) -> float:
     """The release's per-class accuracy of one (data_source, dataset) group (EV:55-210).
 
-    ``truths[i]`` is record i's ground-truth answer string, ``responses[i]`` its response. Labels:
-    :func:`split_release_labels` of the truth and of :func:`extract_eval_answer` (an extracted
-    ``"None"`` predicts nothing). The class universe is the union of all those label sets; for each
-    class ``c`` and record, TP / FN / FP / TN by ``c`` in truth and prediction, so
-    ``TP + FP + FN + TN = N``. Per class, accuracy ``(TP + TN) / N``; the result is its mean over the
-    classes with support > 0 (present in some truth). Classes only ever predicted (invented labels)
-    are left out; a class in every record has ``TN = 0`` and accuracy = recall. NaN with no records.
+    ``truths[i]`` is record i's ground-truth answer string, ``responses[i]`` its response. The class
+    universe is the union of the truth and predicted label sets; for each class ``c`` and record,
+    TP / FN / FP / TN by ``c`` in truth and prediction, so ``TP + FP + FN + TN = N``. Per class,
+    accuracy ``(TP + TN) / N``; the result is its mean over the classes with support > 0 (present in
+    some truth). Classes only ever predicted (invented labels) are left out; a class in every record
+    has ``TN = 0`` and accuracy = recall. NaN with no records.
 
     Worked example: truths ``A``, ``A, B``, ``B``; predictions ``A``, ``A``, ``C``. Class A: TP 2,
     TN 1 -> 3/3; class B: FN 2, TN 1 -> 1/3; class C has support 0. Result ``(1 + 1/3) / 2 = 2/3``.
     """
-    truth_sets = [set(split_release_labels(t)) for t in truths]
-    predicted_sets = []
-    for response in responses:
-        text = extract_eval_answer(response)
-        predicted_sets.append(set() if text == "None" else set(split_release_labels(text)))
-    n = len(truth_sets)
-    supported = set().union(*truth_sets) if truth_sets else set()
-    if not supported:
-        return float("nan")
-    accuracies = []
-    for c in sorted(supported):
-        tp_tn = sum((c in t) == (c in p) for t, p in zip(truth_sets, predicted_sets))
-        accuracies.append(tp_tn / n)
-    return float(np.mean(accuracies))
+    classes, truth = release_truth(truths)
+    pred = release_predicted(classes, responses)
+    return float(release_class_accuracy(truth, pred, np.ones((1, len(truths))))[0])

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from rlbench_med.suites.metrics import compute_metrics
-from rlbench_med.suites.release import extract_eval_answer, release_accuracy
+from rlbench_med.suites.release import (
+    extract_eval_answer,
+    release_accuracy,
+    release_class_accuracy,
+    release_predicted,
+    release_truth,
+)
 
 
 @pytest.mark.parametrize(
@@ -80,3 +87,17 @@ def test_acc_release_in_compute_metrics_per_dataset_domain_and_overall() -> None
     # Not the balanced accuracy, which reads the predicted lists: D1 A (1/2 + 1) / 2, B (1/2 + 1) / 2 -> 3/4;
     # D2 X 1, Y (0 + 1) / 2 -> 3/4; cxr acc 3/4.
     assert rows[("cxr", "acc")][0] == pytest.approx(0.75)
+
+
+def test_weighted_counts_equal_duplicated_records() -> None:
+    # Bootstrap weights (2, 0, 1) must give the accuracy of the records r1, r1, r3 written out:
+    # truths A, A, B; predictions A, A, C -> A: TP 2, TN 1 -> 1; B: TN 2, FN 1 -> 2/3 -> 5/6.
+    truths = ["A", "A, B", "B"]
+    responses = ["\\boxed{A}", "so \\boxed{A} or maybe \\boxed{B}", "answer: [C]"]
+    classes, truth = release_truth(truths)
+    pred = release_predicted(classes, responses)
+    weights = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, 1.0], [0.0, 0.0, 3.0]])
+    got = release_class_accuracy(truth, pred, weights)
+    # Row 3 draws r3 only: class A has no support, B: FN 3 -> 0.
+    assert got == pytest.approx([2 / 3, 5 / 6, 0.0])
+    assert got[1] == pytest.approx(release_accuracy(["A", "A", "B"], [responses[0], responses[0], responses[2]]))
