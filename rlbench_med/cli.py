@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "or explicit files")
     validate.add_argument("--allow-outside-data", action="store_true",
                           help="let media paths resolve outside the folder of their JSONL file")
+    add_score_parser(sub)
     return parser
 
 
@@ -137,6 +139,13 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from rlbench_med.typed_config import ConfigError
 
     return (ConfigError, RegistryError, DataError, SweepError, ResultsError, TrackingError, ComparisonError)
+
+
+def _console() -> Any:
+    """The terminal's console, or a 200-column one when the output is not a terminal (wide tables stay whole)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -166,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "ui":
             return cmd_ui(args)
+        if args.command == "score":
+            return cmd_score(args)
         return cmd_data(args)
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
@@ -177,8 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
@@ -194,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
     )
     plan = sweep.build_plan(request)
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = _console()
     print(plan.render(), flush=True)
     if args.dry_run:
         return EXIT_OK
@@ -242,8 +251,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import load_results
@@ -274,7 +281,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
-    print_terminal_table(report, Console(), where=str(report.html))
+    print_terminal_table(report, _console(), where=str(report.html))
     return EXIT_OK
 
 
@@ -330,6 +337,77 @@ def cmd_data(args: argparse.Namespace) -> int:
     counts = summary.get("counts") or {}
     sizes = ", ".join(f"{split} {sum(per.values())}" for split, per in counts.items() if isinstance(per, dict))
     print(f"wrote {suite.name} ({args.profile}, seed {args.seed}) to {args.out}" + (f": {sizes} samples" if sizes else ""))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# score: any model's responses -> reward components, metrics, report
+# --------------------------------------------------------------------------------------------
+SCORE_DESCRIPTION = """Score a model's responses to the test records of a data folder, as a run evaluates its own
+policies: per-record reward components (accuracy, iou, format, length, total) in scores.jsonl,
+the suite's metrics in results.csv (algo = the responses file's stem, seed 0), predictions and the
+report.
+
+Responses: one JSON object per line, {"id": ID, "response": TEXT} or {"index": N, "response": TEXT}.
+"id" matches the id field of a test record; "index" is the record's 0-based position among the
+records of test.jsonl (its line number - 1 when the file has no blank lines). Every test record
+needs exactly one response (or pass --allow-missing). Bad lines are reported as
+file:line: field: message (exit 2)."""
+
+
+def add_score_parser(sub: Any) -> None:
+    score = sub.add_parser("score", help="score any model's responses to a data folder's test records",
+                           description=SCORE_DESCRIPTION, formatter_class=_Formatter)
+    score.add_argument("--data", type=Path, required=True, help="data folder (train.jsonl, test.jsonl) the responses answer")
+    score.add_argument("--responses", type=Path, required=True, help="JSONL of {id or index, response}")
+    score.add_argument("--reward", default="paper",
+                       help="reward function: paper (the paper's components as this project defines them) or "
+                       "release (the QoQ-Med release's medical_compute_score)")
+    score.add_argument("--reward-weights", default="auto",
+                       help="auto (the reward's own), paper (0.6,0.2,0.1,0.1) or 'acc,iou,format,length' numbers")
+    score.add_argument("--box-frame", default="original",
+                       help="frame of the responses' box coordinates: original (image pixels, this project's "
+                       "prompts) or release (the release's processed image, for a model trained by the QoQ-Med release)")
+    score.add_argument("--algo", default=None, help="algo name in results.csv (default: the responses file's stem)")
+    score.add_argument("--suite", default=None,
+                       help="suite name in results.csv (default: the one in DIR/synth.json, else the folder's name)")
+    score.add_argument("--allow-missing", action="store_true",
+                       help="score the answered test records only (the summary line says how many)")
+    score.add_argument("--out", type=Path, default=None,
+                       help="output folder (default: reports/score-<responses stem>-<timestamp>/)")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import time
+
+    from rlbench_med.reports.render import print_terminal_table
+    from rlbench_med.reports.score import ScoreError, score_responses, write_score
+    from rlbench_med.suites.rewards import BOX_FRAMES, reward_settings_problem
+    from rlbench_med.typed_config import ConfigError
+
+    problem = reward_settings_problem(args.reward, args.reward_weights, "max")
+    if problem is not None:
+        raise ConfigError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
+    if args.box_frame not in BOX_FRAMES:
+        raise ConfigError(f"--box-frame: {args.box_frame!r} is not one of {', '.join(BOX_FRAMES)}")
+    try:
+        outcome = score_responses(args.data, args.responses, reward=args.reward, weights=args.reward_weights,
+                                  box_frame=args.box_frame, algo=args.algo, suite=args.suite,
+                                  allow_missing=args.allow_missing)
+    except ScoreError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"rlbench-med: error: {len(exc.problems)} problem(s) in {args.responses}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or Path("reports") / f"score-{args.responses.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        paths, report = write_score(outcome, out)
+    except FileExistsError as exc:
+        print(f"rlbench-med: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print_terminal_table(report, _console(), where=str(report.html))
+    print(f"scored {len(outcome.scores)} of {outcome.n_records} test records with reward={args.reward}: "
+          f"{paths['scores']}, {paths['results']}")
     return EXIT_OK
 
 

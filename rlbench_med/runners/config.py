@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rlbench_med.suites.rewards import REWARD_PRESETS, RewardWeights
+from rlbench_med.suites.rewards import reward_settings_problem
 from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
 
 #: Modalities that an ``eval_inputs`` entry may combine with ``+`` (``full`` keeps them all).
@@ -19,20 +19,17 @@ INPUT_MODALITIES = ("text", "vision", "ecg")
 
 
 
-def parse_reward_weights(spec: str) -> str | tuple[float, float, float, float]:
-    """``"paper"`` -> ``"paper"``; ``"0.6,0.2,0.1,0.1"`` (or ``:``/``;`` separated) -> 4 floats.
+def check_reward_settings(reward: str, reward_weights: str, iou_reduce: str, accuracy: str = "set_f1") -> None:
+    """Raise :class:`ConfigError` naming the field when the reward settings do not fit.
 
-    The four numbers weight accuracy, IoU, format and length rewards, in that order; they are
-    checked by :meth:`~rlbench_med.suites.rewards.RewardWeights.parse` (finite, >= 0, not all zero).
+    ``reward`` is a reward function (``paper``, ``release``); ``reward_weights`` is ``auto`` (the
+    function's own weights), ``paper`` or four numbers weighting accuracy, IoU, format and length
+    (finite, >= 0, not all zero); ``iou_reduce`` and ``accuracy`` (the accuracy reward's form)
+    apply to ``reward=paper`` only. The rules are :func:`~rlbench_med.suites.rewards.reward_settings_problem`.
     """
-    text = spec.strip()
-    try:
-        weights = RewardWeights.parse(text)
-    except ValueError as exc:
-        raise ConfigError(f"reward_weights: {exc}") from None
-    if text in REWARD_PRESETS:
-        return text
-    return (weights.accuracy, weights.iou, weights.format, weights.length)
+    problem = reward_settings_problem(reward, reward_weights.strip(), iou_reduce, accuracy)
+    if problem is not None:
+        raise ConfigError(f"{problem[0]}: {problem[1]}")
 
 
 def parse_eval_input(name: str) -> frozenset[str]:
@@ -76,13 +73,20 @@ class LocalConfig:
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward_weights: str = knob(
-        "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
+    reward: Literal["paper", "release"] = knob(
+        "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
+        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
     )
-    iou_reduce: Literal["max", "mean"] = knob("max", "how the IoU reward reduces over predicted boxes")
+    reward_weights: str = knob(
+        "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
+        "'acc,iou,format,length' numbers"
+    )
+    iou_reduce: Literal["max", "mean"] = knob(
+        "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
+    )
     accuracy_reward: Literal["set_f1", "exact"] = knob(
-        "set_f1", "form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging earns partial "
-        "credit) or 'exact' (1 only for the exact label set)"
+        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
+        "earns partial credit) or 'exact' (1 only for the exact label set)"
     )
     # -- evaluation / bookkeeping ---------------------------------------------------------------
     eval_every: int = knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
@@ -178,7 +182,7 @@ class LocalConfig:
             raise ConfigError(f"image_size ({self.image_size}) must be >= 4 * sqrt(image_tokens) = {4 * side}")
         if self.signal_length < 16 * self.signal_tokens:
             raise ConfigError(f"signal_length ({self.signal_length}) must be >= 16 * signal_tokens")
-        parse_reward_weights(self.reward_weights)
+        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
         for item in self.eval_inputs:
             parse_eval_input(item)
         if len(set(self.eval_inputs)) != len(self.eval_inputs):

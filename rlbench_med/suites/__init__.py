@@ -7,8 +7,9 @@
 - :mod:`.media`: image, mask, video and signal readers.
 - :mod:`.release_format`: the QoQ-Med release's data conventions (label splitting, paths, frames).
 - :mod:`.synth`: SynthCLIMB, deterministic synthetic data in that format.
-- :mod:`.rewards`: answer parsing and the reward function.
-- :mod:`.metrics`: per-domain balanced accuracy, macro-F1 and IoU.
+- :mod:`.rewards`: answer parsing and the reward functions (``paper``, ``release``).
+- :mod:`.release`: the QoQ-Med release's reward and evaluation, reproduced (pure functions).
+- :mod:`.metrics`: per-domain balanced accuracy, macro-F1, the release's accuracy and IoU.
 - :mod:`.spec`: the suite registry.
 """
 
@@ -30,13 +31,18 @@ from rlbench_med.suites.data import (
 )
 from rlbench_med.suites.release_format import split_release_labels
 from rlbench_med.suites.metrics import compute_metrics
+from rlbench_med.suites.release import split_release_labels
 from rlbench_med.suites.rewards import (
     REWARD_PRESETS,
+    REWARDS,
     Answer,
+    ReleaseReward,
     RewardBreakdown,
     RewardFunction,
     RewardWeights,
+    answer_text,
     answer_to_text,
+    make_reward,
     parse_answer,
 )
 from rlbench_med.suites.spec import SUITES, SuiteSpec, get_suite, list_suites
@@ -46,6 +52,7 @@ __all__ = [
     "CATALOGUE",
     "DEFAULT_IMBALANCE",
     "MIMIC_TASKS",
+    "REWARDS",
     "REWARD_PRESETS",
     "SUITES",
     "VISION_DOMAINS",
@@ -55,11 +62,13 @@ __all__ = [
     "DataError",
     "DataSource",
     "Problem",
+    "ReleaseReward",
     "RewardBreakdown",
     "RewardFunction",
     "RewardWeights",
     "Sample",
     "SuiteSpec",
+    "answer_text",
     "answer_to_text",
     "check_data",
     "compute_metrics",
@@ -72,6 +81,7 @@ __all__ = [
     "load_sample_mask",
     "load_signal",
     "load_video_frames",
+    "make_reward",
     "normalize_label",
     "parse_answer",
     "split_release_labels",

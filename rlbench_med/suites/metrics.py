@@ -26,6 +26,14 @@ Both pay for hedging: answering a single-label question with every class of its 
 - ``iou``: the mean IoU of a domain's records that have one (pooled over its datasets, not a mean of
   dataset means); ``overall`` iou is the mean over the domains that have one.
 
+The release's (QoQ-Med release, ``examples/reward_function/evaluation.py``):
+
+- ``acc_release``: plain per-class accuracy ``(TP + TN) / N`` averaged over the classes with
+  support, with exact case-sensitive labels read from the record's raw ``response`` by the
+  release's "first ``\\boxed{}``" rule (:func:`~rlbench_med.suites.release.release_accuracy`;
+  records without a ``response`` are read as ``\\boxed{<predicted labels>}``). True negatives
+  inflate it: it is not balanced accuracy.
+
 Worked example (one single-label dataset with classes A and B)::
 
     truth   A       B     A
@@ -54,8 +62,9 @@ from typing import Any
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label, order_domains
+from rlbench_med.suites.release import release_class_accuracy, release_predicted, release_truth
 
-METRICS = ("acc", "f1", "exact", "f1_strict", "labels", "iou")
+METRICS = ("acc", "f1", "exact", "f1_strict", "labels", "acc_release", "iou")
 """Every metric :func:`compute_metrics` can write, in report order."""
 
 DESCRIPTIVE_METRICS = frozenset({"labels"})
@@ -69,6 +78,14 @@ def label_list(value: Any) -> Sequence[str]:
     if isinstance(value, str):
         return [v for v in value.split(",") if v.strip()]
     return value
+
+
+def release_response(rec: Mapping[str, Any]) -> str:
+    """The record's raw ``response``, else the canonical ``\\boxed{}`` text of its predicted labels."""
+    response = rec.get("response")
+    if isinstance(response, str):
+        return response
+    return "\\boxed{" + ", ".join(label_list(rec.get("predicted"))) + "}"
 
 
 def label_keys(value: Any) -> frozenset[str]:
@@ -86,6 +103,8 @@ class DatasetTruth:
     truth: np.ndarray  # [N, C] bool
     keys: list[frozenset[str]]  # T_i as comparison keys
     multi_label: bool
+    release_classes: list[str] | None = None  # the release evaluation's classes (exact strings)
+    release_truth: np.ndarray | None = None  # [N, C'] bool
 
     @property
     def n(self) -> int:
@@ -101,7 +120,8 @@ class DatasetTruth:
             for c in k:
                 truth[i, index[c]] = True
         multi = any(len(k) > 1 for k in keys) or any(bool(r.get("multi_label")) for r in records)
-        return cls(domain, dataset, classes, truth, keys, multi)
+        rel_classes, rel_truth = release_truth([", ".join(label_list(r["labels"])) for r in records])
+        return cls(domain, dataset, classes, truth, keys, multi, rel_classes, rel_truth)
 
     def encode(self, records: Sequence[Mapping[str, Any]]) -> DatasetPredictions:
         """Encode predictions of the same records (same order) against this truth."""
@@ -120,7 +140,10 @@ class DatasetTruth:
             exact[i] = keys == self.keys[i]
             if rec.get("iou") is not None:
                 iou[i] = float(rec["iou"])
-        return DatasetPredictions(pred, n_pred, exact, iou)
+        release = None
+        if self.release_classes is not None:
+            release = release_predicted(self.release_classes, [release_response(r) for r in records])
+        return DatasetPredictions(pred, n_pred, exact, iou, release)
 
 
 @dataclass
@@ -131,6 +154,7 @@ class DatasetPredictions:
     n_pred: np.ndarray  # [N] distinct predicted labels (any label, known or not)
     exact: np.ndarray  # [N] bool, predicted set == true set
     iou: np.ndarray  # [N] float, nan where not scored
+    release: np.ndarray | None = None  # [N, C'] bool, the release evaluation's reading of the responses
 
 
 def _one_vs_rest(truth: np.ndarray, pred: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +192,10 @@ def dataset_values(truth: DatasetTruth, pred: DatasetPredictions, weights: np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         exact = (w @ pred.exact.astype(np.float64)) / total
         labels = (w @ pred.n_pred) / total
-    return {"acc": acc, "f1": f1, "exact": exact, "f1_strict": f1_strict, "labels": labels}
+    out = {"acc": acc, "f1": f1, "exact": exact, "f1_strict": f1_strict, "labels": labels}
+    if truth.release_truth is not None and pred.release is not None:
+        out["acc_release"] = release_class_accuracy(truth.release_truth, pred.release, w)
+    return out
 
 
 def aggregate(

@@ -1,5 +1,17 @@
 """Rewards of a diagnosis answer: label F1, box IoU, format and reasoning length.
 
+Two reward functions, chosen by name (:func:`make_reward`, the ``reward`` config knob):
+
+- ``paper`` (:class:`RewardFunction`, default): the paper's four components and weights
+  (accuracy 0.6, IoU 0.2, format 0.1, length 0.1). The paper does not define the components
+  precisely; the definitions below are this project's.
+- ``release`` (:class:`ReleaseReward`): the QoQ-Med code release's ``medical_compute_score``,
+  reproduced quirk for quirk in :mod:`rlbench_med.suites.release` (F1 0.5, IoU 0.3, format 0.1,
+  length 0.1).
+
+``reward_weights`` only re-weights the chosen function's components: ``auto`` (its own weights),
+``paper`` (0.6, 0.2, 0.1, 0.1) or four numbers.
+
 An answer is scored the same way whether it comes from a text policy (parsed with
 :func:`parse_answer`) or from the built-in policy's structured output (an :class:`Answer` built
 directly). The text format, produced by :func:`answer_to_text`::
@@ -40,7 +52,8 @@ import json
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,9 +61,18 @@ AccuracyForm = Literal["set_f1", "exact"]
 ACCURACY_FORMS: tuple[str, ...] = ("set_f1", "exact")
 
 import numpy as np
+from PIL import Image
 
 from rlbench_med.suites.catalogue import normalize_label
 from rlbench_med.suites.data import Sample, load_sample_mask
+from rlbench_med.suites.release import (
+    RELEASE_WEIGHTS,
+    frame_scale,
+    medical_compute_score,
+    release_frame,
+    release_gt_box,
+    release_mask,
+)
 
 Box = tuple[float, float, float, float]
 
@@ -74,16 +96,21 @@ class RewardWeights:
             raise ValueError("reward weights are all zero; at least one component must count")
 
     @classmethod
-    def parse(cls, spec: str | RewardWeights) -> RewardWeights:
-        """A preset name (``paper``, ``release``) or ``"acc,iou,format,length"`` numbers.
+    def parse(cls, spec: str | RewardWeights, reward: str = "paper") -> RewardWeights:
+        """``auto`` (the weights of ``reward``, see :data:`DEFAULT_WEIGHTS`), a preset of
+        :data:`REWARD_PRESETS`, or ``"acc,iou,format,length"`` numbers.
 
         The numbers may also be separated by ``;`` or ``:``; empty parts are ignored.
         """
         if isinstance(spec, RewardWeights):
             return spec
         text = str(spec).strip()
+        if text == "auto":
+            return DEFAULT_WEIGHTS[check_reward(reward)]
         if text in REWARD_PRESETS:
             return REWARD_PRESETS[text]
+        if text in RETIRED_WEIGHT_PRESETS:
+            raise ValueError(RETIRED_WEIGHT_PRESETS[text])
         parts = [p.strip() for p in _WEIGHT_SEPARATORS.split(text) if p.strip()]
         try:
             values = [float(p) for p in parts]
@@ -91,7 +118,7 @@ class RewardWeights:
             values = []
         if len(values) != 4:
             raise ValueError(
-                f"reward weights {spec!r}: use a preset ({', '.join(REWARD_PRESETS)}) "
+                f"reward weights {spec!r}: use auto, a preset ({', '.join(REWARD_PRESETS)}) "
                 'or four numbers "acc,iou,format,length", e.g. "0.6,0.2,0.1,0.1"'
             )
         return cls(*values)
@@ -101,12 +128,37 @@ class RewardWeights:
         return ",".join(f"{v:g}" for v in (self.accuracy, self.iou, self.format, self.length))
 
 
+#: The reward functions (the ``reward`` knob): ``paper`` is the paper's text with this project's
+#: component definitions (:class:`RewardFunction`); ``release`` is the code release's
+#: ``medical_compute_score`` (:class:`ReleaseReward`, :mod:`rlbench_med.suites.release`).
+REWARDS = ("paper", "release")
+
+#: Weight presets of ``reward_weights`` (besides ``auto``).
 REWARD_PRESETS: dict[str, RewardWeights] = {
     # QoQ-Med paper: accuracy 0.6, IoU 0.2, auxiliary (format + length) 0.2.
     "paper": RewardWeights(accuracy=0.6, iou=0.2, format=0.1, length=0.1),
-    # QoQ-Med code release: F1 0.5, IoU 0.3, format 0.1, length 0.1.
-    "release": RewardWeights(accuracy=0.5, iou=0.3, format=0.1, length=0.1),
 }
+
+#: ``reward_weights=auto``: each reward function's own weights.
+DEFAULT_WEIGHTS: dict[str, RewardWeights] = {
+    "paper": REWARD_PRESETS["paper"],
+    # QoQ-Med code release, MED:360-366: F1 0.5, IoU 0.3, format 0.1, length 0.1.
+    "release": RewardWeights(*RELEASE_WEIGHTS),
+}
+
+#: Weight preset names that are no longer accepted, with what to use instead.
+RETIRED_WEIGHT_PRESETS = {
+    "release": "reward_weights=release is retired (it put the release's weights on this project's components, "
+    "which is not the release's reward): use reward=release for the release's reward function, or "
+    "reward_weights=0.5,0.3,0.1,0.1 for its weights on the paper reward's components",
+}
+
+
+def check_reward(name: str) -> str:
+    """``name`` if it is a reward function of :data:`REWARDS`; else ``ValueError`` naming them."""
+    if name not in REWARDS:
+        raise ValueError(f"reward {name!r} is not a reward function; use one of {', '.join(REWARDS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -114,7 +166,9 @@ class Answer:
     """A parsed or structured answer.
 
     ``boxes`` are ``(x1, y1, x2, y2)`` pixels of the original image; ``box_labels`` (optional)
-    names the label of each box; ``reasoning`` is the reasoning text when known.
+    names the label of each box; ``reasoning`` is the reasoning text when known. ``response`` is
+    the raw text the answer was parsed from (None for a structured answer; see :func:`answer_text`);
+    it does not take part in equality.
     """
 
     labels: tuple[str, ...]
@@ -123,6 +177,7 @@ class Answer:
     well_formed: bool = True
     reasoning: str = ""
     box_labels: tuple[str, ...] = ()
+    response: str | None = field(default=None, compare=False)
 
 
 EMPTY_ANSWER = Answer(labels=(), boxes=(), reasoning_tokens=0, well_formed=False)
@@ -247,6 +302,7 @@ def parse_answer(text: Any) -> Answer:
         well_formed=bool(labels) and blocks_ok,
         reasoning=" ".join(words),
         box_labels=tuple(box_labels),
+        response=text,
     )
 
 
@@ -268,6 +324,11 @@ def answer_to_text(answer: Answer) -> str:
             items.append(f'{{"label": {json.dumps(label)}, "bbox_2d": [{coords}]}}')
         parts.append("```json\n[" + ", ".join(items) + "]\n```")
     return "\n".join(parts)
+
+
+def answer_text(answer: Answer) -> str:
+    """The text of an answer: the raw response of a text policy, else the canonical :func:`answer_to_text`."""
+    return answer.response if answer.response is not None else answer_to_text(answer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,12 +376,32 @@ def mask_box_iou(mask: np.ndarray, box: Box, mask_area: int | None = None) -> fl
     return inter / union if union > 0 else 0.0
 
 
+class _MaskCache:
+    """Masks read once per (path, frame) and kept in a bounded LRU cache."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: OrderedDict[tuple[Path, Any], Any] = OrderedDict()
+        self._size = size
+
+    def get(self, path: Path, frame: Any, load: Callable[[Path], Any]) -> Any:
+        """The cached ``load(path)`` for ``(path, frame)``."""
+        key = (path, frame)
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+            return hit
+        entry = self._entries[key] = load(path)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return entry
+
+
 class RewardFunction:
-    """Scores answers against samples; masks are read once and kept in a bounded cache."""
+    """``reward=paper``: this project's components with the paper's weights (module docstring)."""
 
     def __init__(
         self,
-        weights: RewardWeights | str = "paper",
+        weights: RewardWeights | str = "auto",
         iou_reduce: Literal["max", "mean"] = "max",
         length_target: tuple[int, int] = (16, 256),
         mask_cache_size: int = 8192,
@@ -334,24 +415,19 @@ class RewardFunction:
         lo, hi = length_target
         if not (0 < lo <= hi):
             raise ValueError(f"length_target must be (lo, hi) with 0 < lo <= hi, got {length_target}")
-        self.weights = RewardWeights.parse(weights)
+        self.weights = RewardWeights.parse(weights, "paper")
         self.iou_reduce = iou_reduce
         self.length_target = (int(lo), int(hi))
-        self._masks: OrderedDict[tuple[Path, tuple[int, int] | None], tuple[np.ndarray, int]] = OrderedDict()
-        self._cache_size = mask_cache_size
+        self._masks = _MaskCache(mask_cache_size)
 
     def _mask(self, sample: Sample) -> tuple[np.ndarray, int]:
-        key = (sample.segmentation_path, sample.image_size)
-        hit = self._masks.get(key)
-        if hit is not None:
-            self._masks.move_to_end(key)
-            return hit
-        mask = load_sample_mask(sample)
-        entry = (mask, int(mask.sum()))
-        self._masks[key] = entry
-        if len(self._masks) > self._cache_size:
-            self._masks.popitem(last=False)
-        return entry
+        """The sample's mask on its image's grid (resized, or drawn from its box) and its area, cached."""
+
+        def load(_: Path) -> tuple[np.ndarray, int]:
+            mask = load_sample_mask(sample)
+            return mask, int(mask.sum())
+
+        return self._masks.get(sample.segmentation_path, sample.image_size, load)
 
     def iou(self, sample: Sample, boxes: tuple[Box, ...] | list[Box]) -> float | None:
         """IoU of the predicted boxes with the sample's region (None when it has no region)."""
@@ -389,3 +465,129 @@ class RewardFunction:
     def score_text(self, sample: Sample, text: str) -> RewardBreakdown:
         """Parse a text output and score it."""
         return self.score(sample, parse_answer(text))
+
+
+#: The frame a response states its box coordinates in: ``original`` image pixels (this project's
+#: policies and prompts) or ``release``-frame pixels (a model trained by the release sees the processed image).
+BoxFrame = Literal["original", "release"]
+BOX_FRAMES = ("original", "release")
+
+
+class ReleaseReward:
+    """``reward=release``: the QoQ-Med release's ``medical_compute_score`` (:mod:`rlbench_med.suites.release`).
+
+    The response is the answer's raw text (a text policy) or its canonical text
+    (:func:`answer_text`); the ground truth is the sample's labels joined by ``", "`` (the CLIMB
+    answer string, which the release splits with the same rule).
+
+    **Frame.** Boxes are scored where the release scores them: in the frame of the processed image,
+    ``(W', H') = release_frame(W, H)`` (DS:198-222; a 64 x 64 image becomes 256 x 256, images of
+    65 536 to 524 288 pixels keep their size). The ground-truth box is scaled by ``(W'/W, H'/H)``
+    and stored as float32 (DS:656-688); the mask is resized into that frame with nearest neighbour
+    and the release's width/height swap (DS:618-654). A release-trained model sees the processed
+    image, so its boxes are already release-frame pixels (``box_frame="release"``); this project's
+    policies state boxes in original-image pixels (``box_frame="original"``, the training default),
+    which are multiplied by ``(W'/W, H'/H)`` before the release's int truncation, i.e. read as if the
+    policy had looked at the processed image. The release's integer truncation and inclusive
+    rasterisation then happen on the same grid as in the release, which is what makes the numbers
+    equal to the release's for the same response and image.
+
+    Not reproduced: the batch collate pads masks with zeros to the batch's largest mask (scores
+    here are those of a batch of one), and the Qwen processor's 28-pixel grid (the release does not
+    apply it to masks and boxes either).
+    """
+
+    def __init__(
+        self, weights: RewardWeights | str = "auto", box_frame: BoxFrame = "original", mask_cache_size: int = 8192
+    ) -> None:
+        if box_frame not in BOX_FRAMES:
+            raise ValueError(f"box_frame must be one of {', '.join(BOX_FRAMES)}, got {box_frame!r}")
+        self.weights = RewardWeights.parse(weights, "release")
+        self.box_frame = box_frame
+        self._masks = _MaskCache(mask_cache_size)
+        self._metric = RewardFunction(mask_cache_size=mask_cache_size)
+
+    def _mask(self, path: Path, frame: tuple[int, int]) -> np.ndarray:
+        def load(p: Path) -> np.ndarray:
+            with Image.open(p) as im:
+                return release_mask(im, frame)
+
+        return self._masks.get(path, frame, load)
+
+    def score_text(self, sample: Sample, text: str) -> RewardBreakdown:
+        """The release's reward of the response ``text`` for ``sample`` (see the class docstring)."""
+        scale = (1.0, 1.0)
+        mask = None
+        if sample.image_size is not None:
+            frame = release_frame(sample.image_size)
+            scale = frame_scale(sample.image_size, frame)
+            if sample.segmentation_path is not None:
+                mask = self._mask(sample.segmentation_path, frame)
+        w = self.weights
+        result = medical_compute_score(
+            text,
+            ", ".join(sample.labels),
+            mask,
+            release_gt_box(sample.bbox, scale),
+            weights=(w.accuracy, w.iou, w.format, w.length),
+            box_scale=scale if self.box_frame == "original" else (1.0, 1.0),
+        )
+        return RewardBreakdown(result.total, result.accuracy, result.iou, result.format, result.length,
+                               iou_scored=sample.has_region)
+
+    def score(self, sample: Sample, answer: Answer) -> RewardBreakdown:
+        """The release's reward of :func:`answer_text` of ``answer``."""
+        return self.score_text(sample, answer_text(answer))
+
+    def iou(self, sample: Sample, boxes: tuple[Box, ...] | list[Box]) -> float | None:
+        """The ``iou`` *metric* of predicted boxes (this project's, best box): evaluation does not change with the reward."""
+        return self._metric.iou(sample, boxes)
+
+
+Reward = RewardFunction | ReleaseReward
+
+
+def reward_settings_problem(
+    reward: str, weights: RewardWeights | str, iou_reduce: str, accuracy: str = "set_f1"
+) -> tuple[str, str] | None:
+    """``(field, message)`` of the first setting that does not fit, or None.
+
+    ``reward`` must be in :data:`REWARDS`; ``weights`` must parse (:meth:`RewardWeights.parse`);
+    ``iou_reduce`` (``max`` or ``mean``) and ``accuracy`` (``set_f1`` or ``exact``) apply to
+    ``reward=paper`` only.
+    """
+    if reward not in REWARDS:
+        return "reward", f"{reward!r} is not a reward function; use one of {', '.join(REWARDS)}"
+    if iou_reduce not in ("max", "mean"):
+        return "iou_reduce", f"must be 'max' or 'mean', got {iou_reduce!r}"
+    if accuracy not in ACCURACY_FORMS:
+        return "accuracy_reward", f"must be one of {', '.join(ACCURACY_FORMS)}, got {accuracy!r}"
+    if reward == "release" and iou_reduce != "max":
+        return "iou_reduce", "applies to reward=paper; the release reward averages over boxes its own way"
+    if reward == "release" and accuracy != "set_f1":
+        return "accuracy_reward", "applies to reward=paper; the release reward's accuracy is its own set F1"
+    try:
+        RewardWeights.parse(weights, reward)
+    except ValueError as exc:
+        return "reward_weights", str(exc)
+    return None
+
+
+def make_reward(
+    reward: str = "paper",
+    weights: RewardWeights | str = "auto",
+    iou_reduce: Literal["max", "mean"] = "max",
+    box_frame: BoxFrame = "original",
+    accuracy: AccuracyForm = "set_f1",
+) -> Reward:
+    """The reward function named ``reward`` (:data:`REWARDS`), weighted by ``weights``.
+
+    ``iou_reduce`` and ``accuracy`` apply to ``paper`` only, ``box_frame`` to ``release`` only.
+    Settings that do not fit raise ``ValueError`` (:func:`reward_settings_problem`).
+    """
+    problem = reward_settings_problem(reward, weights, iou_reduce, accuracy)
+    if problem is not None:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
+    if reward == "release":
+        return ReleaseReward(weights, box_frame)
+    return RewardFunction(weights, iou_reduce, accuracy=accuracy)

@@ -10,7 +10,7 @@ seeds and profile sizes. ``profiles[p]`` holds:
 
 ``variants`` maps a label to runner config overrides applied on top of a job's config; the
 sweep runs every default algorithm once per variant and labels results ``<algo>[<label>]``.
-``ablation_rewards`` uses the runner config key ``reward_weights`` (a preset name or
+``ablation_rewards`` uses the runner config key ``reward_weights`` (``auto``, a preset name or
 ``"acc,iou,format,length"``, parsed by :meth:`rlbench_med.suites.rewards.RewardWeights.parse`).
 ``primary_metric`` is what the report leads with: a metric no trivial floor can win (``f1_strict``
 for label suites, ``iou`` for grounding). ``eval_inputs`` lists the input sets each trained policy is evaluated with (``full`` keeps every

@@ -74,8 +74,8 @@ def test_results_csv_has_exact_columns_and_config_is_saved(tmp_path: Path) -> No
     with open(outcome.results_csv) as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == RESULT_COLUMNS == ("suite", "algo", "seed", "domain", "metric", "value", "n")
-    # 2 algos x 1 seed x (2 domains + overall) x (acc, f1, exact, f1_strict, labels)
-    assert len(rows) - 1 == 2 * 3 * 5
+    # 2 algos x 1 seed x (2 domains + overall) x (acc, f1, exact, f1_strict, labels, acc_release)
+    assert len(rows) - 1 == 2 * 3 * 6
     saved = yaml.safe_load((plan.out_dir / "config.yaml").read_text())
     assert saved["config"]["steps"] == 3 and saved["algos"] == ["drpo", "grpo"]
 
@@ -115,7 +115,7 @@ def test_resume_skips_finished_jobs_and_refuses_silent_overwrite(tmp_path: Path)
     outcome = sweep.run_sweep(plan)
     rows = sweep.read_results(outcome.results_csv)
     assert sorted({(r["algo"], r["seed"]) for r in rows}) == [("grpo", 0), ("grpo", 1)]
-    assert len(rows) == 2 * 15
+    assert len(rows) == 2 * 18
     with pytest.raises(sweep.SweepError, match="config differs"):
         sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0, 1), resume=True, overrides={"lr": "0.3"}))
 

@@ -41,9 +41,9 @@ def test_hand_worked_example() -> None:
     assert got[("overall", "f1")] == (pytest.approx((0.625 + 2 / 3) / 2), 7)
     assert got[("overall", "iou")] == (pytest.approx(0.3), 2)
     assert ("mri", "iou") not in got
-    # Metrics in report order within each domain: acc, f1, exact, f1_strict, labels, iou.
+    # Metrics in report order within each domain: acc, f1, exact, f1_strict, labels, acc_release, iou.
     order = [(r["domain"], r["metric"]) for r in compute_metrics(records)]
-    base = ["acc", "f1", "exact", "f1_strict", "labels"]
+    base = ["acc", "f1", "exact", "f1_strict", "labels", "acc_release"]
     assert order == (
         [("cxr", m) for m in base + ["iou"]] + [("mri", m) for m in base] + [("overall", m) for m in base + ["iou"]]
     )

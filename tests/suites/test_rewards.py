@@ -50,7 +50,7 @@ def _sample(tmp_path: Path | None = None, *, mask: bool = True, bbox: tuple | No
 REASONING = "the heart looks large and lungs look wet"  # 8 tokens
 
 
-def test_hand_worked_reward_paper_and_release(tmp_path: Path) -> None:
+def test_hand_worked_reward_paper_max_mean_and_release_weights(tmp_path: Path) -> None:
     sample = _sample(tmp_path)
     text = (
         f"{REASONING}\n\\boxed{{cardiomegaly , Pneumonia}}\n"
@@ -69,8 +69,8 @@ def test_hand_worked_reward_paper_and_release(tmp_path: Path) -> None:
     paper_mean = RewardFunction("paper", iou_reduce="mean").score(sample, answer)
     assert paper_mean.iou == pytest.approx(0.35)
     assert paper_mean.total == pytest.approx(0.3 + 0.2 * 0.35 + 0.1 + 0.05)
-    release = RewardFunction("release").score_text(sample, text)
-    assert release.total == pytest.approx(0.5 * 0.5 + 0.3 * 0.5 + 0.1 * 1.0 + 0.1 * 0.5)
+    release_weights = RewardFunction("0.5,0.3,0.1,0.1").score_text(sample, text)
+    assert release_weights.total == pytest.approx(0.5 * 0.5 + 0.3 * 0.5 + 0.1 * 1.0 + 0.1 * 0.5)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,8 @@ def test_label_f1_normalises_case_and_whitespace() -> None:
 
 def test_weights_presets_and_parsing() -> None:
     assert RewardWeights.parse("paper") == RewardWeights(0.6, 0.2, 0.1, 0.1)
-    assert RewardWeights.parse("release") == RewardWeights(0.5, 0.3, 0.1, 0.1)
+    with pytest.raises(ValueError, match="use reward=release"):
+        RewardWeights.parse("release")
     assert RewardWeights.parse("0.2,0.6,0.1,0.1") == RewardWeights(0.2, 0.6, 0.1, 0.1)
     assert RewardWeights.parse(REWARD_PRESETS["paper"].as_text()) == REWARD_PRESETS["paper"]
     for bad in ("papr", "1,2,3", "a,b,c,d", "0,0,0,0", "-1,1,1,1"):

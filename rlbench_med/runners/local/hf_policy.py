@@ -2,7 +2,9 @@
 
 The model sees the text prompt only (the sample's ``problem``, its class list and the answer
 format) and answers in the ``\\boxed{...}`` + ```` ```json ```` box format of
-``suites.rewards.answer_to_text``; answers are scored through ``suites.rewards.parse_answer``.
+``suites.rewards.answer_to_text``; answers are parsed with ``suites.rewards.parse_answer``,
+which keeps the decoded text as ``Answer.response`` (the ``response`` of a predictions line, which the
+release's reward and ``acc_release`` read).
 Nothing is downloaded: the directory must hold ``config.json``, the weights and the tokenizer.
 The agent has the same methods as ``rollout.BuiltinAgent`` (no critic: estimators that require
 ``values`` are refused by ``check``).

@@ -31,7 +31,8 @@ BASE_FORMAT = 2
 #: Config fields that do not change the base (RL, evaluation and bookkeeping knobs).
 _NOT_BASE = {
     "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "clip_low", "clip_high", "kl_coef", "kl_mode",
-    "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward_weights", "iou_reduce", "accuracy_reward",
+    "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward", "reward_weights", "iou_reduce",
+    "accuracy_reward",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",
 }
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker
-from rlbench_med.runners.config import LocalConfig, parse_eval_input, parse_reward_weights
+from rlbench_med.runners.config import LocalConfig, parse_eval_input
 from rlbench_med.runners.local.checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -79,12 +79,10 @@ def dropout_probability(config: LocalConfig, eval_inputs: tuple[str, ...]) -> fl
 
 
 def make_reward_fn(config: LocalConfig) -> Any:
-    from rlbench_med.suites.rewards import RewardFunction, RewardWeights
+    """The configured reward (``reward``, ``reward_weights``, ``iou_reduce``); policies state boxes in original pixels."""
+    from rlbench_med.suites.rewards import make_reward
 
-    weights = parse_reward_weights(config.reward_weights)
-    if not isinstance(weights, str):
-        weights = RewardWeights(*weights)
-    return RewardFunction(weights=weights, iou_reduce=config.iou_reduce, accuracy=config.accuracy_reward)
+    return make_reward(config.reward, config.reward_weights.strip(), config.iou_reduce, accuracy=config.accuracy_reward)
 
 
 def make_agent(config: LocalConfig, data_dir: Path, device: torch.device) -> Any:
@@ -105,6 +103,8 @@ def make_agent(config: LocalConfig, data_dir: Path, device: torch.device) -> Any
 def evaluate(agent: Any, model: torch.nn.Module, split: EncodedSplit, reward_fn: Any, inputs: str,
              max_samples: int) -> list[dict[str, Any]]:
     """Greedy answers to the held-out split with only the modalities of ``inputs``; one record per sample."""
+    from rlbench_med.suites.rewards import answer_text
+
     keep = parse_eval_input(inputs)
     n = len(split) if max_samples <= 0 else min(max_samples, len(split))
     records: list[dict[str, Any]] = []
@@ -117,7 +117,8 @@ def evaluate(agent: Any, model: torch.nn.Module, split: EncodedSplit, reward_fn:
             for k, answer in zip(idx.tolist(), agent.answers(ro, split)):
                 sample = split.samples[k]
                 record: dict[str, Any] = {"uid": sample.uid, "domain": sample.domain, "dataset": sample.dataset,
-                                          "labels": list(sample.labels), "predicted": list(answer.labels)}
+                                          "labels": list(sample.labels), "predicted": list(answer.labels),
+                                          "response": answer_text(answer)}
                 iou = reward_fn.iou(sample, answer.boxes)
                 if iou is not None:
                     record["iou"] = float(iou)

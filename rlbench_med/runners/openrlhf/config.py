@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rlbench_med.runners.config import parse_reward_weights
+from rlbench_med.runners.config import check_reward_settings
 from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
 
 
@@ -67,10 +67,17 @@ class OpenRLHFConfig:
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward_weights: str = knob(
-        "paper", "reward weights: a preset (paper, release) or 'acc,iou,format,length' numbers"
+    reward: Literal["paper", "release"] = knob(
+        "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
+        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
     )
-    iou_reduce: Literal["max", "mean"] = knob("max", "how the IoU reward reduces over predicted boxes")
+    reward_weights: str = knob(
+        "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
+        "'acc,iou,format,length' numbers"
+    )
+    iou_reduce: Literal["max", "mean"] = knob(
+        "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
+    )
     # -- cluster layout -------------------------------------------------------------------------
     num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
     gpus_per_node: int = knob(8, "GPUs per node for the actor (and the reference and critic models)")
@@ -159,7 +166,7 @@ class OpenRLHFConfig:
                 f"({rollouts} / {self.micro_rollout_batch_size}) must be >= the actor's GPUs ({gpus}); "
                 "raise rollout_batch_size or lower micro_rollout_batch_size"
             )
-        parse_reward_weights(self.reward_weights)
+        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce)
         for item in self.openrlhf_args:
             if not item.startswith("--"):
                 raise ConfigError(f"openrlhf_args: {item!r} is not a flag; give flags like --ds.adam_offload or --ds.zpg=2")

@@ -11,8 +11,8 @@ One line per sample::
   (``--data.apply_chat_template``) and turns each ``<image>`` tag into an image slot.
 - ``label`` is the JSON text of a :class:`PromptLabel` (``--data.label_key label``): OpenRLHF hands it
   unchanged to the reward function and keeps it in ``Experience.labels``, so the reward and the
-  advantage step read the answer, domain, dataset, task, classes, mask/box and reward weights of
-  every rollout from it.
+  advantage step read the answer, domain, dataset, task, classes, mask/box, reward function and
+  weights of every rollout from it.
 - ``datasource`` is the domain (OpenRLHF groups its own evaluation logs by it).
 
 Paths are absolute: every node of a multi-node run must see them (a shared filesystem).
@@ -43,7 +43,8 @@ class ExportError(ValueError):
 class PromptLabel:
     """What the reward and the advantage step need to know about a prompt (the ``label`` JSON).
 
-    ``reward_weights`` is ``"acc,iou,format,length"`` numbers; ``segmentation_path`` is absolute.
+    ``reward`` names the reward function (``paper``, ``release``); ``reward_weights`` is
+    ``"acc,iou,format,length"`` numbers; ``segmentation_path`` is absolute.
     """
 
     uid: str
@@ -56,12 +57,15 @@ class PromptLabel:
     bbox: tuple[float, float, float, float] | None = None
     image_size: tuple[int, int] | None = None
     split: str = "train"
+    reward: str = "paper"
     reward_weights: str = "0.6,0.2,0.1,0.1"
     iou_reduce: str = "max"
 
     @classmethod
-    def from_sample(cls, sample: Sample, *, reward_weights: str = "paper", iou_reduce: str = "max") -> PromptLabel:
-        """The label of ``sample``, scored with ``reward_weights`` (a preset or four numbers)."""
+    def from_sample(
+        cls, sample: Sample, *, reward: str = "paper", reward_weights: str = "auto", iou_reduce: str = "max"
+    ) -> PromptLabel:
+        """The label of ``sample``, scored by ``reward`` with ``reward_weights`` (auto, a preset or four numbers)."""
         return cls(
             uid=sample.uid,
             answer=tuple(sample.labels),
@@ -73,7 +77,8 @@ class PromptLabel:
             bbox=tuple(float(v) for v in sample.bbox) if sample.bbox is not None else None,  # type: ignore[arg-type]
             image_size=tuple(int(v) for v in sample.image_size) if sample.image_size is not None else None,  # type: ignore[arg-type]
             split=sample.split,
-            reward_weights=RewardWeights.parse(reward_weights).as_text(),
+            reward=reward,
+            reward_weights=RewardWeights.parse(reward_weights, reward).as_text(),
             iou_reduce=iou_reduce,
         )
 
@@ -90,6 +95,7 @@ class PromptLabel:
             "bbox": list(self.bbox) if self.bbox is not None else None,
             "image_size": list(self.image_size) if self.image_size is not None else None,
             "split": self.split,
+            "reward": self.reward,
             "reward_weights": self.reward_weights,
             "iou_reduce": self.iou_reduce,
         }
@@ -123,6 +129,7 @@ class PromptLabel:
             bbox=tuple(float(v) for v in bbox) if bbox is not None else None,  # type: ignore[arg-type]
             image_size=tuple(int(v) for v in size) if size is not None else None,  # type: ignore[arg-type]
             split=str(data.get("split", "train")),
+            reward=str(data.get("reward", "paper")),
             reward_weights=str(data.get("reward_weights", "0.6,0.2,0.1,0.1")),
             iou_reduce=str(data.get("iou_reduce", "max")),
         )
@@ -201,7 +208,8 @@ def export_prompts(
     path: Path,
     *,
     vlm: bool,
-    reward_weights: str = "paper",
+    reward: str = "paper",
+    reward_weights: str = "auto",
     iou_reduce: str = "max",
     system_prompt: str = "",
     time_series: Literal["refuse", "drop"] = "refuse",
@@ -234,7 +242,9 @@ def export_prompts(
                 dropped += 1
             record: dict[str, Any] = {
                 "input": sample_messages(sample, vlm=vlm, system_prompt=system_prompt),
-                "label": PromptLabel.from_sample(sample, reward_weights=reward_weights, iou_reduce=iou_reduce).to_json(),
+                "label": PromptLabel.from_sample(
+                    sample, reward=reward, reward_weights=reward_weights, iou_reduce=iou_reduce
+                ).to_json(),
                 "datasource": sample.domain,
             }
             if vlm and sample.images:

@@ -5,9 +5,9 @@ OpenRLHF 0.11.2 loads a ``.py`` reward URL with ``importlib`` inside every vLLM 
 thread (``SingleTurnAgentExecutor._fetch_rewards_via_func``): ``queries`` are the decoded
 prompt + response (special tokens kept), ``prompts`` the chat-templated prompts, ``labels`` the
 ``label`` field of the prompt file (our :class:`~rlbench_med.runners.openrlhf.data.PromptLabel`
-JSON). The score is the suite's own :class:`~rlbench_med.suites.rewards.RewardFunction` on the
-parsed response, with the weights carried by the label, so a response scores the same here as in
-the local runner.
+JSON). The score is the suite's own reward (:func:`~rlbench_med.suites.rewards.make_reward`: the
+reward function, weights and IoU reduction carried by the label) on the parsed response, so a
+response scores the same here as in the local runner.
 
 Returned dict: ``rewards`` ``[B]`` (the total), ``scores`` ``[B]`` (the accuracy component, which
 OpenRLHF's dynamic filtering reads) and ``extra_logs`` with one ``[B]`` tensor per component
@@ -28,7 +28,7 @@ import threading
 import torch
 
 from rlbench_med.runners.openrlhf.data import PromptLabel
-from rlbench_med.suites.rewards import RewardBreakdown, RewardFunction, parse_answer
+from rlbench_med.suites.rewards import Reward, RewardBreakdown, make_reward, parse_answer
 
 #: How much of the end of the prompt is searched for in the query when the query does not start
 #: with the prompt verbatim (a VLM's image placeholder is expanded into many tokens when decoded;
@@ -43,9 +43,9 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=16)
-def reward_function(weights: str, iou_reduce: str) -> RewardFunction:
-    """One cached scorer per (weights, iou_reduce): masks are read once per process."""
-    return RewardFunction(weights=weights, iou_reduce=iou_reduce)  # type: ignore[arg-type]
+def reward_function(reward: str, weights: str, iou_reduce: str) -> Reward:
+    """One cached scorer per (reward, weights, iou_reduce): masks are read once per process."""
+    return make_reward(reward, weights, iou_reduce)  # type: ignore[arg-type]
 
 
 def response_text(query: str, prompt: str) -> str:
@@ -71,7 +71,7 @@ def score_response(response: str, label: PromptLabel) -> RewardBreakdown:
     """The suite's reward of ``response`` for the sample described by ``label``."""
     answer = parse_answer(response)
     with _LOCK:
-        return reward_function(label.reward_weights, label.iou_reduce).score(label.to_sample(), answer)
+        return reward_function(label.reward, label.reward_weights, label.iou_reduce).score(label.to_sample(), answer)
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict[str, object]:

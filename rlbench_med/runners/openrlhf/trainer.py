@@ -37,7 +37,7 @@ ESTIMATOR_STATE_KEY = "rlbench_estimator_state"
 
 
 def prediction_record(label: PromptLabel, response: str) -> dict[str, Any]:
-    """One predictions line (the local runner's format): domain, dataset, labels, predicted, iou, uid."""
+    """One predictions line (the local runner's format): domain, dataset, labels, predicted, iou, uid, response."""
     from rlbench_med.suites.rewards import parse_answer
 
     answer = parse_answer(response)
@@ -48,10 +48,11 @@ def prediction_record(label: PromptLabel, response: str) -> dict[str, Any]:
         "labels": list(label.answer),
         "predicted": list(answer.labels),
     }
-    iou = reward_function(label.reward_weights, label.iou_reduce).iou(sample, answer.boxes)
+    iou = reward_function(label.reward, label.reward_weights, label.iou_reduce).iou(sample, answer.boxes)
     if iou is not None:
         record["iou"] = float(iou)
     record["uid"] = label.uid
+    record["response"] = response
     return record
 
 

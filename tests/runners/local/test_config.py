@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlbench_med.runners.config import LocalConfig, parse_eval_input, parse_reward_weights
+from rlbench_med.runners.config import LocalConfig, parse_eval_input
 from rlbench_med.typed_config import describe_fields
 from rlbench_med.typed_config import ConfigError, apply_overrides
 
@@ -26,6 +26,7 @@ def test_defaults_are_valid_and_every_field_is_documented() -> None:
         ({"d_model": 30, "n_heads": 4}, "d_model"),
         ({"image_tokens": 3}, "image_tokens"),
         ({"reward_weights": "fancy"}, "reward_weights"),
+        ({"reward": "fancy"}, "reward"),
         ({"eval_inputs": ("full", "smell+text")}, "eval_inputs"),
         ({"policy": "gpt"}, "policy"),
         ({"minibatches": 1000}, "minibatches"),
@@ -45,8 +46,6 @@ def test_overrides_convert_types_and_reject_unknown_keys() -> None:
         apply_overrides(LocalConfig(), {"kl_mode": "both"})
 
 
-def test_reward_weights_and_eval_inputs_parse() -> None:
-    assert parse_reward_weights("paper") == "paper"
-    assert parse_reward_weights("0.2:0.6:0.1:0.1") == (0.2, 0.6, 0.1, 0.1)
+def test_eval_inputs_parse() -> None:
     assert parse_eval_input("full") == {"text", "vision", "ecg"}
     assert parse_eval_input("ecg+text") == {"ecg", "text"}

@@ -16,6 +16,7 @@ from rlbench_med.runners.local.inputs import encode_data
 from rlbench_med.runners.local.rollout import BuiltinAgent
 from rlbench_med.runners.local.sft import base_key
 from rlbench_med.runners.local.train import StopRequested, run_job
+from rlbench_med.suites.rewards import parse_answer
 from rlbench_med.typed_config import ConfigError
 from tests.runners.local.tiny_hf import write_tiny_hf_model
 
@@ -110,7 +111,11 @@ def test_sft_baseline_and_prediction_files(make_job: MakeJob, tmp_path: Path) ->
     assert result.predictions["sft@text"].name == "sft-seed0@text.jsonl"
     lines = [json.loads(x) for x in result.predictions["sft"].read_text().splitlines()]
     assert len(lines) == 24
-    assert {"domain", "dataset", "labels", "predicted"} <= set(lines[0])
+    assert {"domain", "dataset", "labels", "predicted", "response"} <= set(lines[0])
+    # The built-in policy's response is the canonical text of its answer: its labels in \boxed{}.
+    assert all(("\\boxed{" + ", ".join(x["predicted"]) + "}") in x["response"] for x in lines)
+    assert len(tracker.history("eval/overall/acc_release")) == 2
+    assert {(r["algo"], r["domain"]) for r in result.rows if r["metric"] == "acc_release"} >= {("sft", "overall")}
     assert {r["algo"] for r in result.rows} == {"sft", "sft@text"}
     assert all(set(r) == {"suite", "algo", "seed", "domain", "metric", "value", "n"} for r in result.rows)
 
@@ -136,6 +141,8 @@ def test_base_key_depends_on_grad_clip(make_job: MakeJob) -> None:
     key = base_key(clipped.data_dir, clipped.config, 0.0, "cpu")
     assert key != base_key(unclipped.data_dir, unclipped.config, 0.0, "cpu")
     assert key == base_key(clipped.data_dir, make_job("ppo", steps=9, lr=0.5).config, 0.0, "cpu")
+    # The SFT base does not see the reward, so every reward shares it.
+    assert key == base_key(clipped.data_dir, make_job(reward="release").config, 0.0, "cpu")
 
 
 def test_cached_generation_matches_full_recompute(tiny_root: Path, make_job: MakeJob) -> None:
@@ -165,9 +172,14 @@ def test_hf_policy_runs_with_a_tiny_local_model(make_job: MakeJob, tmp_path: Pat
                    sft_batch_size=2, max_new_tokens=12, eval_every=0, checkpoint_every=0, eval_max_samples=4,
                    out=tmp_path)
     RUNNER.check(job)
-    rows, tracker = _run(job)
-    assert {r["domain"] for r in rows} >= {"overall"}
+    tracker = MemoryTracker()
+    result = RUNNER.run(job, tracker, False)
+    assert {r["domain"] for r in result.rows} >= {"overall"}
     assert len(tracker.history("train/reward_mean")) == 2
+    # A text policy's predictions keep the raw decoded text; the parsed labels come from it.
+    lines = [json.loads(x) for x in result.predictions["grpo"].read_text().splitlines()]
+    assert len(lines) == 4 and all(isinstance(x["response"], str) for x in lines)
+    assert all(list(parse_answer(x["response"]).labels) == x["predicted"] for x in lines)
     assert make_estimator("grpo").min_group_size == 2
 
 
@@ -176,6 +188,7 @@ def test_hf_policy_runs_with_a_tiny_local_model(make_job: MakeJob, tmp_path: Pat
     [
         {"reasoning_tokens": 2, "kl_mode": "reward", "group_by": "dataset", "epochs": 2, "minibatches": 3},
         {"backbone": "llama", "kl_coef": 0.0, "grad_clip": 0.0, "modality_dropout": 0.5},
+        {"reward": "release", "reasoning_tokens": 2},
     ],
 )
 def test_optional_knobs_train(make_job: MakeJob, tmp_path: Path, knobs: dict) -> None:

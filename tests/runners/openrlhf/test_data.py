@@ -17,12 +17,12 @@ from rlbench_med.runners.openrlhf.data import (
     read_prompts,
     sample_messages,
 )
-from rlbench_med.suites.rewards import REWARD_PRESETS
+from rlbench_med.suites.rewards import DEFAULT_WEIGHTS
 
 
 def test_export_round_trip_keeps_every_field_the_reward_and_metrics_need(samples, tmp_path):
     path = tmp_path / "out" / "train.jsonl"
-    summary = export_prompts(samples, path, vlm=True, reward_weights="release", iou_reduce="mean")
+    summary = export_prompts(samples, path, vlm=True, reward="release", iou_reduce="mean")
     back = read_prompts(path)
     assert summary["n"] == len(back) == len(samples)
     assert summary["domains"] == sorted({s.domain for s in samples}) and summary["max_images"] == 1
@@ -34,7 +34,8 @@ def test_export_round_trip_keeps_every_field_the_reward_and_metrics_need(samples
         assert restored.images == tuple(p.resolve() for p in sample.images)
         assert restored.problem == sample.problem.replace(IMAGE_TAG, "").strip()
         assert item.datasource == sample.domain
-        assert item.label.reward_weights == REWARD_PRESETS["release"].as_text()
+        assert item.label.reward == "release"
+        assert item.label.reward_weights == DEFAULT_WEIGHTS["release"].as_text() == "0.5,0.3,0.1,0.1"
         assert item.label.iou_reduce == "mean"
 
 

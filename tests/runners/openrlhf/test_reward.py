@@ -10,7 +10,7 @@ import torch
 from rlbench_med.runners.openrlhf.data import PromptLabel
 from rlbench_med.runners.openrlhf.flags import reward_module_path
 from rlbench_med.runners.openrlhf.reward import response_text
-from rlbench_med.suites.rewards import Answer, RewardFunction, answer_to_text, parse_answer
+from rlbench_med.suites.rewards import Answer, answer_to_text, make_reward, parse_answer
 
 PROMPT = (
     "<|im_start|>system\nYou are a radiologist.<|im_end|>\n<|im_start|>user\n"
@@ -38,15 +38,15 @@ def texts_for(sample) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("weights", ["paper", "release", "0.2,0.6,0.1,0.1"])
-def test_reward_func_equals_the_local_reward_on_the_same_texts(samples, weights):
+@pytest.mark.parametrize(("reward", "weights"), [("paper", "auto"), ("release", "auto"), ("paper", "0.2,0.6,0.1,0.1")])
+def test_reward_func_equals_the_local_reward_on_the_same_texts(samples, reward, weights):
     reward_func = load_like_openrlhf()
-    local = RewardFunction(weights=weights)
+    local = make_reward(reward, weights)
     queries, labels, expected = [], [], []
     for sample in samples:
         for text in texts_for(sample):
             queries.append(PROMPT + text + "<|im_end|>")
-            labels.append(PromptLabel.from_sample(sample, reward_weights=weights).to_json())
+            labels.append(PromptLabel.from_sample(sample, reward=reward, reward_weights=weights).to_json())
             expected.append(local.score(sample, parse_answer(text)))
     out = reward_func(queries, [PROMPT] * len(queries), labels)
     assert out["rewards"].dtype == torch.float32 and out["rewards"].shape == (len(queries),)
