@@ -29,7 +29,6 @@ from rlbench_med.suites.data import (
     load_video_frames,
     validate_dir,
 )
-from rlbench_med.suites.release_format import split_release_labels
 from rlbench_med.suites.metrics import compute_metrics
 from rlbench_med.suites.release import split_release_labels
 from rlbench_med.suites.rewards import (

@@ -4,7 +4,8 @@ Each convention cites the release's code (QoQ_Med commit ``97f7f3d``: ``verl/uti
 DS, ``examples/reward_function/medical.py`` is MED); the loader (:mod:`.data`) and the release's
 reward and evaluation use these functions, so a convention lives in one place.
 
-- :func:`split_release_labels`: an answer string -> its set of labels (MED L13-23).
+- :func:`split_release_labels` (defined with the release's reward in :mod:`.release`): an answer
+  string -> its set of labels (MED L13-23).
 - :func:`release_mimic_task`: the two MIMIC-IV prompts the release recognises (DS L422-427).
 - :func:`path_origin`: domain and dataset folders of a media path (DS L428-431).
 - :func:`frame_indices`: which frames of a video the release samples (DS L128-191).
@@ -17,9 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlbench_med.suites.catalogue import domain_of_folder
+from rlbench_med.suites.release import split_release_labels
 
-LABEL_SEPARATORS: tuple[str, ...] = (", ", " and ", " & ", ",", "&")
-"""Separators of a multi-label answer, in the order the release tries them (MED L13-23)."""
+__all__ = [
+    "NO_BOX", "RELEASE_VIDEO_FRAMES", "PathOrigin", "frame_indices", "is_no_box", "path_origin", "release_mimic_task",
+    "split_release_labels",
+]
 
 RELEASE_VIDEO_FRAMES = 2
 """Frames the release samples per video: its constructor default, never overridden (DS L299)."""
@@ -35,28 +39,6 @@ MIMIC_PROMPTS: tuple[tuple[str, str], ...] = (
 
 MIMIC_RELEASE_DATASETS: dict[str, str] = {"los_prediction": "los", "48_ihm": "ihm48"}
 """The release's ``dataset`` value of each MIMIC-IV task -> our task name."""
-
-
-def split_release_labels(text: str) -> list[str]:
-    """The labels of an answer string, split exactly as the release splits them (MED L13-23).
-
-    Every ``\\boxed{`` substring is removed, then every ``}`` character (``{`` is kept). The first
-    of :data:`LABEL_SEPARATORS` present in the text is the only one used to split; the pieces are
-    whitespace-stripped and kept once each, in order of first appearance (the release collects
-    them into a set). Empty pieces survive as ``""``; matching is left to the caller (the release
-    compares exactly, case-sensitively).
-
-    >>> split_release_labels("A, B & C")
-    ['A', 'B & C']
-    >>> split_release_labels("\\\\boxed{Mild DR and Severe DR}")
-    ['Mild DR', 'Severe DR']
-    """
-    cleaned = text.replace("\\boxed{", "").replace("}", "")
-    for separator in LABEL_SEPARATORS:
-        if separator in cleaned:
-            pieces = [piece.strip() for piece in cleaned.split(separator)]
-            return list(dict.fromkeys(pieces))
-    return [cleaned.strip()]
 
 
 def release_mimic_task(problem: str) -> str | None:

@@ -94,7 +94,7 @@ def test_point_estimate_is_difference_of_seed_means_of_suite_metrics() -> None:
 def test_a_clear_difference_stays_significant_after_holm_with_eight_seeds() -> None:
     runs = {("a", s): make_records(10 + s, 0.9) for s in range(8)} | {("b", s): make_records(20 + s, 0.4) for s in range(8)}
     comps = compare(EvaluationSet.from_runs(runs, n_boot=200), "a", list(range(8)), "b", list(range(8)))
-    assert len(comps) == 3 * 4  # (d1, d2, overall) x (acc, f1, exact, f1_strict)
+    assert len(comps) == 3 * 5  # (d1, d2, overall) x (acc, f1, exact, f1_strict, acc_release)
     assert all(c.significant for c in comps)
 
 
