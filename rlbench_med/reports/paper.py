@@ -52,8 +52,14 @@ def _numbers(rows: Any, **match: str) -> dict[tuple[str, str], float]:
 
 
 def _reward_config(variant_overrides: Mapping[str, Any] | None, label: str) -> str | None:
-    """``"0.6:0.2"`` from a variant's reward weights (first two numbers: acc, iou) or its label."""
-    text = str((variant_overrides or {}).get("reward_weights", "")) or label
+    """``"0.6:0.2"`` from a variant's reward weights (first two numbers: acc, iou) or its label.
+
+    None for a variant whose reward the paper did not run (another accuracy form or reward function).
+    """
+    overrides = variant_overrides or {}
+    if overrides.get("accuracy_reward", "set_f1") != "set_f1" or overrides.get("reward", "paper") != "paper":
+        return None
+    text = str(overrides.get("reward_weights", "")) or label
     numbers = re.findall(r"\d*\.\d+|\d+", text)
     if len(numbers) < 2:
         return None

@@ -120,3 +120,13 @@ def test_hedging_is_warned_and_floor_wins_are_marked(tmp_path: Path) -> None:
     comps = (tmp_path / "comparisons.csv").read_text().splitlines()
     assert comps[0] == "algo,baseline,domain,metric,diff,ci_low,ci_high,p_value,n_seeds,method,significant"
     assert any(line.startswith("hedger,grpo,overall,f1_strict,") and ",1,bootstrap-samples," in line for line in comps)
+
+
+def test_the_paper_has_numbers_for_its_reward_weights_but_not_for_the_exact_reward_variant() -> None:
+    from rlbench_med.reports.paper import paper_numbers
+    from rlbench_med.suites import get_suite
+
+    variants = get_suite("ablation_rewards").variants
+    weighted = paper_numbers("ablation_rewards", "drpo[acc0.6_iou0.2]", variants)
+    assert weighted and all(0 <= v <= 1 for v in weighted.values())
+    assert paper_numbers("ablation_rewards", "drpo[acc0.6_iou0.2_exact]", variants) == {}
