@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlbench_med.locks import file_lock
 from rlbench_med.runners.base import cache_dir
 
 if TYPE_CHECKING:
@@ -27,28 +29,34 @@ def data_complete(path: Path) -> bool:
 
 
 def ensure_data(plan: Plan) -> Path | None:
-    """Validate ``--data`` or generate SynthCLIMB into the cache (atomically: a tmp folder renamed)."""
+    """Validate ``--data``, or generate SynthCLIMB into the cache once.
+
+    Generation writes a temporary sibling folder and renames it, under a lock on
+    ``<name>.lock``: a second sweep waits for the first instead of generating the same data,
+    and temporary folders left by a generator that was killed (SIGKILL: no cleanup ran) are
+    deleted, which is safe because nobody else can be generating while the lock is held.
+    """
     from rlbench_med.suites import load_data, synth
 
     if plan.data_dir is None:
         return None
-    if data_complete(plan.data_dir):
+    if not plan.generates_data:
         load_data(plan.data_dir)  # raises DataError listing every problem
         return plan.data_dir
-    if not plan.generates_data:
-        load_data(plan.data_dir)
-        return plan.data_dir
-    plan.data_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
-    try:
-        synth.generate(plan.suite.name, tmp, seed=DATA_SEED, profile=plan.profile)
-        if plan.data_dir.exists():
-            shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
-        os.replace(tmp, plan.data_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with file_lock(plan.data_dir.with_name(plan.data_dir.name + ".lock")):
+        for stale in plan.data_dir.parent.glob(glob.escape(plan.data_dir.name) + ".*"):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+        if data_complete(plan.data_dir):
+            load_data(plan.data_dir)
+            return plan.data_dir
+        tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
+        try:
+            synth.generate(plan.suite.name, tmp, seed=DATA_SEED, profile=plan.profile)
+            if plan.data_dir.exists():
+                shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
+            os.replace(tmp, plan.data_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
     return plan.data_dir
-
-
-# --------------------------------------------------------------------------------------------
