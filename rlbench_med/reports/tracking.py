@@ -232,11 +232,10 @@ class MLflowTracker:
         self.last_step = 0
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params the run does not have yet: a parameter is logged once (a resumed run keeps its first value)."""
         from mlflow.entities import Param
 
-        existing = self.client.get_run(self.run_id).data.params
-        items = [Param(k, v) for k, v in flatten(params).items() if k not in existing]
+        flat = flatten(params)
+        items = [Param(k, v) for k, v in flat.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAMS_PER_BATCH], synchronous=True)
 
