@@ -561,7 +561,8 @@ def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, A
     """Rows of results.csv from the child runs' final eval metrics, predictions downloaded into ``dest``.
 
     ``n`` of a row is the number of predictions lines of that domain (all lines for ``overall``).
-    Only FINISHED child runs count (a KILLED or FAILED job has no final results).
+    Only FINISHED child runs count (a KILLED or FAILED job has no final results); a sweep without
+    one raises :class:`TrackingError` rather than give an empty report.
     """
     client = client_for(uri)
     suite = parent.data.tags.get("rlbench.suite", "")

@@ -323,3 +323,14 @@ def test_a_signal_while_the_report_is_built_ends_the_sweep_killed(tmp_path: Path
     outcome = sweep.run_sweep(plan, report=report)
     assert (outcome.status, outcome.signum, outcome.report_interrupted, built) == ("KILLED", signal.SIGTERM, True, [])
     assert {r["algo"] for r in sweep.read_results(outcome.results_csv)} == {"grpo"}  # results.csv is complete
+
+
+def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or in a script's background job
+    try:
+        with sweep.interrupt_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)

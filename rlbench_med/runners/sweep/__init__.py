@@ -38,13 +38,13 @@ from rlbench_med.runners.sweep.request import (
     read_config_file,
     resolve_config,
 )
-from rlbench_med.runners.sweep.signals import Interrupted, interrupt_on_signals, signal_of
 from rlbench_med.runners.sweep.results import (
     ResultsWriter,
     read_results,
     save_config,
     write_predictions_index,
 )
+from rlbench_med.runners.sweep.signals import Interrupted, interrupt_on_signals, signal_of
 from rlbench_med.runners.sweep.tracking import (
     ChildRun,
     NullSweepTracking,

@@ -51,11 +51,14 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def interrupt_on_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` while the block runs (main thread only; nests)."""
+    """SIGINT and SIGTERM raise :class:`Interrupted` while the block runs (main thread only; nests).
+
+    A signal the process was started to ignore (``nohup``, a background job of a script) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _handler) for sig in HANDLED}
+    previous = {sig: signal.signal(sig, _handler) for sig in HANDLED if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
