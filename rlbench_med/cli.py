@@ -168,6 +168,7 @@ def configure_environment() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_environment()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # when MLflow was imported before main() (tests)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from rlbench_med.runners.sweep import interrupt_on_signals, signal_of
 
