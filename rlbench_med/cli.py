@@ -1,8 +1,9 @@
 """The ``rlbench-med`` command: parses arguments, then calls the library.
 
 Exit codes: 0 success; 1 a job failed (the others' results are kept) or ``data validate``
-found problems; 2 a bad request (config, name, data, output folder), with a one-line reason;
-130 interrupted (Ctrl-C; MLflow runs marked KILLED, results kept).
+found problems; 2 a bad request (config, name, data, output folder, tracking store), with a
+one-line reason, before anything is written; 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) interrupted:
+MLflow runs marked KILLED, results kept. Both signals are handled alike until the process exits.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """examples:
   rlbench-med run --suite climb_vision --algos drpo,grpo --seeds 0,1,2,3
@@ -34,6 +36,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if "(default:" in text or action.default in (None, False, [], ()):
             return text
         return super()._get_help_string(action)
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in --out (default: the latest reports/<suite>-*): finished jobs are kept")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     run.add_argument("--baseline", default="grpo", help="algorithm the report compares every other algorithm against")
+    run.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+                     help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
+                     "(default: a tenth of its steps)")
 
     lst = sub.add_parser("list", help="list registered algorithms or suites", formatter_class=_Formatter)
     lst.add_argument("what", choices=("algos", "suites"), help="what to list")
@@ -159,39 +170,57 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def configure_environment() -> None:
+    """Process-wide settings, made before MLflow or numba is imported (Ray workers inherit them).
+
+    MLflow's telemetry is off unless the user sets ``MLFLOW_DISABLE_TELEMETRY=false``; numba's
+    compiled K-means is cached under the rlbench-med cache (``NUMBA_CACHE_DIR``), not inside the
+    installed package.
+    """
+    from rlbench_med.runners.base import cache_dir
+
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about creating the store's tables
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_environment()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # when MLflow was imported before main() (tests)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from rlbench_med.runners.sweep import interrupt_on_signals, signal_of
+
     errors = _project_errors()
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "score":
-            return cmd_score(args)
-        return cmd_data(args)
+        with interrupt_on_signals():
+            if args.command == "run":
+                return cmd_run(args)
+            if args.command == "list":
+                return cmd_list(args)
+            if args.command == "report":
+                return cmd_report(args)
+            if args.command == "ui":
+                return cmd_ui(args)
+            if args.command == "score":
+                return cmd_score(args)
+            return cmd_data(args)
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("rlbench-med: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + signal_of(exc)
 
 
 # --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
-    from rlbench_med.reports.report import make_report
-    from rlbench_med.reports.tracking import MLflowSweepTracking, fetch_curves
+    from rlbench_med.reports.report import Report, make_report
+    from rlbench_med.reports.tracking import MLflowSweepTracking, experiment_name, fetch_curves, open_store
     from rlbench_med.runners import sweep
 
     request = sweep.SweepRequest(
@@ -203,31 +232,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
     )
     plan = sweep.build_plan(request)
+    # The store is checked (and, for a real run, created and written once) before anything goes to --out.
+    open_store(plan.tracking_uri, None if args.dry_run else experiment_name(plan.suite.name))
     console = _console()
     print(plan.render(), flush=True)
     if args.dry_run:
         return EXIT_OK
     tracking = MLflowSweepTracking(plan.tracking_uri)
-    outcome = sweep.run_sweep(plan, tracking, RichProgress(console))
-    report = None
-    try:
+    reports: list[Report] = []
+
+    def build_report(outcome: sweep.SweepOutcome) -> list[Path]:
         rows = sweep.read_results(outcome.results_csv) if outcome.results_csv.exists() else []
-        if rows:
-            curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
-            report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
-                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
-    finally:
-        artifacts = [] if report is None else [report.markdown, report.html, report.comparisons_csv,
-                                               plan.out_dir / "figures"]
-        sweep.finish_sweep(outcome, tracking, [p for p in artifacts if p is not None])
-    if report is not None:
+        if not rows:
+            return []
+        curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
+        report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
+                             source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+        reports.append(report)
+        return [p for p in (report.markdown, report.html, report.comparisons_csv, plan.out_dir / "figures")
+                if p is not None]
+
+    outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+    for report in reports:
         print_terminal_table(report, console, where=f"{report.html} (and report.md, comparisons.csv, figures/)")
     for failure in outcome.failures:
         print(f"job {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
     print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
-    if outcome.interrupted:
+    if outcome.report_interrupted:
+        print(f"rlbench-med: interrupted while building the report; results.csv is complete: rebuild the report with "
+              f"`rlbench-med report --results {plan.out_dir}`", file=sys.stderr)
+    elif outcome.interrupted:
         print("rlbench-med: interrupted; finished jobs are kept in results.csv (rerun with --resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    if outcome.interrupted:
+        return 128 + (outcome.signum or signal.SIGINT)
     return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
 
 
@@ -253,7 +290,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
-    from rlbench_med.reports.results import load_results
+    from rlbench_med.reports.results import ResultsError, load_results
     from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results
     from rlbench_med.runners.sweep import ResultsWriter, tracking_uri
 
@@ -262,6 +299,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.results:
         rows = load_results(args.results / "results.csv")
+        if not rows:
+            raise ResultsError(f"{args.results / 'results.csv'} has no rows (no job of that run finished); nothing to report")
         report = make_report(args.out or args.results, rows=rows, baseline=args.baseline, run_dir=args.results,
                              source=str(args.results / "results.csv"))
     else:
@@ -276,7 +315,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
                   + (f" ({name})" if name else ""), file=sys.stderr)
         out = args.out or Path("reports") / f"{experiment.replace('/', '_')}-report"
-        out.mkdir(parents=True, exist_ok=True)
         rows, curves = rebuild_results(uri, parent, out)
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,

@@ -4,11 +4,18 @@
 ``apply_overrides(cfg, {"k_max": "3"})`` -> a copy of the dataclass with the field converted to
 its declared type. Unknown keys and bad values raise :class:`ConfigError` naming the key and
 the accepted fields.
+
+:func:`convert` is the one place that says what a value of a type may be: a ``float`` is
+finite (``nan`` and ``inf`` are refused: they would silently switch a term off or poison the
+loss, since every comparison with NaN is false), an ``int`` fits in 64 bits (seeds and sizes
+end up in torch/numpy int64). It checks command-line strings and YAML values alike, and
+:func:`check_fields` applies it to a dataclass built in Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -17,6 +24,7 @@ from typing import Any, TypeVar
 C = TypeVar("C")
 
 _TRUE = {"true", "1", "yes", "on"}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -89,19 +97,23 @@ def convert(value: Any, annotation: Any, key: str) -> Any:
     if annotation is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
         try:
-            return int(str(value).strip())
+            number = value if isinstance(value, int) else int(str(value).strip())
         except ValueError:
             raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise ConfigError(f"{key}: {number} does not fit in a 64-bit integer (at most {INT64_MAX})")
+        return number
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -130,6 +142,16 @@ def apply_overrides(config: C, overrides: dict[str, Any], *, what: str = "config
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{what}: {exc}") from exc
+
+
+def check_fields(config: Any) -> None:
+    """Check every field of a dataclass instance with :func:`convert` (its type's domain).
+
+    Call it first in ``__post_init__``: the range checks that follow then never compare NaN.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        convert(getattr(config, f.name), hints[f.name], f.name)
 
 
 def knob(default: Any, help: str) -> Any:

@@ -23,6 +23,9 @@ FAKE = ["--suite", "fake_suite", "--runner", "fake", "--plugin", PLUGIN]
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
+    # main() sets these process-wide; monkeypatch puts them back after the test
+    for name in ("NUMBA_CACHE_DIR", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_LOGGING_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
 
@@ -78,11 +81,25 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["run", "--suite", "climb_vision", "--profile", "huge"], "--profile 'huge' is not a profile"),
         (["run", "--suite", "climb_vision", "--config", "missing.yaml"], "--config missing.yaml: cannot read"),
         (["run", "--suite", "climb_vision", "--plugin", "no_such_plugin_mod"], "plugin module 'no_such_plugin_mod'"),
+        (["run", *FAKE, "--set", "lr=nan"], "--set.lr: expected a finite number, got 'nan'"),
+        (["run", "--suite", "climb_vision", "--set", "clip_high=nan"], "--set.clip_high: expected a finite number"),
+        (["run", "--suite", "climb_vision", "--set", "kl_coef=nan"], "--set.kl_coef: expected a finite number"),
+        (["run", "--suite", "climb_vision", "--set", "grad_clip=nan"], "--set.grad_clip: expected a finite number"),
+        (["run", "--suite", "climb_vision", "--set", "temperature=inf"], "--set.temperature: expected a finite number"),
+        (["run", "--suite", "climb_vision", "--set", "base_seed=18446744073709551616"], "does not fit in a 64-bit"),
+        (["run", "--suite", "climb_vision", "--seeds", "99999999999999999999"], "--seeds: 99999999999999999999 does not fit"),
+        (["run", *FAKE, "--out", "afile"], "is a file, not a folder"),
+        (["run", *FAKE, "--out", "afile/o"], "afile is a file, so no folder can be made under it"),
         (["report", "--results", "nowhere"], "nowhere/results.csv"),
+        (["report", "--results", "empty"], "empty/results.csv has no rows (no job of that run finished); nothing to report"),
         (["report", "--results", "o", "--experiment", "rlbench-med/x"], "not both"),
     ],
 )
-def test_bad_requests_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_requests_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "results.csv").write_text("suite,algo,seed,domain,metric,value,n\n")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("rlbench-med: error: ")
@@ -164,7 +181,9 @@ def test_data_validate_prints_every_problem_and_exits_1(tmp_path: Path, capsys: 
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_and_marks_runs_killed(tmp_path: Path, tracked: str) -> None:
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_sigint_and_sigterm_exit_with_their_code_and_mark_runs_killed(sig: int, code: int, tmp_path: Path,
+                                                                      tracked: str) -> None:
     marker = tmp_path / "started"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracked, "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen(
@@ -176,9 +195,9 @@ def test_ctrl_c_exits_130_and_marks_runs_killed(tmp_path: Path, tracked: str) ->
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert marker.exists(), proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "interrupted" in err and "Traceback" not in err
     client = MlflowClient(tracked)
     exp = client.get_experiment_by_name("rlbench-med/fake_suite")
@@ -187,3 +206,104 @@ def test_ctrl_c_exits_130_and_marks_runs_killed(tmp_path: Path, tracked: str) ->
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{runs[0].info.run_id}'")
     assert [r.info.status for r in children] == ["KILLED"]
     assert (tmp_path / "o" / "results.csv").read_text().startswith("suite,algo,seed,domain,metric,value,n")
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [("foo://bar", "tracking store foo://bar: MLflow has no store for the scheme 'foo'"),
+     ("http://127.0.0.1:9", "tracking server http://127.0.0.1:9 does not answer")],
+)
+def test_an_unusable_tracking_store_is_refused_before_anything_is_written(
+    uri: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for extra in (["--dry-run"], []):
+        assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--out", "o", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"rlbench-med: error: {message}"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_redirected_run_logs_progress_lines(tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0", "--set", "steps=4", "--out", "o",
+                 "--log-every", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    progress = [line for line in lines if line.startswith(("job ", "drpo seed", "grpo seed", "data:", "runner "))]
+    assert progress[0] == "runner fake: preparing shared work (e.g. the SFT base) ..."
+    assert progress[1].startswith("runner fake: ready (")
+    assert progress[2] == "job 1/2 drpo seed 0: started (4 steps)"
+    assert progress[3].startswith("drpo seed 0: step 2/4  reward 0.500  ETA ")
+    assert progress[4].startswith("drpo seed 0: step 4/4  reward 1.000  ETA 0s")
+    assert progress[5].startswith("job 1/2 drpo seed 0: finished (")
+    assert progress[6] == "job 2/2 grpo seed 0: started (4 steps)"
+
+
+def test_a_signal_during_the_report_exits_143_and_ends_the_parent_killed(
+    tmp_path: Path, tracked: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def killed_report(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr("rlbench_med.reports.report.make_report", killed_report)
+    assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--out", "o"]) == 143
+    err = capsys.readouterr().err
+    assert ("rlbench-med: interrupted while building the report; results.csv is complete: rebuild the report with "
+            f"`rlbench-med report --results {tmp_path / 'o'}`") in err
+    client = MlflowClient(tracked)
+    exp = client.get_experiment_by_name("rlbench-med/fake_suite")
+    parent = [r for r in client.search_runs([exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'")
+              if r.data.tags["rlbench.out_dir"] == str(tmp_path / "o")]
+    assert [r.info.status for r in parent] == ["KILLED"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_report_of_a_sweep_without_finished_jobs_exits_2(tmp_path: Path, tracked: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--set", "fail_estimator=grpo", "--out", "o"]) == 1
+    capsys.readouterr()
+    assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "rep"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no finished job, so there is nothing to report" in err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_telemetry_is_off_and_numba_caches_under_the_cache_unless_set(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["list", "suites"]) == 0
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / "numba")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user turns it on
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert main(["list", "suites"]) == 0
+    assert (os.environ["MLFLOW_DISABLE_TELEMETRY"], os.environ["NUMBA_CACHE_DIR"]) == ("false", str(tmp_path / "mine"))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_then_resume_leaves_nothing_running_and_reports_every_job(tmp_path: Path, tracked: str) -> None:
+    marker = tmp_path / "started"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracked, "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
+    argv = [sys.executable, "-m", "rlbench_med.cli", "run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0",
+            "--out", "o", "--set", "sleep_s=3", "--set", f"marker={marker}"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (marker.exists() and marker.read_text() == "grpo-seed0") and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    client = MlflowClient(tracked)
+    exp = client.get_experiment_by_name("rlbench-med/fake_suite")
+
+    def runs() -> dict[str, str]:
+        found = client.search_runs([exp.experiment_id], filter_string=f"tags.`rlbench.out_dir` = '{tmp_path / 'o'}'")
+        assert len(found) == 1
+        children = client.search_runs([exp.experiment_id],
+                                      filter_string=f"tags.`mlflow.parentRunId` = '{found[0].info.run_id}'")
+        return {"sweep": found[0].info.status, **{c.info.run_name: c.info.status for c in children}}
+
+    assert runs() == {"sweep": "RUNNING", "drpo-seed0": "FINISHED", "grpo-seed0": "RUNNING"}
+    resumed = subprocess.run([*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert runs() == {"sweep": "FINISHED", "drpo-seed0": "FINISHED", "grpo-seed0": "FINISHED"}
+    assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "rep"]) == 0
+    assert {r["algo"] for r in read_results(tmp_path / "rep" / "results.csv")} == {"drpo", "grpo"}

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from rlbench_med.typed_config import ConfigError, apply_overrides, parse_spec
+from rlbench_med.typed_config import ConfigError, apply_overrides, check_fields, parse_spec
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,25 @@ def test_bad_values_raise_naming_the_key(key, value, fragment):
     assert fragment in str(err.value)
     if fragment != "k_max must be >= 1":
         assert key in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
+def test_floats_must_be_finite(text):
+    with pytest.raises(ConfigError, match="tol: expected a finite number"):
+        apply_overrides(Demo(), {"tol": text})
+
+
+def test_ints_must_fit_in_64_bits():
+    assert apply_overrides(Demo(), {"k_max": str(2**63 - 1)}).k_max == 2**63 - 1
+    with pytest.raises(ConfigError, match="k_max: 9223372036854775808 does not fit in a 64-bit integer"):
+        apply_overrides(Demo(), {"k_max": str(2**63)})
+    with pytest.raises(ConfigError, match="window"):
+        apply_overrides(Demo(), {"window": str(-(2**63) - 1)})
+
+
+def test_check_fields_applies_the_same_domain_to_python_values():
+    check_fields(Demo(tol=0.5, window=None))
+    with pytest.raises(ConfigError, match="tol: expected a finite number"):
+        check_fields(Demo(tol=float("nan")))
+    with pytest.raises(ConfigError, match="seeds: .* does not fit"):
+        check_fields(Demo(seeds=(0, 2**64)))

@@ -1,20 +1,60 @@
-"""Terminal progress of a sweep (rich): one bar for the jobs, one for the current job's steps."""
+"""Progress of a sweep: rich bars on a terminal, plain lines in a log.
+
+On a terminal: one bar for the jobs, one for the current job's steps (reward, rollouts/s). When
+stdout is not a terminal (redirected to a file, a batch job's log) the bars would print nothing
+useful, so progress is written as lines instead: each phase (data, SFT base), each job's start
+and end, and every ``log_every`` steps of a job (default: a tenth of its steps)::
+
+    job 1/2 drpo seed 0: started (150 steps)
+    drpo seed 0: step 15/150  reward 0.412  318 rollouts/s  ETA 1m12s
+    job 1/2 drpo seed 0: finished (1m20s)
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+#: Progress lines per job in a log when ``log_every`` is not given.
+LINES_PER_JOB = 10
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``; ``9.4`` -> ``9s``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+@dataclass
+class _JobClock:
+    """The current job in a log: when it started, from which step (a resumed job starts later)."""
+
+    label: str
+    total: int | None
+    every: int
+    started: float
+    first_step: int | None = None
+    last_line: int = -1
+    reward: float | None = None
+
 
 class RichProgress:
-    """Implements ``runners.sweep.Progress``; silent when the console is not a terminal."""
+    """Implements ``runners.sweep.Progress``: bars on a terminal, lines in a log."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, log_every: int | None = None) -> None:
         self.console = console
         self.enabled = console.is_terminal
+        self.log_every = log_every
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[stats]}"), console=console, transient=False,
@@ -22,26 +62,42 @@ class RichProgress:
         self.jobs: Any = None
         self.steps: Any = None
         self._stats: dict[int, str] = {}
+        self._total_jobs = 0
+        self._started_jobs = 0
+        self._clocks: dict[tuple[str, int], tuple[int, _JobClock]] = {}
+        self._current: _JobClock | None = None
 
     def note(self, message: str) -> None:
         """A status line (printed on a terminal and in logs alike)."""
         self.console.print(message, highlight=False)
 
     def start(self, total_jobs: int) -> None:
+        self._total_jobs = total_jobs
         if self.enabled:
             self.progress.start()
             self.jobs = self.progress.add_task("jobs", total=total_jobs, stats="")
 
     def job_started(self, job: Any, total_steps: int | None) -> None:
+        self._started_jobs += 1
+        label = f"{job.algo} seed {job.seed}"
+        every = self.log_every or max(1, math.ceil((total_steps or LINES_PER_JOB) / LINES_PER_JOB))
+        clock = _JobClock(label, total_steps, every, time.perf_counter())
+        self._clocks[(job.algo, job.seed)] = (self._started_jobs, clock)
+        self._current = clock
         if not self.enabled:
+            steps = f" ({total_steps} steps)" if total_steps else ""
+            self.note(f"job {self._started_jobs}/{self._total_jobs} {label}: started{steps}")
             return
         if total_steps:
             if self.steps is None:
                 self.steps = self.progress.add_task("steps", total=total_steps, stats="")
-            self.progress.reset(self.steps, total=total_steps, description=f"{job.algo} seed {job.seed}", stats="")
+            self.progress.reset(self.steps, total=total_steps, description=label, stats="")
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
-        if not (self.enabled and self.steps is not None):
+        if not self.enabled:
+            self._log_step(step, metrics)
+            return
+        if self.steps is None:
             return
         stats = self._stats.get(id(self.steps), "")
         if "train/reward_mean" in metrics:
@@ -51,9 +107,35 @@ class RichProgress:
             self._stats[id(self.steps)] = stats
         self.progress.update(self.steps, completed=step, stats=stats)
 
+    def _log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        clock = self._current
+        if clock is None or step < 1:
+            return
+        if clock.first_step is None:  # a resumed job starts after its checkpoint: its rate counts from there
+            clock.first_step = step - 1
+        if "train/reward_mean" in metrics:
+            clock.reward = float(metrics["train/reward_mean"])
+        if step <= clock.last_line or not (step % clock.every == 0 or step == clock.total):
+            return
+        clock.last_line = step
+        parts = [f"{clock.label}: step {step}" + (f"/{clock.total}" if clock.total else "")]
+        if clock.reward is not None:
+            parts.append(f"reward {clock.reward:.3f}")
+        if "train/rollouts_per_s" in metrics:
+            parts.append(f"{metrics['train/rollouts_per_s']:.0f} rollouts/s")
+        if clock.total:
+            elapsed = time.perf_counter() - clock.started
+            parts.append(f"ETA {duration(elapsed / (step - clock.first_step) * (clock.total - step))}")
+        self.note("  ".join(parts))
+
     def job_finished(self, job: Any, ok: bool) -> None:
-        if self.enabled and self.jobs is not None:
-            self.progress.advance(self.jobs)
+        if self.enabled:
+            if self.jobs is not None:
+                self.progress.advance(self.jobs)
+            return
+        number, clock = self._clocks.get((job.algo, job.seed), (0, None))
+        took = f" ({duration(time.perf_counter() - clock.started)})" if clock is not None else ""
+        self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: {'finished' if ok else 'failed'}{took}")
 
     def stop(self) -> None:
         if self.enabled:

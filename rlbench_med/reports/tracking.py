@@ -1,46 +1,72 @@
-"""MLflow tracking of a sweep: a parent run per ``rlbench-med run``, a child run per (algo, seed).
+"""MLflow tracking of a sweep: a parent run per sweep (per output folder), a child run per (algo, seed).
 
-Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``; the child run of a job has params
-``algo``, ``seed`` and every field of the resolved runner config, tags ``rlbench.algo``,
-``rlbench.suite``, ``rlbench.git_sha``; the runner's per-step metrics (``train/...``, ``adv/...``,
-``time/...``, ``eval/...``) and, when the job ends, its final ``eval/<domain>/<metric>`` values,
-the run totals of ``JobResult.timings`` as ``time/total_<name>`` and the wall time as ``time/job_s``;
-artifacts ``config.yaml`` and ``predictions/*.jsonl``. The parent run gets the sweep's config,
-results.csv and the report files.
+Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``, tagged
+``mlflow.experimentKind=custom_model_development`` so the UI opens it on its training runs; the
+child run of a job has params ``algo``, ``seed`` and every field of the resolved runner config
+(each logged once), tags ``rlbench.algo``, ``rlbench.suite``, ``rlbench.git_sha``; the runner's
+per-step metrics (``train/...``, ``adv/...``, ``time/...``, ``eval/...``) and, when the job ends,
+its final ``eval/<domain>/<metric>`` values, the run totals of ``JobResult.timings`` as
+``time/total_<name>`` and the wall time as ``time/job_s``; artifacts ``config.yaml`` and
+``predictions/*.jsonl``. The parent run gets the sweep's config, results.csv and the report files.
+
+The store is checked at plan time by :func:`open_store` (scheme, a server that answers within
+``STORE_TIMEOUT_S``, a writable database), which also creates it once under a lock, so two first
+runs at once both work. Artifacts of a database store go under the cache
+(``<cache>/mlflow-artifacts/``), never into ``./mlruns`` of the current folder.
 
 Everything goes through ``MlflowClient`` with explicit run ids (no global "active run"), so
 trackers work in threads and Ray workers alike, and metrics of one step go out in one
 ``log_batch`` call. The driver owns every run's lifecycle: it creates child runs, a worker only
-logs into its run, and the driver ends each run FINISHED, FAILED or KILLED, so no run is left
-RUNNING after a crash or Ctrl-C.
+logs into its run, and the driver ends each run FINISHED, FAILED or KILLED. Runs a killed driver
+(SIGKILL) could not close are closed KILLED, with the reason, by the next sweep on the same output
+folder; ``--resume`` then continues the same parent run and each unfinished job's own child run,
+so a job keeps one history (a step logged again after the resume replaces the earlier point
+when curves are read back).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
 import json
 import math
+import os
 import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rlbench_med.runners.base import Job, JobResult
+from rlbench_med.locks import file_lock
+from rlbench_med.runners.base import Job, JobResult, cache_dir
 from rlbench_med.typed_config import to_plain_dict
 
 EXPERIMENT_PREFIX = "rlbench-med/"
 PARENT_TAG = "mlflow.parentRunId"
 #: Tag of a child run mapping an eval metric prefix to its results.csv algo label.
 LABELS_TAG = "rlbench.eval_labels"
+#: Why a run ended FAILED or KILLED (the last line of the traceback, or the interrupt).
+ERROR_TAG = "rlbench.error"
+#: Tag that makes the MLflow UI open an experiment on its training runs (not its GenAI view).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: Longest wait for a tracking server to answer at plan time.
+STORE_TIMEOUT_S = 10.0
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 _MAX_PARAM_LEN = 6000
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+
+
+class TrackingError(LookupError):
+    """A tracking store that cannot be used, or an experiment or run that is not in it."""
 
 
 def experiment_name(suite: str) -> str:
@@ -89,6 +115,111 @@ def client_for(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+# --------------------------------------------------------------------------------------------
+# the store, checked at plan time
+# --------------------------------------------------------------------------------------------
+def open_store(uri: str, experiment: str | None = None) -> str | None:
+    """Check the tracking store before anything is written; raise :class:`TrackingError` in one line.
+
+    Without ``experiment`` (``--dry-run``) nothing is written: the scheme must be one MLflow
+    knows, a server must answer within ``STORE_TIMEOUT_S`` and a sqlite file (or its folder) must
+    be writable. With ``experiment`` the store is also created if new (under a lock, so two first
+    runs at once do not both create its tables) and the experiment is created or tagged: a first
+    write, so a store that cannot be written fails here. Returns the experiment id.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from sqlalchemy.exc import SQLAlchemyError
+
+    scheme = urllib.parse.urlparse(uri).scheme
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except MlflowException:
+        raise TrackingError(
+            f"tracking store {uri}: MLflow has no store for the scheme {scheme!r}; set MLFLOW_TRACKING_URI to "
+            "sqlite:///path/mlflow.db, a folder or http(s)://host:port"
+        ) from None
+    if scheme in ("http", "https"):
+        _check_server(uri)
+    elif scheme == "sqlite":
+        _check_sqlite(uri)
+    if experiment is None:
+        return None
+    lock = cache_dir() / "locks" / f"tracking-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+    try:
+        with file_lock(lock):
+            return ensure_experiment(client_for(uri), uri, experiment)
+    except (MlflowException, SQLAlchemyError, OSError) as exc:
+        raise TrackingError(f"tracking store {uri}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _check_server(uri: str) -> None:
+    """A tracking server must answer (any HTTP status) within ``STORE_TIMEOUT_S``; MLflow's own client would retry for minutes."""
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=STORE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"tracking server {uri} does not answer ({reason}; waited at most {STORE_TIMEOUT_S:.0f} s); "
+            "start it or set MLFLOW_TRACKING_URI to another store"
+        ) from None
+
+
+def _check_sqlite(uri: str) -> None:
+    """The database file (or, for a new one, its folder) must exist and be writable."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return  # in-memory or a sqlite URI with options: the first write in open_store tells
+    path = Path(database)
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise TrackingError(f"tracking store {path} is read-only; make it writable or set MLFLOW_TRACKING_URI "
+                                "to another store")
+    elif not path.parent.is_dir():
+        raise TrackingError(f"tracking store {uri}: folder {path.parent} does not exist; create it or set "
+                            "MLFLOW_TRACKING_URI to another store")
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise TrackingError(f"tracking store {uri}: folder {path.parent} is not writable; set MLFLOW_TRACKING_URI "
+                            "to another store")
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: under the cache for a database store (MLflow's
+    default is ``./mlruns`` of the current folder); ``None`` (the store decides) for a server or a
+    file store, which keep artifacts with the store."""
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+
+    if urllib.parse.urlparse(uri).scheme.split("+")[0] not in DATABASE_ENGINES:
+        return None
+    return (cache_dir() / "mlflow-artifacts" / experiment.replace("/", "_")).resolve().as_uri()
+
+
+def ensure_experiment(client: Any, uri: str, name: str) -> str:
+    """The id of experiment ``name``, created if missing (artifacts under the cache); tagged so the
+    MLflow UI opens it on its training runs."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(uri, name), tags=EXPERIMENT_KIND)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it meanwhile
+                raise
+            experiment = client.get_experiment_by_name(name)
+    for key, value in EXPERIMENT_KIND.items():  # also a first write: a read-only store fails here, at plan time
+        client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 class MLflowTracker:
@@ -160,13 +291,22 @@ def final_metrics(job: Job, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str
 
 @dataclass
 class MLflowSweepTracking:
-    """Parent/child run management of one sweep (implements ``runners.sweep.SweepTracking``)."""
+    """Parent/child run management of one sweep (implements ``runners.sweep.SweepTracking``).
+
+    ``start`` first closes the runs a killed sweep left RUNNING in the same output folder (the
+    caller holds that folder's lock, so their process is gone), then creates the parent run, or
+    with ``--resume`` reopens the folder's latest one; ``child`` likewise continues the child run
+    of a job that did not finish.
+    """
 
     uri: str
     parent_id: str | None = None
     experiment_id: str | None = None
     children: dict[tuple[str, int], MLflowChild] = field(default_factory=dict)
     closed: set[tuple[str, int]] = field(default_factory=set)
+    #: Child runs of the reopened parent, newest first per (algo, seed): what ``child`` continues.
+    previous: dict[tuple[str, int], Any] = field(default_factory=dict)
+    sha: str = ""
 
     @property
     def client(self) -> Any:
@@ -174,39 +314,77 @@ class MLflowSweepTracking:
 
     def start(self, plan: Any) -> None:
         client = self.client
-        name = experiment_name(plan.suite.name)
-        experiment = client.get_experiment_by_name(name)
-        # The kind tag makes the MLflow UI open the experiment on its training-runs view.
-        self.experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            name, tags={"mlflow.experimentKind": "custom_model_development"}
-        )
-        sha = git_sha()
-        run = client.create_run(
-            self.experiment_id,
-            run_name=plan.out_dir.name,
-            tags={
-                "rlbench.suite": plan.suite.name,
-                "rlbench.git_sha": sha,
-                "rlbench.profile": plan.profile,
-                "rlbench.runner": plan.runner.name,
-                "rlbench.executor": plan.executor,
-                "rlbench.out_dir": str(plan.out_dir),
-                "rlbench.role": "sweep",
-            },
-        )
-        self.parent_id = run.info.run_id
-        self._sha = sha
-        tracker = MLflowTracker(self.uri, self.parent_id)
-        tracker.log_params(
+        self.experiment_id = ensure_experiment(client, self.uri, experiment_name(plan.suite.name))
+        self.sha = git_sha()
+        out = str(plan.out_dir)
+        sweeps = [r for r in self._sweep_runs(client) if r.data.tags.get("rlbench.out_dir") == out]
+        for run in sweeps:
+            if run.info.status == "RUNNING":
+                self._close_stale(client, run)
+        tags = {"rlbench.algos": ",".join(plan.algos), "rlbench.seeds": ",".join(map(str, plan.seeds))}
+        if plan.resume and sweeps:
+            self.parent_id = sweeps[0].info.run_id
+            _reopen(client, client.get_run(self.parent_id))
+            for run in reversed(child_runs(self.uri, sweeps[0])):  # oldest first: the newest run of a job wins
+                self.previous[(run.data.tags.get("rlbench.algo"), int(run.data.tags.get("rlbench.seed", -1)))] = run
+        else:
+            run = client.create_run(
+                self.experiment_id,
+                run_name=plan.out_dir.name,
+                tags={
+                    "rlbench.suite": plan.suite.name,
+                    "rlbench.git_sha": self.sha,
+                    "rlbench.profile": plan.profile,
+                    "rlbench.runner": plan.runner.name,
+                    "rlbench.executor": plan.executor,
+                    "rlbench.out_dir": out,
+                    "rlbench.role": "sweep",
+                },
+            )
+            self.parent_id = run.info.run_id
+        for key, value in tags.items():
+            client.set_tag(self.parent_id, key, value)
+        MLflowTracker(self.uri, self.parent_id).log_params(
             {"suite": plan.suite.name, "profile": plan.profile, "runner": plan.runner.name,
-             "executor": plan.executor, "algos": plan.algos, "seeds": plan.seeds, **plan.config_dict()}
+             "executor": plan.executor, **plan.config_dict()}
         )
+
+    def _sweep_runs(self, client: Any) -> Iterator[Any]:
+        """The experiment's sweep (parent) runs, newest first."""
+        token = None
+        while True:
+            page = client.search_runs([self.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'",
+                                      order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def _close_stale(self, client: Any, parent: Any) -> None:
+        """Close a parent run its sweep could not close (and its children still RUNNING) as KILLED, with the reason."""
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        reason = (f"its process ended without closing it (killed with SIGKILL, out of memory or a crash); "
+                  f"closed at {stamp} by the next run in {parent.data.tags.get('rlbench.out_dir')}")
+        for run in child_runs(self.uri, parent):
+            if run.info.status == "RUNNING":
+                client.set_tag(run.info.run_id, ERROR_TAG, reason)
+                client.set_terminated(run.info.run_id, "KILLED")
+        client.set_tag(parent.info.run_id, ERROR_TAG, reason)
+        client.set_terminated(parent.info.run_id, "KILLED")
 
     def child(self, job: Job) -> MLflowChild:
         if self.parent_id is None:
             raise RuntimeError("MLflowSweepTracking.start(plan) must run before child(job)")
-
         client = self.client
+        previous = self.previous.get((job.algo, job.seed))
+        if previous is not None and previous.info.status != "FINISHED":
+            # --resume: the job continues its own run, so its curves stay in one history.
+            run_id = previous.info.run_id
+            _reopen(client, previous)
+            handle = MLflowChild(self.uri, run_id)
+            self.children[(job.algo, job.seed)] = handle
+            self.closed.discard((job.algo, job.seed))
+            return handle
         run = client.create_run(
             self.experiment_id,
             run_name=job.slug,
@@ -216,7 +394,7 @@ class MLflowSweepTracking:
                 "rlbench.estimator": job.estimator,
                 "rlbench.seed": str(job.seed),
                 "rlbench.suite": job.suite,
-                "rlbench.git_sha": getattr(self, "_sha", None) or git_sha(),
+                "rlbench.git_sha": self.sha or git_sha(),
                 "rlbench.role": "job",
             },
         )
@@ -251,7 +429,7 @@ class MLflowSweepTracking:
                 if Path(path).exists():
                     tracker.log_artifact(Path(path), "predictions")
         if error:
-            client.set_tag(handle.run_id, "rlbench.error", error.strip().splitlines()[-1][:5000])
+            client.set_tag(handle.run_id, ERROR_TAG, error.strip().splitlines()[-1][:5000])
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "error.txt"
                 path.write_text(error)
@@ -260,7 +438,7 @@ class MLflowSweepTracking:
         self.closed.add((job.algo, job.seed))
 
     def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None:
-        """End every child still open (KILLED after Ctrl-C, else FAILED) and the parent run."""
+        """End every child still open (KILLED after an interrupt, else FAILED) and the parent run."""
         if self.parent_id is None:
             return
         client = self.client
@@ -278,6 +456,15 @@ class MLflowSweepTracking:
         client.set_terminated(self.parent_id, status)
 
 
+def _reopen(client: Any, run: Any) -> None:
+    """Set a closed run RUNNING again (``--resume``); why it ended before moves to ``rlbench.resumed``."""
+    reason = run.data.tags.get(ERROR_TAG)
+    client.update_run(run.info.run_id, status="RUNNING")
+    client.set_tag(run.info.run_id, "rlbench.resumed", f"after {run.info.status}" + (f": {reason[:1000]}" if reason else ""))
+    if reason is not None:
+        client.delete_tag(run.info.run_id, ERROR_TAG)
+
+
 def _same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
@@ -291,10 +478,6 @@ CURVE_PATTERNS = (
     re.compile(r"^train/([^/]+/)?reward_mean$"),
     re.compile(r"^time/advantage_s$"),
 )
-
-
-class TrackingError(LookupError):
-    """An experiment or run that is not in the tracking store."""
 
 
 def find_parent_run(uri: str, experiment: str, run_id: str | None = None) -> Any:
@@ -355,7 +538,7 @@ def child_runs(uri: str, parent: Any) -> list[Any]:
 
 
 def fetch_curves(uri: str, parent: Any, children: Sequence[Any] | None = None) -> Curves:
-    """``{(algo, seed): {key: [(step, value), ...]}}`` for the keys the report plots."""
+    """``{(algo, seed): {key: [(step, value), ...]}}`` for the keys the report plots, one point per step."""
     client = client_for(uri)
     curves: Curves = {}
     for run in children if children is not None else child_runs(uri, parent):
@@ -366,8 +549,10 @@ def fetch_curves(uri: str, parent: Any, children: Sequence[Any] | None = None) -
         per: dict[str, list[tuple[int, float]]] = {}
         for key in run.data.metrics:
             if any(p.match(key) for p in CURVE_PATTERNS):
-                history = client.get_metric_history(run.info.run_id, key)
-                per[key] = sorted((m.step, m.value) for m in history)
+                # A resumed job logs again the steps after its checkpoint: the later point of a step wins.
+                latest = {m.step: m.value for m in sorted(client.get_metric_history(run.info.run_id, key),
+                                                          key=lambda m: m.timestamp)}
+                per[key] = sorted(latest.items())
         curves[(algo, int(seed))] = per
     return curves
 
@@ -376,11 +561,18 @@ def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, A
     """Rows of results.csv from the child runs' final eval metrics, predictions downloaded into ``dest``.
 
     ``n`` of a row is the number of predictions lines of that domain (all lines for ``overall``).
-    Only FINISHED child runs count (a KILLED or FAILED job has no final results).
+    Only FINISHED child runs count (a KILLED or FAILED job has no final results); a sweep without
+    one raises :class:`TrackingError` rather than give an empty report.
     """
     client = client_for(uri)
     suite = parent.data.tags.get("rlbench.suite", "")
     children = [r for r in child_runs(uri, parent) if r.info.status == "FINISHED"]
+    if not children:
+        out = parent.data.tags.get("rlbench.out_dir", "<out>")
+        raise TrackingError(
+            f"sweep run {parent.info.run_id} ({parent.info.run_name}) has no finished job, so there is nothing to "
+            f"report; finish it with `rlbench-med run --resume --out {out}` (same flags)"
+        )
     pred_dir = dest / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

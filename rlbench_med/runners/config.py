@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rlbench_med.suites.rewards import reward_settings_problem
-from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
+from rlbench_med.typed_config import ConfigError, check_fields, knob, to_plain_dict
 
 #: Modalities that an ``eval_inputs`` entry may combine with ``+`` (``full`` keeps them all).
 INPUT_MODALITIES = ("text", "vision", "ecg")
@@ -138,6 +138,7 @@ class LocalConfig:
     max_new_tokens: int = knob(48, "generation limit of an hf: policy")
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finite floats, 64-bit ints: the comparisons below never see NaN
         positive = (
             "steps", "prompts_per_step", "n_rollouts", "epochs", "minibatches", "sft_batch_size", "d_model",
             "n_layers", "n_heads", "image_size", "image_tokens", "video_frames", "signal_length", "signal_leads",

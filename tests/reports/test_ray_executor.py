@@ -26,7 +26,6 @@ def test_ray_executor_matches_local_and_reports_failed_jobs(tmp_path: Path, trac
         plan = sweep.build_plan(request("ray", "ray"))
         assert "ray: one task per job on a local Ray instance (num_cpus=1, num_gpus=0 each)" in plan.render()
         remote = sweep.run_sweep(plan, tracking)
-        sweep.finish_sweep(remote, tracking)
         assert local.ok and remote.ok
         t_local = build_table(sweep.read_results(local.results_csv))
         t_ray = build_table(sweep.read_results(remote.results_csv))

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -130,26 +135,32 @@ def test_results_writer_is_atomic_and_checks_columns(tmp_path: Path) -> None:
         writer.add([{**row, "extra": 1}])
 
 
-def test_generated_data_is_cached_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlbench_med.suites import synth
+@pytest.fixture
+def fake_synth(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """SynthCLIMB replaced by empty train/test files (its calls recorded) and loading by an empty data set."""
+    from rlbench_med.suites import ClinicalData, synth
 
-    calls = []
+    calls: list[tuple] = []
 
     def fake_generate(suite, out, *, seed, profile, imbalance, data_overrides):
-        calls.append((suite, seed, profile))
+        calls.append((suite, seed, profile, imbalance, data_overrides))
         Path(out, "train.jsonl").write_text("")
         Path(out, "test.jsonl").write_text("")
         return {}
 
     monkeypatch.setattr(synth, "generate", fake_generate)
-    monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: None)
+    monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: ClinicalData(Path("."), [], [], ()))
+    return calls
+
+
+def test_generated_data_is_cached_and_reused(tmp_path: Path, fake_synth: list[tuple]) -> None:
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
                                                plugins=(PLUGIN,)))
     assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed0"
     assert "will be generated" in plan.data_note
     sweep.ensure_data(plan)
     sweep.ensure_data(plan)
-    assert calls == [("climb_vision", 0, "quick")]
+    assert [c[:3] for c in fake_synth] == [("climb_vision", 0, "quick")]
     assert sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "p",
                                                plugins=(PLUGIN,))).data_note.endswith("(cached)")
 
@@ -172,26 +183,14 @@ def test_given_data_is_validated_never_generated(tmp_path: Path, monkeypatch: py
     assert all(job.data_dir.is_file() and job.data_dir.name.endswith(".source.json") for job in plan.jobs)
 
 
-def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlbench_med.suites import synth
-
-    calls = []
-
-    def fake_generate(suite, out, *, seed, profile, imbalance, data_overrides):
-        calls.append((seed, imbalance, data_overrides))
-        Path(out, "train.jsonl").write_text("")
-        Path(out, "test.jsonl").write_text("")
-        return {}
-
-    monkeypatch.setattr(synth, "generate", fake_generate)
-    monkeypatch.setattr("rlbench_med.suites.load_data", lambda root: None)
+def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, fake_synth: list[tuple]) -> None:
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
                                                overrides={"data.imbalance": "0", "data.seed": "3",
                                                           "data.min_domain_train": "346"}))
     assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0-min_domain_train346"
     assert "seed 3 imbalance 0 min_domain_train=346" in plan.data_note
     sweep.ensure_data(plan)
-    assert calls == [(3, 0.0, {"min_domain_train": 346})]
+    assert [c[1:] for c in fake_synth] == [(3, "quick", 0.0, {"min_domain_train": 346})]
     saved = plan.data_settings.as_dict()
     assert saved == {"imbalance": 0.0, "seed": 3, "min_domain_train": 346}
 
@@ -200,7 +199,7 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, mon
     ("overrides", "data", "message"),
     [
         ({"data.imbalance": "1.5"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
-        ({"data.imbalance": "nan"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
+        ({"data.imbalance": "nan"}, None, r"data.imbalance: expected a finite number"),
         ({"data.sed": "3"}, None, "unknown key 'sed'.*accepted fields: imbalance, seed.*min_domain_train"),
         ({"data.min_domain_train": "-2"}, None, "data.min_domain_train: must be positive"),
         ({"data.seed": "2"}, "given", "do not apply to --data"),
@@ -220,3 +219,150 @@ def test_primary_metric_is_the_suites_unless_set(tmp_path: Path) -> None:
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "p", plugins=(PLUGIN,),
                                                overrides={"primary_metric": "exact"}))
     assert plan.primary_metric == "exact" and "leads with exact" in plan.render()
+
+
+def test_seeds_beyond_int64_or_negative_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--seeds: 99999999999999999999 does not fit in a 64-bit integer"):
+        sweep.parse_seeds("99999999999999999999")
+    with pytest.raises(ConfigError, match="--seeds: '-1' is not a non-negative integer"):
+        sweep.parse_seeds("0,-1")
+
+
+def test_out_that_is_a_file_or_under_a_file_is_refused_at_plan_time(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(sweep.SweepError, match=r"--out .*afile is a file, not a folder"):
+        sweep.build_plan(request(tmp_path, out=tmp_path / "afile"))
+    with pytest.raises(sweep.SweepError, match=r"--out .*afile/o/p: .*afile is a file, so no folder can be made under it"):
+        sweep.build_plan(request(tmp_path, out=tmp_path / "afile" / "o" / "p"))
+
+
+def _unprivileged(check) -> None:
+    """Run ``check()`` as a user without root rights (root may write anywhere); fail if it fails there."""
+    if os.geteuid() != 0:
+        check()
+        return
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, run the check, report by exit code
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            check()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0, "the check failed in the unprivileged process (see stderr)"
+
+
+def test_out_in_a_read_only_folder_is_refused_at_plan_time(tmp_path: Path) -> None:
+    sweep.build_plan(request(tmp_path))  # the plugin is loaded and the plan itself is fine
+    with tempfile.TemporaryDirectory() as shared:  # a folder every user can look into
+        os.chmod(shared, 0o755)
+        read_only = Path(shared) / "ro"
+        read_only.mkdir(mode=0o555)
+
+        def check() -> None:
+            with pytest.raises(sweep.SweepError, match=f"--out {read_only / 'out'}: {read_only} is not writable; "
+                                                       "give a folder you can write to"):
+                sweep.build_plan(request(tmp_path, out=read_only / "out"))
+
+        _unprivileged(check)
+        read_only.chmod(0o755)
+
+
+def test_a_second_sweep_on_the_same_out_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    from rlbench_med.locks import file_lock
+
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,)))
+    with file_lock(plan.out_dir / sweep.LOCK_NAME):  # what a live sweep holds
+        with pytest.raises(sweep.SweepError, match=f"another rlbench-med run \\(process {os.getpid()}\\) is writing to"):
+            sweep.run_sweep(plan)
+    assert sweep.run_sweep(plan).ok  # released (also by a killed process): the folder is free again
+
+
+class Notes:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def note(self, message): self.lines.append(message)
+    def start(self, n): pass
+    def job_started(self, job, steps): pass
+    def step(self, s, metrics): pass
+    def job_finished(self, job, ok): pass
+    def stop(self): pass
+
+
+def test_the_data_note_says_what_happens_to_the_data(tmp_path: Path, fake_synth: list[tuple]) -> None:
+    data = tmp_path / "mydata"
+    notes = Notes()
+    sweep.run_sweep(sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "a",
+                                                        data=data, plugins=(PLUGIN,), seeds=(0,))), progress=notes)
+    assert notes.lines[0] == f"data: validating {data} (--data) ..."
+    generated = sweep.data_cache_path("climb_vision", "quick")
+    for out, expected in (("b", f"data: generating SynthCLIMB into {generated} ..."),
+                          ("c", f"data: checking the cached SynthCLIMB in {generated} ...")):
+        notes = Notes()
+        sweep.run_sweep(sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / out,
+                                                            plugins=(PLUGIN,), seeds=(0,))), progress=notes)
+        assert notes.lines[0] == expected
+
+
+def test_a_generator_killed_midway_leaves_no_temporary_folder(tmp_path: Path, fake_synth: list[tuple]) -> None:
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
+                                               plugins=(PLUGIN,)))
+    # What a SIGKILL'd generator leaves: its temporary sibling folder, half written (no finally ran).
+    orphan = plan.data_dir.with_name(plan.data_dir.name + ".k3x9q2ab")
+    orphan.mkdir(parents=True)
+    (orphan / "train.jsonl").write_text("{half")
+    other = plan.data_dir.with_name("climb_vision-quick-seed01.abcdefgh")  # another data set's: not ours to delete
+    other.mkdir()
+    sweep.ensure_data(plan)
+    assert sorted(p.name for p in plan.data_dir.parent.iterdir()) == [
+        "climb_vision-quick-seed0", "climb_vision-quick-seed0.lock", "climb_vision-quick-seed01.abcdefgh", "sources"]
+
+
+def test_sigterm_and_sigint_end_a_job_alike_and_say_which(tmp_path: Path) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        plan = sweep.build_plan(request(tmp_path, algos=("grpo", "drpo"), seeds=(0,), out=tmp_path / sig.name))
+        real_run = plan.runner.run
+
+        def run(job, tracker, resume, sig=sig):
+            if job.estimator == "drpo":
+                os.kill(os.getpid(), sig)
+                time.sleep(5)  # the signal arrives before this ends
+            return real_run(job, tracker, resume)
+
+        plan.runner = plan.runner.__class__(**{**plan.runner.__dict__, "run": run})
+        outcome = sweep.run_sweep(plan)
+        assert (outcome.status, outcome.signum, outcome.report_interrupted) == ("KILLED", sig, False)
+        assert {r["algo"] for r in sweep.read_results(outcome.results_csv)} == {"grpo"}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_a_signal_while_the_report_is_built_ends_the_sweep_killed(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,)))
+    built: list[int] = []
+
+    def report(outcome):
+        assert outcome.status == "FINISHED"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        built.append(1)
+        return []
+
+    outcome = sweep.run_sweep(plan, report=report)
+    assert (outcome.status, outcome.signum, outcome.report_interrupted, built) == ("KILLED", signal.SIGTERM, True, [])
+    assert {r["algo"] for r in sweep.read_results(outcome.results_csv)} == {"grpo"}  # results.csv is complete
+
+
+def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or in a script's background job
+    try:
+        with sweep.interrupt_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from rlbench_med.reports.tracking import MLflowSweepTracking, child_runs, find_parent_run, rebuild_results
+from rlbench_med.reports.tracking import (
+    STORE_TIMEOUT_S,
+    MLflowSweepTracking,
+    TrackingError,
+    child_runs,
+    fetch_curves,
+    find_parent_run,
+    open_store,
+    rebuild_results,
+)
 from rlbench_med.runners import sweep
+from rlbench_med.runners.sweep.outcome import record_result
 from tests.reports.conftest import PLUGIN
+from tests.reports.test_sweep import Notes, _unprivileged
 
 
 def run(tmp_path: Path, uri: str, progress=None, **kw):
@@ -19,7 +37,6 @@ def run(tmp_path: Path, uri: str, progress=None, **kw):
     plan = sweep.build_plan(sweep.SweepRequest(**base))
     tracking = MLflowSweepTracking(uri)
     outcome = sweep.run_sweep(plan, tracking, progress)
-    sweep.finish_sweep(outcome, tracking)
     client = MlflowClient(uri)
     parent = client.get_run(tracking.parent_id)
     return outcome, parent, child_runs(uri, parent), client
@@ -102,8 +119,7 @@ def test_a_crash_of_the_sweep_itself_leaves_failed_runs(tmp_path: Path, tracked:
     plan = sweep.build_plan(sweep.SweepRequest(suite="fake_suite", runner="fake", out=tmp_path / "o",
                                                plugins=(PLUGIN,), seeds=(0,), algos=("drpo",)))
     tracking = MLflowSweepTracking(tracked)
-    outcome = sweep.run_sweep(plan, tracking, Crash())  # the job fails (its tracker raised), the sweep goes on
-    sweep.finish_sweep(outcome, tracking)
+    sweep.run_sweep(plan, tracking, Crash())  # the job fails (its tracker raised), the sweep goes on
     client = MlflowClient(tracked)
     assert client.get_run(tracking.parent_id).info.status == "FAILED"
     assert [c.info.status for c in child_runs(tracked, client.get_run(tracking.parent_id))] == ["FAILED"]
@@ -134,3 +150,197 @@ def test_results_rebuilt_from_mlflow_equal_results_csv(tmp_path: Path, tracked: 
         assert a["value"] == pytest.approx(b["value"]) and a["n"] == b["n"] and a["suite"] == "fake_suite"
     assert [s for s, _ in curves[("drpo", 0)]["eval/alpha/f1"]] == [2, 3]
     assert (tmp_path / "rebuilt" / "predictions" / "grpo-seed1.jsonl").exists()
+
+
+def plan_of(tmp_path: Path, **kw):
+    base = dict(suite="fake_suite", runner="fake", out=tmp_path / "out", plugins=(PLUGIN,), seeds=(0,),
+                algos=("drpo", "grpo"))
+    base.update(kw)
+    return sweep.build_plan(sweep.SweepRequest(**base))
+
+
+def sweep_runs(client: MlflowClient, out: Path) -> list:
+    exp = client.get_experiment_by_name("rlbench-med/fake_suite")
+    return [r for r in client.search_runs([exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'")
+            if r.data.tags["rlbench.out_dir"] == str(out)]
+
+
+def test_runs_a_killed_sweep_left_running_are_closed_and_resume_continues_them(tmp_path: Path, tracked: str) -> None:
+    # What kill -9 mid-job leaves: drpo finished, grpo's run open with 2 of its 3 steps, the parent open.
+    killed = plan_of(tmp_path)
+    tracking = MLflowSweepTracking(tracked)
+    tracking.start(killed)
+    outcome = sweep.SweepOutcome(killed, [], [], False, killed.out_dir / "results.csv", 0.0)
+    writer = sweep.ResultsWriter(outcome.results_csv)
+    drpo, grpo = killed.jobs
+    tracking.child(drpo)
+    record_result(killed.runner.run(drpo, tracking.children[("drpo", 0)].open(), False), tracking,
+                  sweep.NullProgress(), writer, outcome)
+    sweep.save_config(killed)
+    grpo_run = tracking.child(grpo).open()
+    for step in (1, 2):
+        grpo_run.log_metrics({"train/reward_mean": 0.5}, step=step)
+
+    client = MlflowClient(tracked)
+    assert {client.get_run(tracking.parent_id).info.status, client.get_run(grpo_run.run_id).info.status} == {"RUNNING"}
+    resumed = MLflowSweepTracking(tracked)
+    outcome = sweep.run_sweep(plan_of(tmp_path, resume=True), resumed)
+    assert outcome.ok and resumed.parent_id == tracking.parent_id  # the same parent run, continued
+    parent = client.get_run(tracking.parent_id)
+    assert parent.info.status == "FINISHED" and "rlbench.error" not in parent.data.tags
+    assert parent.data.tags["rlbench.resumed"].startswith("after KILLED: its process ended without closing it (killed "
+                                                          "with SIGKILL")
+    children = {c.data.tags["rlbench.algo"]: c for c in child_runs(tracked, parent)}
+    assert sorted(children) == ["drpo", "grpo"] and {c.info.status for c in children.values()} == {"FINISHED"}
+    assert children["grpo"].info.run_id == grpo_run.run_id  # one history per job
+    assert children["grpo"].data.tags["rlbench.resumed"].startswith("after KILLED: its process ended")
+    steps = [m.step for m in client.get_metric_history(grpo_run.run_id, "train/reward_mean")]
+    assert sorted(steps) == [1, 1, 2, 2, 3]  # the fake runner starts over; the report keeps the later point per step
+    assert fetch_curves(tracked, parent)[("grpo", 0)]["train/reward_mean"] == [(1, 1 / 3), (2, 2 / 3), (3, 1.0)]
+    rows, _ = rebuild_results(tracked, parent, tmp_path / "rebuilt")
+    assert {r["algo"] for r in rows} == {"drpo", "grpo"}
+
+
+def test_stale_runs_are_closed_by_any_next_run_in_the_folder_with_the_reason(tmp_path: Path, tracked: str) -> None:
+    # Killed during the data step or the SFT base: the parent is open and config.yaml not written yet.
+    left = MLflowSweepTracking(tracked)
+    left.start(plan_of(tmp_path))
+    outcome = sweep.run_sweep(plan_of(tmp_path), MLflowSweepTracking(tracked))  # no --resume needed
+    assert outcome.ok
+    client = MlflowClient(tracked)
+    stale = client.get_run(left.parent_id)
+    assert stale.info.status == "KILLED"
+    assert "ended without closing it (killed with SIGKILL, out of memory or a crash)" in stale.data.tags["rlbench.error"]
+    assert sorted(r.info.status for r in sweep_runs(client, tmp_path / "out")) == ["FINISHED", "KILLED"]
+
+
+def test_report_of_a_resumed_sweep_has_every_job_of_the_folder(tmp_path: Path, tracked: str) -> None:
+    class Interrupt(Notes):
+        def job_started(self, job, steps):
+            if job.algo == "grpo":
+                raise KeyboardInterrupt
+
+    first = MLflowSweepTracking(tracked)
+    assert sweep.run_sweep(plan_of(tmp_path), first, Interrupt()).status == "KILLED"
+    client = MlflowClient(tracked)
+    for expected in ("after KILLED", "after FINISHED"):  # grpo resumed; then every job done already
+        tracking = MLflowSweepTracking(tracked)
+        assert sweep.run_sweep(plan_of(tmp_path, resume=True), tracking).ok
+        parent = client.get_run(tracking.parent_id)
+        assert (parent.info.run_id, parent.info.status, parent.data.tags["rlbench.resumed"]) == (
+            first.parent_id, "FINISHED", expected)
+        rows, _ = rebuild_results(tracked, parent, tmp_path / expected)
+        assert {(r["algo"], r["seed"]) for r in rows} == {("drpo", 0), ("grpo", 0)}
+    assert [r.info.status for r in sweep_runs(client, tmp_path / "out")] == ["FINISHED"]
+
+
+def test_resume_with_more_seeds_updates_the_parent_tags(tmp_path: Path, tracked: str) -> None:
+    sweep.run_sweep(plan_of(tmp_path, algos=("grpo",)), MLflowSweepTracking(tracked))
+    tracking = MLflowSweepTracking(tracked)
+    assert sweep.run_sweep(plan_of(tmp_path, algos=("grpo",), seeds=(0, 1), resume=True), tracking).ok
+    parent = MlflowClient(tracked).get_run(tracking.parent_id)
+    assert (parent.data.tags["rlbench.algos"], parent.data.tags["rlbench.seeds"]) == ("grpo", "0,1")
+    assert len(child_runs(tracked, parent)) == 2
+
+
+def test_a_sweep_without_a_finished_job_has_nothing_to_report(tmp_path: Path, tracked: str) -> None:
+    tracking = MLflowSweepTracking(tracked)
+    outcome = sweep.run_sweep(plan_of(tmp_path, algos=("grpo",), overrides={"fail_estimator": "grpo"}), tracking)
+    assert outcome.status == "FAILED"
+    parent = MlflowClient(tracked).get_run(tracking.parent_id)
+    with pytest.raises(TrackingError, match=f"sweep run {parent.info.run_id} \\(out\\) has no finished job, so there "
+                                            f"is nothing to report; finish it with `rlbench-med run --resume --out "):
+        rebuild_results(tracked, parent, tmp_path / "rebuilt")
+
+
+def test_a_signal_during_the_report_closes_the_parent_killed(tmp_path: Path, tracked: str) -> None:
+    def report(outcome):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        return []
+
+    tracking = MLflowSweepTracking(tracked)
+    outcome = sweep.run_sweep(plan_of(tmp_path), tracking, report=report)
+    assert outcome.report_interrupted
+    client = MlflowClient(tracked)
+    parent = client.get_run(tracking.parent_id)
+    assert parent.info.status == "KILLED"
+    assert sorted(c.info.status for c in child_runs(tracked, parent)) == ["FINISHED", "FINISHED"]
+
+
+def test_an_error_in_the_report_closes_the_parent_failed(tmp_path: Path, tracked: str) -> None:
+    def report(outcome):
+        raise ValueError("figure broke")
+
+    tracking = MLflowSweepTracking(tracked)
+    with pytest.raises(ValueError, match="figure broke"):
+        sweep.run_sweep(plan_of(tmp_path), tracking, report=report)
+    assert MlflowClient(tracked).get_run(tracking.parent_id).info.status == "FAILED"
+
+
+def test_experiments_open_on_training_runs_and_keep_artifacts_out_of_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    open_store(uri, "rlbench-med/fake_variants")
+    created = client.get_experiment_by_name("rlbench-med/fake_variants")
+    assert created.tags["mlflow.experimentKind"] == "custom_model_development"
+    artifacts = tmp_path / "cache" / "mlflow-artifacts" / "rlbench-med_fake_variants"
+    assert created.artifact_location == artifacts.as_uri()
+    sweep.run_sweep(plan_of(tmp_path, suite="fake_variants", algos=("drpo",), out=tmp_path / "v"),
+                    MLflowSweepTracking(uri))
+    assert not (tmp_path / "mlruns").exists()
+    assert len(list(artifacts.rglob("drpo*-seed0.jsonl"))) == 2  # the predictions of both variants' child runs
+    # an experiment made by an older version (no kind tag) gets it on its next sweep
+    client.create_experiment("rlbench-med/fake_suite", artifact_location=(tmp_path / "old").as_uri())
+    sweep.run_sweep(plan_of(tmp_path), MLflowSweepTracking(uri))
+    assert client.get_experiment_by_name("rlbench-med/fake_suite").tags["mlflow.experimentKind"] == \
+        "custom_model_development"
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("foo://bar", "tracking store foo://bar: MLflow has no store for the scheme 'foo'; set MLFLOW_TRACKING_URI"),
+        ("http://127.0.0.1:9", "tracking server http://127.0.0.1:9 does not answer ("),
+        ("sqlite:////nonexistent-folder/x/mlflow.db", "folder /nonexistent-folder/x does not exist"),
+    ],
+)
+def test_unusable_stores_are_refused_in_one_line(uri: str, message: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(TrackingError, match=re.escape(message)) as info:
+        open_store(uri, "rlbench-med/x")
+    assert "\n" not in str(info.value) and time.perf_counter() - start < STORE_TIMEOUT_S + 5
+
+
+def test_a_read_only_store_is_refused(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory() as shared:  # a folder every user can look into
+        os.chmod(shared, 0o755)
+        db = Path(shared) / "mlflow.db"
+        open_store(f"sqlite:///{db}", "rlbench-med/x")
+        db.chmod(0o444)
+
+        def check() -> None:
+            with pytest.raises(TrackingError, match=f"tracking store {db} is read-only"):
+                open_store(f"sqlite:///{db}", "rlbench-med/x")
+
+        _unprivileged(check)
+
+
+def test_two_first_runs_at_once_on_a_new_store_both_work(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    go = tmp_path / "go"
+    script = ("import os, sys, time\n"
+              f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+              "from rlbench_med.reports.tracking import open_store\n"
+              "print(open_store(sys.argv[1], 'rlbench-med/race'))\n")
+    env = {**os.environ, "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", script, uri], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(1)
+    go.write_text("")
+    done = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in done]
+    assert len({out.strip() for out, _ in done}) == 1  # one experiment, the same id for all

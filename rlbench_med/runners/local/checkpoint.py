@@ -2,12 +2,16 @@
 
 Everything is stored as tensors, numbers, strings, lists and dicts, so a checkpoint loads with
 ``torch.load(path, weights_only=True)``. Files are written to a temporary name and renamed, so a
-run killed mid-save leaves the previous checkpoint intact.
+run killed mid-save leaves the previous checkpoint intact. A file damaged anyway (a full disk,
+a copy cut short) is named by :func:`read_torch_file`, and :func:`latest_readable_checkpoint`
+falls back to the previous checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -17,6 +21,11 @@ import numpy as np
 import torch
 
 _NAME = re.compile(r"^step(\d+)\.pt$")
+log = logging.getLogger(__name__)
+
+
+class UnreadableFile(OSError):
+    """A torch file that does not load (truncated, not a torch file); the message names it."""
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
@@ -52,13 +61,34 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any]) -> Path:
     return path
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint with the highest step in ``directory``, or ``None``."""
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints in ``directory``, highest step first."""
     if not directory.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return max(found)[1] if found else None
+        return []
+    return sorted(((int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))), reverse=True)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def read_torch_file(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``; a damaged file raises :class:`UnreadableFile` naming it.
+
+    ``mmap=True`` maps the tensors instead of reading them: enough to know the file is whole
+    (a truncated zip has no central directory) at a fraction of the cost.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise UnreadableFile(f"{path} is unreadable (truncated or not a torch file: {reason})") from None
+
+
+def latest_readable_checkpoint(directory: Path, *, mmap: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``directory`` that loads, and its state; ``None`` when none does.
+
+    Each unreadable checkpoint is named in a warning and the one before it is tried.
+    """
+    for _, path in _checkpoints(directory):
+        try:
+            return path, read_torch_file(path, mmap=mmap)
+        except UnreadableFile as exc:
+            log.warning("checkpoint %s; trying the previous checkpoint", exc)
+    return None

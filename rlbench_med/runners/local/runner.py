@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker, make_job_estimator
 from rlbench_med.runners.config import LocalConfig
 from rlbench_med.typed_config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Optional estimator inputs each policy can supply.
 SUPPORTED_INPUTS = {
@@ -49,22 +53,27 @@ def check(job: Job) -> None:
 def prepare(jobs: Sequence[Job]) -> None:
     """Build (or find) the cached SFT base of every distinct (data, base config) once."""
     from rlbench_med.runners.local.sft import load_or_train_base
-    from rlbench_med.runners.local.train import dropout_probability, make_agent, resolve_device, suite_eval_inputs
+    from rlbench_med.runners.local.train import make_agent
 
-    seen: set[tuple[str, str]] = set()
+    seen: set[Path] = set()
     for job in jobs:
-        cfg: LocalConfig = job.config
-        device = resolve_device(cfg)
-        drop_p = dropout_probability(cfg, suite_eval_inputs(job))
-        from rlbench_med.runners.local.sft import base_key
-
-        key = (str(Path(job.data_dir).resolve()), base_key(job.data_dir, cfg, drop_p, device.type))
-        if key in seen:
+        device, drop_p, path = _base_of(job)
+        if path in seen:
             continue
-        seen.add(key)
-        with torch_threads(cfg.cpu_threads):
-            agent = make_agent(cfg, job.data_dir, device)
-            load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type)
+        seen.add(path)
+        with torch_threads(job.config.cpu_threads):
+            agent = make_agent(job.config, job.data_dir, device)
+            load_or_train_base(agent, job.config, job.data_dir, agent.encoded.train, drop_p, device.type)
+
+
+def _base_of(job: Job) -> tuple[torch.device, float, Path]:
+    """The device, modality dropout and cache path of ``job``'s SFT base (the path hashes the data)."""
+    from rlbench_med.runners.local.sft import base_key, base_path
+    from rlbench_med.runners.local.train import dropout_probability, resolve_device, suite_eval_inputs
+
+    device = resolve_device(job.config)
+    drop_p = dropout_probability(job.config, suite_eval_inputs(job))
+    return device, drop_p, base_path(base_key(job.data_dir, job.config, drop_p, device.type))
 
 
 @contextmanager
@@ -89,7 +98,9 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
 
 
 def plan(job: Job) -> list[str]:
-    """What ``run`` would do, in a few lines (for ``--dry-run``)."""
+    """What ``run`` would do, in a few lines (for the plan and ``--dry-run``): budget, base, checkpoints."""
+    from rlbench_med.runners.local.checkpoint import latest_readable_checkpoint
+
     cfg: LocalConfig = job.config
     if job.estimator == BASE:
         return [f"{job.algo} seed {job.seed}: the shared SFT base evaluated as it is (step 0, no training)"]
@@ -98,9 +109,22 @@ def plan(job: Job) -> list[str]:
     if job.estimator != SFT:
         budget += f" x {cfg.n_rollouts} rollouts (T={cfg.temperature}, lr={cfg.lr}, kl {cfg.kl_mode} {cfg.kl_coef})"
     policy = (f"builtin {cfg.backbone} {cfg.n_layers}x{cfg.d_model}" if cfg.hf_path is None else cfg.policy)
-    return [
+    ckpt_dir = Path(job.out_dir) / "checkpoints" / job.slug
+    lines = [
         f"{job.algo} seed {job.seed}: {what}; {budget}",
-        f"  policy {policy}; base: SFT {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train (cached, shared)",
+        f"  policy {policy}; base: SFT {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train, {_base_state(job)}",
         f"  eval every {cfg.eval_every or cfg.steps} steps; checkpoints every {cfg.checkpoint_every or '-'} steps "
-        f"in {Path(job.out_dir) / 'checkpoints' / job.slug}",
+        f"in {ckpt_dir}",
     ]
+    found = latest_readable_checkpoint(ckpt_dir, mmap=True)
+    if found is not None:
+        lines.append(f"{job.algo} seed {job.seed} resumes from step {found[1]['step']} ({found[0]})")
+    return lines
+
+
+def _base_state(job: Job) -> str:
+    """Whether the job's SFT base is in the cache already (it depends on the data, so not before it exists)."""
+    if not (Path(job.data_dir) / "train.jsonl").is_file():
+        return "to be trained once the data is generated (then cached, shared)"
+    path = _base_of(job)[2]
+    return f"cached ({path})" if path.exists() else "to be trained (then cached, shared)"

@@ -3,7 +3,7 @@
 The base is trained on a labelled fraction (``sft_fraction``) of the training split for
 ``sft_steps`` steps from ``base_seed``; it plays the part of the pretrained VLM, so it is built
 once per (data, base config) and cached under ``cache_dir()/base/<hash>/base.pt``, shared by every
-algorithm and seed of a sweep. The ``sft`` algorithm continues from the base for ``steps`` steps
+algorithm and seed of a sweep; a cached base that does not load is named and trained again. The ``sft`` algorithm continues from the base for ``steps`` steps
 of ``prompts_per_step`` labelled samples drawn from the whole training split (the prompt budget of
 an RL run), with the RL runs' learning rate ``lr``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -23,9 +24,11 @@ from torch import Tensor, nn
 
 from rlbench_med.runners.base import cache_dir
 from rlbench_med.runners.config import LocalConfig
+from rlbench_med.runners.local.checkpoint import UnreadableFile, read_torch_file
 from rlbench_med.runners.local.inputs import EncodedSplit
 from rlbench_med.runners.local.policy import sft_loss
 
+log = logging.getLogger(__name__)
 #: Bump when the base's training recipe changes, so old cached bases are not reused.
 BASE_FORMAT = 2
 #: Config fields that do not change the base (RL, evaluation and bookkeeping knobs).
@@ -111,7 +114,10 @@ def load_or_train_base(
     """The cached base state (trained and saved first if missing). Returns (state, path, was_cached)."""
     path = base_path(base_key(root, config, drop_p, device))
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)["model"], path, True
+        try:
+            return read_torch_file(path)["model"], path, True
+        except UnreadableFile as exc:
+            log.warning("cached SFT base %s; training it again", exc)
     state, seconds = train_base(agent, config, split, drop_p)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".base.{os.getpid()}.tmp")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import sys
 import time
 from collections import defaultdict
@@ -34,8 +35,7 @@ from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker
 from rlbench_med.runners.config import LocalConfig, parse_eval_input
 from rlbench_med.runners.local.checkpoint import (
     capture_rng,
-    latest_checkpoint,
-    load_checkpoint,
+    latest_readable_checkpoint,
     restore_rng,
     save_checkpoint,
 )
@@ -48,6 +48,7 @@ from rlbench_med.typed_config import ConfigError
 
 SFT_ALGO = SFT
 EVAL_BATCH = 256
+log = logging.getLogger(__name__)
 
 
 class StopRequested(Exception):
@@ -394,12 +395,14 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
     base_state, base_file, _ = load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type)
     trainer = LocalTrainer(job, base_state, agent, drop_p)
     ckpt_dir = Path(job.out_dir) / "checkpoints" / job.slug
-    resumed_from = latest_checkpoint(ckpt_dir) if resume else None
-    if resumed_from is not None:
-        trainer.load(load_checkpoint(resumed_from), resumed_from)
+    found = latest_readable_checkpoint(ckpt_dir) if resume else None
+    if found is not None:
+        trainer.load(found[1], found[0])
     else:
-        tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, "suite": job.suite,
-                            "base": str(base_file), **{f"config.{k}": v for k, v in cfg.to_dict().items()}})
+        if resume and ckpt_dir.is_dir():
+            log.warning("%s seed %s: no readable checkpoint in %s; training from step 0", job.algo, job.seed, ckpt_dir)
+        # The job's identity and config are the tracker owner's to log (the sweep logs them once per run).
+        tracker.log_params({"base": str(base_file)})
         if cfg.eval_every > 0 and trainer.total_steps > 0:
             tracker.log_metrics(_eval_log(eval_metrics(trainer.evaluate())), step=0)
     bar = _progress(cfg, job, trainer.step)

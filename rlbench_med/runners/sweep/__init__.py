@@ -6,8 +6,9 @@ Read in this order:
   resolution (runner defaults < suite profile < ``--config`` < ``--set``);
 - :mod:`.plan`: ``build_plan(request)`` resolves everything without running anything;
   ``Plan.render()`` is what ``rlbench-med run`` prints first;
-- :mod:`.lifecycle`: ``run_sweep(plan, tracking, progress)``, the whole life of a sweep in one
-  place (data, shared work, jobs, outcome), and ``finish_sweep`` closing the parent run;
+- :mod:`.lifecycle`: ``run_sweep(plan, tracking, progress, report)``, the whole life of a sweep
+  in one place (data, runs opened, shared work, jobs, report, runs closed in every exit path);
+- :mod:`.signals`: SIGINT and SIGTERM handled alike until exit;
 - :mod:`.datacache`: ``--data`` validated or SynthCLIMB generated into the cache;
 - :mod:`.executors`: the ``local`` (sequential, in-process) and ``ray`` executors;
 - :mod:`.outcome`: the sweep's outcome and how a finished or failed job is recorded;
@@ -16,7 +17,7 @@ Read in this order:
 """
 
 from rlbench_med.runners.sweep.datacache import DATA_SEED, data_cache_path, ensure_data
-from rlbench_med.runners.sweep.lifecycle import finish_sweep, run_sweep
+from rlbench_med.runners.sweep.lifecycle import LOCK_NAME, run_sweep
 from rlbench_med.runners.sweep.outcome import JobFailure, SweepOutcome
 from rlbench_med.runners.sweep.plan import (
     Plan,
@@ -43,6 +44,7 @@ from rlbench_med.runners.sweep.results import (
     save_config,
     write_predictions_index,
 )
+from rlbench_med.runners.sweep.signals import Interrupted, interrupt_on_signals, signal_of
 from rlbench_med.runners.sweep.tracking import (
     ChildRun,
     NullSweepTracking,
@@ -54,9 +56,11 @@ from rlbench_med.runners.sweep.tracking import (
 __all__ = [
     "DATA_SEED",
     "EXECUTORS",
+    "LOCK_NAME",
     "SFT",
     "SUITE_RUNNERS",
     "ChildRun",
+    "Interrupted",
     "JobFailure",
     "NullProgress",
     "NullSweepTracking",
@@ -72,7 +76,7 @@ __all__ = [
     "data_cache_path",
     "default_out_dir",
     "ensure_data",
-    "finish_sweep",
+    "interrupt_on_signals",
     "latest_out_dir",
     "parse_algos",
     "parse_seeds",
@@ -82,6 +86,7 @@ __all__ = [
     "resolve_config",
     "run_sweep",
     "save_config",
+    "signal_of",
     "tracking_uri",
     "write_predictions_index",
 ]

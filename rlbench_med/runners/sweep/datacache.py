@@ -7,18 +7,23 @@ selection, so a suite trains only on its own domains.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlbench_med.locks import file_lock
 from rlbench_med.runners.base import cache_dir
 from rlbench_med.runners.sweep.settings import DataSettings
 
 if TYPE_CHECKING:
     from rlbench_med.runners.sweep.plan import Plan
 
+#: What ``tempfile.mkdtemp(prefix=name + ".")`` appends: only such folders are a killed generator's.
+_TEMP_SUFFIX = re.compile(r"\.[a-z0-9_]{8}")
 #: Default seed of the generated SynthCLIMB data (``--set data.seed=K`` picks another); every algorithm
 #: and seed of a sweep share the same data.
 DATA_SEED = 0
@@ -43,29 +48,36 @@ def data_complete(path: Path) -> bool:
 
 
 def ensure_data(plan: Plan) -> Path | None:
-    """Validate ``--data`` or generate SynthCLIMB into the cache (atomically: a tmp folder renamed),
-    then write the jobs' data source file."""
+    """Validate ``--data``, or generate SynthCLIMB into the cache once.
+
+    Generation writes a temporary sibling folder and renames it, under a lock on
+    ``<name>.lock``: a second sweep waits for the first instead of generating the same data,
+    and temporary folders left by a generator that was killed (SIGKILL: no cleanup ran) are
+    deleted, which is safe because nobody else can be generating while the lock is held.
+    """
     from rlbench_med.suites import load_data, synth
 
     if plan.data_dir is None or plan.data_source is None:
         return None
-    if data_complete(plan.data_dir) or not plan.generates_data:
+    if not plan.generates_data:
         load_data(plan.data_source)  # raises DataError listing every problem
         plan.data_source.save(source_folder())
         return plan.data_dir
-    plan.data_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
-    try:
-        synth.generate(plan.suite.name, tmp, seed=plan.data_settings.seed, profile=plan.profile,
-                       imbalance=plan.data_settings.imbalance, data_overrides=dict(plan.data_settings.sizes))
-        if plan.data_dir.exists():
-            shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
-        os.replace(tmp, plan.data_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with file_lock(plan.data_dir.with_name(plan.data_dir.name + ".lock")):
+        for stale in plan.data_dir.parent.glob(glob.escape(plan.data_dir.name) + ".*"):
+            if stale.is_dir() and _TEMP_SUFFIX.fullmatch(stale.name[len(plan.data_dir.name):]):
+                shutil.rmtree(stale)
+        if not data_complete(plan.data_dir):
+            tmp = Path(tempfile.mkdtemp(prefix=plan.data_dir.name + ".", dir=plan.data_dir.parent))
+            try:
+                synth.generate(plan.suite.name, tmp, seed=plan.data_settings.seed, profile=plan.profile,
+                               imbalance=plan.data_settings.imbalance, data_overrides=dict(plan.data_settings.sizes))
+                if plan.data_dir.exists():
+                    shutil.rmtree(plan.data_dir)  # an incomplete earlier attempt
+                os.replace(tmp, plan.data_dir)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+        load_data(plan.data_source)  # raises DataError listing every problem
     plan.data_source.save(source_folder())
     return plan.data_dir
-
-
-# --------------------------------------------------------------------------------------------

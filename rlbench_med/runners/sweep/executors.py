@@ -1,7 +1,7 @@
 """Executors: run a sweep's pending jobs one after another in this process, or as Ray tasks.
 
 Both record each job through :mod:`.outcome` (results.csv rows at once, child run closed), and
-re-raise ``KeyboardInterrupt`` after marking the jobs still open KILLED.
+re-raise ``KeyboardInterrupt`` (SIGINT or SIGTERM) after marking the jobs still open KILLED.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from rlbench_med.runners.sweep.outcome import (
 from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import Progress, StepCounting
 from rlbench_med.runners.sweep.results import ResultsWriter
+from rlbench_med.runners.sweep.signals import interrupt_reason, shielded
 from rlbench_med.runners.sweep.tracking import ChildRun, SweepTracking
+
+#: Environment variables a Ray worker inherits from the driver.
+WORKER_ENV_PREFIXES = ("RLBENCH_MED_", "MLFLOW_", "NUMBA_")
 
 
 def run_local(
@@ -32,15 +36,17 @@ def run_local(
     writer: ResultsWriter, outcome: SweepOutcome,
 ) -> None:
     for job in jobs:
-        child = tracking.child(job)
+        with shielded():
+            child = tracking.child(job)
         if getattr(progress, "enabled", False) and hasattr(job.config, "progress"):
             # The sweep's display shows the job's steps; a second (runner) bar would fight it.
             job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
         progress.job_started(job, 0 if job.estimator == BASE else getattr(job.config, "steps", None))
         try:
             result = plan.runner.run(job, StepCounting(child.open(), progress), plan.resume)
-        except KeyboardInterrupt:
-            tracking.close_child(job, None, "KILLED", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            with shielded():
+                tracking.close_child(job, None, "KILLED", interrupt_reason(exc))
             progress.job_finished(job, False)
             raise
         except Exception as exc:  # a job's own failure: recorded with its traceback, the sweep goes on
@@ -62,7 +68,8 @@ def _ray_init(plan: Plan) -> Any:
 
     if ray.is_initialized():
         return ray
-    env = {k: os.environ[k] for k in ("RLBENCH_MED_CACHE", "MLFLOW_TRACKING_URI") if k in os.environ}
+    # The workers use the driver's cache, tracking store, numba cache and MLflow settings (telemetry off).
+    env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     if plan.ray_address:
         ray.init(address=plan.ray_address, **kwargs)
@@ -89,7 +96,8 @@ def run_ray(
     remote = ray.remote(_job_in_worker)
     futures: dict[Any, Job] = {}
     for job in jobs:
-        child = tracking.child(job)
+        with shielded():
+            child = tracking.child(job)
         progress.job_started(job, None)
         ref = remote.options(**plan.resources(job), max_retries=0).remote(
             plan.runner.name, plan.plugins, job, child, plan.resume
@@ -112,8 +120,9 @@ def run_ray(
                 record_failure(failure_of(job, exc), tracking, progress, outcome)
                 continue
             record_result(result, tracking, progress, writer, outcome)
-    except KeyboardInterrupt:
-        for ref, job in futures.items():
-            ray.cancel(ref, force=True)
-            tracking.close_child(job, None, "KILLED", "interrupted (Ctrl-C)")
+    except KeyboardInterrupt as exc:
+        with shielded():
+            for ref, job in futures.items():
+                ray.cancel(ref, force=True)
+                tracking.close_child(job, None, "KILLED", interrupt_reason(exc))
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,10 @@ class Plan:
         lines.append(f"  tracking   {self.tracking_uri} (experiment rlbench-med/{suite.name})")
         lines.append("  jobs")
         for job in self.jobs:
-            mark = " (done)" if (job.algo, job.seed) in self.done else ""
-            lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator}{mark}")
+            if (job.algo, job.seed) in self.done:
+                lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator} (done)")
+                continue
+            lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator}")
             for extra in self.runner.plan(job):
                 lines.append(f"      {extra}")
         return "\n".join(lines)
@@ -274,6 +277,7 @@ def _groups_by_dataset(spec: str, config: Any, user_keys: set[str]) -> bool:
 
 
 def _check_out_dir(plan: Plan) -> None:
+    _check_writable_folder(plan.out_dir)
     results = plan.out_dir / "results.csv"
     saved = plan.out_dir / "config.yaml"
     if not plan.resume:
@@ -292,3 +296,16 @@ def _check_out_dir(plan: Plan) -> None:
             )
     if results.exists():
         plan.done = {(r["algo"], int(r["seed"])) for r in read_results(results)}
+
+
+def _check_writable_folder(out: Path) -> None:
+    """``--out`` must be, or be creatable as, a folder this process can write (checked before anything runs)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise SweepError(f"--out {out} is a file, not a folder; give a folder path")
+    existing = out
+    while not os.path.lexists(existing):  # (a folder we may not even look into counts as missing here)
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        raise SweepError(f"--out {out}: {existing} is a file, so no folder can be made under it; give another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SweepError(f"--out {out}: {existing} is not writable; give a folder you can write to")

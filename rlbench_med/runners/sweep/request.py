@@ -17,7 +17,7 @@ import yaml
 
 from rlbench_med.runners.base import BASE, SFT, RunnerSpec
 from rlbench_med.runners.sweep.settings import split_settings
-from rlbench_med.typed_config import ConfigError, apply_overrides
+from rlbench_med.typed_config import ConfigError, apply_overrides, convert
 
 EXECUTORS = ("local", "ray")
 #: Suites whose jobs are not training runs: they are executed by another runner than ``--runner``.
@@ -58,13 +58,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     seeds: list[int] = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         lo, dash, hi = part.partition("-")
-        try:
-            if dash and lo:
-                seeds.extend(range(int(lo), int(hi) + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--seeds: {part!r} is not an integer or a range like 0-3") from None
+        bounds = (lo, hi) if dash else (part,)
+        if not all(b.strip().isdigit() for b in bounds):
+            raise ConfigError(f"--seeds: {part!r} is not a non-negative integer or a range like 0-3")
+        first, last = (convert(b, int, "--seeds") for b in (bounds[0], bounds[-1]))
+        seeds.extend(range(first, last + 1))
     if not seeds:
         raise ConfigError("--seeds: give at least one seed, e.g. --seeds 0,1,2,3")
     if len(set(seeds)) != len(seeds):

@@ -48,11 +48,12 @@ class DataSettings:
         return self == DataSettings()
 
     def cache_suffix(self) -> str:
-        """Part of the data cache folder name: ``seed<seed>``, then ``-imb<x>`` and ``-<size><v>`` when set."""
+        """Part of the data cache folder name: ``seed<seed>``, then ``-imb<x>`` and ``-<size><v>`` when set (``.`` as ``p``)."""
         suffix = f"seed{self.seed}"
         if self.imbalance != DEFAULT_IMBALANCE:
             suffix += f"-imb{self.imbalance:g}"
-        return suffix + "".join(f"-{k}{v:g}" for k, v in self.sizes)
+        suffix += "".join(f"-{k}{v:g}" for k, v in self.sizes)
+        return suffix.replace(".", "p")  # no dots: a name + "." is the generator's temporary folder
 
     def as_dict(self) -> dict[str, Any]:
         return {"imbalance": self.imbalance, "seed": self.seed, **dict(self.sizes)}

@@ -49,3 +49,32 @@ def test_overrides_convert_types_and_reject_unknown_keys() -> None:
 def test_eval_inputs_parse() -> None:
     assert parse_eval_input("full") == {"text", "vision", "ecg"}
     assert parse_eval_input("ecg+text") == {"ecg", "text"}
+
+
+NON_FINITE = [("clip_high", "nan"), ("kl_coef", "nan"), ("grad_clip", "nan"), ("lr", "inf"), ("temperature", "inf"),
+              ("clip_low", "-inf"), ("modality_dropout", "nan"), ("sft_fraction", "nan")]
+
+
+@pytest.mark.parametrize(("field", "text"), NON_FINITE)
+def test_non_finite_numbers_are_refused_whichever_way_they_come(field: str, text: str) -> None:
+    # NaN passes every `value < 0` check, so without this kl_coef=nan switches the KL off silently.
+    with pytest.raises(ConfigError, match=f"--set.{field}: expected a finite number"):
+        apply_overrides(LocalConfig(), {field: text}, what="--set")
+    with pytest.raises(ConfigError, match=f"{field}: expected a finite number"):
+        LocalConfig(**{field: float(text)})
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**20])
+def test_integers_beyond_int64_are_refused(value: int) -> None:
+    with pytest.raises(ConfigError, match="base_seed: .* does not fit in a 64-bit integer"):
+        apply_overrides(LocalConfig(), {"base_seed": str(value)}, what="--set")
+    with pytest.raises(ConfigError, match="base_seed"):
+        LocalConfig(base_seed=value)
+    assert LocalConfig(base_seed=2**63 - 1).base_seed == 2**63 - 1
+
+
+def test_python_values_of_the_wrong_type_are_refused() -> None:
+    with pytest.raises(ConfigError, match="steps: expected an integer, got 2.5"):
+        LocalConfig(steps=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="kl_mode"):
+        LocalConfig(kl_mode="both")  # type: ignore[arg-type]

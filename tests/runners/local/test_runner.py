@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -11,10 +12,10 @@ import torch
 from rlbench_med.algorithms import list_estimators, make_estimator
 from rlbench_med.runners.base import Job, MemoryTracker
 from rlbench_med.runners.local import RUNNER
-from rlbench_med.runners.local.checkpoint import latest_checkpoint
+from rlbench_med.runners.local.checkpoint import latest_readable_checkpoint
 from rlbench_med.runners.local.inputs import encode_data
 from rlbench_med.runners.local.rollout import BuiltinAgent
-from rlbench_med.runners.local.sft import base_key
+from rlbench_med.runners.local.sft import base_key, base_path
 from rlbench_med.runners.local.train import StopRequested, run_job
 from rlbench_med.suites.rewards import parse_answer
 from rlbench_med.typed_config import ConfigError
@@ -69,7 +70,7 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(make_job: MakeJob,
     killed = MemoryTracker()
     with pytest.raises(StopRequested):
         run_job(job, killed, False, stop_after=3)
-    assert latest_checkpoint(tmp_path / "killed" / "checkpoints" / job.slug).name == "step2.pt"
+    assert latest_readable_checkpoint(tmp_path / "killed" / "checkpoints" / job.slug)[0].name == "step2.pt"
     resumed = MemoryTracker()
     result = RUNNER.run(job, resumed, True)
     assert result.rows == full_rows
@@ -77,6 +78,61 @@ def test_resume_ends_with_the_metrics_of_an_uninterrupted_run(make_job: MakeJob,
     changed = dataclasses.replace(job, config=dataclasses.replace(job.config, lr=0.5))
     with pytest.raises(ConfigError, match="another config"):
         RUNNER.run(changed, MemoryTracker(), True)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_checkpoint_is_named_and_the_previous_one_used(
+    make_job: MakeJob, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    full_rows, _ = _run(make_job(steps=6, out=tmp_path / "full"))
+    job = make_job(steps=6, out=tmp_path / "killed")
+    with pytest.raises(StopRequested):
+        run_job(job, MemoryTracker(), False, stop_after=5)
+    ckpt = tmp_path / "killed" / "checkpoints" / job.slug
+    _truncate(ckpt / "step4.pt")
+    assert f"grpo seed 0 resumes from step 2 ({ckpt / 'step2.pt'})" in RUNNER.plan(job)
+    resumed = MemoryTracker()
+    with caplog.at_level(logging.WARNING):
+        result = RUNNER.run(job, resumed, True)
+    assert f"checkpoint {ckpt / 'step4.pt'} is unreadable" in caplog.text and "previous checkpoint" in caplog.text
+    assert result.rows == full_rows
+    assert [s for s, m in resumed.metrics if "train/reward_mean" in m] == [3, 4, 5, 6]
+    # no readable checkpoint at all (the resumed run wrote step4.pt again): the job starts from step 0, saying so
+    for path in ckpt.glob("step*.pt"):
+        _truncate(path)
+    caplog.clear()
+    fresh = MemoryTracker()
+    with caplog.at_level(logging.WARNING):
+        assert RUNNER.run(job, fresh, True).rows == full_rows
+    assert f"no readable checkpoint in {ckpt}; training from step 0" in caplog.text
+    assert [s for s, m in fresh.metrics if "train/reward_mean" in m] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_truncated_cached_base_is_named_and_trained_again(
+    make_job: MakeJob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
+    job = make_job(steps=1, eval_every=0, checkpoint_every=0, out=tmp_path / "a")
+    assert "base: SFT 10 steps on 20% of train, to be trained (then cached, shared)" in RUNNER.plan(job)[1]
+    rows, _ = _run(job)
+    base = base_path(base_key(job.data_dir, job.config, 0.0, "cpu"))
+    assert RUNNER.plan(job)[1].endswith(f"cached ({base})")
+    _truncate(base)
+    with caplog.at_level(logging.WARNING):
+        again, _ = _run(dataclasses.replace(job, out_dir=tmp_path / "b"))
+    assert f"cached SFT base {base} is unreadable" in caplog.text and "training it again" in caplog.text
+    assert again == rows
+    assert torch.load(base, weights_only=True)["model"]  # the base was written again, whole
+
+
+def test_the_runner_logs_only_what_the_sweep_cannot_know(make_job: MakeJob, tmp_path: Path) -> None:
+    # algo, seed and the config are the sweep's params (logged once per child run); the runner adds the base.
+    _, tracker = _run(make_job(steps=1, eval_every=0, checkpoint_every=0, out=tmp_path))
+    assert set(tracker.params) == {"base"} and tracker.params["base"].endswith("base.pt")
 
 
 def test_checkpoints_load_with_weights_only(make_job: MakeJob, tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""Progress of a sweep in a log (stdout not a terminal): one line per phase, job start/end, every N steps."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from rlbench_med.reports import progress as P
+
+
+def test_durations_read_like_a_clock() -> None:
+    assert [P.duration(s) for s in (9.4, 75, 3725, -1)] == ["9s", "1m15s", "1h02m", "0s"]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [0.0]
+    monkeypatch.setattr(P.time, "perf_counter", lambda: now[0])
+    return now
+
+
+def log_of(progress: P.RichProgress) -> list[str]:
+    return progress.console.file.getvalue().splitlines()
+
+
+def test_a_log_gets_a_line_every_n_steps_with_reward_rate_and_eta(clock: list[float]) -> None:
+    progress = P.RichProgress(Console(file=io.StringIO(), width=200))
+    assert not progress.enabled  # not a terminal
+    job = SimpleNamespace(algo="drpo", seed=0)
+    progress.start(2)
+    progress.job_started(job, 10)  # default: a line every tenth of the steps -> every step here
+    for step in range(1, 11):
+        clock[0] = 2.0 * step  # 2 s per step
+        progress.step(step, {"train/reward_mean": step / 10, "train/rollouts_per_s": 64.0})
+        progress.step(step, {"eval/overall/f1": 0.5})  # a second call for the same step adds no line
+    clock[0] = 21.0
+    progress.job_finished(job, True)
+    lines = log_of(progress)
+    assert lines[0] == "job 1/2 drpo seed 0: started (10 steps)"
+    # after step 4: 8 s for 4 steps, 6 steps left -> 12 s
+    assert lines[4] == "drpo seed 0: step 4/10  reward 0.400  64 rollouts/s  ETA 12s"
+    assert lines[10] == "drpo seed 0: step 10/10  reward 1.000  64 rollouts/s  ETA 0s"
+    assert lines[11] == "job 1/2 drpo seed 0: finished (21s)" and len(lines) == 12
+
+
+def test_a_resumed_job_counts_its_rate_from_its_first_step(clock: list[float]) -> None:
+    progress = P.RichProgress(Console(file=io.StringIO(), width=200), log_every=5)
+    job = SimpleNamespace(algo="grpo", seed=1)
+    progress.start(1)
+    clock[0] = 100.0
+    progress.job_started(job, 20)
+    for step in range(11, 21):  # resumed from the checkpoint of step 10
+        clock[0] = 100.0 + 2.0 * (step - 10)
+        progress.step(step, {"train/reward_mean": 0.25})
+    progress.job_finished(job, False)
+    # step 15: 5 steps in 10 s, 5 left -> 10 s (counting from step 0 would say 3 s)
+    assert log_of(progress)[1:] == ["grpo seed 1: step 15/20  reward 0.250  ETA 10s",
+                                    "grpo seed 1: step 20/20  reward 0.250  ETA 0s",
+                                    "job 1/1 grpo seed 1: failed (20s)"]
