@@ -78,6 +78,7 @@ def seeds_phrase(table: ResultTable, algos: list[str]) -> str:
 def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[str], list[list[TextCell]]]:
     """Header and rows of one metric: rows = domains (``n`` beside each), columns = ``algos``."""
     table = report.table
+    algos = [a for a in algos if any(table.cell(a, d, metric) for d in table.domains)]  # e.g. box floors: iou only
     header = ["Domain", "n", *algos]
     rows: list[list[TextCell]] = []
     for domain in table.domains:

@@ -33,7 +33,15 @@ from rlbench_med.reports.stats import (
     write_comparisons,
 )
 from rlbench_med.runners.base import BASE
-from rlbench_med.suites.floors import FLOOR_ALL, FLOOR_RANDOM, FLOOR_SEED, RANDOM_DRAWS, is_floor, random_draws
+from rlbench_med.suites.floors import (
+    BOX_FLOORS,
+    FLOOR_ALL,
+    FLOOR_RANDOM,
+    FLOOR_SEED,
+    RANDOM_DRAWS,
+    is_floor,
+    random_draws,
+)
 from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, compute_metrics
 
 Curves = Mapping[tuple[str, int], Mapping[str, Sequence[tuple[int, float]]]]
@@ -163,7 +171,8 @@ def compare_all(
         b_seeds = list(range(RANDOM_DRAWS)) if base == FLOOR_RANDOM else table.seeds.get(base, [])
         try:
             comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, b_seeds,
-                                   constant_baseline=constant, level=level)
+                                   constant_baseline=constant, level=level,
+                                   metrics={"iou"} if base in BOX_FLOORS else None)
         except ComparisonError as exc:
             notes.append(f"{algo} vs {base}: no comparison ({exc}).")
     return comparisons, truth_labels, notes

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -220,12 +220,14 @@ def compare(
     *,
     constant_baseline: bool = False,
     level: float = 0.95,
+    metrics: Collection[str] | None = None,
 ) -> list[Comparison]:
     """``algo - baseline`` on every (domain, metric) cell, Holm-corrected (module docstring).
 
     With ``constant_baseline`` the baseline's value is the mean over its runs ``b_seeds`` (one run
     for ``base``; the draws of ``floor:random``) and pairs with every seed of ``algo``; otherwise
-    seeds are paired and only seeds both ran count.
+    seeds are paired and only seeds both ran count. ``metrics`` limits the cells (default: every
+    metric both runs have, but the descriptive ones).
     """
     a_seeds = [s for s in a_seeds if (algo, s) in evalset]
     b_seeds = [s for s in b_seeds if (baseline, s) in evalset]
@@ -246,7 +248,7 @@ def compare(
     out: list[Comparison] = []
     for cell in a_point[0]:
         domain, metric = cell
-        if metric in DESCRIPTIVE_METRICS or cell not in b_point[0]:
+        if metric in DESCRIPTIVE_METRICS or cell not in b_point[0] or (metrics is not None and metric not in metrics):
             continue
         d = np.array([pa[cell] - pb[cell] for pa, pb in zip(a_point, b_point)])
         if not np.isfinite(d).all():

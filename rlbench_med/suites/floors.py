@@ -10,9 +10,18 @@ class list:
 - ``floor:random``: one class drawn uniformly at random; its scores are the mean over
   :data:`RANDOM_DRAWS` draws with fixed seeds (draw ``k`` uses ``numpy.random.default_rng([RANDOM_SEED, k])``).
 
-The floors give no box, so they have no ``iou``. Their rows in results.csv carry seed 0 (they do not
-depend on the training seed), and their predictions files let a report compare against them
-(``floor:random``'s draws are regenerated from ``floor:all``'s file by :func:`random_draws`).
+These label floors give no box. Where the test split has regions (masks or boxes), three box
+floors score ``iou`` only (ours, best box against the region, as the ``iou`` metric):
+
+- ``floor:box_image``: the whole image as the box;
+- ``floor:box_mean``: the mean training box of the dataset, in coordinates relative to the image
+  (each training region's bounding box divided by its image's width and height), scaled to each
+  test image (a dataset with no training region gives no box);
+- ``floor:box_none``: no box (IoU 0).
+
+Rows in results.csv carry seed 0 (floors do not depend on the training seed), and the predictions
+files let a report compare against them (``floor:random``'s draws are regenerated from
+``floor:all``'s file by :func:`random_draws`).
 """
 
 from __future__ import annotations
@@ -23,15 +32,20 @@ from typing import Any
 
 import numpy as np
 
-from rlbench_med.suites.data import Sample
+from rlbench_med.suites.data import Sample, load_sample_mask
 from rlbench_med.suites.metrics import compute_metrics
 
 FLOOR_ALL = "floor:all"
 FLOOR_MAJORITY = "floor:majority"
 FLOOR_RANDOM = "floor:random"
-FLOORS = (FLOOR_ALL, FLOOR_MAJORITY, FLOOR_RANDOM)
+FLOOR_BOX_IMAGE = "floor:box_image"
+FLOOR_BOX_MEAN = "floor:box_mean"
+FLOOR_BOX_NONE = "floor:box_none"
+LABEL_FLOORS = (FLOOR_ALL, FLOOR_MAJORITY, FLOOR_RANDOM)
+BOX_FLOORS = (FLOOR_BOX_IMAGE, FLOOR_BOX_MEAN, FLOOR_BOX_NONE)
+FLOORS = LABEL_FLOORS + BOX_FLOORS
 #: Floors whose answer is one fixed set per record (a predictions file each).
-FILED_FLOORS = (FLOOR_ALL, FLOOR_MAJORITY)
+FILED_FLOORS = (FLOOR_ALL, FLOOR_MAJORITY, *BOX_FLOORS)
 RANDOM_DRAWS = 100
 RANDOM_SEED = 0
 FLOOR_SEED = 0
@@ -59,11 +73,62 @@ def floor_predictions(train: Sequence[Sample], test: Sequence[Sample]) -> dict[s
     """``{floor: [records of draw 0, records of draw 1, ...]}`` (one draw but for ``floor:random``)."""
     majority = majority_sets(train)
     every = [_record(s, s.classes) for s in test]
-    return {
+    floors = {
         FLOOR_ALL: [every],
         FLOOR_MAJORITY: [[_record(s, majority.get(s.dataset, ())) for s in test]],
         FLOOR_RANDOM: random_draws(every),
     }
+    if any(s.has_region for s in test):
+        floors.update(box_floor_predictions(train, test))
+    return floors
+
+
+Box = tuple[float, float, float, float]
+
+
+def region_box(sample: Sample) -> Box | None:
+    """The bounding box ``(x1, y1, x2, y2)`` of a sample's region: its mask's foreground, else its ``bbox``."""
+    mask = load_sample_mask(sample)
+    if mask is not None and mask.any():
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+    return sample.bbox
+
+
+def mean_relative_boxes(train: Sequence[Sample]) -> dict[str, Box]:
+    """Per dataset, the mean training region box in coordinates relative to the image's width and height."""
+    boxes: dict[str, list[Box]] = {}
+    for s in train:
+        if not s.has_region or s.image_size is None:
+            continue
+        box = region_box(s)
+        if box is not None:
+            w, h = s.image_size
+            boxes.setdefault(s.dataset, []).append((box[0] / w, box[1] / h, box[2] / w, box[3] / h))
+    return {ds: tuple(float(v) for v in np.mean(b, axis=0)) for ds, b in boxes.items()}  # type: ignore[misc]
+
+
+def box_floor_predictions(train: Sequence[Sample], test: Sequence[Sample]) -> dict[str, list[list[dict[str, Any]]]]:
+    """The three box floors' records (``predicted`` empty, ``iou`` on the records with a region)."""
+    from rlbench_med.suites.rewards import RewardFunction
+
+    scorer = RewardFunction()  # the iou metric: best box against the region
+    means = mean_relative_boxes(train)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in BOX_FLOORS}
+    for s in test:
+        boxes: dict[str, list[Box]] = {FLOOR_BOX_NONE: []}
+        if s.image_size is not None:
+            w, h = s.image_size
+            boxes[FLOOR_BOX_IMAGE] = [(0.0, 0.0, float(w), float(h))]
+            rel = means.get(s.dataset)
+            boxes[FLOOR_BOX_MEAN] = [(rel[0] * w, rel[1] * h, rel[2] * w, rel[3] * h)] if rel else []
+        for name in BOX_FLOORS:
+            record = _record(s, ())
+            iou = scorer.iou(s, boxes.get(name, []))
+            if iou is not None:
+                record["iou"] = float(iou)
+            out[name].append(record)
+    return {name: [records] for name, records in out.items()}
 
 
 def random_draws(every: Sequence[Mapping[str, Any]], n_draws: int = RANDOM_DRAWS, seed: int = RANDOM_SEED
@@ -83,13 +148,15 @@ def random_draws(every: Sequence[Mapping[str, Any]], n_draws: int = RANDOM_DRAWS
 
 
 def floor_rows(suite: str, floors: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]) -> list[dict[str, Any]]:
-    """results.csv rows of the floors: each metric is the mean over the floor's draws."""
+    """results.csv rows of the floors: each metric is the mean over the floor's draws (box floors: ``iou`` only)."""
     rows: list[dict[str, Any]] = []
     for name, draws in floors.items():
         values: dict[tuple[str, str], list[float]] = {}
         counts: dict[tuple[str, str], int] = {}
         for records in draws:
             for r in compute_metrics(records):
+                if name in BOX_FLOORS and r["metric"] != "iou":
+                    continue
                 values.setdefault((r["domain"], r["metric"]), []).append(float(r["value"]))
                 counts[(r["domain"], r["metric"])] = int(r["n"])
         for (domain, metric), vs in values.items():

@@ -64,3 +64,28 @@ def test_majority_ties_break_on_the_sorted_label_set() -> None:
     train = [sample("1", ("B",), split="train"), sample("2", ("A", "C"), split="train"),
              sample("3", ("C", "A"), split="train"), sample("4", ("B",), split="train")]
     assert majority_sets(train) == {"D": ("A", "C")}  # ("A", "C") sorts before ("B",)
+
+
+def test_box_floors_by_hand(tmp_path) -> None:
+    from PIL import Image
+
+    from rlbench_med.suites.floors import FLOOR_BOX_IMAGE, FLOOR_BOX_MEAN, FLOOR_BOX_NONE
+
+    def masked(uid: str, box: tuple[int, int, int, int], split: str) -> Sample:
+        mask = np.zeros((10, 20), dtype=np.uint8)  # H 10, W 20
+        x1, y1, x2, y2 = box
+        mask[y1:y2, x1:x2] = 255
+        path = tmp_path / f"{uid}.png"
+        Image.fromarray(mask).save(path)
+        return Sample(uid=uid, problem="?", labels=("A",), domain="derm", dataset="D", task="D", classes=CLASSES,
+                      segmentation_path=path, image_size=(20, 10), split=split)
+
+    # Training regions 4x2 at (0,0) and (8,4): relative boxes (0, 0, .2, .2) and (.4, .4, .6, .6) -> mean (.2, .2, .4, .4),
+    # i.e. (4, 2, 8, 4) on a 20x10 test image.
+    train = [masked("t1", (0, 0, 4, 2), "train"), masked("t2", (8, 4, 12, 6), "train")]
+    test = [masked("s1", (4, 2, 8, 4), "test")]  # exactly the mean box: 8 pixels
+    rows = _rows(floor_rows("s", floor_predictions(train, test)))
+    assert rows[(FLOOR_BOX_MEAN, "derm", "iou")] == pytest.approx(1.0)
+    assert rows[(FLOOR_BOX_IMAGE, "derm", "iou")] == pytest.approx(8 / 200)  # region 8 pixels of 20 x 10
+    assert rows[(FLOOR_BOX_NONE, "derm", "iou")] == 0.0
+    assert not any(k[0] in (FLOOR_BOX_MEAN, FLOOR_BOX_IMAGE) and k[2] != "iou" for k in rows)  # iou only

@@ -30,7 +30,7 @@ from rlbench_med.runners.sweep.request import (
 from rlbench_med.runners.sweep.results import read_results
 from rlbench_med.runners.sweep.settings import DataSettings, ReportSettings, resolve_settings
 from rlbench_med.runners.sweep.tracking import tracking_uri
-from rlbench_med.suites.floors import FLOORS
+from rlbench_med.suites.floors import LABEL_FLOORS
 from rlbench_med.typed_config import ConfigError, apply_overrides, to_plain_dict
 
 
@@ -109,7 +109,8 @@ class Plan:
         lines.append(f"             from {' < '.join(self.config_sources)}")
         if self.data_dir is not None:
             extra = "; base (the shared SFT start, step 0)" if any(j.estimator == BASE for j in self.jobs) else ""
-            lines.append(f"  report     leads with {self.primary_metric}; floors {', '.join(FLOORS)}{extra}")
+            boxes = ", box floors (whole image, mean training box, no box)" if "iou" in suite.metrics else ""
+            lines.append(f"  report     leads with {self.primary_metric}; floors {', '.join(LABEL_FLOORS)}{boxes}{extra}")
         for note in self.notes:
             lines.append(f"  note       {note}")
         lines.append(f"  output     {self.out_dir}")

@@ -118,7 +118,7 @@ def write_floors(plan: Plan) -> list[dict[str, Any]]:
     data = load_data(plan.data_source if plan.data_source is not None else plan.data_dir)  # the suite's records
     floors = floor_predictions(data.train, data.test)
     files: dict[tuple[str, int], Path] = {}
-    for name in FILED_FLOORS:
+    for name in (n for n in FILED_FLOORS if n in floors):
         path = plan.out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as fh:
