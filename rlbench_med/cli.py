@@ -357,9 +357,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(render_probe(result, metrics))
     violations = order_violations(result, metrics[0])
     union = result.inputs[-1]
-    print(f"order on {metrics[0]} ({union} > each modality > none, every domain): "
+    order = f"{union} > each modality > none" if len(result.modalities) > 1 else f"{union} > none"
+    print(f"order on {metrics[0]} ({order}, every domain): "
           + ("holds" if not violations else "VIOLATED: " + "; ".join(violations)))
-    mde = mde_rows(result.records[union], metrics, seed_counts, args.seed_sd)
+    mde = mde_rows(list(result.records.values()), metrics, seed_counts, args.seed_sd)
     print(render_mde(mde, args.seed_sd))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

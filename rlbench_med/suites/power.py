@@ -147,23 +147,29 @@ def record_sd(
 
 
 def mde_rows(
-    records: Iterable[Mapping[str, Any]], metrics: Sequence[str], seed_counts: Sequence[int], seed_sd: float,
-    *, alpha: float = ALPHA, power: float = POWER, draws: int = 200, seed: int = 0,
+    record_sets: Sequence[Sequence[Mapping[str, Any]]], metrics: Sequence[str], seed_counts: Sequence[int],
+    seed_sd: float, *, alpha: float = ALPHA, power: float = POWER, draws: int = 200, seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows ``{"domain", "metric", "n", "seeds", "record_sd", "seed_sd", "diff_sd", "mde", "method"}``.
 
-    One row per domain (and ``overall``) x metric x seed count, the evaluation noise measured on
-    ``records`` (:func:`record_sd`) and the training noise assumed to be ``seed_sd``.
+    One row per domain (and ``overall``) x metric x seed count. The evaluation noise is the largest
+    :func:`record_sd` among ``record_sets`` (e.g. the probe's input sets, from a random guess to the
+    union: a trained policy's evaluation noise is taken as the noisiest of them); the training noise
+    is ``seed_sd``.
     """
-    records = list(records)
+    noise: dict[tuple[str, str], tuple[float, int]] = {}
+    for records in record_sets:
+        for metric in metrics:
+            for domain, (rsd, n) in record_sd(records, metric, draws=draws, seed=seed).items():
+                if (domain, metric) not in noise or rsd > noise[(domain, metric)][0]:
+                    noise[(domain, metric)] = (rsd, n)
     rows: list[dict[str, Any]] = []
-    for metric in metrics:
-        for domain, (rsd, n) in record_sd(records, metric, draws=draws, seed=seed).items():
-            for k in seed_counts:
-                effect = minimum_detectable_effect(n, k, seed_sd, rsd, alpha, power)
-                rows.append({"domain": domain, "metric": metric, "n": n, "seeds": k, "record_sd": rsd,
-                             "seed_sd": seed_sd if k > 1 else 0.0, "diff_sd": effect.diff_sd, "mde": effect.mde,
-                             "method": effect.method})
+    for (domain, metric), (rsd, n) in noise.items():
+        for k in seed_counts:
+            effect = minimum_detectable_effect(n, k, seed_sd, rsd, alpha, power)
+            rows.append({"domain": domain, "metric": metric, "n": n, "seeds": k, "record_sd": rsd,
+                         "seed_sd": seed_sd if k > 1 else 0.0, "diff_sd": effect.diff_sd, "mde": effect.mde,
+                         "method": effect.method})
     return rows
 
 
@@ -173,8 +179,8 @@ def render_mde(rows: Sequence[Mapping[str, Any]], seed_sd: float) -> str:
     keys = list(dict.fromkeys((r["domain"], r["metric"]) for r in rows))
     by_key = {(r["domain"], r["metric"], int(r["seeds"])): r for r in rows}
     lines = [
-        f"minimum detectable effect (two-sided paired test, alpha {ALPHA}, power {POWER}; evaluation noise "
-        f"bootstrapped from the probe's union predictions; training noise: seed sd {seed_sd} assumed; "
+        f"minimum detectable effect (two-sided paired test, alpha {ALPHA}, power {POWER}; evaluation noise: the "
+        f"largest bootstrap record sd among the probe's input sets, random guess included; training noise: seed sd {seed_sd} assumed; "
         "1 seed: evaluation noise only)",
         "domain".ljust(12) + "metric".ljust(10) + "n".rjust(6) + "record_sd".rjust(11)
         + "".join(f"MDE@{k}seed{'s' if k > 1 else ''}".rjust(14) for k in counts),

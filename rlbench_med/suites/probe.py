@@ -30,7 +30,8 @@ and the inverse regularisation ``C`` is chosen from :data:`CS` by 3-fold cross-v
 balanced accuracy on the training split. Boxes (tasks with masks or boxes): a ridge regression of
 the four box edges (as fractions of the image side) with its ``alpha`` chosen from
 :data:`ALPHAS` by leave-one-out. ``none`` predicts the most frequent training label set and the
-mean training box of the task: what no input at all gives.
+mean training box of the task: what no input at all gives. ``random`` names one class of the task
+uniformly at random (seeded; no box): chance, and the noisiest evaluation a metric can get.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from rlbench_med.suites.metrics import compute_metrics
 MODALITIES = ("vision", "ecg", "text")
 """Modalities in the names of the suites' input ablations (``eval_inputs``)."""
 NONE = "none"
+RANDOM = "random"
 CS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 ALPHAS = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 IMAGE_SIDE = 16
@@ -246,8 +249,8 @@ class ProbeResult:
     """Scores of every input set and the records behind them.
 
     ``rows``: ``{"inputs", "domain", "metric", "value", "n"}`` from ``compute_metrics`` of each
-    input set's test predictions (``inputs`` is ``none``, a modality, or a ``+``-joined
-    combination; the last one in ``inputs`` is the union). ``records[inputs]``: the per-sample
+    input set's test predictions (``inputs`` is ``random``, ``none``, a modality, or a
+    ``+``-joined combination; the last one in ``inputs`` is the union). ``records[inputs]``: the per-sample
     records (``domain``, ``dataset``, ``labels``, ``predicted``, ``iou`` where scored).
     """
 
@@ -281,7 +284,7 @@ def _probe(data: ClinicalData, seed: int) -> ProbeResult:
 
     features = extract_features(data)
     modalities = tuple(m for m in MODALITIES if m in features)
-    sets = input_sets(modalities)
+    sets = [RANDOM, *input_sets(modalities)]
     iou = RewardFunction()
     train_by_task: dict[str, list[int]] = {}
     for i, s in enumerate(data.train):
@@ -298,7 +301,12 @@ def _probe(data: ClinicalData, seed: int) -> ProbeResult:
         train_boxes = [_box_fraction(data.train[i]) for i in train_idx]
         boxed = [i for i, b in enumerate(train_boxes) if b is not None]
         for name in sets:
-            if name == NONE:
+            if name == RANDOM:
+                rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
+                classes = data.test[test_idx[0]].classes
+                predicted = [(classes[int(i)],) for i in rng.integers(len(classes), size=len(test_idx))]
+                x_train = x_test = np.zeros((0, 0))
+            elif name == NONE:
                 majority = Counter(y_train).most_common(1)[0][0]
                 predicted = [majority] * len(test_idx)
                 x_train = np.zeros((len(train_idx), 0))
@@ -307,7 +315,7 @@ def _probe(data: ClinicalData, seed: int) -> ProbeResult:
                 x_train, x_test = _blocks(features, name.split("+"), train_idx, test_idx)
                 predicted = _fit_predict_labels(x_train, y_train, x_test, seed)
             boxes = None
-            if boxed:
+            if boxed and name != RANDOM:
                 target = np.stack([train_boxes[i] for i in boxed])
                 boxes = (np.repeat(target.mean(0, keepdims=True), len(test_idx), 0) if name == NONE
                          else _fit_predict_boxes(x_train[boxed], target, x_test))
@@ -359,7 +367,7 @@ def render_probe(result: ProbeResult, metrics: Sequence[str]) -> str:
     head = "inputs".ljust(width) + "".join(f"{d}/{m}".rjust(max(12, len(d) + len(m) + 2)) for d, m in columns)
     lines = [head]
     for name in result.inputs:
-        label = name + (" (union)" if name == result.inputs[-1] and name != NONE else "")
+        label = name + (" (union)" if name == result.inputs[-1] else "")
         cells = []
         for d, m in columns:
             try:

@@ -89,11 +89,15 @@ def test_mde_rows_cover_every_domain_metric_and_seed_count() -> None:
     records = _binary_records(30, 30, 0.8, 0.7) + [
         {**r, "domain": "e", "dataset": "y"} for r in _binary_records(20, 40, 0.6, 0.9)
     ]
-    rows = mde_rows(records, ["acc", "f1"], [1, 4], seed_sd=0.02, draws=50)
+    perfect = [{**r, "predicted": r["labels"]} for r in records]
+    rows = mde_rows([perfect, records], ["acc", "f1"], [1, 4], seed_sd=0.02, draws=50)
     keys = {(r["domain"], r["metric"], r["seeds"]) for r in rows}
     assert keys == {(d, m, k) for d in ("d", "e", "overall") for m in ("acc", "f1") for k in (1, 4)}
     sizes = {r["domain"]: r["n"] for r in compute_metrics(records)}
+    noisiest = {d: record_sd(records, "acc", draws=50)[d][0] for d in sizes}
     for row in rows:
+        if row["metric"] == "acc":  # the perfect predictions have no evaluation noise: the noisier set is used
+            assert row["record_sd"] == pytest.approx(noisiest[row["domain"]]) and row["record_sd"] > 0
         assert row["n"] == sizes[row["domain"]]
         expected = minimum_detectable_effect(row["n"], row["seeds"], 0.02, row["record_sd"])
         assert row["mde"] == pytest.approx(expected.mde)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from rlbench_med.suites.probe import (
     NONE,
+    RANDOM,
     ProbeResult,
     input_sets,
     order_violations,
@@ -110,6 +111,16 @@ def test_each_planted_signal_is_found_in_its_own_modality_only(toy: ProbeResult)
             assert toy.value(other, domain, "acc") < 0.8, (domain, other)
 
 
+def test_random_guesses_one_class_and_scores_chance(toy: ProbeResult) -> None:
+    guesses = toy.records[RANDOM]
+    assert all(len(r["predicted"]) == 1 for r in guesses)
+    assert not any("iou" in r for r in guesses)
+    # Two classes guessed independently of the truth: balanced accuracy near 0.5 on 24 records each.
+    assert abs(toy.value(RANDOM, "overall", "acc") - 0.5) < 0.1
+    picked = {c for r in guesses if r["dataset"] == "Shade" for c in r["predicted"]}
+    assert picked == {"Dark", "Light"}
+
+
 def test_multi_label_answers_are_predicted_as_sets(toy: ProbeResult) -> None:
     sides = [r for r in toy.records["vision"] if r["domain"] == "dermoscopy"]
     assert any(len(r["predicted"]) == 2 for r in sides)
@@ -175,7 +186,7 @@ def test_cli_prints_the_probe_order_and_mde_and_writes_json(
     assert "vision+ecg+text (union)" in text and "order on acc" in text and "MDE@3seeds" in text
     payload = json.loads(out.read_text())
     assert payload["modalities"] == ["vision", "ecg", "text"]
-    assert {r["inputs"] for r in payload["rows"]} == set(input_sets(["vision", "ecg", "text"]))
+    assert {r["inputs"] for r in payload["rows"]} == {RANDOM, *input_sets(["vision", "ecg", "text"])}
     assert {(r["domain"], r["seeds"]) for r in payload["mde"] if r["metric"] == "acc"} == {
         (d, k) for d in ("los", "ihm48", "overall") for k in (1, 3)
     }
