@@ -211,3 +211,19 @@ def test_cli_refuses_bad_requests_with_one_line(
     assert main(["data", "probe", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_mimic_fusion_quick_data_show_the_designed_fusion_order(tmp_path: Path) -> None:
+    """The suite's own quick data: the union beats every single modality, which beats nothing, on both tasks."""
+    from rlbench_med.suites.synth import generate
+
+    generate("mimic_fusion", tmp_path, profile="quick")
+    result = probe_data(tmp_path)
+    assert result.modalities == ("vision", "ecg", "text")
+    for metric in ("acc", "f1"):
+        assert order_violations(result, metric) == []
+    for task in ("los", "ihm48"):
+        # every pair of modalities adds to each of its members
+        for pair in ("vision+ecg", "vision+text", "ecg+text"):
+            assert all(result.value(pair, task, "acc") > result.value(m, task, "acc") for m in pair.split("+"))
