@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 import zlib
 from collections import Counter
@@ -61,6 +62,7 @@ IMAGE_SIDE = 16
 SIGNAL_LENGTH = 1000
 SIGNAL_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 SPECTRUM_BANDS = 40
+_WORD = re.compile(r"[a-z0-9_]+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,9 +98,7 @@ def _text_vocabulary(samples: Sequence[Sample]) -> dict[str, int]:
 
 
 def _words(text: str) -> set[str]:
-    import re
-
-    return set(re.findall(r"[a-z0-9_]+", text.lower()))
+    return set(_WORD.findall(text.lower()))
 
 
 def text_features(samples: Sequence[Sample], vocabulary: dict[str, int]) -> np.ndarray:
