@@ -136,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
                           "or explicit files")
     validate.add_argument("--allow-outside-data", action="store_true",
                           help="let media paths resolve outside the folder of their JSONL file")
+    probe = dsub.add_parser(
+        "probe", help="how much each modality and their union explain: a linear probe per task, and the MDE",
+        description="Fit a logistic-regression probe per task on each modality's features, on every combination "
+        "of modalities and on nothing (the training split), score the test split with the suite's metrics, and "
+        "print the minimum detectable effect of a paired comparison per domain (see README, Suites and data).",
+        formatter_class=_Formatter,
+    )
+    probe.add_argument("--suite", required=True, help="suite whose data and metrics to use")
+    probe.add_argument("--data", type=Path, default=None,
+                       help="data folder in the export format (default: the suite's generated SynthCLIMB, cached)")
+    probe.add_argument("--profile", default="quick", help="suite profile of the generated data")
+    probe.add_argument("--seed-sd", type=float, default=0.03,
+                       help="assumed seed-to-seed sd of one algorithm's score (training noise) for the MDE")
+    probe.add_argument("--n-seeds", default="1,4", help="comma-separated numbers of seeds to give the MDE for")
+    probe.add_argument("--out", type=Path, default=None, help="also write the probe and MDE rows as JSON here")
     add_score_parser(sub)
     return parser
 
@@ -340,6 +355,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from rlbench_med.suites import DataSource, check_data, get_suite, synth
 
+    if args.data_command == "probe":
+        return cmd_probe(args)
     if args.data_command == "validate":
         try:
             source = DataSource.parse(args.dir, allow_outside=args.allow_outside_data)
@@ -446,6 +463,54 @@ def cmd_score(args: argparse.Namespace) -> int:
     print_terminal_table(report, _console(), where=str(report.html))
     print(f"scored {len(outcome.scores)} of {outcome.n_records} test records with reward={args.reward}: "
           f"{paths['scores']}, {paths['results']}")
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from rlbench_med.runners import sweep
+    from rlbench_med.runners.sweep.datacache import ensure_data
+    from rlbench_med.suites import get_suite
+    from rlbench_med.suites.power import mde_rows, render_mde
+    from rlbench_med.suites.probe import order_violations, probe_data, render_probe
+    from rlbench_med.typed_config import ConfigError
+
+    try:
+        seed_counts = [int(k) for k in args.n_seeds.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(f"--n-seeds {args.n_seeds!r}: give comma-separated whole numbers, e.g. 1,4") from None
+    if not seed_counts or min(seed_counts) < 1:
+        raise ConfigError(f"--n-seeds {args.n_seeds!r}: every number of seeds must be >= 1")
+    if args.seed_sd < 0:
+        raise ConfigError(f"--seed-sd {args.seed_sd}: must be >= 0")
+    suite = get_suite(args.suite)
+    if suite.data == "none":
+        raise ConfigError(f"suite {suite.name} has no data to probe")
+    plan = sweep.build_plan(sweep.SweepRequest(suite=suite.name, profile=args.profile, data=args.data))
+    data_dir = ensure_data(plan)
+    print(f"probe of {suite.name} on {data_dir}: logistic regression per task on each input set's features "
+          "(training split), the test split scored with the suite's metrics", flush=True)
+    from rlbench_med.suites.data import load_data
+    from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
+
+    result = probe_data(load_data(plan.data_source))  # the suite's own records, as its runs see them
+    ordered = [suite.primary_metric, *(m for m in suite.metrics if m != suite.primary_metric)]
+    metrics = [m for m in ordered if m not in DESCRIPTIVE_METRICS and any(r["metric"] == m for r in result.rows)]
+    print(render_probe(result, metrics))
+    violations = order_violations(result, metrics[0])
+    union = result.inputs[-1]
+    order = f"{union} > each modality > none" if len(result.modalities) > 1 else f"{union} > none"
+    print(f"order on {metrics[0]} ({order}, every domain): "
+          + ("holds" if not violations else "VIOLATED: " + "; ".join(violations)))
+    mde = mde_rows(list(result.records.values()), metrics, seed_counts, args.seed_sd)
+    print(render_mde(mde, args.seed_sd))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"suite": suite.name, "data": str(data_dir), "modalities": list(result.modalities),
+                   "inputs": list(result.inputs), "rows": result.rows, "order_violations": violations, "mde": mde}
+        args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
     return EXIT_OK
 
 

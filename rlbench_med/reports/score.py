@@ -15,8 +15,9 @@ record without a response is an error unless ``allow_missing``.
 Output (:func:`write_score`) in ``out_dir``: ``scores.jsonl`` (per record: the reward's
 ``accuracy``, ``iou``, ``format``, ``length`` and ``total``), ``predictions/<algo>-seed0.jsonl``
 (the predictions format of ``run``, with the raw ``response``), ``results.csv`` (the suite's
-metrics from :func:`~rlbench_med.suites.metrics.compute_metrics`, algo ``<algo>``, seed 0) and the
-report (:func:`~rlbench_med.reports.report.make_report`).
+metrics from :func:`~rlbench_med.suites.metrics.compute_metrics`, algo ``<algo>``, seed 0, beside the
+trivial floors of :mod:`~rlbench_med.suites.floors` on the same records) and the report
+(:func:`~rlbench_med.reports.report.make_report`), which compares the responses with the floors.
 
 Box coordinates: ``box_frame="original"`` reads them as pixels of the original image (this
 project's prompts and policies), ``"release"`` as pixels of the release's processed image (a
@@ -36,6 +37,7 @@ from typing import Any
 
 from rlbench_med.reports.report import Report, make_report
 from rlbench_med.suites.data import Problem, Sample, load_data
+from rlbench_med.suites.floors import floor_predictions, floor_rows
 from rlbench_med.suites.metrics import compute_metrics
 from rlbench_med.suites.release import frame_scale, release_frame
 from rlbench_med.suites.rewards import Answer, BoxFrame, RewardWeights, make_reward, parse_answer
@@ -61,8 +63,9 @@ class ScoreOutcome:
     algo: str
     scores: list[dict[str, Any]]
     predictions: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # the responses' metrics, then the floors' (on the same records)
     n_records: int
+    floors: dict[str, list[list[dict[str, Any]]]] = dataclasses.field(default_factory=dict)
 
 
 def _as_index(value: Any) -> int | None:
@@ -193,7 +196,9 @@ def score_responses(
     suite_name = suite or _recorded_suite(Path(data_dir))
     rows = [{"suite": suite_name, "algo": name, "seed": SEED, "domain": r["domain"], "metric": r["metric"],
              "value": float(r["value"]), "n": int(r["n"])} for r in compute_metrics(predictions)]
-    return ScoreOutcome(suite_name, name, scores, predictions, rows, len(data.test))
+    floors = floor_predictions(data.train, [data.test[i] for i in responses])  # the answered records
+    rows += floor_rows(suite_name, floors)
+    return ScoreOutcome(suite_name, name, scores, predictions, rows, len(data.test), floors)
 
 
 def _recorded_suite(data_dir: Path) -> str:
@@ -220,16 +225,20 @@ def write_score(outcome: ScoreOutcome, out_dir: Path) -> tuple[dict[str, Path], 
     Returns the paths (``scores``, ``predictions``, ``results``) and the report. Refuses an
     ``out_dir`` that already holds a results.csv.
     """
+    from rlbench_med.runners.base import run_slug
     from rlbench_med.runners.sweep import ResultsWriter
+    from rlbench_med.runners.sweep.results import add_to_predictions_index, write_floor_files
 
     out_dir = Path(out_dir)
     if (out_dir / "results.csv").exists():
         raise FileExistsError(f"{out_dir / 'results.csv'} exists; give a new --out folder so no result is overwritten")
-    safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in outcome.algo)
-    paths = {"scores": out_dir / "scores.jsonl", "predictions": out_dir / "predictions" / f"{safe}-seed{SEED}.jsonl",
+    paths = {"scores": out_dir / "scores.jsonl",
+             "predictions": out_dir / "predictions" / f"{run_slug(outcome.algo, SEED)}.jsonl",
              "results": out_dir / "results.csv"}
     _write_jsonl(paths["scores"], outcome.scores)
     _write_jsonl(paths["predictions"], outcome.predictions)
+    add_to_predictions_index(out_dir, {(outcome.algo, SEED): paths["predictions"]})
+    write_floor_files(out_dir, outcome.floors)
     ResultsWriter(paths["results"], outcome.rows).flush()
     report = make_report(out_dir, rows=outcome.rows, baseline=outcome.algo,
                          source=f"{paths['results']} (responses scored by rlbench-med score)")

@@ -52,7 +52,11 @@ def test_score_reproduces_the_battery_through_the_cli(tmp_path: Path, capsys: py
 
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["algo"] for r in rows} == {"responses"} and {r["suite"] for r in rows} == {"climb_vision"}
+    # the responses beside the floors on the same records (box floors where boxes are scored)
+    assert {r["algo"] for r in rows} == {"responses", "floor:all", "floor:majority", "floor:random",
+                                         "floor:box_image", "floor:box_mean", "floor:box_none"}
+    assert {r["suite"] for r in rows} == {"climb_vision"}
+    rows = [r for r in rows if r["algo"] == "responses"]
     metrics = {(r["domain"], r["metric"]): int(r["n"]) for r in rows}
     assert {m for d, m in metrics if d == "overall"} >= {"acc", "f1", "iou", "acc_release"}
     assert metrics[("cxr", "acc_release")] == len(battery.CASES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import os
 import signal
 import tempfile
@@ -156,7 +157,8 @@ def fake_synth(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 def test_generated_data_is_cached_and_reused(tmp_path: Path, fake_synth: list[tuple]) -> None:
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
                                                plugins=(PLUGIN,)))
-    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed0"
+    assert plan.data_dir.parent == tmp_path / "cache" / "data"
+    assert re.fullmatch(r"climb_vision-quick-seed0-[0-9a-f]{8}", plan.data_dir.name)
     assert "will be generated" in plan.data_note
     sweep.ensure_data(plan)
     sweep.ensure_data(plan)
@@ -187,7 +189,7 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, fak
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o", plugins=(PLUGIN,),
                                                overrides={"data.imbalance": "0", "data.seed": "3",
                                                           "data.min_domain_train": "346"}))
-    assert plan.data_dir == tmp_path / "cache" / "data" / "climb_vision-quick-seed3-imb0-min_domain_train346"
+    assert re.fullmatch(r"climb_vision-quick-seed3-imb0-min_domain_train346-[0-9a-f]{8}", plan.data_dir.name)
     assert "seed 3 imbalance 0 min_domain_train=346" in plan.data_note
     sweep.ensure_data(plan)
     assert [c[1:] for c in fake_synth] == [(3, "quick", 0.0, {"min_domain_train": 346})]
@@ -316,11 +318,11 @@ def test_a_generator_killed_midway_leaves_no_temporary_folder(tmp_path: Path, fa
     orphan = plan.data_dir.with_name(plan.data_dir.name + ".k3x9q2ab")
     orphan.mkdir(parents=True)
     (orphan / "train.jsonl").write_text("{half")
-    other = plan.data_dir.with_name("climb_vision-quick-seed01.abcdefgh")  # another data set's: not ours to delete
+    other = plan.data_dir.with_name(plan.data_dir.name + "1.abcdefgh")  # another data set's: not ours to delete
     other.mkdir()
     sweep.ensure_data(plan)
     assert sorted(p.name for p in plan.data_dir.parent.iterdir()) == [
-        "climb_vision-quick-seed0", "climb_vision-quick-seed0.lock", "climb_vision-quick-seed01.abcdefgh", "sources"]
+        plan.data_dir.name, plan.data_dir.name + ".lock", plan.data_dir.name + "1.abcdefgh", "sources"]
 
 
 def test_sigterm_and_sigint_end_a_job_alike_and_say_which(tmp_path: Path) -> None:
@@ -366,3 +368,17 @@ def test_a_signal_the_process_was_started_to_ignore_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_the_data_cache_is_keyed_by_every_generator_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.runners.sweep.settings import DataSettings
+    from rlbench_med.suites import get_suite
+
+    default = sweep.data_cache_path("climb_vision", "quick")
+    assert sweep.data_cache_path("climb_vision", "quick", DataSettings(seed=1)) != default
+    assert sweep.data_cache_path("climb_vision", "quick", DataSettings(imbalance=0.3)).name.count(".") == 0
+    # A newer version whose profile sizes differ must not reuse the data generated with the old sizes.
+    spec = get_suite("climb_vision")
+    changed = {**spec.profiles["quick"], "data": {**spec.profiles["quick"]["data"], "min_domain_train": 25}}
+    monkeypatch.setitem(spec.profiles, "quick", changed)
+    assert sweep.data_cache_path("climb_vision", "quick") != default

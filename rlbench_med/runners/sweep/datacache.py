@@ -8,6 +8,8 @@ selection, so a suite trains only on its own domains.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,12 +32,21 @@ DATA_SEED = 0
 
 
 def data_cache_path(suite: str, profile: str, settings: DataSettings | None = None) -> Path:
-    """Where generated SynthCLIMB data lives: ``cache_dir()/data/<suite>-<profile>-seed<seed>[-imb<x>]``.
+    """Where generated SynthCLIMB data lives: ``cache_dir()/data/<suite>-<profile>-seed<seed>[-imb<x>...]-<key>``.
 
-    Every generator setting is in the name, so other settings never reuse (or overwrite) this data.
+    ``<key>`` hashes everything the generator reads (the suite's data kind, the profile's sizes with
+    the ``data.<size>`` overrides, imbalance and seed), so other settings, or a profile whose sizes
+    changed in a newer version, never reuse (or overwrite) this data.
     """
+    from rlbench_med.suites import get_suite
+
     settings = settings or DataSettings()
-    return cache_dir() / "data" / f"{suite}-{profile}-{settings.cache_suffix()}"
+    spec = get_suite(suite)
+    sizes = {**spec.data_params(profile), **dict(settings.sizes)}
+    blob = json.dumps({"data": spec.data, "sizes": sizes, "imbalance": settings.imbalance, "seed": settings.seed},
+                      sort_keys=True, default=str)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:8]
+    return cache_dir() / "data" / f"{suite}-{profile}-{settings.cache_suffix()}-{key}"
 
 
 def source_folder() -> Path:

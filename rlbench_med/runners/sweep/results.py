@@ -112,18 +112,25 @@ def floor_files(out_dir: Path) -> list[Path]:
 def write_floors(plan: Plan) -> list[dict[str, Any]]:
     """Score the trivial floors on the plan's test split; write their predictions; return their results rows."""
     from rlbench_med.suites import load_data
-    from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED, floor_predictions, floor_rows
+    from rlbench_med.suites.floors import floor_predictions, floor_rows
 
     assert plan.data_dir is not None
     data = load_data(plan.data_source if plan.data_source is not None else plan.data_dir)  # the suite's records
     floors = floor_predictions(data.train, data.test)
+    write_floor_files(plan.out_dir, floors)
+    return floor_rows(plan.suite.name, floors)
+
+
+def write_floor_files(out_dir: Path, floors: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]) -> None:
+    """Write the predictions of the floors that answer one fixed set per record, and index them."""
+    from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED
+
     files: dict[tuple[str, int], Path] = {}
     for name in (n for n in FILED_FLOORS if n in floors):
-        path = plan.out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl"
+        path = out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as fh:
             for record in floors[name][0]:
                 fh.write(json.dumps(record) + "\n")
         files[(name, FLOOR_SEED)] = path
-    add_to_predictions_index(plan.out_dir, files)
-    return floor_rows(plan.suite.name, floors)
+    add_to_predictions_index(out_dir, files)
