@@ -158,6 +158,24 @@ def learned_lines(report: Report) -> list[str]:
     return lines
 
 
+def detectable_lines(report: Report) -> list[str]:
+    """One line per comparison of two trained algorithms: the MDE overall and its range over domains."""
+    by: dict[tuple[str, str], dict[str, float]] = {}
+    seeds: dict[tuple[str, str], int] = {}
+    for d in report.detectable:
+        by.setdefault((d.algo, d.baseline), {})[d.domain] = d.mde
+        seeds[(d.algo, d.baseline)] = d.seeds
+    lines = []
+    for (algo, base), per in by.items():
+        domains = [v for k, v in per.items() if k != "overall"]
+        overall = f"{per['overall']:.3f} overall" if "overall" in per else ""
+        spread = f"{min(domains):.3f} to {max(domains):.3f} per domain" if domains else ""
+        n = seeds[(algo, base)]
+        lines.append(f"{algo} − {base} ({n} seed{'s' if n != 1 else ''}): "
+                     + ", ".join(x for x in (overall, spread) if x))
+    return lines
+
+
 def paper_cells(report: Report) -> tuple[list[str], list[list[str]]] | None:
     cols = [(d, m) for d in report.table.domains for m in PAPER_METRICS
             if any((a, d, m) in report.table.cells for a in report.table.algos)]
@@ -258,6 +276,13 @@ def sections(report: Report) -> list[Section]:
         h, r = comparison_table(report, primary, pairs)
         out.append(Section(3, f"Comparisons on {primary}", [method_note(report, pairs)],
                            [(f"{primary}: algorithm − baseline", h, _plain(r))], []))
+    detectable = detectable_lines(report)
+    if detectable:
+        out.append(Section(3, f"How large a difference can this sweep detect on {primary}?", [
+            "Minimum detectable effect (80% power at the 5% level) of each comparison, from the noise behind its "
+            "interval (seed spread and evaluation records; with one seed, evaluation records only). A true "
+            "difference smaller than this is likely to be missed: not significant does not mean no difference."],
+            [], detectable))
     learned = learned_lines(report)
     if learned:
         out.append(Section(2, "Did each algorithm learn?", [

@@ -70,6 +70,7 @@ class Report:
     markdown: Path | None = None
     html: Path | None = None
     comparisons_csv: Path | None = None
+    detectable: list[Detectable] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(algo, baseline)`` of every comparison, in report order."""
@@ -207,6 +208,45 @@ def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]]
     return out
 
 
+@dataclass(frozen=True)
+class Detectable:
+    """The minimum detectable effect (80% power, 5% level) of one comparison cell with its own noise."""
+
+    algo: str
+    baseline: str
+    domain: str
+    metric: str
+    mde: float
+    seeds: int
+
+
+def detectable_effects(comparisons: Sequence[Comparison], metric: str) -> list[Detectable]:
+    """The MDE of every comparison of two trained algorithms on ``metric``, from the noise behind its interval.
+
+    With ``S >= 2`` seeds the interval is ``diff ± t(S-1) se``, so one seed's difference has sd
+    ``se sqrt(S)`` (seed spread and evaluation noise together) and the MDE is the paired t-test's
+    (:func:`rlbench_med.suites.power.paired_t_mde`). With one seed, ``se`` is the bootstrap interval's
+    half-width over 1.96 and the MDE the normal one, ``(z_0.975 + z_0.8) se``: evaluation noise only.
+    """
+    from scipy import stats as sps
+
+    from rlbench_med.reports.stats import PAIRED_T
+    from rlbench_med.suites.power import paired_t_mde
+
+    out = []
+    for c in comparisons:
+        if c.metric != metric or is_reference(c.baseline) or not (c.high > c.low):
+            continue
+        if c.method == PAIRED_T and c.n_seeds >= 2:
+            se = (c.high - c.low) / 2 / float(sps.t.ppf(1 - (1 - c.level) / 2, c.n_seeds - 1))
+            mde = paired_t_mde(se * c.n_seeds**0.5, c.n_seeds, 1 - c.level)
+        else:
+            se = (c.high - c.low) / 2 / float(sps.norm.ppf(1 - (1 - c.level) / 2))
+            mde = float((sps.norm.ppf(1 - (1 - c.level) / 2) + sps.norm.ppf(0.8)) * se)
+        out.append(Detectable(c.algo, c.baseline, c.domain, c.metric, mde, c.n_seeds))
+    return out
+
+
 def floor_wins(table: ResultTable) -> set[tuple[str, str, str]]:
     """``(algo, domain, metric)`` cells where some floor's value beats the trained algorithm's mean."""
     out: set[tuple[str, str, str]] = set()
@@ -260,6 +300,7 @@ def make_report(
         truth_labels=truth, notes=notes, floor_beats=floor_wins(table),
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
+    report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
     vs_baseline = {a: [c for c in comparisons if c.algo == a and c.baseline == b]

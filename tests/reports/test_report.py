@@ -130,3 +130,27 @@ def test_the_paper_has_numbers_for_its_reward_weights_but_not_for_the_exact_rewa
     weighted = paper_numbers("ablation_rewards", "drpo[acc0.6_iou0.2]", variants)
     assert weighted and all(0 <= v <= 1 for v in weighted.values())
     assert paper_numbers("ablation_rewards", "drpo[acc0.6_iou0.2_exact]", variants) == {}
+
+
+def test_detectable_effect_has_80_percent_power_by_simulation() -> None:
+    import numpy as np
+    from scipy import stats as sps
+
+    from rlbench_med.reports.report import detectable_effects
+    from rlbench_med.reports.stats import BOOTSTRAP, PAIRED_T, Comparison
+
+    # One seed's difference has sd 0.1, so with 4 seeds se = 0.05 and the interval is ± t(3) x 0.05.
+    half = sps.t.ppf(0.975, 3) * 0.05
+    paired = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -half, half, 1.0, 4, PAIRED_T)
+    [effect] = detectable_effects([paired], "f1_strict")
+    rng = np.random.default_rng(0)
+    d = rng.normal(effect.mde, 0.1, size=(40000, 4))
+    t = d.mean(1) / (d.std(1, ddof=1) / 2)
+    power = np.mean(np.abs(t) > sps.t.ppf(0.975, 3))
+    assert power == pytest.approx(0.8, abs=0.01)
+    # One seed: a bootstrap interval of half-width 1.96 x 0.05 -> (1.96 + 0.84) x 0.05 = 0.140
+    single = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -1.959964 * 0.05, 1.959964 * 0.05, 1.0, 1, BOOTSTRAP)
+    assert detectable_effects([single], "f1_strict")[0].mde == pytest.approx((1.959964 + 0.841621) * 0.05, rel=1e-4)
+    # comparisons with base or a floor are not about two algorithms: no MDE line
+    assert detectable_effects([Comparison("drpo", "base", "overall", "f1_strict", 0, -1, 1, 1, 4, PAIRED_T)],
+                              "f1_strict") == []
