@@ -1,7 +1,7 @@
 """Every knob of the OpenRLHF runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
 Field names follow the local runner where the meaning is the same (``lr``, ``clip_low``,
-``clip_high``, ``kl_coef``, ``temperature``, ``reward_weights``, ``iou_reduce``, ``group_by``,
+``clip_high``, ``kl_coef``, ``temperature``, ``reward_weights``, ``iou_reduce``, ``accuracy_reward``, ``group_by``,
 ``eval_every``, ``checkpoint_every``), so a sweep's overrides read the same on both runners.
 Which OpenRLHF flag each field becomes is the table in :mod:`rlbench_med.runners.openrlhf.flags`.
 """
@@ -77,6 +77,10 @@ class OpenRLHFConfig:
     )
     iou_reduce: Literal["max", "mean"] = knob(
         "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
+    )
+    accuracy_reward: Literal["set_f1", "exact"] = knob(
+        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
+        "earns partial credit) or 'exact' (1 only for the exact label set)"
     )
     # -- cluster layout -------------------------------------------------------------------------
     num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
@@ -166,7 +170,7 @@ class OpenRLHFConfig:
                 f"({rollouts} / {self.micro_rollout_batch_size}) must be >= the actor's GPUs ({gpus}); "
                 "raise rollout_batch_size or lower micro_rollout_batch_size"
             )
-        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce)
+        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
         for item in self.openrlhf_args:
             if not item.startswith("--"):
                 raise ConfigError(f"openrlhf_args: {item!r} is not a flag; give flags like --ds.adam_offload or --ds.zpg=2")

@@ -44,7 +44,9 @@ class PromptLabel:
     """What the reward and the advantage step need to know about a prompt (the ``label`` JSON).
 
     ``reward`` names the reward function (``paper``, ``release``); ``reward_weights`` is
-    ``"acc,iou,format,length"`` numbers; ``segmentation_path`` is absolute.
+    ``"acc,iou,format,length"`` numbers; ``iou_reduce`` and ``accuracy_reward`` (``set_f1`` or
+    ``exact``) are the reward's settings (:func:`~rlbench_med.suites.rewards.make_reward`);
+    ``segmentation_path`` is absolute.
     """
 
     uid: str
@@ -60,12 +62,15 @@ class PromptLabel:
     reward: str = "paper"
     reward_weights: str = "0.6,0.2,0.1,0.1"
     iou_reduce: str = "max"
+    accuracy_reward: str = "set_f1"
 
     @classmethod
     def from_sample(
-        cls, sample: Sample, *, reward: str = "paper", reward_weights: str = "auto", iou_reduce: str = "max"
+        cls, sample: Sample, *, reward: str = "paper", reward_weights: str = "auto", iou_reduce: str = "max",
+        accuracy_reward: str = "set_f1",
     ) -> PromptLabel:
-        """The label of ``sample``, scored by ``reward`` with ``reward_weights`` (auto, a preset or four numbers)."""
+        """The label of ``sample``, scored by ``reward`` with ``reward_weights`` (auto, a preset or four numbers),
+        ``iou_reduce`` and ``accuracy_reward``."""
         return cls(
             uid=sample.uid,
             answer=tuple(sample.labels),
@@ -80,6 +85,7 @@ class PromptLabel:
             reward=reward,
             reward_weights=RewardWeights.parse(reward_weights, reward).as_text(),
             iou_reduce=iou_reduce,
+            accuracy_reward=accuracy_reward,
         )
 
     def to_json(self) -> str:
@@ -98,6 +104,7 @@ class PromptLabel:
             "reward": self.reward,
             "reward_weights": self.reward_weights,
             "iou_reduce": self.iou_reduce,
+            "accuracy_reward": self.accuracy_reward,
         }
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -132,6 +139,7 @@ class PromptLabel:
             reward=str(data.get("reward", "paper")),
             reward_weights=str(data.get("reward_weights", "0.6,0.2,0.1,0.1")),
             iou_reduce=str(data.get("iou_reduce", "max")),
+            accuracy_reward=str(data.get("accuracy_reward", "set_f1")),
         )
 
     def to_sample(self, problem: str = "", images: Sequence[str | Path] = ()) -> Sample:
@@ -211,6 +219,7 @@ def export_prompts(
     reward: str = "paper",
     reward_weights: str = "auto",
     iou_reduce: str = "max",
+    accuracy_reward: str = "set_f1",
     system_prompt: str = "",
     time_series: Literal["refuse", "drop"] = "refuse",
     limit: int = 0,
@@ -243,7 +252,8 @@ def export_prompts(
             record: dict[str, Any] = {
                 "input": sample_messages(sample, vlm=vlm, system_prompt=system_prompt),
                 "label": PromptLabel.from_sample(
-                    sample, reward=reward, reward_weights=reward_weights, iou_reduce=iou_reduce
+                    sample, reward=reward, reward_weights=reward_weights, iou_reduce=iou_reduce,
+                    accuracy_reward=accuracy_reward,
                 ).to_json(),
                 "datasource": sample.domain,
             }

@@ -39,6 +39,18 @@ def test_export_round_trip_keeps_every_field_the_reward_and_metrics_need(samples
         assert item.label.iou_reduce == "mean"
 
 
+def test_labels_carry_the_accuracy_form_and_default_to_the_papers(samples, tmp_path):
+    path = tmp_path / "train.jsonl"
+    export_prompts(samples, path, vlm=False, accuracy_reward="exact")
+    assert {item.label.accuracy_reward for item in read_prompts(path)} == {"exact"}
+    export_prompts(samples, path, vlm=False)
+    assert {item.label.accuracy_reward for item in read_prompts(path)} == {"set_f1"}
+    # a label written before the field existed is scored with the paper's set F1
+    old = json.loads(PromptLabel.from_sample(samples[0]).to_json())
+    del old["accuracy_reward"]
+    assert PromptLabel.from_json(json.dumps(old)).accuracy_reward == "set_f1"
+
+
 def test_each_line_is_what_openrlhf_reads(samples, tmp_path):
     path = tmp_path / "train.jsonl"
     export_prompts(samples[:1], path, vlm=True)

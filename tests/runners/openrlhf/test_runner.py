@@ -130,6 +130,17 @@ def test_too_many_images_per_prompt_is_reported(data_dir, tmp_path):
         runner.export_job_data(job, LaunchPaths.for_job(job), vlm=True)
 
 
+def test_every_exported_label_carries_the_reward_settings(data_dir, tmp_path):
+    settings = {"reward": "paper", "reward_weights": "0.2,0.6,0.1,0.1", "iou_reduce": "mean", "accuracy_reward": "exact"}
+    job = make_job(data_dir, tmp_path / "out", **settings)
+    paths = LaunchPaths.for_job(job)
+    runner.export_job_data(job, paths, vlm=True)
+    for path in (paths.train_prompts, paths.eval_prompts):
+        labels = [item.label for item in read_prompts(path)]
+        assert labels and {(lab.reward, lab.reward_weights, lab.iou_reduce, lab.accuracy_reward) for lab in labels} == {
+            tuple(settings.values())}
+
+
 def test_dataset_grouping_lists_every_dataset(data_dir, tmp_path):
     job = make_job(data_dir, tmp_path / "out", group_by="dataset")
     names = runner.export_job_data(job, LaunchPaths.for_job(job), vlm=False)["domain_names"]
