@@ -31,7 +31,13 @@ class OpenRLHFConfig:
         None, "whether the model sees images; None: detect from the model's config.json (a vision_config entry)"
     )
     freeze_visual_encoder: bool = knob(True, "train the language model only; the vision tower stays frozen")
-    max_images_per_prompt: int = knob(1, "most images of one prompt (vLLM reserves room for them); export checks it")
+    max_images_per_prompt: int = knob(
+        1, "most images of one prompt, video frames included (vLLM reserves room for them); export checks it"
+    )
+    video_frames: int = knob(
+        2, "frames sampled evenly from each video of a record (first and last included; the QoQ-Med release's 2), "
+        "given to a vision-language model as images"
+    )
     system_prompt: str = knob(
         "", "system message put before every prompt (empty: none; the answer format is in the user turn)"
     )
@@ -116,7 +122,7 @@ class OpenRLHFConfig:
         positive = (
             "n_samples_per_prompt", "rollout_batch_size", "micro_rollout_batch_size", "max_new_tokens", "max_len",
             "train_batch_size", "micro_train_batch_size", "num_episodes", "max_epochs", "num_nodes",
-            "gpus_per_node", "vllm_num_engines", "vllm_tensor_parallel_size",
+            "gpus_per_node", "vllm_num_engines", "vllm_tensor_parallel_size", "video_frames",
         )
         for name in positive:
             value = getattr(self, name)
