@@ -29,7 +29,13 @@ from rlbench_med.runners.openrlhf.runner import context
 from rlbench_med.runners.openrlhf.runspec import RunSpec
 from rlbench_med.runners.openrlhf.tiny_model import write_tiny_chat_model
 from rlbench_med.suites.rewards import RewardFunction, parse_answer
-from tests.runners.openrlhf.conftest import DOMAINS, make_samples, openrlhf_main_args, require_openrlhf_stack
+from tests.runners.openrlhf.conftest import (
+    DOMAINS,
+    local_ray,
+    make_samples,
+    openrlhf_main_args,
+    require_openrlhf_stack,
+)
 
 pytestmark = pytest.mark.slow
 N = 4  # rollouts per prompt
@@ -39,11 +45,8 @@ CRITIC_FREE = [name for name in list_estimators() if "values" not in make_estima
 @pytest.fixture(scope="module")
 def ray_local():
     require_openrlhf_stack()
-    import ray
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=1):
+        yield
 
 
 @pytest.fixture(scope="module")
