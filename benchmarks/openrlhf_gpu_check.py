@@ -14,6 +14,12 @@ Runs, on ``--device`` (default ``cuda``), and writes one JSON report (``--out``)
    rewards from ``reward_func``, the hook with the chosen estimator, PPO's clipped policy loss
    (OpenRLHF's token-mean form) + k3 KL loss, backward, AdamW step.
 
+Rollouts have OpenRLHF 0.11.2's layout (:func:`openrlhf_rollouts`): each row is prompt + response
+tokens, right-padded in its micro-batch, with an ``action_mask`` ``[B, L - 1]`` that is zero on the
+prompt, one on the response and zero on the padding; prompts differ in length, so responses start
+at different columns. Log probs are taken as OpenRLHF's ``Actor.forward`` takes them
+(:func:`action_logprobs`).
+
 What cannot run without the ``openrlhf`` extra (vLLM generation, DeepSpeed ZeRO, Ray actors,
 OpenRLHF's trainer) is listed under ``not_run``. Needs only torch, transformers, numpy and pillow
 (plus this repository on ``PYTHONPATH``)::
@@ -51,11 +57,12 @@ from rlbench_med.suites.rewards import Answer, RewardFunction, answer_to_text, p
 
 DOMAINS = ("cxr", "dermoscopy", "fundus")
 CLASSES = {"cxr": ("Normal", "Pneumonia", "Effusion"), "dermoscopy": ("Nevus", "Melanoma"), "fundus": ("DR", "No DR")}
-PROMPT = "<|im_start|>user\nWhat is the diagnosis?<|im_end|>\n<|im_start|>assistant\n"
+#: Token ids of the tiny model's character codec (:class:`CharCodec`): padding, and EOS (the newline).
+PAD, EOS = 0, 1
 NOT_RUN = [
-    "vLLM generation (rollouts, ReMax greedy baseline, greedy evaluation): vLLM is not installed; "
+    "vLLM generation (rollouts, ReMax greedy baseline, greedy evaluation): this script does not need vLLM; "
     "rollouts here are sampled with transformers' generate",
-    "DeepSpeed ZeRO and OpenRLHF's PolicyModelActor/ReferenceModelActor: DeepSpeed and flash-attn are not installed; "
+    "DeepSpeed ZeRO and OpenRLHF's PolicyModelActor/ReferenceModelActor (they need DeepSpeed and flash-attn): "
     "the step here is plain PyTorch AdamW on one device",
     "Ray actors, placement groups and the rlbench trainer class (trainer.py needs openrlhf.trainer.ppo_trainer, which "
     "imports vLLM); launch.py was not run",
@@ -116,6 +123,12 @@ def make_samples(root: Path, n: int, rng: random.Random) -> list[Sample]:
     return samples
 
 
+def prompt_of(sample: Sample) -> str:
+    """The chat-templated prompt of ``sample``; its class list makes prompt lengths differ between samples."""
+    return (f"<|im_start|>user\n{sample.problem}\nOptions: {', '.join(sample.classes)}.<|im_end|>\n"
+            "<|im_start|>assistant\n")
+
+
 def candidate_texts(sample: Sample, rng: random.Random, max_words: int = 40) -> list[str]:
     """Canonical answers of varying quality: right/wrong label, with/without a box, free text."""
     wrong = [c for c in sample.classes if c not in sample.labels]
@@ -129,15 +142,16 @@ def candidate_texts(sample: Sample, rng: random.Random, max_words: int = 40) -> 
 
 
 def check_reward(samples: list[Sample], device: torch.device, rng: random.Random) -> dict[str, Any]:
-    queries, labels, expected = [], [], []
+    queries, prompts, labels, expected = [], [], [], []
     local = RewardFunction("paper")
     for s in samples:
         for text in candidate_texts(s, rng):
-            queries.append(PROMPT + text + "<|im_end|>")
+            queries.append(prompt_of(s) + text + "<|im_end|>")
+            prompts.append(prompt_of(s))
             labels.append(PromptLabel.from_sample(s).to_json())
             expected.append(local.score(s, parse_answer(text)).total)
     start = time.perf_counter()
-    out = reward_func(queries, [PROMPT] * len(queries), labels)
+    out = reward_func(queries, prompts, labels)
     elapsed = time.perf_counter() - start
     rewards = out["rewards"].to(device)
     diff = float((rewards.cpu().double() - torch.tensor(expected, dtype=torch.float64)).abs().max())
@@ -152,16 +166,56 @@ def check_reward(samples: list[Sample], device: torch.device, rng: random.Random
     }
 
 
+def openrlhf_rollouts(prompts: list[list[int]], responses: list[list[int]],
+                      pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sequences [B, L], attention_mask [B, L], action_mask [B, L - 1])`` laid out as OpenRLHF 0.11.2 does.
+
+    Per rollout as ``SamplesGenerator._process_response_into_experience``: the observation is the
+    prompt's then the response's tokens, the attention mask is all ones, the action mask is one on
+    the response's tokens and is then shifted by one (``action_mask[c]``: token ``c + 1`` was
+    generated), so it is zero on the prompt. Rows are then merged as ``Experience.concat_experiences``
+    merges them: right-padded to the longest, ``sequences`` with ``pad_token_id``, the masks with 0.
+    (OpenRLHF also cuts rows at ``max_len``; the rollouts here are shorter.)
+    """
+    rows = [list(p) + list(r) for p, r in zip(prompts, responses)]
+    width = max(len(row) for row in rows)
+    sequences = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    action = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, (row, prompt) in enumerate(zip(rows, prompts)):
+        sequences[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        action[i, len(prompt) : len(row)] = 1
+    return sequences, attention, action[:, 1:]
+
+
+def action_logprobs(model: Any, sequences: torch.Tensor, attention_mask: torch.Tensor,
+                    action_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, L - 1]`` log prob of token ``c + 1`` at column ``c``, zero off the action mask.
+
+    As OpenRLHF 0.11.2's ``Actor.forward`` (text model, no packing): positions count the attended
+    tokens, logits in float32, the log prob of each next token, multiplied by the action mask.
+    """
+    position_ids = attention_mask.long().cumsum(-1) - 1
+    position_ids.masked_fill_(attention_mask == 0, 1)
+    logits = model(sequences, attention_mask=attention_mask, position_ids=position_ids).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, sequences[:, 1:, None]).squeeze(-1)
+    return logp * action_mask.float()
+
+
 def make_experiences(cls: type, samples: list[Sample], n: int, t: int, device: torch.device, seed: int,
                      micro: int) -> list[Any]:
-    """Random rollouts of ``len(samples)`` prompts x ``n``, cut into micro-batches in shuffled order."""
+    """Random rollouts of ``len(samples)`` prompts x ``n`` in OpenRLHF's layout, micro-batches in shuffled order.
+
+    Prompts are 3 to 20 tokens, responses 1 to ``t``; token fields are zero off the action mask,
+    as OpenRLHF's models return them.
+    """
     g = torch.Generator().manual_seed(seed)
     total = len(samples) * n
+    prompt_ids = [torch.randint(2, 90, (int(torch.randint(3, 21, (1,), generator=g)),), generator=g).tolist()
+                  for _ in samples]
     lengths = torch.randint(1, t + 1, (total,), generator=g)
-    mask = (torch.arange(t)[None, :] < lengths[:, None]).long()
-    old = -torch.rand(total, t, generator=g) * 2
-    ref = old + 0.1 * torch.randn(total, t, generator=g)
-    values = torch.randn(total, t, generator=g)
+    response_ids = [torch.randint(2, 90, (int(k),), generator=g).tolist() for k in lengths]
     rewards = torch.rand(total, generator=g).round(decimals=1)
     greedy = torch.rand(len(samples), generator=g).repeat_interleave(n)
     labels = [PromptLabel.from_sample(s).to_json() for s in samples for _ in range(n)]
@@ -170,13 +224,18 @@ def make_experiences(cls: type, samples: list[Sample], n: int, t: int, device: t
     exps = []
     for start in range(0, total, micro):
         rows = order[start : start + micro]
-        a = int(lengths[rows].max())
         r = torch.tensor(rows)
+        sequences, attention, action = openrlhf_rollouts([prompt_ids[i // n] for i in rows],
+                                                         [response_ids[i] for i in rows], 0)
+        on = action.float()
+        old = -torch.rand(on.shape, generator=g) * 2 * on
         exp = cls(
-            action_mask=mask[r, :a].bool().to(device),
-            action_log_probs=old[r, :a].to(device),
-            base_action_log_probs=ref[r, :a].to(device),
-            values=values[r, :a].to(device),
+            sequences=sequences.to(device),
+            attention_mask=attention.to(device),
+            action_mask=action.to(device),
+            action_log_probs=old.to(device),
+            base_action_log_probs=((old + 0.1 * torch.randn(on.shape, generator=g)) * on).to(device),
+            values=(torch.randn(on.shape, generator=g) * on).to(device),
             rewards=rewards[r].to(device),
             index=rows,
             prompts=[prompts[i] for i in rows],
@@ -185,6 +244,11 @@ def make_experiences(cls: type, samples: list[Sample], n: int, t: int, device: t
         )
         exps.append(exp)
     return exps
+
+
+def off_mask_zero(exps: list[Any]) -> bool:
+    """Whether every experience's advantages are zero off its action mask (prompt and padding)."""
+    return all(bool((e.advantages.cpu()[e.action_mask.cpu() == 0] == 0).all()) for e in exps)
 
 
 def check_hook(samples: list[Sample], device: torch.device, cls: type) -> dict[str, Any]:
@@ -205,7 +269,9 @@ def check_hook(samples: list[Sample], device: torch.device, cls: type) -> dict[s
             diffs = [float((d.advantages.cpu() - c.advantages).abs().max()) for d, c in zip(dev, cpu)]
             entry["advantage_device"] = str(dev[0].advantages.device)
             entry["max_abs_diff_vs_cpu"] = max(diffs)
-            entry["ok"] = entry["advantage_device"].startswith(device.type) and max(diffs) < 1e-5
+            entry["advantages_off_mask_zero"] = off_mask_zero(dev)
+            entry["ok"] = (entry["advantage_device"].startswith(device.type) and max(diffs) < 1e-5
+                           and entry["advantages_off_mask_zero"])
             entry["diagnostics"] = sorted(k for k in metrics if k.startswith("adv/"))[:6]
         except Exception as exc:  # the report records any failure of an estimator on this device
             entry = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
@@ -228,12 +294,6 @@ class CharCodec:
         return "".join(self.chars[i] for i in ids if i > 0)
 
 
-def token_logprobs(model: Any, sequences: torch.Tensor, attention: torch.Tensor, start: int) -> torch.Tensor:
-    """``[B, T_resp]`` log prob of each response token (positions ``start:``) under ``model``."""
-    logits = model(input_ids=sequences, attention_mask=attention).logits[:, start - 1 : -1].float()
-    return torch.log_softmax(logits, dim=-1).gather(-1, sequences[:, start:, None]).squeeze(-1)
-
-
 def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_name: str, steps: int,
              seed: int, advantage_device: torch.device) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, Qwen2Config
@@ -242,7 +302,7 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
     codec = CharCodec()
     config = Qwen2Config(vocab_size=len(codec.chars), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=True)
+                         pad_token_id=PAD, eos_token_id=EOS, bos_token_id=EOS, tie_word_embeddings=True)
     with tempfile.TemporaryDirectory() as tmp:
         AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
         actor = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).to(device)
@@ -251,10 +311,8 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(actor.parameters(), lr=1e-3)
     estimator = make_estimator(estimator_name)
-    n, resp_len, clip_low, clip_high, kl_coef = 4, 160, 0.2, 0.28, 1e-3
+    n, resp_len, micro, clip_low, clip_high, kl_coef = 4, 160, 8, 0.2, 0.28, 1e-3
     settings = HookSettings(n_samples_per_prompt=n, domain_names=DOMAINS)
-    prompt_ids = torch.tensor(codec.encode(PROMPT), device=device)
-    p_len = len(prompt_ids)
     rng = random.Random(seed)
     history = []
     if device.type == "cuda":
@@ -262,53 +320,60 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
     for step in range(steps):
         t0 = time.perf_counter()
         batch = samples[:6]
+        prompt_texts = [prompt_of(s) for s in batch for _ in range(n)]
+        prompt_ids = [codec.encode(text) for text in prompt_texts]
+        responses: list[list[int]] = []
         with torch.no_grad():
-            prompts = prompt_ids[None].repeat(len(batch) * n, 1)
-            generated = actor.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
-                                       max_new_tokens=resp_len, min_new_tokens=resp_len, pad_token_id=0)
-        responses = generated[:, p_len:]
-        # Half of each group answers canonically (right or wrong label), so group rewards differ.
-        for i, sample in enumerate(batch):
-            for j in range(n // 2):
-                text = candidate_texts(sample, rng, max_words=8)[j % 2]
-                ids = torch.tensor(codec.encode(text)[:resp_len], device=device)
-                responses[i * n + j] = 0
-                responses[i * n + j, : len(ids)] = ids
-        action_mask = responses != 0
-        sequences = torch.cat([prompts, responses], dim=1)
-        attention = torch.cat([torch.ones_like(prompts), action_mask.long()], dim=1)
-        texts = [codec.decode(r.tolist()) for r in responses]
+            for g, sample in enumerate(batch):
+                ids = torch.tensor(prompt_ids[g * n], device=device)[None].repeat(n, 1)
+                # min = max new tokens: sampled rollouts run to the limit (vLLM's finish_reason "length")
+                out = actor.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=resp_len,
+                                     min_new_tokens=resp_len, pad_token_id=PAD)
+                sampled = out[:, ids.shape[1] :].tolist()
+                # Half of each group answers canonically (right or wrong label, ended by EOS), so rewards differ.
+                for j in range(n):
+                    if j < n // 2:
+                        text = candidate_texts(sample, rng, max_words=8)[j % 2]
+                        responses.append(codec.encode(text)[: resp_len - 1] + [EOS])
+                    else:
+                        responses.append(sampled[j])
+        texts = [codec.decode(r) for r in responses]
         labels = [PromptLabel.from_sample(s).to_json() for s in batch for _ in range(n)]
         t_gen = time.perf_counter()
-        out = reward_func([PROMPT + t for t in texts], [PROMPT] * len(texts), labels)
+        out = reward_func([p + t for p, t in zip(prompt_texts, texts)], prompt_texts, labels)
         rewards = out["rewards"].to(device)
         t_rew = time.perf_counter()
-        with torch.no_grad():
-            old = token_logprobs(actor, sequences, attention, p_len)
-            base = token_logprobs(ref, sequences, attention, p_len)
-        t_lp = time.perf_counter()
-        exps = []
+        # Micro-batches in shuffled order, each in OpenRLHF's layout; log probs per micro-batch as its
+        # experience maker takes them.
         order = list(range(len(texts)))
         rng.shuffle(order)
-        for start in range(0, len(order), 8):
-            rows = order[start : start + 8]
+        exps = []
+        for start in range(0, len(order), micro):
+            rows = order[start : start + micro]
+            sequences, attention, action = (x.to(device) for x in openrlhf_rollouts(
+                [prompt_ids[i] for i in rows], [responses[i] for i in rows], PAD))
+            with torch.no_grad():
+                old = action_logprobs(actor, sequences, attention, action)
+                base = action_logprobs(ref, sequences, attention, action)
             r = torch.tensor(rows, device=device)
-            exps.append(cls(action_mask=action_mask[r].to(advantage_device),
-                            action_log_probs=old[r].to(advantage_device),
-                            base_action_log_probs=base[r].to(advantage_device),
-                            rewards=rewards[r].to(advantage_device), index=rows, prompts=[PROMPT] * len(rows),
-                            labels=[labels[i] for i in rows], sequences=sequences[r], attention_mask=attention[r]))
+            exps.append(cls(sequences=sequences, attention_mask=attention, action_mask=action.to(advantage_device),
+                            action_log_probs=old.to(advantage_device), base_action_log_probs=base.to(advantage_device),
+                            rewards=rewards[r].to(advantage_device), index=rows,
+                            prompts=[prompt_texts[i] for i in rows], labels=[labels[i] for i in rows]))
+        t_lp = time.perf_counter()
         metrics = apply_estimator(exps, estimator, settings)
         adv_device = str(exps[0].advantages.device)
+        off_mask = off_mask_zero(exps)
         for exp in exps:  # as OpenRLHF's actors do: the experience goes to the training device
             for name in ("action_mask", "action_log_probs", "base_action_log_probs", "advantages"):
                 setattr(exp, name, getattr(exp, name).to(device))
         t_adv = time.perf_counter()
         actor.train()
         optimizer.zero_grad(set_to_none=True)
+        total_tokens = sum(float(exp.action_mask.sum()) for exp in exps)  # token mean over the whole step
         losses = []
         for exp in exps:
-            logp = token_logprobs(actor, exp.sequences, exp.attention_mask, p_len)
+            logp = action_logprobs(actor, exp.sequences, exp.attention_mask, exp.action_mask)
             mask = exp.action_mask.float()
             ratio = (logp - exp.action_log_probs).exp()
             surr1 = ratio * exp.advantages
@@ -317,7 +382,7 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
             log_ratio = (exp.base_action_log_probs - logp).clamp(min=-10)
             kl = (log_ratio.exp() - 1 - log_ratio).clamp(-10, 10)  # k3, as OpenRLHF's compute_approx_kl
             per_token = policy + kl_coef * kl
-            loss = (per_token * mask).sum() / action_mask.float().sum()  # global token mean over the step
+            loss = (per_token * mask).sum() / total_tokens
             loss.backward()
             losses.append(float(loss.detach()))
         before = [p.detach().clone() for p in actor.parameters()]
@@ -331,8 +396,10 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
         history.append({
             "step": step + 1,
             "rollouts": len(texts),
+            "prompt_tokens": sorted({len(p) for p in prompt_ids}),
             "reward_mean": float(rewards.mean()),
-            "advantage_abs_mean": float(torch.cat([e.advantages[e.action_mask].abs() for e in exps]).mean()),
+            "advantage_abs_mean": float(torch.cat([e.advantages[e.action_mask != 0].abs() for e in exps]).mean()),
+            "advantages_off_mask_zero": off_mask,
             "advantage_device": adv_device,
             "loss": sum(losses),
             "loss_finite": all(np.isfinite(losses)),
@@ -344,8 +411,8 @@ def run_step(samples: list[Sample], device: torch.device, cls: type, estimator_n
                         "advantage": t_adv - t_lp, "update": t_end - t_adv, "total": t_end - t0},
         })
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    ok = all(h["loss_finite"] and h["params_changed"] > 0 and h["advantage_device"].startswith(advantage_device.type)
-             for h in history)
+    ok = all(h["loss_finite"] and h["params_changed"] > 0 and h["advantages_off_mask_zero"]
+             and h["advantage_device"].startswith(advantage_device.type) for h in history)
     return {"ok": ok, "estimator": estimator_name, "model": "Qwen2Config 2x64, random init, saved and reloaded",
             "advantage_device": str(advantage_device),
             "steps": history, "peak_memory_mib": peak}

@@ -78,11 +78,11 @@ def video_info(path: Path | str) -> tuple[int, tuple[int, int]]:
         capture.release()
 
 
-def load_video_frames(path: Path | str, n: int, size: int = 64) -> np.ndarray:
-    """``n`` frames sampled evenly (:func:`frame_indices`) as float32 ``[n, 3, size, size]`` in [0, 1].
+def read_video_frames(path: Path | str, n: int) -> list[Image.Image]:
+    """``n`` frames sampled evenly (:func:`frame_indices`) as RGB images of the video's own size.
 
     Frames are decoded with OpenCV (BGR, converted to RGB) at the indices the release samples
-    from the reported frame count, then resized like :func:`load_image`.
+    from the reported frame count.
     """
     import cv2
 
@@ -98,10 +98,16 @@ def load_video_frames(path: Path | str, n: int, size: int = 64) -> np.ndarray:
             ok, frame = capture.read()
             if not ok or frame is None:
                 raise ValueError(f"{path}: frame {index} of {total} does not decode")
-            frames.append(_rgb_array(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), size))
-        return np.stack(frames)
+            frames.append(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+        return frames
     finally:
         capture.release()
+
+
+def load_video_frames(path: Path | str, n: int, size: int = 64) -> np.ndarray:
+    """``n`` frames sampled evenly (:func:`read_video_frames`) as float32 ``[n, 3, size, size]`` in [0, 1],
+    resized like :func:`load_image`."""
+    return np.stack([_rgb_array(frame, size) for frame in read_video_frames(path, n)])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Every knob of the OpenRLHF runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
 Field names follow the local runner where the meaning is the same (``lr``, ``clip_low``,
-``clip_high``, ``kl_coef``, ``temperature``, ``reward_weights``, ``iou_reduce``, ``group_by``,
+``clip_high``, ``kl_coef``, ``temperature``, ``reward_weights``, ``iou_reduce``, ``accuracy_reward``, ``group_by``,
 ``eval_every``, ``checkpoint_every``), so a sweep's overrides read the same on both runners.
 Which OpenRLHF flag each field becomes is the table in :mod:`rlbench_med.runners.openrlhf.flags`.
 """
@@ -31,7 +31,13 @@ class OpenRLHFConfig:
         None, "whether the model sees images; None: detect from the model's config.json (a vision_config entry)"
     )
     freeze_visual_encoder: bool = knob(True, "train the language model only; the vision tower stays frozen")
-    max_images_per_prompt: int = knob(1, "most images of one prompt (vLLM reserves room for them); export checks it")
+    max_images_per_prompt: int = knob(
+        1, "most images of one prompt, video frames included (vLLM reserves room for them); export checks it"
+    )
+    video_frames: int = knob(
+        2, "frames sampled evenly from each video of a record (first and last included; the QoQ-Med release's 2), "
+        "given to a vision-language model as images"
+    )
     system_prompt: str = knob(
         "", "system message put before every prompt (empty: none; the answer format is in the user turn)"
     )
@@ -78,6 +84,10 @@ class OpenRLHFConfig:
     iou_reduce: Literal["max", "mean"] = knob(
         "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
     )
+    accuracy_reward: Literal["set_f1", "exact"] = knob(
+        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
+        "earns partial credit) or 'exact' (1 only for the exact label set)"
+    )
     # -- cluster layout -------------------------------------------------------------------------
     num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
     gpus_per_node: int = knob(8, "GPUs per node for the actor (and the reference and critic models)")
@@ -112,7 +122,7 @@ class OpenRLHFConfig:
         positive = (
             "n_samples_per_prompt", "rollout_batch_size", "micro_rollout_batch_size", "max_new_tokens", "max_len",
             "train_batch_size", "micro_train_batch_size", "num_episodes", "max_epochs", "num_nodes",
-            "gpus_per_node", "vllm_num_engines", "vllm_tensor_parallel_size",
+            "gpus_per_node", "vllm_num_engines", "vllm_tensor_parallel_size", "video_frames",
         )
         for name in positive:
             value = getattr(self, name)
@@ -166,7 +176,7 @@ class OpenRLHFConfig:
                 f"({rollouts} / {self.micro_rollout_batch_size}) must be >= the actor's GPUs ({gpus}); "
                 "raise rollout_batch_size or lower micro_rollout_batch_size"
             )
-        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce)
+        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
         for item in self.openrlhf_args:
             if not item.startswith("--"):
                 raise ConfigError(f"openrlhf_args: {item!r} is not a flag; give flags like --ds.adam_offload or --ds.zpg=2")

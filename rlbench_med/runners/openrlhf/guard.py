@@ -40,7 +40,7 @@ BYPASS: dict[str, str] = {
     "reward checks or evaluation; the runner trains synchronously",
     "train.partial_rollout_enable": "it needs --train.async_enable (PPOTrainerAsync), which bypasses the rlbench trainer",
     "train.agent_func_path": "an agent executor replaces the suite's reward function; rewards come from "
-    "reward.py (reward_weights, iou_reduce)",
+    "reward.py (reward, reward_weights, iou_reduce, accuracy_reward)",
 }
 #: Destinations our trainer ignores -> which setting does the job instead.
 IGNORED: dict[str, str] = {

@@ -6,8 +6,8 @@ thread (``SingleTurnAgentExecutor._fetch_rewards_via_func``): ``queries`` are th
 prompt + response (special tokens kept), ``prompts`` the chat-templated prompts, ``labels`` the
 ``label`` field of the prompt file (our :class:`~rlbench_med.runners.openrlhf.data.PromptLabel`
 JSON). The score is the suite's own reward (:func:`~rlbench_med.suites.rewards.make_reward`: the
-reward function, weights and IoU reduction carried by the label) on the parsed response, so a
-response scores the same here as in the local runner.
+reward function, weights, IoU reduction and accuracy form carried by the label) on the parsed
+response, so a response scores the same here as in the local runner.
 
 Returned dict: ``rewards`` ``[B]`` (the total), ``scores`` ``[B]`` (the accuracy component, which
 OpenRLHF's dynamic filtering reads) and ``extra_logs`` with one ``[B]`` tensor per component
@@ -42,10 +42,14 @@ COMPONENTS = ("accuracy", "iou", "format", "length")
 _LOCK = threading.Lock()
 
 
+def reward_function(label: PromptLabel) -> Reward:
+    """The scorer of ``label``'s reward settings (one cached per setting: masks are read once per process)."""
+    return _scorer(label.reward, label.reward_weights, label.iou_reduce, label.accuracy_reward)
+
+
 @functools.lru_cache(maxsize=16)
-def reward_function(reward: str, weights: str, iou_reduce: str) -> Reward:
-    """One cached scorer per (reward, weights, iou_reduce): masks are read once per process."""
-    return make_reward(reward, weights, iou_reduce)  # type: ignore[arg-type]
+def _scorer(reward: str, weights: str, iou_reduce: str, accuracy: str) -> Reward:
+    return make_reward(reward, weights, iou_reduce, accuracy=accuracy)  # type: ignore[arg-type]
 
 
 def response_text(query: str, prompt: str) -> str:
@@ -71,7 +75,7 @@ def score_response(response: str, label: PromptLabel) -> RewardBreakdown:
     """The suite's reward of ``response`` for the sample described by ``label``."""
     answer = parse_answer(response)
     with _LOCK:
-        return reward_function(label.reward, label.reward_weights, label.iou_reduce).score(label.to_sample(), answer)
+        return reward_function(label).score(label.to_sample(), answer)
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict[str, object]:

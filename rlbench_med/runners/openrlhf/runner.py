@@ -134,8 +134,9 @@ def plan(job: Job) -> list[str]:
         f"train batch {cfg.train_batch_size}, lr {cfg.lr}, clip [{cfg.clip_low}, {cfg.clip_high}], "
         f"KL {cfg.kl_mode} {cfg.kl_coef} ({cfg.kl_estimator_name})",
         f"  data: {job.data_dir} -> {ctx.paths.train_prompts} and {ctx.paths.eval_prompts} "
-        f"(chat template, label JSON{', images' if ctx.vlm else ''}); reward: {reward_module_path()} "
-        f"(reward {cfg.reward}, weights {cfg.reward_weights}, iou {cfg.iou_reduce})",
+        f"(chat template, label JSON{f', images, videos as {cfg.video_frames} frames' if ctx.vlm else ''}); "
+        f"reward: {reward_module_path()} "
+        f"(reward {cfg.reward}, weights {cfg.reward_weights}, iou {cfg.iou_reduce}, accuracy {cfg.accuracy_reward})",
     ]
     if "baseline_rewards" in estimator.requires:
         lines.append("  baseline: one greedy vLLM response per prompt (n=1, temperature 0) scored by the same reward")
@@ -182,13 +183,15 @@ def export_job_data(job: Job, paths: LaunchPaths, vlm: bool) -> dict[str, Any]:
     cfg = _config(job)
     data = load_data(Path(job.data_dir))
     common = dict(vlm=vlm, reward=cfg.reward, reward_weights=cfg.reward_weights, iou_reduce=cfg.iou_reduce,
-                  system_prompt=cfg.system_prompt, time_series=cfg.time_series)
+                  accuracy_reward=cfg.accuracy_reward, system_prompt=cfg.system_prompt, time_series=cfg.time_series,
+                  video_frames=cfg.video_frames)
     train = export_prompts(data.train, paths.train_prompts, **common)  # type: ignore[arg-type]
     test = export_prompts(data.test, paths.eval_prompts, limit=cfg.eval_max_samples, **common)  # type: ignore[arg-type]
     most = max(train["max_images"], test["max_images"])
     if vlm and most > cfg.max_images_per_prompt:
         raise ConfigError(
-            f"max_images_per_prompt: a prompt of {job.data_dir} has {most} images; --set max_images_per_prompt={most}"
+            f"max_images_per_prompt: a prompt of {job.data_dir} has {most} images (video frames included); "
+            f"--set max_images_per_prompt={most}"
         )
     return {"train": train, "test": test, "domain_names": _domain_names(data, cfg.group_by)}
 

@@ -157,8 +157,9 @@ class BoundedWaits:
         def labelled_ready(pg: Any) -> Any:
             ref = ready(pg)
             bundles = pg.bundle_specs
+            first = dict(sorted(bundles[0].items())) if bundles else {}  # Ray returns the keys in varying order
             waits.labels[ref] = (
-                f"a placement group of {len(bundles)} bundle(s) {bundles[0] if bundles else {}} "
+                f"a placement group of {len(bundles)} bundle(s) {first} "
                 "(GPUs reserved in the Ray cluster)"
             )
             return ref

@@ -48,7 +48,7 @@ def prediction_record(label: PromptLabel, response: str) -> dict[str, Any]:
         "labels": list(label.answer),
         "predicted": list(answer.labels),
     }
-    iou = reward_function(label.reward, label.reward_weights, label.iou_reduce).iou(sample, answer.boxes)
+    iou = reward_function(label).iou(sample, answer.boxes)
     if iou is not None:
         record["iou"] = float(iou)
     record["uid"] = label.uid

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +95,24 @@ def require_openrlhf_stack() -> None:
         if os.environ.get("CI"):
             raise AssertionError(f"CI must install it (.ci/run): {hint}") from exc
         pytest.skip(hint)
+
+
+@contextmanager
+def local_ray(**resources: object) -> Iterator[None]:
+    """A local Ray instance in this process with ``resources`` (``num_cpus=``, ``num_gpus=``), shut down after.
+
+    ``ray.init`` installs its own SIGTERM handler and ``ray.shutdown`` leaves it; the handler found
+    before is put back, so later tests (the CLI's signal handling) see this process's own.
+    """
+    import ray
+
+    previous = signal.getsignal(signal.SIGTERM)
+    ray.init(include_dashboard=False, log_to_driver=False, **resources)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Validated(Exception):

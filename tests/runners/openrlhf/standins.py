@@ -166,7 +166,12 @@ class StandInModelGroup:
         self.buffer.append(experience)
 
     def fit(self, kl_ctl: float = 0.0) -> dict[str, float]:
-        """``ActorPPOTrainer.ppo_train`` for one rank: one optimizer step per ``train.batch_size`` rollouts."""
+        """``ActorPPOTrainer.ppo_train`` for one rank: one optimizer step per ``train.batch_size`` rollouts.
+
+        Returns the summed policy loss and, as ``ppo_train`` does (``ppo_actor.py``: ``training_step``
+        merges ``experience.info`` into its metrics, per-rollout values weighted by rollout), the mean
+        over rollouts of every per-rollout ``info`` entry (the reward components of ``reward_func`` among them).
+        """
         from openrlhf.models import aggregate_loss
         from openrlhf.models.utils import compute_approx_kl
         from torch.utils.data import DataLoader
@@ -177,6 +182,8 @@ class StandInModelGroup:
         micro = list(loader)
         per_step = self.args.train.batch_size // self.args.train.micro_batch_size
         losses = []
+        info_sums: dict[str, float] = {}
+        info_counts: dict[str, int] = {}
         for start in range(0, len(micro), per_step):
             window = micro[start : start + per_step]
             tokens = sum(float(e.action_mask.sum()) for e in window)
@@ -196,11 +203,17 @@ class StandInModelGroup:
                 self.steps.append({"experience": exp, "log_probs": log_probs.detach(), "tokens": tokens,
                                    "policy_loss": float(policy_loss), "kl_loss": float(kl_loss), "kl_ctl": kl_ctl})
                 losses.append(float(policy_loss))
+                for key, value in exp.info.items():  # per-rollout values: a list after the buffer's collate
+                    if isinstance(value, list):
+                        value = torch.tensor(value, dtype=torch.float64)
+                    if isinstance(value, torch.Tensor) and value.dim() == 1:
+                        info_sums[key] = info_sums.get(key, 0.0) + float(value.double().sum())
+                        info_counts[key] = info_counts.get(key, 0) + value.numel()
             self.optim.step()
             changed = sum(int(not torch.equal(b, p.detach())) for b, p in zip(before, self.actor.parameters()))
             self.steps[-1]["params_changed"] = changed
         self.buffer.clear()
-        return {"policy_loss": sum(losses)}
+        return {**{key: info_sums[key] / info_counts[key] for key in info_sums}, "policy_loss": sum(losses)}
 
     def empty_cache(self) -> None:
         return None

@@ -23,7 +23,7 @@ from rlbench_med.runners.openrlhf.runner import context
 from rlbench_med.runners.openrlhf.runspec import RunSpec
 from rlbench_med.runners.openrlhf.startup import ERROR_MARK, find_error_line
 from rlbench_med.runners.openrlhf.tiny_model import write_tiny_chat_model
-from tests.runners.openrlhf.conftest import DOMAINS, make_samples, require_openrlhf_stack
+from tests.runners.openrlhf.conftest import DOMAINS, local_ray, make_samples, require_openrlhf_stack
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +42,7 @@ def run_launch(tmp_path: Path, model: Path, cluster: dict, **config: object) -> 
                     micro_rollout_batch_size=2, train_batch_size=4, micro_train_batch_size=2, max_new_tokens=32,
                     max_len=512, attn_implementation="eager", gradient_checkpointing=False, zero_stage=2)
     settings.update(config)
-    ray.init(include_dashboard=False, log_to_driver=False, **cluster)
-    try:
+    with local_ray(**cluster):
         address = ray.get_runtime_context().gcs_address
         cfg = OpenRLHFConfig(ray_address=address, **settings)  # type: ignore[arg-type]
         job = Job(suite="climb_vision", algo="grpo", estimator="grpo", seed=0, config=cfg,
@@ -61,8 +60,6 @@ def run_launch(tmp_path: Path, model: Path, cluster: dict, **config: object) -> 
             done = subprocess.run(launch_command(ctx), stdout=log, stderr=subprocess.STDOUT, timeout=400)
         seconds = time.perf_counter() - start
         return done.returncode, ctx.paths.log.read_text(errors="replace"), seconds
-    finally:
-        ray.shutdown()
 
 
 def last_error(log: str) -> str:

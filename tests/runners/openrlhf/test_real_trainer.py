@@ -29,7 +29,13 @@ from rlbench_med.runners.openrlhf.runner import context
 from rlbench_med.runners.openrlhf.runspec import RunSpec
 from rlbench_med.runners.openrlhf.tiny_model import write_tiny_chat_model
 from rlbench_med.suites.rewards import RewardFunction, parse_answer
-from tests.runners.openrlhf.conftest import DOMAINS, make_samples, openrlhf_main_args, require_openrlhf_stack
+from tests.runners.openrlhf.conftest import (
+    DOMAINS,
+    local_ray,
+    make_samples,
+    openrlhf_main_args,
+    require_openrlhf_stack,
+)
 
 pytestmark = pytest.mark.slow
 N = 4  # rollouts per prompt
@@ -39,11 +45,8 @@ CRITIC_FREE = [name for name in list_estimators() if "values" not in make_estima
 @pytest.fixture(scope="module")
 def ray_local():
     require_openrlhf_stack()
-    import ray
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
 
 
-def build(tmp_path: Path, model: Path, estimator: str, monkeypatch, *, resume: bool = False, samples=None, **config):
+def build(tmp_path: Path, model: Path, estimator: str, monkeypatch, *, resume: bool = False, samples=None,
+          eval_every: int = 0, **config):
     """The trainer as ``train()`` builds it, with the stand-ins; returns (trainer, actor group, engine, spec)."""
     from openrlhf.utils import get_strategy
     from transformers import AutoTokenizer
@@ -77,7 +81,7 @@ def build(tmp_path: Path, model: Path, estimator: str, monkeypatch, *, resume: b
     spec = RunSpec(estimator=estimator, n_samples_per_prompt=N, domain_names=DOMAINS, group_by="domain",
                    kl_mode=cfg.kl_mode, kl_coef=cfg.kl_coef, metrics_path=str(ctx.paths.metrics),
                    predictions_path=str(ctx.paths.predictions), eval_prompts=str(ctx.paths.eval_prompts),
-                   eval_every=0, max_new_tokens=cfg.max_new_tokens, max_len=cfg.max_len)
+                   eval_every=eval_every, max_new_tokens=cfg.max_new_tokens, max_len=cfg.max_len)
     strategy = get_strategy(args)
     actor = StandInModelGroup(model, args, trainable=True)
     ref = StandInModelGroup(model, args, trainable=False)
@@ -86,6 +90,14 @@ def build(tmp_path: Path, model: Path, estimator: str, monkeypatch, *, resume: b
                                        max_len=args.data.max_len, max_new_tokens=args.rollout.max_new_tokens,
                                        temperature=args.rollout.temperature, top_p=args.rollout.top_p)
     return trainer, actor, engine, spec
+
+
+def suite_score(exp, j: int, tokenizer, scorer: RewardFunction):
+    """The suite reward's breakdown of rollout ``j`` of ``exp``, from its decoded tokens."""
+    label = PromptLabel.from_json(exp.labels[j])
+    length = int(exp.attention_mask[j].sum())
+    query = tokenizer.decode(exp.sequences[j, :length], skip_special_tokens=False)
+    return scorer.score(label.to_sample(), parse_answer(response_text(query, exp.prompts[j])))
 
 
 def independent_inputs(experiences: list, model: Path, tokenizer) -> tuple[AdvantageInputs, list[tuple[int, int]]]:
@@ -120,10 +132,8 @@ def independent_inputs(experiences: list, model: Path, tokenizer) -> tuple[Advan
         exp, j = rows[r]
         label = PromptLabel.from_json(exp.labels[j])
         start, end = spans[r]
-        length = int(exp.attention_mask[j].sum())
-        ids = exp.sequences[j, :length]
-        query = tokenizer.decode(ids, skip_special_tokens=False)
-        rewards[r] = scorer.score(label.to_sample(), parse_answer(response_text(query, exp.prompts[j]))).total
+        ids = exp.sequences[j, : int(exp.attention_mask[j].sum())]
+        rewards[r] = suite_score(exp, j, tokenizer, scorer).total
         with torch.no_grad():
             logits = net(ids[None]).logits[0].float()
         token_logp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[1:, None])[:, 0]  # position c predicts c + 1
@@ -191,6 +201,55 @@ def test_fit_runs_openrlhfs_step_with_the_registry_estimator(estimator, tmp_path
                                          zip(predictions, [json.loads(x)["classes"][0] for x in _labels(spec)]))
 
 
+def test_fit_logs_each_step_checkpoints_the_estimator_and_evaluates_greedily(
+    tmp_path, tiny_model, ray_local, monkeypatch
+):
+    from transformers import AutoTokenizer
+
+    from rlbench_med.runners.openrlhf.trainer import ESTIMATOR_STATE_KEY
+    from rlbench_med.suites.metrics import compute_metrics
+
+    samples = make_samples(tmp_path, 6)
+    trainer, actor, engine, spec = build(tmp_path, tiny_model, "drpo_release", monkeypatch, samples=samples,
+                                         eval_every=1)
+    trainer.fit()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    lines = [json.loads(x) for x in Path(spec.metrics_path).read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 2]
+
+    # each step's line: the local runner's keys, OpenRLHF's own under openrlhf/, the estimator's diagnostics
+    half = len(actor.appended) // 2
+    for line, experiences in zip(lines[:2], (actor.appended[:half], actor.appended[half:])):
+        metrics = line["metrics"]
+        assert {"train/reward_mean", "train/kl", "time/advantage_s", "time/generate_s", "time/step_s",
+                "time/ppo_train_s", "openrlhf/policy_loss"} <= set(metrics)
+        assert any(k.startswith("adv/drpo/") for k in metrics)
+        scores = [suite_score(e, j, tokenizer, RewardFunction("paper")) for e in experiences for j in range(len(e.labels))]
+        for name in ("accuracy", "iou", "format", "length"):  # reward_func's components, by OpenRLHF's info
+            want = sum(getattr(s, name) for s in scores) / len(scores)
+            assert metrics[f"train/{name}_reward"] == pytest.approx(want, abs=1e-6), name
+
+    # greedy evaluation after each step and at the end: the stand-in's greedy answer is the first option
+    for line in lines:
+        for domain in DOMAINS:
+            mine = [s for s in samples if s.domain == domain]
+            exact = sum(s.labels == s.classes[:1] for s in mine) / len(mine)
+            assert line["metrics"][f"eval/{domain}/exact"] == pytest.approx(exact), (line["step"], domain)
+    records = [json.loads(x) for x in Path(spec.predictions_path).read_text().splitlines()]
+    assert [r["uid"] for r in records] == [s.uid for s in samples]
+    final = {f"eval/{r['domain']}/{r['metric']}": r["value"] for r in compute_metrics(records)}
+    assert lines[-1]["metrics"] == pytest.approx(final)
+    greedy = [params for _, params in engine.llm.requests if params.temperature == 0]
+    assert len(greedy) == 3 * len(samples) and all(p.max_tokens == spec.max_new_tokens and p.n == 1 for p in greedy)
+
+    # a checkpoint after every step, each holding the estimator's state of that step
+    ckpt = Path(trainer.args.ckpt.path) / "_actor"
+    saved = [torch.load(ckpt / f"global_step{s}.pt", weights_only=False)["client_states"] for s in (1, 2)]
+    assert [c["global_step"] for c in saved] == [1, 2]
+    assert _same(saved[1][ESTIMATOR_STATE_KEY], trainer.estimator.state_dict())
+    assert not _same(saved[0][ESTIMATOR_STATE_KEY], saved[1][ESTIMATOR_STATE_KEY])
+
+
 def _labels(spec: RunSpec) -> list[str]:
     return [json.loads(line)["label"] for line in Path(spec.eval_prompts).read_text().splitlines()]
 
@@ -222,6 +281,17 @@ def test_resume_restores_drpo_release_state_and_continues_identically(tmp_path, 
     spy.estimator.load_state_dict = lambda state: (seen.append(state), load(state))
     spy.fit()
     assert len(seen) == 1 and _same(seen[0], saved["rlbench_estimator_state"])
+
+
+def test_a_checkpoint_without_the_estimator_state_is_refused(tmp_path, tiny_model, ray_local, monkeypatch):
+    _, actor, _, _ = build(tmp_path, tiny_model, "grpo", monkeypatch)
+    # what OpenRLHF's own PPOTrainer saves: its client states, without ours
+    actor.save_checkpoint("global_step1", {"episode": 0, "global_step": 1, "total_consumed_prompts": 2,
+                                           "data_loader_state_dict": {}})
+    resumed, actor2, _, _ = build(tmp_path, tiny_model, "grpo", monkeypatch, resume=True)
+    with pytest.raises(RuntimeError, match=r"ckpt has no estimator state \(rlbench_estimator_state\)"):
+        resumed.fit()
+    assert not actor2.appended  # refused before any rollout
 
 
 def by_rollout(experiences: list) -> dict[tuple, torch.Tensor]:

@@ -32,21 +32,27 @@ def texts_for(sample) -> list[str]:
         answer_to_text(Answer(labels=sample.labels, boxes=((10.0, 8.0, 30.0, 20.0),), reasoning="opacity " * 20)),
         answer_to_text(Answer(labels=sample.labels)),
         answer_to_text(Answer(labels=(wrong,), boxes=((0.0, 0.0, 5.0, 5.0),), reasoning="short")),
+        answer_to_text(Answer(labels=sample.labels, boxes=((10.0, 8.0, 30.0, 20.0), (0.0, 0.0, 5.0, 5.0)))),
         "<think>" + "word " * 300 + "</think>\\boxed{" + ", ".join(sample.classes) + "}",
         "no answer at all",
         "\\boxed{" + sample.labels[0] + "}\n```json\n[{\"label\": 1}]\n```",
     ]
 
 
-@pytest.mark.parametrize(("reward", "weights"), [("paper", "auto"), ("release", "auto"), ("paper", "0.2,0.6,0.1,0.1")])
-def test_reward_func_equals_the_local_reward_on_the_same_texts(samples, reward, weights):
+@pytest.mark.parametrize(
+    ("reward", "weights", "iou_reduce", "accuracy"),
+    [("paper", "auto", "max", "set_f1"), ("release", "auto", "max", "set_f1"), ("paper", "0.2,0.6,0.1,0.1", "max", "set_f1"),
+     ("paper", "auto", "mean", "set_f1"), ("paper", "auto", "max", "exact")],
+)
+def test_reward_func_equals_the_local_reward_on_the_same_texts(samples, reward, weights, iou_reduce, accuracy):
     reward_func = load_like_openrlhf()
-    local = make_reward(reward, weights)
+    local = make_reward(reward, weights, iou_reduce, accuracy=accuracy)
     queries, labels, expected = [], [], []
     for sample in samples:
         for text in texts_for(sample):
             queries.append(PROMPT + text + "<|im_end|>")
-            labels.append(PromptLabel.from_sample(sample, reward=reward, reward_weights=weights).to_json())
+            labels.append(PromptLabel.from_sample(sample, reward=reward, reward_weights=weights, iou_reduce=iou_reduce,
+                                                  accuracy_reward=accuracy).to_json())
             expected.append(local.score(sample, parse_answer(text)))
     out = reward_func(queries, [PROMPT] * len(queries), labels)
     assert out["rewards"].dtype == torch.float32 and out["rewards"].shape == (len(queries),)

@@ -130,6 +130,32 @@ def test_too_many_images_per_prompt_is_reported(data_dir, tmp_path):
         runner.export_job_data(job, LaunchPaths.for_job(job), vlm=True)
 
 
+def test_every_exported_label_carries_the_reward_settings(data_dir, tmp_path):
+    settings = {"reward": "paper", "reward_weights": "0.2,0.6,0.1,0.1", "iou_reduce": "mean", "accuracy_reward": "exact"}
+    job = make_job(data_dir, tmp_path / "out", **settings)
+    paths = LaunchPaths.for_job(job)
+    runner.export_job_data(job, paths, vlm=True)
+    for path in (paths.train_prompts, paths.eval_prompts):
+        labels = [item.label for item in read_prompts(path)]
+        assert labels and {(lab.reward, lab.reward_weights, lab.iou_reduce, lab.accuracy_reward) for lab in labels} == {
+            tuple(settings.values())}
+
+
+def test_video_records_of_a_release_folder_are_exported_as_frames(tmp_path):
+    from tests.suites.release_folder import write_release_folder
+
+    release = write_release_folder(tmp_path / "release")
+    job = make_job(release, tmp_path / "out", time_series="drop")
+    paths = LaunchPaths.for_job(job)
+    with pytest.raises(ConfigError, match=r"has 2 images \(video frames included\); --set max_images_per_prompt=2"):
+        runner.export_job_data(job, paths, vlm=True)
+    job = make_job(release, tmp_path / "out", time_series="drop", max_images_per_prompt=3, video_frames=3)
+    exported = runner.export_job_data(job, paths, vlm=True)
+    assert exported["train"]["video_frames"] == exported["test"]["video_frames"] == 3
+    ct = [item for item in read_prompts(paths.train_prompts) if item.label.dataset == "KiTS23"]
+    assert len(ct) == 1 and len(ct[0].images) == 3 and all(Path(p).is_file() for p in ct[0].images)
+
+
 def test_dataset_grouping_lists_every_dataset(data_dir, tmp_path):
     job = make_job(data_dir, tmp_path / "out", group_by="dataset")
     names = runner.export_job_data(job, LaunchPaths.for_job(job), vlm=False)["domain_names"]
