@@ -38,7 +38,8 @@ def test_climb_vision_local_and_ray_executors_give_the_same_table(
     # base (the SFT start, one evaluation) and the three floors sit beside the trained algorithms
     assert {(r["algo"], r["seed"]) for r in rows} == {
         ("drpo", 0), ("drpo", 1), ("grpo", 0), ("grpo", 1), ("base", 0),
-        ("floor:all", 0), ("floor:majority", 0), ("floor:random", 0)}
+        ("floor:all", 0), ("floor:majority", 0), ("floor:random", 0),
+        ("floor:box_image", 0), ("floor:box_mean", 0), ("floor:box_none", 0)}
     for algo in ("drpo", "grpo", "base", "floor:all"):
         for seed in (0, 1) if algo in ("drpo", "grpo") else (0,):
             got = {(r["domain"], r["metric"]) for r in rows if (r["algo"], r["seed"]) == (algo, seed)}
