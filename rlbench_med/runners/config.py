@@ -48,7 +48,40 @@ def parse_eval_input(name: str) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class LocalConfig:
+class RewardSettings:
+    """The reward and DRPO-grouping knobs both runners share, with the same names and meaning.
+
+    The runners' configs inherit them, so ``--set reward=release`` reads the same on either runner;
+    :meth:`check_reward` applies :func:`check_reward_settings`.
+    """
+
+    group_by: Literal["domain", "dataset"] = knob(
+        "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
+    )
+    # -- rewards --------------------------------------------------------------------------------
+    reward: Literal["paper", "release"] = knob(
+        "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
+        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
+    )
+    reward_weights: str = knob(
+        "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
+        "'acc,iou,format,length' numbers"
+    )
+    iou_reduce: Literal["max", "mean"] = knob(
+        "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
+    )
+    accuracy_reward: Literal["set_f1", "exact"] = knob(
+        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
+        "earns partial credit) or 'exact' (1 only for the exact label set)"
+    )
+
+    def check_reward(self) -> None:
+        """Raise :class:`ConfigError` naming the field when the reward settings do not fit together."""
+        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
+
+
+@dataclass(frozen=True)
+class LocalConfig(RewardSettings):
     """Configuration of the local PyTorch runner (policy, SFT base, RL loop, evaluation)."""
 
     # -- RL loop --------------------------------------------------------------------------------
@@ -69,25 +102,6 @@ class LocalConfig:
     grad_clip: float = knob(1.0, "max global gradient norm (0 disables clipping)")
     vf_coef: float = knob(0.5, "value-loss weight of the critic (estimators that require values)")
     critic_lr: float = knob(1e-3, "AdamW learning rate of the critic")
-    group_by: Literal["domain", "dataset"] = knob(
-        "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
-    )
-    # -- rewards --------------------------------------------------------------------------------
-    reward: Literal["paper", "release"] = knob(
-        "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
-        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
-    )
-    reward_weights: str = knob(
-        "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
-        "'acc,iou,format,length' numbers"
-    )
-    iou_reduce: Literal["max", "mean"] = knob(
-        "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
-    )
-    accuracy_reward: Literal["set_f1", "exact"] = knob(
-        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
-        "earns partial credit) or 'exact' (1 only for the exact label set)"
-    )
     # -- evaluation / bookkeeping ---------------------------------------------------------------
     eval_every: int = knob(50, "evaluate on the held-out split every N steps (0: only at the end)")
     eval_max_samples: int = knob(0, "cap on held-out samples per evaluation (0: all)")
@@ -183,7 +197,7 @@ class LocalConfig:
             raise ConfigError(f"image_size ({self.image_size}) must be >= 4 * sqrt(image_tokens) = {4 * side}")
         if self.signal_length < 16 * self.signal_tokens:
             raise ConfigError(f"signal_length ({self.signal_length}) must be >= 16 * signal_tokens")
-        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
+        self.check_reward()
         for item in self.eval_inputs:
             parse_eval_input(item)
         if len(set(self.eval_inputs)) != len(self.eval_inputs):

@@ -1,8 +1,9 @@
 """Every knob of the OpenRLHF runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
 Field names follow the local runner where the meaning is the same (``lr``, ``clip_low``,
-``clip_high``, ``kl_coef``, ``temperature``, ``reward_weights``, ``iou_reduce``, ``accuracy_reward``, ``group_by``,
-``eval_every``, ``checkpoint_every``), so a sweep's overrides read the same on both runners.
+``clip_high``, ``kl_coef``, ``temperature``, ``eval_every``, ``checkpoint_every``; the reward and
+grouping knobs are the shared :class:`~rlbench_med.runners.config.RewardSettings`), so a sweep's
+overrides read the same on both runners.
 Which OpenRLHF flag each field becomes is the table in :mod:`rlbench_med.runners.openrlhf.flags`.
 """
 
@@ -13,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rlbench_med.runners.config import check_reward_settings
-from rlbench_med.typed_config import ConfigError, knob, to_plain_dict
+from rlbench_med.runners.config import RewardSettings
+from rlbench_med.typed_config import ConfigError, check_fields, knob, to_plain_dict
 
 
 
 
 @dataclass(frozen=True)
-class OpenRLHFConfig:
+class OpenRLHFConfig(RewardSettings):
     """Configuration of the OpenRLHF runner: model, rollouts, PPO update, KL, cluster layout."""
 
     # -- model ----------------------------------------------------------------------------------
@@ -69,25 +70,6 @@ class OpenRLHFConfig:
     kl_estimator: Literal["k1", "k2", "k3"] | None = knob(
         None, "Schulman's KL estimator; None: k3 with kl_mode=loss, k1 with kl_mode=reward (OpenRLHF's advice)"
     )
-    group_by: Literal["domain", "dataset"] = knob(
-        "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
-    )
-    # -- rewards --------------------------------------------------------------------------------
-    reward: Literal["paper", "release"] = knob(
-        "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
-        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
-    )
-    reward_weights: str = knob(
-        "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
-        "'acc,iou,format,length' numbers"
-    )
-    iou_reduce: Literal["max", "mean"] = knob(
-        "max", "reward=paper: how the IoU reward reduces over predicted boxes (best box, or their mean)"
-    )
-    accuracy_reward: Literal["set_f1", "exact"] = knob(
-        "set_f1", "reward=paper: form of the accuracy reward: 'set_f1' (the paper's F1 of the label sets; hedging "
-        "earns partial credit) or 'exact' (1 only for the exact label set)"
-    )
     # -- cluster layout -------------------------------------------------------------------------
     num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
     gpus_per_node: int = knob(8, "GPUs per node for the actor (and the reference and critic models)")
@@ -119,6 +101,7 @@ class OpenRLHFConfig:
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)  # finite floats, 64-bit ints, Literal choices: before the range checks below
         positive = (
             "n_samples_per_prompt", "rollout_batch_size", "micro_rollout_batch_size", "max_new_tokens", "max_len",
             "train_batch_size", "micro_train_batch_size", "num_episodes", "max_epochs", "num_nodes",
@@ -176,7 +159,7 @@ class OpenRLHFConfig:
                 f"({rollouts} / {self.micro_rollout_batch_size}) must be >= the actor's GPUs ({gpus}); "
                 "raise rollout_batch_size or lower micro_rollout_batch_size"
             )
-        check_reward_settings(self.reward, self.reward_weights, self.iou_reduce, self.accuracy_reward)
+        self.check_reward()
         for item in self.openrlhf_args:
             if not item.startswith("--"):
                 raise ConfigError(f"openrlhf_args: {item!r} is not a flag; give flags like --ds.adam_offload or --ds.zpg=2")

@@ -176,7 +176,7 @@ def test_config_invariants_say_what_to_change():
         OpenRLHFConfig(max_new_tokens=4096)
     with pytest.raises(ConfigError, match="accuracy_reward: applies to reward=paper"):
         OpenRLHFConfig(reward="release", accuracy_reward="exact")
-    with pytest.raises(ConfigError, match="accuracy_reward: must be one of set_f1, exact"):
+    with pytest.raises(ConfigError, match="accuracy_reward: 'strict' is not one of 'set_f1', 'exact'"):
         OpenRLHFConfig(accuracy_reward="strict")  # type: ignore[arg-type]
     assert replace(OpenRLHFConfig(), kl_mode="reward").kl_estimator_name == "k1"
 
