@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out (default: the latest reports/<suite>-*): finished jobs are kept")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument("--no-reuse", action="store_true",
+                     help="train every job, even one the job cache holds (same data, base, config, estimator, seed "
+                     "and code); its new result replaces the cached one")
     run.add_argument("--baseline", default="grpo", help="algorithm the report compares every other algorithm against")
     run.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                      help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
@@ -230,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
         plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
+        reuse=not args.no_reuse,
     )
     plan = sweep.build_plan(request)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -257,7 +261,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_terminal_table(report, console, where=f"{report.html} (and report.md, comparisons.csv, figures/)")
     for failure in outcome.failures:
         print(f"job {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
-    print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
+    reused = sum(r.reused_from is not None for r in outcome.results)
+    print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done"
+          + (f", {reused} reused from the job cache" if reused else "") + ")")
     if outcome.report_interrupted:
         print(f"rlbench-med: interrupted while building the report; results.csv is complete: rebuild the report with "
               f"`rlbench-med report --results {plan.out_dir}`", file=sys.stderr)

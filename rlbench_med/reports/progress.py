@@ -137,6 +137,14 @@ class RichProgress:
         took = f" ({duration(time.perf_counter() - clock.started)})" if clock is not None else ""
         self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: {'finished' if ok else 'failed'}{took}")
 
+    def job_reused(self, job: Any, origin: str) -> None:
+        """A job taken from the job cache: one line, on a terminal and in logs alike."""
+        self._started_jobs += 1
+        self.note(f"job {self._started_jobs}/{self._total_jobs} {job.algo} seed {job.seed}: reused from the job cache "
+                  f"({origin})")
+        if self.enabled and self.jobs is not None:
+            self.progress.advance(self.jobs)
+
     def stop(self) -> None:
         if self.enabled:
             self.progress.stop()

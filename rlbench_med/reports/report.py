@@ -13,7 +13,7 @@ against each floor; an input ablation ``algo@text`` against ``baseline@text`` an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,15 @@ from rlbench_med.registry import RegistryError
 from rlbench_med.reports import figures as F
 from rlbench_med.reports.paper import paper_caption, paper_numbers
 from rlbench_med.reports.render import html_report, markdown_report
-from rlbench_med.reports.results import ResultTable, build_table, is_reference, load_results, predictions_path
+from rlbench_med.reports.results import (
+    Label,
+    ResultTable,
+    build_table,
+    is_reference,
+    load_results,
+    predictions_path,
+    split_label,
+)
 from rlbench_med.reports.stats import (
     Comparison,
     ComparisonError,
@@ -96,22 +104,34 @@ def primary_metric_of(run_dir: Path, suite: str) -> str:
         return DEFAULT_PRIMARY
 
 
-def _suffix(label: str) -> str:
-    name, at, inputs = label.partition("@")
-    return at + inputs
-
-
 def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, bool]]:
-    """``(algo, baseline, constant_baseline)`` of every comparison the report makes (module docstring)."""
+    """``(algo, baseline, constant_baseline)`` of every comparison the report makes (module docstring).
+
+    In a report combining sweeps (``rlbench-med compare``), an algorithm of sweep ``s`` is compared
+    with the baseline and ``base`` of the same sweep where they differ between sweeps, and with the
+    same algorithm of the first sweep that ran it (the sweeps' difference, paired by seed).
+    """
+    def same_group(label: str, name: str) -> str | None:
+        parts = split_label(label)
+        for candidate in (Label(name, parts.inputs, parts.sweep), Label(name, parts.inputs)):
+            if str(candidate) in table.algos:
+                return str(candidate)
+        return None
+
     pairs: list[tuple[str, str, bool]] = []
     for algo in table.trained:
-        suffix = _suffix(algo)
-        paired = f"{baseline}{suffix}"
-        if algo != paired and paired in table.algos:
+        paired = same_group(algo, baseline)
+        if paired is not None and paired != algo:
             pairs.append((algo, paired, False))
+    first: dict[tuple[str, str], str] = {}
     for algo in table.trained:
-        base = f"{BASE}{_suffix(algo)}"
-        if base in table.algos:
+        parts = split_label(algo)
+        earlier = first.setdefault((parts.name, parts.inputs), algo)
+        if earlier != algo:
+            pairs.append((algo, earlier, False))
+    for algo in table.trained:
+        base = same_group(algo, BASE)
+        if base is not None:
             pairs.append((algo, base, True))
     for algo in table.trained:
         for floor in table.floors:
@@ -121,8 +141,9 @@ def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, 
 
 def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    randoms = [a for a in table.algos if split_label(a).name == FLOOR_RANDOM]
     for algo in table.algos:
-        if algo == FLOOR_RANDOM:
+        if algo in randoms:
             continue
         for seed in table.seeds.get(algo, []):
             path = predictions_path(run_dir, algo, seed)
@@ -131,9 +152,11 @@ def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tupl
                              "comparisons.")
                 continue
             runs[(algo, seed)] = read_predictions(path)
-    if FLOOR_RANDOM in table.algos and (FLOOR_ALL, FLOOR_SEED) in runs:
-        for k, draw in enumerate(random_draws(runs[(FLOOR_ALL, FLOOR_SEED)], RANDOM_DRAWS)):
-            runs[(FLOOR_RANDOM, k)] = draw
+    for random in randoms:  # its draws come from floor:all's answers (of the same sweep)
+        every = (str(replace(split_label(random), name=FLOOR_ALL)), FLOOR_SEED)
+        if every in runs:
+            for k, draw in enumerate(random_draws(runs[every], RANDOM_DRAWS)):
+                runs[(random, k)] = draw
     return runs
 
 
@@ -160,7 +183,7 @@ def compare_all(
     truth_labels = {r["domain"]: float(r["value"]) for r in truth if r["metric"] == "labels"}
     comparisons: list[Comparison] = []
     for algo, base, constant in comparison_pairs(table, baseline):
-        b_seeds = list(range(RANDOM_DRAWS)) if base == FLOOR_RANDOM else table.seeds.get(base, [])
+        b_seeds = list(range(RANDOM_DRAWS)) if split_label(base).name == FLOOR_RANDOM else table.seeds.get(base, [])
         try:
             comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, b_seeds,
                                    constant_baseline=constant, level=level)
@@ -253,7 +276,7 @@ def make_report(
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
-    vs_baseline = {a: [c for c in comparisons if c.algo == a and c.baseline == b]
+    vs_baseline = {f"{a} − {b}": [c for c in comparisons if c.algo == a and c.baseline == b]
                    for a, b in report.pairs() if not is_reference(b)}
     candidates = [
         (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png",

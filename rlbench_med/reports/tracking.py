@@ -55,6 +55,8 @@ PARENT_TAG = "mlflow.parentRunId"
 LABELS_TAG = "rlbench.eval_labels"
 #: Why a run ended FAILED or KILLED (the last line of the traceback, or the interrupt).
 ERROR_TAG = "rlbench.error"
+#: Tag of a child run whose job was taken from the job cache: where and when it was trained.
+REUSED_TAG = "rlbench.reused_from"
 #: Tag that makes the MLflow UI open an experiment on its training runs (not its GenAI view).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: Longest wait for a tracking server to answer at plan time.
@@ -425,6 +427,8 @@ class MLflowSweepTracking:
             extra = {total_key(k): float(v) for k, v in result.timings.items()}
             tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
             client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
+            if result.reused_from is not None:
+                client.set_tag(handle.run_id, REUSED_TAG, result.reused_from)
             for label, path in result.predictions.items():
                 if Path(path).exists():
                     tracker.log_artifact(Path(path), "predictions")
