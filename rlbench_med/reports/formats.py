@@ -66,28 +66,44 @@ def cells(rows: Sequence[Sequence[str]]) -> list[list[Cell]]:
 
 def split(table: Table, width: int, pad: int) -> list[Table]:
     """``table`` as parts no wider than ``width`` characters (``pad`` per column): each part keeps the
-    key columns and the next columns that fit (at least one, so a part may exceed a tiny width)."""
+    key columns and a run of the others, the runs as even as the widths allow (a single column wider
+    than the page makes a part of its own)."""
     if table.width(pad) <= width or len(table.header) <= table.keys + 1:
         return [table]
-    keys = list(range(table.keys))
-    base = sum(table.column_width(j) + pad for j in keys) + 1
-    parts: list[list[int]] = [[]]
-    used = base
-    for j in range(table.keys, len(table.header)):
-        w = table.column_width(j) + pad
-        if parts[-1] and used + w > width:
-            parts.append([])
-            used = base
-        parts[-1].append(j)
-        used += w
+    base = sum(table.column_width(j) + pad for j in range(table.keys)) + 1
+    widths = [table.column_width(j) + pad for j in range(table.keys, len(table.header))]
+    groups = _balanced(widths, width - base)
     out = []
-    for i, columns in enumerate(parts, start=1):
-        picked = keys + columns
+    for i, (start, stop) in enumerate(groups, start=1):
+        picked = [*range(table.keys), *range(table.keys + start, table.keys + stop)]
         out.append(replace(
-            table, caption=f"{table.caption} ({i}/{len(parts)})", header=[table.header[j] for j in picked],
-            rows=[[r[j] for j in picked] for r in table.rows], notes=table.notes if i == len(parts) else [],
+            table, caption=f"{table.caption} ({i}/{len(groups)})", header=[table.header[j] for j in picked],
+            rows=[[r[j] for j in picked] for r in table.rows], notes=table.notes if i == len(groups) else [],
         ))
     return out
+
+
+def _balanced(widths: Sequence[int], room: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` runs of ``widths``, each summing to at most ``room`` (or one item):
+    the fewest runs, then the smallest widest run (binary search on that width, greedy packing)."""
+    def pack(limit: int) -> list[tuple[int, int]]:
+        runs, start, used = [], 0, 0
+        for i, w in enumerate(widths):
+            if i > start and used + w > limit:
+                runs.append((start, i))
+                start, used = i, 0
+            used += w
+        return runs + [(start, len(widths))]
+
+    fewest = len(pack(room))
+    lo, hi = max(widths), max(room, max(widths))
+    while lo < hi:  # the narrowest limit that still needs no more runs than the fewest
+        mid = (lo + hi) // 2
+        if len(pack(mid)) <= fewest:
+            hi = mid
+        else:
+            lo = mid + 1
+    return pack(lo)
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ class RichProgress:
         self._current: _JobClock | None = None
 
     def note(self, message: str) -> None:
-        """A status line (printed on a terminal and in logs alike)."""
-        self.console.print(message, highlight=False)
+        """A status line (printed on a terminal and in logs alike; long lines are not cut)."""
+        self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
     def start(self, total_jobs: int) -> None:
         self._total_jobs = total_jobs

@@ -139,7 +139,9 @@ def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, 
     return pairs
 
 
-def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """``{(algo, seed): prediction records}`` of every run of ``table`` in ``run_dir``, with
+    ``floor:random``'s draws derived from ``floor:all``'s answers; a missing file goes to ``notes``."""
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     randoms = [a for a in table.algos if split_label(a).name == FLOOR_RANDOM]
     for algo in table.algos:
@@ -167,12 +169,12 @@ def compare_all(
     notes: list[str] = []
     if not any(m in table.metrics for m in ("acc", "f1", "iou")):
         return [], {}, notes
-    if baseline not in table.algos:
+    if all(split_label(a).name != baseline for a in table.algos):
         notes.append(
             f"No comparison with a baseline algorithm: the baseline {baseline!r} is not in this run "
             f"(pass --baseline one of: {', '.join(table.trained) or '(none)'})."
         )
-    runs = _load_runs(Path(run_dir), table, notes)
+    runs = load_runs(Path(run_dir), table, notes)
     if not runs:
         return [], {}, notes
     evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
@@ -248,12 +250,14 @@ def make_report(
     n_boot: int = 2000,
     seed: int = 0,
     run_dir: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> Report:
     """Compute and write the report into ``out_dir``.
 
     ``run_dir`` (default ``out_dir``) is the run's output folder: its ``predictions/`` feed the
     comparisons, its config.yaml names the primary metric (unless ``primary`` is given), and its
-    results.csv is read when ``rows`` is not given.
+    results.csv is read when ``rows`` is not given. ``notes`` (e.g. how ``compare`` combined its
+    sweeps) lead the report's notes.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -267,11 +271,11 @@ def make_report(
         primary = fallback or primary
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
-    comparisons, truth, notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
+    comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
     report = Report(
         suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
-        truth_labels=truth, notes=notes, floor_beats=floor_wins(table),
+        truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)

@@ -238,7 +238,7 @@ def _lock_of(digest: str) -> Path:
 def store(key: JobKey, result: JobResult, history: History, params: Mapping[str, Any]) -> Path:
     """Write (or replace) the entry of ``key`` from a finished job: atomically, under the entry's lock."""
     target = jobs_dir() / key.digest
-    stamp = _dt.datetime.now().isoformat(timespec="seconds")
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     with file_lock(_lock_of(key.digest)):
         for stale in target.parent.glob(f"{key.digest}.tmp*"):  # a writer killed midway (nobody holds the lock)
             shutil.rmtree(stale, ignore_errors=True)
@@ -254,7 +254,7 @@ def store(key: JobKey, result: JobResult, history: History, params: Mapping[str,
                     fh.write(json.dumps({"step": step, "metrics": metrics}) + "\n")
             doc = {"format": CACHE_FORMAT, "key": key.digest, "parts": key.parts, "rows": result.rows,
                    "predictions": names, "wall_s": result.wall_s, "timings": result.timings,
-                   "origin": f"in {result.job.out_dir} ({stamp})", "params": dict(params)}
+                   "origin": f"in {result.job.out_dir} on {stamp}", "params": dict(params)}
             (tmp / "entry.json").write_text(json.dumps(doc, indent=1, default=str))
             if target.exists():
                 shutil.rmtree(target)  # --no-reuse: the new result replaces the old entry
