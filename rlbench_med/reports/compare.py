@@ -4,18 +4,18 @@ The sweeps must be of the same suite and evaluated on the same held-out records 
 every dataset, record by record); otherwise the comparison is refused with the reason. Then
 :func:`combine` puts their algorithms side by side:
 
-- a label only one sweep ran keeps its name;
-- a trained algorithm several sweeps ran **with the same runner config** and the same results on
-  every seed they share (a repeated or reused job) is one algorithm: its seeds are pooled (a seed
-  in several sweeps counts once);
-- otherwise each sweep's runs get the sweep's name, ``grpo (s1)``, ``grpo (s2)``, and the notes
-  say why (the config keys that differ, or the seed whose results differ: other code);
+- sweeps of **one setting** (the same runner config, and the same results on every (algorithm,
+  seed) two of them share: a repeated or reused job) are pooled: an algorithm keeps its name, its
+  seeds come from every sweep that ran it (a seed in several sweeps counts once), and algorithms
+  of different sweeps are compared as if one sweep had run them;
+- otherwise every trained algorithm is named by its sweep, ``grpo (s1)``, ``grpo (s2)`` (the notes
+  say why: the config keys that differ, or the first run whose results differ, i.e. other code),
+  and is compared with the baseline of its own sweep and with the same algorithm of the first
+  sweep that ran it (``grpo (s2) − grpo (s1)``), never across settings otherwise;
 - ``base`` and the floors are merged when their results are identical, else named per sweep.
 
-The report (:func:`~rlbench_med.reports.report.make_report`) then compares every algorithm with
-the baseline and ``base`` of its own sweep and, for a name several sweeps ran differently, each
-later sweep's runs with the first sweep's (``grpo (s2) − grpo (s1)``), paired by seed with the
-intervals of :mod:`.stats`.
+Comparisons are paired by seed, with the intervals of :mod:`.stats`
+(:func:`~rlbench_med.reports.report.make_report`).
 """
 
 from __future__ import annotations
@@ -89,28 +89,31 @@ def _runner_config(sweep: Sweep) -> dict[str, str]:
     return flatten({"runner": doc.get("runner", "?"), **(doc.get("config") or {})})
 
 
-def _why_apart(label: str, holders: Sequence[Sweep]) -> str | None:
-    """Why ``label``'s runs in ``holders`` are not one algorithm, or None when they are."""
-    first = holders[0]
-    rows = _rows_by_seed(first, label)
-    for other in holders[1:]:
-        if not is_reference(label):
-            a, b = _runner_config(first), _runner_config(other)
+def _why_apart(sweeps: Sequence[Sweep], labels: Sequence[str]) -> str | None:
+    """Why the sweeps' runs of ``labels`` are not one setting, or None when they are: the runner
+    configs of the sweeps (trained algorithms), then the results of every (label, seed) two sweeps share."""
+    first = sweeps[0]
+    for other in sweeps[1:]:
+        if any(not is_reference(label) for label in labels):
             if not first.config or not other.config:
                 return f"the config of {(first if not first.config else other).name} is unknown"
+            a, b = _runner_config(first), _runner_config(other)
             differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             if differ:
                 shown = ", ".join(f"{k} {a.get(k, '-')} vs {b.get(k, '-')}" for k in differ[:4])
                 return f"config differs between {first.name} and {other.name}: {shown}" + (" ..." if len(differ) > 4 else "")
-        theirs = _rows_by_seed(other, label)
-        shared = sorted({k[0] for k in rows} & {k[0] for k in theirs})
-        for seed in shared:
-            keys = {k for k in rows if k[0] == seed} | {k for k in theirs if k[0] == seed}
-            if any(rows.get(k) != theirs.get(k) for k in keys):
-                return (f"seed {seed} has other results in {other.name} than in {first.name}"
-                        + ("" if is_reference(label) else " with the same config (other code, or another machine)"))
-        if is_reference(label) and not shared:
-            return f"{first.name} and {other.name} evaluated it with different seeds"
+    for label in labels:
+        holders = [s for s in sweeps if label in s.labels]
+        rows = [_rows_by_seed(s, label) for s in holders]
+        for i in range(1, len(holders)):
+            shared = sorted({k[0] for k in rows[0]} & {k[0] for k in rows[i]})
+            if is_reference(label) and not shared:
+                return f"{holders[0].name} and {holders[i].name} evaluated {label} with different seeds"
+            for seed in shared:
+                keys = {k for k in rows[0] if k[0] == seed} | {k for k in rows[i] if k[0] == seed}
+                if any(rows[0].get(k) != rows[i].get(k) for k in keys):
+                    return (f"{label} seed {seed} has other results in {holders[i].name} than in {holders[0].name}"
+                            + ("" if is_reference(label) else " with the same config (other code, or another machine)"))
     return None
 
 
@@ -119,14 +122,22 @@ def combine(sweeps: Sequence[Sweep]) -> Combined:
     combined = Combined(sweeps[0].suite, [], {}, {},
                         sources=[{"name": s.name, "origin": s.origin} for s in sweeps])
     labels = list(dict.fromkeys(label for s in sweeps for label in s.labels))
-    pooled: dict[tuple[str, ...], list[str]] = {}
+    trained = [label for label in labels if not is_reference(label)]
+    apart = _why_apart(sweeps, trained) if len(sweeps) > 1 else None
+    if apart is not None:
+        combined.notes.append(f"Each sweep's algorithms are named by their sweep, e.g. {trained[0]} "
+                              f"({sweeps[0].name}), and compared with each other: {apart}.")
+    pooled: list[str] = []
     for label in labels:
         holders = [s for s in sweeps if label in s.labels]
-        why = _why_apart(label, holders) if len(holders) > 1 else None
-        if len(holders) > 1 and why is None:
-            pooled.setdefault(tuple(s.name for s in holders), []).append(label)
-        elif why is not None:
-            combined.notes.append(f"{label}: shown per sweep ({why}).")
+        if is_reference(label):
+            why = _why_apart(holders, [label]) if len(holders) > 1 else None
+            if why is not None:
+                combined.notes.append(f"{label}: shown per sweep ({why}).")
+        else:
+            why = apart
+        if why is None and len(holders) > 1:
+            pooled.append(label)
         taken: set[int] = set()
         for sweep in holders:
             new = label if why is None else str(_qualified(label, sweep.name))
@@ -140,10 +151,10 @@ def combine(sweeps: Sequence[Sweep]) -> Combined:
                     combined.predictions[(new, seed)] = path
                 if sweep.curves and (label, seed) in sweep.curves:
                     combined.curves[(new, seed)] = dict(sweep.curves[(label, seed)])
-    for names, same in pooled.items():
-        combined.notes.insert(0, f"{', '.join(same)}: the same in {' and '.join(names)} (same config for a trained "
-                                 "algorithm, same results on the seeds they share): their seeds are pooled, a seed "
-                                 "in several sweeps counted once.")
+    if pooled:
+        combined.notes.insert(0, f"{', '.join(pooled)}: the same in every sweep that ran them (same config, same "
+                                 "results on the seeds they share): their seeds are pooled, a seed in several sweeps "
+                                 "counted once.")
     missing = [s.name for s in sweeps if not s.curves]
     if missing:
         combined.notes.append(f"No learning curves for {', '.join(missing)}: the tracking store holds no sweep for "
