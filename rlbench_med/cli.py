@@ -449,9 +449,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep import tracking_uri
 
+    from rlbench_med.reports.ui import APP_NAME
+
     uri = tracking_uri()
+    # MLflow's server with the rlbench-med app: its UI opens experiments on their training runs.
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-               "--workers", str(args.workers), "--backend-store-uri", uri]
+               "--workers", str(args.workers), "--backend-store-uri", uri, "--app-name", APP_NAME]
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     # Browsing runs needs no server-side job workers (they start several extra processes).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
