@@ -168,11 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
 SOURCE_HELP = ("an output folder of `rlbench-med run`, an MLflow experiment (its latest sweep) or a sweep run id; "
                "NAME=SOURCE names it in the tables")
 COMPARE_DESCRIPTION = """One report across several sweeps of the same suite (output folders and/or MLflow sweeps), with
-the statistics of `report`: every algorithm against the baseline and `base` of its sweep, paired by
-seed. An algorithm that several sweeps ran with the same config (and the same results on the seeds
-they share) is one algorithm, its seeds pooled; otherwise each sweep's runs are named by the sweep,
-e.g. `grpo (s1)` and `grpo (s2)`, and compared with each other. Sweeps of other suites or evaluated
-on other test records are refused with the reason."""
+the statistics of `report`, paired by seed. Sweeps of one setting (the same runner config, and the
+same results wherever two ran the same algorithm and seed) are pooled: an algorithm's seeds come
+from every sweep that ran it. Otherwise every algorithm is named by its sweep, e.g. `grpo (s1)` and
+`grpo (s2)`, and compared with the baseline of its own sweep and with itself in the first sweep.
+Sweeps of other suites, or evaluated on other test records, are refused with the reason."""
 LEADERBOARD_DESCRIPTION = """Algorithms x suites: each suite's primary metric (overall), the mean over seeds with its 95%
 interval, beside `base` and the trivial floors. Rows are sorted by mean rank over the suites."""
 

@@ -118,6 +118,7 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
     rows = (len(domains) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False, sharex=True)
     colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
+    smoothed_any = False
     for idx, domain in enumerate(domains):
         ax = axes[idx // cols, idx % cols]
         key = f"eval/{domain}/f1" if kind == "f1" else f"train/{domain}/reward_mean"
@@ -128,6 +129,7 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
             steps, values = curve
             smoothed = smooth(values)
             if smoothed is not values:
+                smoothed_any = True
                 ax.plot(steps, values, ".", color=colors[algo], alpha=0.25, markersize=3)
             ax.plot(steps, smoothed, color=colors[algo], marker="." if len(steps) < SMOOTH_MIN_POINTS else None,
                     label=algo)
@@ -136,8 +138,8 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
     for idx in range(len(domains), rows * cols):
         axes[idx // cols, idx % cols].axis("off")
     what = "held-out macro-F1" if kind == "f1" else "training reward (mean)"
-    fig.suptitle(f"{what[0].upper()}{what[1:]} by step, mean over seeds; faint: raw points, line: moving average",
-                 fontsize=10)
+    fig.suptitle(f"{what[0].upper()}{what[1:]} by step, mean over seeds"
+                 + ("\n(faint: each step; line: moving average)" if smoothed_any else ""), fontsize=10)
     fig.supxlabel("RL step", fontsize=8)
     fig.supylabel(what, fontsize=8)
     fig.tight_layout()
