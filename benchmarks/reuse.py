@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report[name] = _sweep(args, work / name, work / f"{name}.log", env, extra)
         print(f"{name:>9}: {report[name]['wall_s']:7.1f} s  ({report[name]['trained_jobs']} trained, "
               f"{report[name]['reused_jobs']} reused)", flush=True)
+    if report["reuse"]["reused_jobs"] != report["first"]["trained_jobs"]:
+        raise SystemExit(f"the repeated sweep reused {report['reuse']['reused_jobs']} of {report['first']['trained_jobs']} "
+                         f"jobs (see {report['reuse']['log']}); was the package edited while the benchmark ran?")
     report["same_results"] = _rows(work / "first" / "results.csv") == _rows(work / "reuse" / "results.csv")
     report["saving"] = round(1 - report["reuse"]["wall_s"] / report["no_reuse"]["wall_s"], 3)
     print(f"repeated sweep: {report['reuse']['wall_s']:.1f} s with reuse vs {report['no_reuse']['wall_s']:.1f} s "

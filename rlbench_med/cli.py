@@ -40,6 +40,17 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+class _Once(argparse.Action):
+    """A flag naming one sweep: given twice, it is refused (not silently replaced) and ``compare`` suggested."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice: report takes one sweep; "
+                         "`rlbench-med compare SOURCE SOURCE ...` puts several in one report")
+        setattr(namespace, self.dest, values)
+
+
 def _positive_int(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
@@ -106,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "with neither, of the latest rlbench-med sweep in the tracking store); with --results from a run's "
         "output folder.",
     )
-    rep.add_argument("--experiment", default=None,
+    rep.add_argument("--experiment", default=None, action=_Once,
                      help="MLflow experiment, e.g. rlbench-med/climb_vision (default: the one of the latest sweep)")
-    rep.add_argument("--run-id", default=None,
+    rep.add_argument("--run-id", default=None, action=_Once,
                      help="parent (sweep) run id (default: the latest sweep of the experiment, or of the store)")
-    rep.add_argument("--results", type=Path, default=None, help="a run's output folder holding results.csv")
+    rep.add_argument("--results", type=Path, default=None, action=_Once, help="a run's output folder holding results.csv")
     rep.add_argument("--out", type=Path, default=None,
                      help="where to write the report (default: reports/<experiment>-report/ or the --results folder)")
     rep.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")

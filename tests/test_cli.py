@@ -358,3 +358,12 @@ def test_the_parent_run_carries_summary_metrics_and_a_table(tmp_path: Path, trac
         assert parent.data.metrics[f"summary/{algo}/f1_strict"] == pytest.approx(sum(values) / len(values))
     table = json.loads(Path(client.download_artifacts(parent.info.run_id, "summary_table.json", str(tmp_path))).read_text())
     assert table["columns"] == ["Domain", "n", "drpo", "grpo"] and [r[0] for r in table["data"]] == ["alpha", "beta", "overall"]
+
+
+def test_a_second_sweep_given_to_report_is_refused_not_silently_replacing_the_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--run-id", "a", "--run-id", "b"])
+    assert exc.value.code == 2
+    assert "--run-id given twice: report takes one sweep; `rlbench-med compare" in capsys.readouterr().err

@@ -56,9 +56,9 @@ def key(row: dict) -> tuple:
 def test_a_repeated_sweep_reuses_every_job_its_predictions_and_curves(tmp_path: Path, tracked: str) -> None:
     first, spy1, out1, track1 = run(tmp_path, "a", tracked)
     assert len(spy1.trained) == 4 and not spy1.reused
+    text = sweep.build_plan(request(tmp_path, "b")).render()  # the plan printed before anything runs
     second, spy2, out2, track2 = run(tmp_path, "b", tracked)
     # the plan says so, the runner is not called, the progress says where each job was trained
-    text = second.render()
     assert "= 4 jobs (4 reused from the job cache)" in text
     assert f"drpo seed 1 -> estimator drpo (reused: trained in {first.out_dir} on " in text
     assert spy2.trained == [] and sorted(r[:2] for r in spy2.reused) == [("drpo", 0), ("drpo", 1), ("grpo", 0), ("grpo", 1)]

@@ -290,7 +290,8 @@ def find_reusable(plan: Plan) -> None:
     if not plan.reuse:
         return
     for job in plan.pending:
-        if (job.algo, job.seed) in plan.reused or not Path(job.data_dir).exists():
+        data_ready = plan.data_source is None or Path(job.data_dir).exists()  # the data source file, once written
+        if (job.algo, job.seed) in plan.reused or not data_ready:
             continue
         key = job_key(plan, job)
         if key is None:
