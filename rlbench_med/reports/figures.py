@@ -67,10 +67,10 @@ def _legend_outside(fig: Figure, ax: Any) -> None:
 
 
 def difference_bars(
-    comparisons: Mapping[str, Sequence[Comparison]], baseline: str, metrics: Sequence[str] = ("f1_strict", "f1")
+    comparisons: Mapping[str, Sequence[Comparison]], metrics: Sequence[str] = ("f1_strict", "f1")
 ) -> Figure | None:
-    """Per-domain difference vs the baseline on ``metrics``, one bar per compared pair (labelled
-    ``algo − its baseline``, e.g. ``drpo@text − grpo@text``), 95% CI whiskers (paper Fig. 2a)."""
+    """Per-domain differences on ``metrics``, one bar per compared pair (labelled ``algo − its
+    baseline``, e.g. ``drpo@text − grpo@text``), 95% CI whiskers (paper Fig. 2a)."""
     metrics = list(dict.fromkeys(m for m in metrics if any(c.metric == m for cs in comparisons.values() for c in cs)))
     pairs = {f"{cs[0].algo} − {cs[0].baseline}": cs for cs in comparisons.values() if cs}
     if not pairs or not metrics:
@@ -91,7 +91,7 @@ def difference_bars(
         ax.set_xticks(x, domains, rotation=30, ha="right")
         ax.set_ylabel(f"Δ {metric}")
     axes[-1, 0].set_xlabel("domain")
-    axes[0, 0].set_title(f"Per-domain difference vs {baseline} (95% CI)", fontsize=10)
+    axes[0, 0].set_title("Per-domain difference, algorithm − its baseline (95% CI)", fontsize=10)
     fig.tight_layout()
     _legend_outside(fig, axes[0, 0])
     return fig

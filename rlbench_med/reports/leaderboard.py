@@ -8,7 +8,10 @@ applied to the score instead of a difference):
 - with ``S >= 2`` seeds: ``mean ± t(S-1, 0.975) sqrt(var(seed values)/S + var_eval)``, ``var_eval``
   the bootstrap variance of the mean under resampled evaluation records;
 - with one seed (and for ``base`` and the floors, which do not depend on the training seed): the
-  percentile bootstrap over the evaluation records, evaluation-sample uncertainty only.
+  percentile bootstrap over the evaluation records, evaluation-sample uncertainty only;
+
+clipped to the metric's range (:data:`UNIT_METRICS` lie in [0, 1]: with two seeds a t-interval
+easily reaches past it, and a score below 0 says nothing).
 
 Rows: trained algorithms by their mean rank over the suites they ran (rank 1 = best in a
 suite), then ``base`` and the floors; input ablations (mimic_fusion's ``@text`` ...) stay in the
@@ -32,6 +35,10 @@ from rlbench_med.reports.results import build_table, is_reference, split_label
 from rlbench_med.reports.stats import EvaluationSet, seed_interval
 from rlbench_med.reports.sweeps import Sweep
 from rlbench_med.suites.floors import FLOOR_RANDOM, RANDOM_DRAWS, is_floor
+
+
+#: Metrics whose values lie in [0, 1] (scores, not counts or times).
+UNIT_METRICS = frozenset({"acc", "f1", "exact", "f1_strict", "acc_release", "iou"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ def score(evalset: EvaluationSet, algo: str, seeds: Sequence[int], metric: str, 
     if split_label(algo).name == FLOOR_RANDOM:  # draws, not seeds: one value
         values = np.array([values.mean()])
     low, high, _, method = seed_interval(values, boot, level)
+    if metric in UNIT_METRICS:
+        low, high = max(low, 0.0), min(high, 1.0)
     return Score(float(values.mean()), low, high, int(values.size), method)
 
 

@@ -284,7 +284,7 @@ def make_report(
                    for a, b in report.pairs() if not is_reference(b)}
     candidates = [
         (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png",
-         F.difference_bars(vs_baseline, baseline, (primary, "f1"))),
+         F.difference_bars(vs_baseline, (primary, "f1"))),
         ("Held-out F1 learning curves", "curves_f1.png", F.learning_curves(curves or {}, "f1", table.trained)),
         ("Training reward learning curves", "curves_reward.png", F.learning_curves(curves or {}, "reward", table.trained)),
         ("Advantage time per step", "advantage_time.png", F.advantage_time(curves or {}, table.trained)),

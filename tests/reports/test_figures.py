@@ -69,7 +69,7 @@ def test_difference_bars_label_each_pair_and_keep_the_legend_off_the_bars(tmp_pa
         f"{a} − {b}": [c(a, b, d, 0.01 * i) for i, d in enumerate(DOMAINS)]
         for a, b in (("drpo", "grpo"), ("drpo@text", "grpo@text"), ("drpo@ecg+text", "grpo@ecg+text"))
     }
-    fig = F.difference_bars(comparisons, "grpo", ("f1_strict",))
+    fig = F.difference_bars(comparisons, ("f1_strict",))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [*order_domains(d for d in DOMAINS if d != "overall"), "overall"]
     assert ax.get_ylabel() == "Δ f1_strict" and ax.get_xlabel() == "domain"

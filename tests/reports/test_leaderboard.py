@@ -70,7 +70,8 @@ def test_scores_are_seed_means_with_intervals_no_narrower_than_t(tmp_path: Path,
             s = col.scores[algo]
             assert s.mean == pytest.approx(values.mean()) and s.n_seeds == len(values)
             low, high = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=values.std(ddof=1) / len(values) ** 0.5)
-            assert s.low <= low + 1e-12 and s.high >= high - 1e-12
+            assert s.low <= max(low, 0) + 1e-12 and s.high >= min(high, 1) - 1e-12  # clipped to [0, 1] only
+            assert 0 <= s.low <= s.mean <= s.high <= 1
     vis = board.columns[0].scores
     assert vis[FLOOR_RANDOM].mean == pytest.approx(overall(vision, FLOOR_RANDOM)[0])  # the mean of the draws
     assert vis["base"].n_seeds == 1 and vis["base"].low <= vis["base"].mean <= vis["base"].high

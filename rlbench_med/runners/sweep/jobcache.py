@@ -299,8 +299,8 @@ def find_reusable(plan: Plan) -> None:
         try:
             entry = lookup(key)
         except DamagedEntry as exc:
-            plan.notes.append(f"job cache entry {jobs_dir() / key.digest} is damaged ({exc}); {job.algo} seed "
-                              f"{job.seed} trains again")
+            note = f"job cache entry {jobs_dir() / key.digest} is damaged ({exc}); {job.algo} seed {job.seed} trains again"
+            plan.notes += [note] if note not in plan.notes else []  # looked up again once the data is ready
             continue
         if entry is not None:
             plan.reused[(job.algo, job.seed)] = entry
