@@ -6,7 +6,8 @@ split by columns (:func:`split`): each part repeats the key columns (the domain,
 algorithm) and takes as many other columns as fit, so every table fits an 80-column terminal or
 log (``text``) and a 1400-px page (``md``, ``html``). ``csv`` writes one wide table with the numbers
 (``<column>`` = the mean, ``<column> std`` ..., no formatting); ``latex`` writes a ``booktabs``
-table a paper can ``\\input`` (needs ``\\usepackage{booktabs}``).
+table a paper can ``\\input`` (needs ``\\usepackage{booktabs}``), its tabular split the same way
+to fit a one-column page.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ FORMATS = ("text", "md", "html", "csv", "latex")
 TEXT_WIDTH = 80
 #: Characters of a row on a 1400-px page: about 1336 px of content (2em margins) at ~7.8 px a character.
 PAGE_WIDTH = 170
-#: Characters a column adds beyond its text: rich's padding and rule (text); padding (md, html).
+#: Characters of a LaTeX row in ``\\small`` on a one-column page with 1-inch margins (about 470 pt).
+LATEX_WIDTH = 100
+#: Characters a column adds beyond its text: rich's padding and rule (text); padding (md, html, latex).
 TEXT_PAD = 3
 PAGE_PAD = 3
 
@@ -208,18 +211,26 @@ def latex_escape(text: str) -> str:
     return out
 
 
-def to_latex(table: Table, label: str = "") -> str:
-    """A ``table`` float with a ``booktabs`` tabular: key columns left-aligned, the others right;
-    best cells in bold; the caption's notes as a footnote-size paragraph under the table."""
-    spec = "l" * table.keys + "r" * (len(table.header) - table.keys)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(h) for h in table.header) + r" \\", r"\midrule"]
-    for i, r in enumerate(table.rows):
-        if table.footer and i == len(table.rows) - table.footer:
+def _tabular(part: Table) -> list[str]:
+    spec = "l" * part.keys + "r" * (len(part.header) - part.keys)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in part.header) + r" \\",
+             r"\midrule"]
+    for i, r in enumerate(part.rows):
+        if part.footer and i == len(part.rows) - part.footer:
             lines.append(r"\midrule")
         lines.append(" & ".join(rf"\textbf{{{latex_escape(c.text)}}}" if c.best else latex_escape(c.text) for c in r)
                      + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(table.caption)}}}"]
+    return [*lines, r"\bottomrule", r"\end{tabular}"]
+
+
+def to_latex(table: Table, label: str = "", width: int = LATEX_WIDTH) -> str:
+    """A ``table`` float with ``booktabs`` tabulars (key columns left-aligned, the others right, best
+    cells bold): one tabular, or one per part where the table would not fit a page's width
+    (:func:`split`), stacked; then the caption, and the notes as a footnote-size paragraph."""
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    for i, part in enumerate(split(table, width, PAGE_PAD)):
+        lines += ([r"\par\medskip"] if i else []) + _tabular(part)
+    lines.append(rf"\caption{{{latex_escape(table.caption)}}}")
     if label:
         lines.append(rf"\label{{{label}}}")
     if table.notes:

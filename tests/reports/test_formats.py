@@ -9,6 +9,7 @@ import re
 import pytest
 
 from rlbench_med.reports.formats import (
+    LATEX_WIDTH,
     PAGE_PAD,
     PAGE_WIDTH,
     TEXT_PAD,
@@ -115,3 +116,15 @@ def test_latex_escape(text: str, expected: str) -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="--format 'docx'"):
         render([wide_table(1)], "docx")
+
+
+def test_a_wide_latex_table_is_stacked_tabulars_that_fit_a_page() -> None:
+    table = wide_table(12)
+    tex = to_latex(table)
+    tabulars = tex.split("\\begin{tabular}")[1:]
+    parts = split(table, LATEX_WIDTH, PAGE_PAD)
+    assert len(tabulars) == len(parts) > 1 and tex.count("\\begin{table}") == 1 and tex.count("\\caption{") == 1
+    for part, body in zip(parts, tabulars):
+        assert part.width(PAGE_PAD) <= LATEX_WIDTH
+        header = body.splitlines()[2]
+        assert header.startswith("Domain & n & ") and header.count(" & ") == len(part.header) - 1

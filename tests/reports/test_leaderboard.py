@@ -109,16 +109,19 @@ def test_cli_leaderboard_fits_80_columns_and_writes_every_format(tmp_path: Path,
     assert "| Algorithm | climb_vision f1_strict (n=60) |" in capsys.readouterr().out
 
 
-def test_leaderboard_of_the_store_takes_each_experiments_latest_sweep(tmp_path: Path, tracked: str,
+def test_leaderboard_of_the_store_takes_each_experiments_latest_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from rlbench_med.reports.tracking import MLflowSweepTracking
 
+    tracked = f"sqlite:///{tmp_path / 'own.db'}"  # a store of its own: the session's holds other tests' sweeps
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracked)
     for out, algos in (("f1", ("drpo",)), ("f2", ("grpo", "rloo"))):
         plan = sweep.build_plan(sweep.SweepRequest(suite="fake_suite", runner="fake", out=tmp_path / out,
                                                    plugins=(PLUGIN,), seeds=(0,), algos=algos))
         sweep.run_sweep(plan, MLflowSweepTracking(tracked))
     assert main(["leaderboard", "--format", "csv"]) == 0
     captured = capsys.readouterr()
-    names = [r[0] for r in csv.reader(io.StringIO(captured.out))][1:]
-    assert names == ["grpo", "rloo"]  # the latest sweep of rlbench-med/fake_suite
+    rows = list(csv.reader(io.StringIO(captured.out)))
+    assert [r[0] for r in rows[1:]] == ["grpo", "rloo"]  # the latest sweep of rlbench-med/fake_suite
+    assert rows[0][1] == "fake_suite f1_strict (n=90)"
     assert "fake_suite: f2 = MLflow run" in captured.err
