@@ -380,10 +380,10 @@ def print_terminal_table(report: Report, console: Console, where: str | None = N
     width, then the overall comparisons and warnings (one line each, wrapped by the terminal only)."""
     table = report.table
     groups = input_groups(table)
-    for name, algos in groups:
+    for i, (name, algos) in enumerate(groups):
         caption = f"{table.suite}: {report.primary}" + (f" ({name} input)" if len(groups) > 1 else "")
         t = metric_table(report, report.primary, algos, caption)
-        t.notes = [seeds_phrase(table, algos)]
+        t.notes = [seeds_phrase(table, table.algos)] if i == len(groups) - 1 else []  # once, under the last table
         for part in rich_parts(t, console.width):
             console.print(part, soft_wrap=True)
     for algo, base in report.pairs():
