@@ -24,6 +24,8 @@ EPILOG = """examples:
   rlbench-med run --suite climb_vision --algos drpo:k_max=3,grpo --set steps=20 --dry-run
   rlbench-med run --suite climb_vision --executor ray --ray-address auto
   rlbench-med report --experiment rlbench-med/climb_vision
+  rlbench-med compare reports/climb_vision-A reports/climb_vision-B --format latex
+  rlbench-med leaderboard --format md
   rlbench-med ui --port 5000
 """
 
@@ -36,6 +38,17 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if "(default:" in text or action.default in (None, False, [], ()):
             return text
         return super()._get_help_string(action)
+
+
+class _Once(argparse.Action):
+    """A flag naming one sweep: given twice, it is refused (not silently replaced) and ``compare`` suggested."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice: report takes one sweep; "
+                         "`rlbench-med compare SOURCE SOURCE ...` puts several in one report")
+        setattr(namespace, self.dest, values)
 
 
 def _positive_int(text: str) -> int:
@@ -85,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out (default: the latest reports/<suite>-*): finished jobs are kept")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument("--no-reuse", action="store_true",
+                     help="train every job, even one the job cache holds (same data, base, config, estimator, seed "
+                     "and code); its new result replaces the cached one")
     run.add_argument("--baseline", default="grpo", help="algorithm the report compares every other algorithm against")
     run.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                      help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
@@ -101,14 +117,34 @@ def build_parser() -> argparse.ArgumentParser:
         "with neither, of the latest rlbench-med sweep in the tracking store); with --results from a run's "
         "output folder.",
     )
-    rep.add_argument("--experiment", default=None,
+    rep.add_argument("--experiment", default=None, action=_Once,
                      help="MLflow experiment, e.g. rlbench-med/climb_vision (default: the one of the latest sweep)")
-    rep.add_argument("--run-id", default=None,
+    rep.add_argument("--run-id", default=None, action=_Once,
                      help="parent (sweep) run id (default: the latest sweep of the experiment, or of the store)")
-    rep.add_argument("--results", type=Path, default=None, help="a run's output folder holding results.csv")
+    rep.add_argument("--results", type=Path, default=None, action=_Once, help="a run's output folder holding results.csv")
     rep.add_argument("--out", type=Path, default=None,
                      help="where to write the report (default: reports/<experiment>-report/ or the --results folder)")
     rep.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")
+    _add_format(rep)
+
+    cmp = sub.add_parser(
+        "compare", help="one report across several sweeps of a suite, paired where seeds match",
+        formatter_class=_Formatter, description=COMPARE_DESCRIPTION,
+    )
+    cmp.add_argument("sources", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
+    cmp.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")
+    cmp.add_argument("--out", type=Path, default=None,
+                     help="where to write the combined report (default: reports/compare-<suite>-<timestamp>/)")
+    _add_format(cmp)
+
+    lb = sub.add_parser(
+        "leaderboard", help="algorithms x suites on each suite's primary metric, with intervals and floors",
+        formatter_class=_Formatter, description=LEADERBOARD_DESCRIPTION,
+    )
+    lb.add_argument("sources", nargs="*", metavar="SOURCE",
+                    help=SOURCE_HELP + "; sweeps of one suite are combined as compare does (default: the latest "
+                    "sweep of every rlbench-med experiment in the tracking store)")
+    _add_format(lb)
 
     ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the same tracking store", formatter_class=_Formatter)
     ui.add_argument("--port", type=int, default=5000, help="port to listen on")
@@ -155,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SOURCE_HELP = ("an output folder of `rlbench-med run`, an MLflow experiment (its latest sweep) or a sweep run id; "
+               "NAME=SOURCE names it in the tables")
+COMPARE_DESCRIPTION = """One report across several sweeps of the same suite (output folders and/or MLflow sweeps), with
+the statistics of `report`, paired by seed. Sweeps of one setting (the same runner config, and the
+same results wherever two ran the same algorithm and seed) are pooled: an algorithm's seeds come
+from every sweep that ran it. Otherwise every algorithm is named by its sweep, e.g. `grpo (s1)` and
+`grpo (s2)`, and compared with the baseline of its own sweep and with itself in the first sweep.
+Sweeps of other suites, or evaluated on other test records, are refused with the reason."""
+LEADERBOARD_DESCRIPTION = """Algorithms x suites: each suite's primary metric (overall), the mean over seeds with its 95%
+interval, beside `base` and the trivial floors. Rows are sorted by mean rank over the suites."""
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    from rlbench_med.reports.formats import FORMATS
+
+    parser.add_argument("--format", default="text", choices=FORMATS,
+                        help="text: the terminal summary; md, html, csv, latex: only the tables, on stdout, for a "
+                        "paper (csv: the first table, numbers unformatted; latex: booktabs)")
+
+
 def _project_errors() -> tuple[type[BaseException], ...]:
     from rlbench_med.registry import RegistryError
     from rlbench_med.reports.results import ResultsError
@@ -168,10 +224,11 @@ def _project_errors() -> tuple[type[BaseException], ...]:
 
 
 def _console() -> Any:
-    """The terminal's console, or a 200-column one when the output is not a terminal (wide tables stay whole)."""
+    """The terminal's console; when the output is not a terminal, an 80-column one (``$COLUMNS`` if set):
+    tables are split by columns to fit it, text lines are never cut."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -217,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_list(args)
             if args.command == "report":
                 return cmd_report(args)
+            if args.command == "compare":
+                return cmd_compare(args)
+            if args.command == "leaderboard":
+                return cmd_leaderboard(args)
             if args.command == "ui":
                 return cmd_ui(args)
             if args.command == "score":
@@ -235,7 +296,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import Report, make_report
-    from rlbench_med.reports.tracking import MLflowSweepTracking, experiment_name, fetch_curves, open_store
+    from rlbench_med.reports.tracking import (
+        MLflowSweepTracking,
+        experiment_name,
+        fetch_curves,
+        log_summary,
+        open_store,
+    )
     from rlbench_med.runners import sweep
 
     request = sweep.SweepRequest(
@@ -245,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
         plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
+        reuse=not args.no_reuse,
     )
     plan = sweep.build_plan(request)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -263,6 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
         report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+        log_summary(plan.tracking_uri, tracking.parent_id, report)
         reports.append(report)
         return [p for p in (report.markdown, report.html, report.comparisons_csv, plan.out_dir / "figures")
                 if p is not None]
@@ -272,7 +341,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_terminal_table(report, console, where=f"{report.html} (and report.md, comparisons.csv, figures/)")
     for failure in outcome.failures:
         print(f"job {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
-    print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
+    reused = sum(r.reused_from is not None for r in outcome.results)
+    print(f"results: {outcome.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done"
+          + (f", {reused} reused from the job cache" if reused else "") + ")")
     if outcome.report_interrupted:
         print(f"rlbench-med: interrupted while building the report; results.csv is complete: rebuild the report with "
               f"`rlbench-med report --results {plan.out_dir}`", file=sys.stderr)
@@ -303,7 +374,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import ResultsError, load_results
     from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results
@@ -334,16 +404,83 @@ def cmd_report(args: argparse.Namespace) -> int:
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
-    print_terminal_table(report, _console(), where=str(report.html))
+    _print_report(report, args.format)
+    return EXIT_OK
+
+
+def _print_report(report: Any, fmt: str) -> None:
+    """The terminal summary (``text``), or only the report's paper tables in ``fmt`` on stdout."""
+    from rlbench_med.reports.formats import render
+    from rlbench_med.reports.render import paper_tables, print_terminal_table
+
+    if fmt == "text":
+        print_terminal_table(report, _console(), where=str(report.html))
+        return
+    sys.stdout.write(render(paper_tables(report), fmt, label=f"tab:{report.suite}"))
+    print(f"report: {report.html}", file=sys.stderr)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import tempfile
+    import time
+
+    from rlbench_med.reports.compare import compare_sweeps
+    from rlbench_med.reports.sweeps import load_sweeps
+    from rlbench_med.runners.sweep import tracking_uri
+
+    with tempfile.TemporaryDirectory(prefix="rlbench-compare-") as scratch:
+        sweeps = load_sweeps(args.sources, tracking_uri(), Path(scratch))
+        out = args.out or Path("reports") / f"compare-{sweeps[0].suite}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for sweep in sweeps:
+            print(f"{sweep.name}: {sweep.origin}", file=sys.stderr)
+        report = compare_sweeps(sweeps, out, baseline=args.baseline)
+    _print_report(report, args.format)
+    return EXIT_OK
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from rlbench_med.reports.formats import render, rich_parts
+    from rlbench_med.reports.leaderboard import board_table, make_board
+    from rlbench_med.reports.sweeps import load_sweeps
+    from rlbench_med.reports.tracking import TrackingError, latest_sweeps
+    from rlbench_med.runners.sweep import tracking_uri
+
+    uri = tracking_uri()
+    sources = list(args.sources)
+    if not sources:
+        sources = [run.info.run_id for run in latest_sweeps(uri)]
+        if not sources:
+            raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first or give output folders")
+    with tempfile.TemporaryDirectory(prefix="rlbench-leaderboard-") as scratch:
+        sweeps = load_sweeps(sources, uri, Path(scratch))
+        for sweep in sweeps:
+            print(f"{sweep.suite}: {sweep.name} = {sweep.origin}", file=sys.stderr)
+        board = make_board(sweeps, Path(scratch))
+    table = board_table(board)
+    if args.format == "text":
+        console = _console()
+        for part in rich_parts(table, console.width):
+            console.print(part, soft_wrap=True)
+        for note in board.notes:
+            console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
+        return EXIT_OK
+    sys.stdout.write(render([table], args.format, label="tab:leaderboard"))
+    for note in board.notes:
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep import tracking_uri
 
+    from rlbench_med.reports.ui import APP_NAME
+
     uri = tracking_uri()
+    # MLflow's server with the rlbench-med app: its UI opens experiments on their training runs.
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-               "--workers", str(args.workers), "--backend-store-uri", uri]
+               "--workers", str(args.workers), "--backend-store-uri", uri, "--app-name", APP_NAME]
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     # Browsing runs needs no server-side job workers (they start several extra processes).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

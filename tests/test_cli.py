@@ -34,9 +34,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ([], ["run", "list", "report", "ui", "data"]),
         (["run"], ["--suite", "--algos", "--seeds", "--profile", "--runner", "--executor", "--ray-address", "--data",
-                   "--out", "--set", "--config", "--plugin", "--resume", "--dry-run", "--baseline"]),
+                   "--out", "--set", "--config", "--plugin", "--resume", "--dry-run", "--baseline", "--no-reuse"]),
         (["list"], ["algos", "suites"]),
-        (["report"], ["--experiment", "--out", "--results", "--baseline"]),
+        (["report"], ["--experiment", "--out", "--results", "--baseline", "--format", "latex"]),
+        (["compare"], ["SOURCE", "NAME=SOURCE", "--baseline", "--out", "--format", "paired by"]),
+        (["leaderboard"], ["SOURCE", "--format", "latest sweep of every rlbench-med experiment"]),
         (["ui"], ["--port", "5000"]),
         (["data", "synth"], ["--suite", "--out", "--seed", "--profile"]),
         (["data", "validate"], ["file:line: field: message"]),
@@ -307,3 +309,61 @@ def test_kill_9_mid_job_then_resume_leaves_nothing_running_and_reports_every_job
     assert runs() == {"sweep": "FINISHED", "drpo-seed0": "FINISHED", "grpo-seed0": "FINISHED"}
     assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "rep"]) == 0
     assert {r["algo"] for r in read_results(tmp_path / "rep" / "results.csv")} == {"drpo", "grpo"}
+
+
+def test_a_piped_report_fits_80_columns_and_cuts_nothing(tmp_path: Path, tracked: str, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`rlbench-med report ... | cat`: the tables are split to fit an 80-column log, every value whole."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    algos = "drpo,grpo,rloo,fake_const,drpo:k_max=3,grpo:std_norm=false"
+    assert main(["run", *FAKE, "--algos", algos, "--seeds", "0,1", "--out", "o"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--results", "o"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line[:1] in "┌│├└"]
+    assert table and max(len(line) for line in table) <= 80 and "…" not in out
+    rows = read_results(tmp_path / "o" / "results.csv")
+    for algo in ["drpo", "grpo", "rloo", "fake_const", "drpo:k_max=3", "grpo:std_norm=false"]:
+        values = [r["value"] for r in rows if (r["algo"], r["domain"], r["metric"]) == (algo, "overall", "f1_strict")]
+        mean, std = sum(values) / 2, abs(values[0] - values[1]) / 2 ** 0.5  # sample std of two values
+        assert f"{mean:.3f}±{std:.3f}" in out, algo
+
+
+def test_report_format_latex_and_csv_print_only_the_tables(tmp_path: Path, tracked: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0,1", "--out", "o"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--results", "o", "--format", "latex"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("\\begin{table}[t]") and captured.out.count("\\end{table}") == 2
+    assert "drpo $-$ grpo" in captured.out and captured.err == "report: o/report.html\n"
+    assert main(["report", "--results", "o", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Domain,n,drpo,drpo std,drpo seeds,grpo,grpo std,grpo seeds"
+    assert [line.split(",")[0] for line in lines[1:]] == ["alpha", "beta", "overall"]
+
+
+def test_the_parent_run_carries_summary_metrics_and_a_table(tmp_path: Path, tracked: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0,1", "--out", "o"]) == 0
+    client = MlflowClient(tracked)
+    exp = client.get_experiment_by_name("rlbench-med/fake_suite")
+    parent = next(r for r in client.search_runs([exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'")
+                  if r.data.tags["rlbench.out_dir"] == str(tmp_path / "o"))
+    rows = read_results(tmp_path / "o" / "results.csv")
+    for algo in ("drpo", "grpo"):
+        values = [r["value"] for r in rows if (r["algo"], r["domain"], r["metric"]) == (algo, "overall", "f1_strict")]
+        assert parent.data.metrics[f"summary/{algo}/f1_strict"] == pytest.approx(sum(values) / len(values))
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, "summary_table.json", str(tmp_path))).read_text())
+    assert table["columns"] == ["Domain", "n", "drpo", "grpo"] and [r[0] for r in table["data"]] == ["alpha", "beta", "overall"]
+
+
+def test_a_second_sweep_given_to_report_is_refused_not_silently_replacing_the_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--run-id", "a", "--run-id", "b"])
+    assert exc.value.code == 2
+    assert "--run-id given twice: report takes one sweep; `rlbench-med compare" in capsys.readouterr().err

@@ -1,12 +1,16 @@
 """Report figures (matplotlib, Agg backend): pure functions of results, comparisons and curves.
 
 Each function returns a ``Figure`` or ``None`` when its inputs are absent; ``save`` writes PNGs.
+Every figure puts domains in the order of every table (:func:`domain_order`), labels both axes,
+keeps its legend outside the data, and stays within :data:`MAX_WIDTH_IN` inches (at ``DPI``, a
+1400-px page). Learning curves draw the raw points faint and a moving average over them
+(:func:`smooth`) solid.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,50 +22,83 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from rlbench_med.reports.stats import Comparison  # noqa: E402
+from rlbench_med.suites.catalogue import order_domains  # noqa: E402
 
 Curves = Mapping[tuple[str, int], Mapping[str, Sequence[tuple[int, float]]]]
+DPI = 110
+#: Widest figure, legend included: 12 in at 110 dpi is 1320 px, inside a 1400-px page.
+MAX_WIDTH_IN = 12.0
+#: Points a learning curve needs before it is smoothed; the window is about a tenth of them.
+SMOOTH_MIN_POINTS = 10
 
 
 def save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
+def domain_order(domains: Iterable[str]) -> list[str]:
+    """The tables' domain order (``suites.catalogue.order_domains``), ``overall`` last."""
+    present = list(dict.fromkeys(domains))
+    return [*order_domains(d for d in present if d != "overall"), *(["overall"] if "overall" in present else [])]
+
+
+def smooth(values: np.ndarray) -> np.ndarray:
+    """Centred moving average over ``w = max(1, n // 10)`` points on each side (fewer at the ends);
+    ``values`` unchanged below :data:`SMOOTH_MIN_POINTS` points. NaNs are skipped."""
+    n = len(values)
+    if n < SMOOTH_MIN_POINTS:
+        return values
+    w = max(1, n // 10)
+    out = np.empty(n)
+    for i in range(n):
+        window = values[max(0, i - w): i + w + 1]
+        out[i] = np.nanmean(window) if np.isfinite(window).any() else np.nan
+    return out
+
+
+def _legend_outside(fig: Figure, ax: Any) -> None:
+    """One legend to the right of the axes, never over the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
+
+
 def difference_bars(
-    comparisons: Mapping[str, Sequence[Comparison]], baseline: str, metrics: Sequence[str] = ("f1_strict", "f1")
+    comparisons: Mapping[str, Sequence[Comparison]], metrics: Sequence[str] = ("f1_strict", "f1")
 ) -> Figure | None:
-    """Per-domain difference vs the baseline on ``metrics``, one bar per algorithm, 95% CI whiskers (paper Fig. 2a)."""
+    """Per-domain differences on ``metrics``, one bar per compared pair (labelled ``algo − its
+    baseline``, e.g. ``drpo@text − grpo@text``), 95% CI whiskers (paper Fig. 2a)."""
     metrics = list(dict.fromkeys(m for m in metrics if any(c.metric == m for cs in comparisons.values() for c in cs)))
-    if not comparisons or not metrics:
+    pairs = {f"{cs[0].algo} − {cs[0].baseline}": cs for cs in comparisons.values() if cs}
+    if not pairs or not metrics:
         return None
-    domains: list[str] = []
-    for cs in comparisons.values():
-        for c in cs:
-            if c.domain not in domains:
-                domains.append(c.domain)
-    domains = [d for d in domains if d != "overall"] + (["overall"] if "overall" in domains else [])
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 1.1 * len(domains) + 2), 2.8 * len(metrics)), squeeze=False)
-    width = 0.8 / len(comparisons)
+    domains = domain_order(c.domain for cs in pairs.values() for c in cs)
+    width_in = min(MAX_WIDTH_IN - 2.5, max(5.0, 0.35 * len(domains) * len(pairs) + 1.5))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(width_in, 2.8 * len(metrics)), squeeze=False, sharex=True)
+    width = 0.8 / len(pairs)
     x = np.arange(len(domains))
     for ax, metric in zip(axes[:, 0], metrics):
-        for i, (algo, cs) in enumerate(comparisons.items()):
+        for i, (label, cs) in enumerate(pairs.items()):
             by = {c.domain: c for c in cs if c.metric == metric}
             diff = np.array([by[d].diff if d in by else np.nan for d in domains])
             lo = np.array([by[d].diff - by[d].low if d in by else 0 for d in domains])
             hi = np.array([by[d].high - by[d].diff if d in by else 0 for d in domains])
-            ax.bar(x + (i - (len(comparisons) - 1) / 2) * width, diff, width, yerr=[lo, hi], capsize=2, label=algo)
+            ax.bar(x + (i - (len(pairs) - 1) / 2) * width, diff, width, yerr=[lo, hi], capsize=2, label=label)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(x, domains, rotation=30, ha="right")
-        ax.set_ylabel(f"Δ {metric} vs {baseline}")
-    axes[0, 0].set_title(f"Per-domain difference vs {baseline} (95% CI)")
-    axes[0, 0].legend(fontsize=8)
+        ax.set_ylabel(f"Δ {metric}")
+    axes[-1, 0].set_xlabel("domain")
+    axes[0, 0].set_title("Per-domain difference, algorithm − its baseline (95% CI)", fontsize=10)
     fig.tight_layout()
+    _legend_outside(fig, axes[0, 0])
     return fig
 
 
 def _mean_curve(curves: Curves, algo: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Steps and the mean over seeds at each step (a seed without the step is left out there)."""
     series = [dict(per[key]) for (a, _), per in curves.items() if a == algo and key in per and per[key]]
     if not series:
         return None
@@ -72,35 +109,41 @@ def _mean_curve(curves: Curves, algo: str, key: str) -> tuple[np.ndarray, np.nda
 
 def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure | None:
     """Per-domain curves, mean over seeds: ``kind`` ``"f1"`` (held-out ``eval/<d>/f1``) or ``"reward"``
-    (``train/<d>/reward_mean``)."""
+    (``train/<d>/reward_mean``). Raw points faint, their moving average (:func:`smooth`) solid."""
     pattern = re.compile(r"^eval/([^/]+)/f1$") if kind == "f1" else re.compile(r"^train/([^/]+)/reward_mean$")
-    domains: list[str] = []
-    for per in curves.values():
-        for key in per:
-            m = pattern.match(key)
-            if m and m.group(1) not in domains:
-                domains.append(m.group(1))
+    domains = domain_order(m.group(1) for per in curves.values() for key in per if (m := pattern.match(key)))
     if not domains:
         return None
-    domains = [d for d in domains if d != "overall"] + (["overall"] if "overall" in domains else [])
     cols = min(4, len(domains))
     rows = (len(domains) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.5 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False, sharex=True)
+    colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
+    smoothed_any = False
     for idx, domain in enumerate(domains):
         ax = axes[idx // cols, idx % cols]
         key = f"eval/{domain}/f1" if kind == "f1" else f"train/{domain}/reward_mean"
         for algo in algos:
             curve = _mean_curve(curves, algo, key)
-            if curve is not None:
-                ax.plot(*curve, marker="." if len(curve[0]) < 20 else None, label=algo)
+            if curve is None:
+                continue
+            steps, values = curve
+            smoothed = smooth(values)
+            if smoothed is not values:
+                smoothed_any = True
+                ax.plot(steps, values, ".", color=colors[algo], alpha=0.25, markersize=3)
+            ax.plot(steps, smoothed, color=colors[algo], marker="." if len(steps) < SMOOTH_MIN_POINTS else None,
+                    label=algo)
         ax.set_title(domain, fontsize=9)
         ax.tick_params(labelsize=7)
     for idx in range(len(domains), rows * cols):
         axes[idx // cols, idx % cols].axis("off")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Held-out macro-F1 by step" if kind == "f1" else "Training reward by step", fontsize=10)
-    fig.supxlabel("step", fontsize=8)
+    what = "held-out macro-F1" if kind == "f1" else "training reward (mean)"
+    fig.suptitle(f"{what[0].upper()}{what[1:]} by step, mean over seeds"
+                 + ("\n(faint: each step; line: moving average)" if smoothed_any else ""), fontsize=10)
+    fig.supxlabel("RL step", fontsize=8)
+    fig.supylabel(what, fontsize=8)
     fig.tight_layout()
+    _legend_outside(fig, next(ax for ax in axes.flat if ax.get_legend_handles_labels()[0]))
     return fig
 
 
@@ -116,8 +159,9 @@ def advantage_time(curves: Curves, algos: Sequence[str]) -> Figure | None:
             stds.append(float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0)
     if not names:
         return None
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(names) + 2), 3))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(4, 0.9 * len(names) + 2)), 3))
     ax.bar(names, means, yerr=stds, capsize=3, color="tab:blue")
+    ax.set_xlabel("algorithm")
     ax.set_ylabel("advantage time per step (ms)")
     ax.set_title("Advantage estimation cost")
     ax.tick_params(axis="x", rotation=30)
@@ -150,6 +194,6 @@ def runtime_scaling(rows: Sequence[Mapping[str, Any]]) -> Figure | None:
         ax.set_xlabel("rollouts per batch" if panel == "batch" else "history length (previous steps seen)")
         ax.set_ylabel("advantage time (ms)")
         ax.set_title(f"Advantage time vs {'batch size' if panel == 'batch' else 'history length'}", fontsize=10)
-    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
+    _legend_outside(fig, axes[0, 0])
     return fig

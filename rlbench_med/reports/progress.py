@@ -68,8 +68,8 @@ class RichProgress:
         self._current: _JobClock | None = None
 
     def note(self, message: str) -> None:
-        """A status line (printed on a terminal and in logs alike)."""
-        self.console.print(message, highlight=False)
+        """A status line (printed on a terminal and in logs alike; long lines are not cut)."""
+        self.console.print(message, highlight=False, soft_wrap=True, markup=False)
 
     def start(self, total_jobs: int) -> None:
         self._total_jobs = total_jobs
@@ -136,6 +136,14 @@ class RichProgress:
         number, clock = self._clocks.get((job.algo, job.seed), (0, None))
         took = f" ({duration(time.perf_counter() - clock.started)})" if clock is not None else ""
         self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: {'finished' if ok else 'failed'}{took}")
+
+    def job_reused(self, job: Any, origin: str) -> None:
+        """A job taken from the job cache: one line, on a terminal and in logs alike."""
+        self._started_jobs += 1
+        self.note(f"job {self._started_jobs}/{self._total_jobs} {job.algo} seed {job.seed}: reused from the job cache "
+                  f"({origin})")
+        if self.enabled and self.jobs is not None:
+            self.progress.advance(self.jobs)
 
     def stop(self) -> None:
         if self.enabled:

@@ -1,9 +1,11 @@
-"""Renderers of a :class:`~rlbench_med.reports.report.Report`: Markdown, self-contained HTML, terminal.
+"""Renderers of a :class:`~rlbench_med.reports.report.Report`: Markdown, self-contained HTML, terminal,
+and the paper tables (``--format md|html|csv|latex``).
 
 Pure functions of the report record; nothing here computes a number. Every table has the
-domains as rows (``overall`` last) and one column per algorithm, so it fits a page and an
-80-column terminal; the headline metric comes first, the paper's ``acc``/``f1`` sit in the section
-beside the paper's own numbers.
+domains as rows, in the one order every table and figure shares (``overall`` last), and one column
+per algorithm; :mod:`.formats` splits a table by columns where it would not fit an 80-column
+terminal or a 1400-px page. The headline metric comes first, the paper's ``acc``/``f1`` sit in the
+section beside the paper's own numbers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlbench_med.reports.results import METRIC_TITLES, ResultTable, is_reference
+from rlbench_med.reports.formats import CSS, Cell, Table, cells, rich_parts, to_html, to_markdown
+from rlbench_med.reports.results import METRIC_TITLES, ResultTable, is_reference, split_label
 from rlbench_med.reports.stats import BOOTSTRAP, Comparison
 from rlbench_med.suites.floors import is_floor
 from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
@@ -47,19 +50,11 @@ def _signed(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:+.3f}"
 
 
-@dataclass(frozen=True)
-class TextCell:
-    text: str
-    best: bool = False
-    mark: bool = False  # a floor beats this cell
-
-
 def input_groups(table: ResultTable) -> list[tuple[str, list[str]]]:
     """``(input set, algorithms)``: the full input first (with base and floors), then each ablation."""
     groups: dict[str, list[str]] = {}
     for algo in table.algos:
-        _, at, inputs = algo.partition("@")
-        groups.setdefault(inputs if at else "", []).append(algo)
+        groups.setdefault(split_label(algo).inputs, []).append(algo)
     return [(name or "full", algos) for name, algos in groups.items()]
 
 
@@ -75,26 +70,33 @@ def seeds_phrase(table: ResultTable, algos: list[str]) -> str:
     return f"Mean ± sample std over {how} seeds." + ref_note
 
 
-def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[str], list[list[TextCell]]]:
+def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[str], list[list[Cell]]]:
     """Header and rows of one metric: rows = domains (``n`` beside each), columns = ``algos``."""
     table = report.table
     algos = [a for a in algos if any(table.cell(a, d, metric) for d in table.domains)]  # e.g. box floors: iou only
     header = ["Domain", "n", *algos]
-    rows: list[list[TextCell]] = []
+    rows: list[list[Cell]] = []
     for domain in table.domains:
         if not any(table.cell(a, domain, metric) for a in algos):
             continue
         best = table.best(domain, metric, higher_is_better=metric not in LOWER_IS_BETTER | DESCRIPTIVE_METRICS)
         n = table.n.get((domain, metric))
-        row = [TextCell(domain), TextCell(str(n) if n else "–")]
+        row = [Cell(domain), Cell(str(n) if n else "–", numbers=(("", float(n)),) if n else ())]
         for algo in algos:
             c = table.cell(algo, domain, metric)
             text = c.format(compact=True) if c else "–"
             mark = (algo, domain, metric) in report.floor_beats
-            row.append(TextCell(text + (" †" if mark else ""), best=algo in best and metric not in DESCRIPTIVE_METRICS,
-                                mark=mark))
+            numbers = (("", c.mean), ("std", c.std if c.n_seeds > 1 else float("nan")), ("seeds", float(c.n_seeds))) if c else ()
+            row.append(Cell(text + (" †" if mark else ""), best=algo in best and metric not in DESCRIPTIVE_METRICS,
+                            mark=mark, numbers=numbers))
         rows.append(row)
     return header, rows
+
+
+def metric_table(report: Report, metric: str, algos: list[str], caption: str) -> Table:
+    """One metric's table (:func:`metric_cells`): domain and ``n`` are its key columns, ``overall`` its footer."""
+    header, rows = metric_cells(report, metric, algos)
+    return Table(caption, header, rows, keys=2, footer=int(bool(rows) and rows[-1][0].text == "overall"))
 
 
 def comparison_cell(c: Comparison | None) -> str:
@@ -104,16 +106,21 @@ def comparison_cell(c: Comparison | None) -> str:
     return f"{_signed(c.diff)} [{_signed(c.low)}, {_signed(c.high)}]{star}"
 
 
-def comparison_table(report: Report, metric: str, pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+def comparison_table(report: Report, metric: str, pairs: list[tuple[str, str]], caption: str = "") -> Table:
     """Rows = domains, columns = ``algo − baseline`` differences on ``metric`` with their interval."""
     header = ["Domain", *[f"{a} − {b}" for a, b in pairs]]
     by = {pair: report.comparison(*pair) for pair in pairs}
     rows = []
     for domain in report.table.domains:
-        cells = [by[p].get((domain, metric)) for p in pairs]
-        if any(cells):
-            rows.append([domain, *[comparison_cell(c) for c in cells]])
-    return header, rows
+        found = [by[p].get((domain, metric)) for p in pairs]
+        if any(found):
+            rows.append([Cell(domain), *[Cell(comparison_cell(c), numbers=_interval_numbers(c)) for c in found]])
+    return Table(caption or f"{metric}: algorithm − baseline", header, rows, keys=1,
+                 footer=int(bool(rows) and rows[-1][0].text == "overall"))
+
+
+def _interval_numbers(c: Comparison | None) -> tuple[tuple[str, float], ...]:
+    return (("", c.diff), ("ci_low", c.low), ("ci_high", c.high), ("p", c.p_value)) if c else ()
 
 
 def method_note(report: Report, pairs: list[tuple[str, str]]) -> str:
@@ -176,17 +183,19 @@ def detectable_lines(report: Report) -> list[str]:
     return lines
 
 
-def paper_cells(report: Report) -> tuple[list[str], list[list[str]]] | None:
-    cols = [(d, m) for d in report.table.domains for m in PAPER_METRICS
-            if any((a, d, m) in report.table.cells for a in report.table.algos)]
-    rows = []
-    for algo in report.table.algos:
-        numbers = report.paper.get(algo) or {}
-        if numbers:
-            rows.append([algo] + [f"{numbers[(d, m)]:.3f}" if (d, m) in numbers else "–" for d, m in cols])
-    if not rows:
+def paper_cells(report: Report) -> Table | None:
+    """The paper's own ``acc``/``f1`` of the algorithms it ran: rows = domains, two columns per algorithm."""
+    algos = [a for a in report.table.algos if report.paper.get(a)]
+    if not algos:
         return None
-    return ["Algorithm"] + [f"{d} {_title(m)}" for d, m in cols], rows
+    header = ["Domain", *[f"{a} {_title(m)}" for a in algos for m in PAPER_METRICS]]
+    rows = []
+    for d in report.table.domains:
+        values = [report.paper[a].get((d, m)) for a in algos for m in PAPER_METRICS]
+        if any(v is not None for v in values):
+            rows.append([d, *[f"{v:.3f}" if v is not None else "–" for v in values]])
+    return Table("the paper's acc and f1 (not measured here)", header, cells(rows), keys=1,
+                 footer=int(bool(rows) and rows[-1][0] == "overall"))
 
 
 def paper_delta_cells(report: Report, algo: str, baseline: str) -> tuple[list[str], list[list[str]]]:
@@ -242,22 +251,14 @@ class Section:
     level: int
     title: str
     paragraphs: list[str]
-    tables: list[tuple[str, list[str], list[list[TextCell]]]]  # (caption, header, rows)
+    tables: list[Table]
     bullets: list[str]
 
 
-def _metric_tables(report: Report, metric: str, groups: list[tuple[str, list[str]]]
-                   ) -> list[tuple[str, list[str], list[list[TextCell]]]]:
+def _metric_tables(report: Report, metric: str, groups: list[tuple[str, list[str]]]) -> list[Table]:
     """One table per input set for ``metric``, captioned with the metric (and the inputs when several)."""
-    out = []
-    for name, algos in groups:
-        caption = f"{metric}" + (f", {name} input" if len(groups) > 1 else "")
-        out.append((caption, *metric_cells(report, metric, algos)))
-    return out
-
-
-def _plain(rows: list[list[str]]) -> list[list[TextCell]]:
-    return [[TextCell(t) for t in r] for r in rows]
+    return [metric_table(report, metric, algos, f"{metric}" + (f", {name} input" if len(groups) > 1 else ""))
+            for name, algos in groups]
 
 
 def sections(report: Report) -> list[Section]:
@@ -273,9 +274,8 @@ def sections(report: Report) -> list[Section]:
     ], _metric_tables(report, primary, groups), []))
     pairs = [p for p in report.pairs() if not is_floor(p[1])]
     if pairs:
-        h, r = comparison_table(report, primary, pairs)
         out.append(Section(3, f"Comparisons on {primary}", [method_note(report, pairs)],
-                           [(f"{primary}: algorithm − baseline", h, _plain(r))], []))
+                           [comparison_table(report, primary, pairs)], []))
     detectable = detectable_lines(report)
     if detectable:
         out.append(Section(3, f"How large a difference can this sweep detect on {primary}?", [
@@ -296,7 +296,8 @@ def sections(report: Report) -> list[Section]:
             paragraphs.append("No warning: no f1 gain here comes with markedly more labels per answer.")
         h, r = hedging_cells(report, full_algos)
         out.append(Section(2, "Hedging: labels per answer and exact match", paragraphs,
-                           [("labels per answer and exact match", h, _plain(r))], list(report.hedging)))
+                           [Table("labels per answer and exact match", h, cells(r), keys=2,
+                                  footer=int(bool(r) and r[-1][0] == "overall"))], list(report.hedging)))
     paper_paragraphs = [
         "The paper's metrics: `acc` (balanced accuracy) and `f1` (macro-F1) over predicted label sets, "
         "one-vs-rest. Both pay for hedging (see above), so they are not the headline."]
@@ -304,32 +305,26 @@ def sections(report: Report) -> list[Section]:
     out.append(Section(2, "Beside the paper: acc and f1", paper_paragraphs, paper_tables, []))
     paper = paper_cells(report)
     if paper:
-        out.append(Section(3, "The paper's numbers", [f"{report.paper_caption}."],
-                           [("the paper's acc and f1 (not measured here)", paper[0], _plain(paper[1]))], []))
+        out.append(Section(3, "The paper's numbers", [f"{report.paper_caption}."], [paper], []))
     for algo, base in pairs:
         if is_reference(base):
             continue
         h, r = paper_delta_cells(report, algo, base)
         if r:
             out.append(Section(3, f"{algo} − {base} on the paper's metrics", [],
-                               [(f"{algo} − {base}: acc and f1, ours and the paper's", h, _plain(r))], []))
+                               [Table(f"{algo} − {base}: acc and f1, ours and the paper's", h, cells(r), keys=1,
+                                      footer=int(r[-1][0] == "overall"))], []))
     others = [m for m in table.metrics if m not in (primary, *PAPER_METRICS, "labels", "exact")]
     for metric in others:
         out.append(Section(2, _title(metric), [f"`{metric}`: {METRIC_DEFINITIONS.get(metric, metric)}."],
                            _metric_tables(report, metric, groups), []))
         if pairs and metric not in DESCRIPTIVE_METRICS:
-            h, r = comparison_table(report, metric, pairs)
-            if r:
-                out[-1].tables.append((f"{metric}: algorithm − baseline", h, _plain(r)))
+            compared = comparison_table(report, metric, pairs)
+            if compared.rows:
+                out[-1].tables.append(compared)
     if report.notes:
         out.append(Section(2, "Notes", [], [], list(report.notes)))
     return out
-
-
-def _md_table(header: list[str], rows: list[list[TextCell]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(f"**{c.text}**" if c.best else c.text for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -348,8 +343,8 @@ def markdown_report(report: Report) -> str:
         out += ["", "#" * sec.level + " " + sec.title]
         for p in sec.paragraphs:
             out += ["", p]
-        for caption, header, rows in sec.tables:
-            out += ["", f"*{caption}*", "", _md_table(header, rows)]
+        for t in sec.tables:
+            out += ["", to_markdown(t).rstrip()]
         if sec.bullets:
             out.append("")
             out += [f"- {b}" for b in sec.bullets]
@@ -360,16 +355,6 @@ def markdown_report(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left} caption{text-align:left;font-style:italic;padding:2px 0}
-th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f4e8} td.mark{background:#fbeaea}
-.note{color:#a40} img{max-width:100%;border:1px solid #eee} code{background:#f4f4f4;padding:0 3px}
-"""
-
-
 def _inline(text: str) -> str:
     """Markdown-ish inline text -> HTML: `code` and **bold**."""
     parts = html.escape(text).split("`")
@@ -378,27 +363,16 @@ def _inline(text: str) -> str:
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _html_table(caption: str, header: list[str], rows: list[list[TextCell]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(
-            f"<td{' class=best' if c.best else (' class=mark' if c.mark else '')}>{html.escape(c.text)}</td>" for c in r
-        ) + "</tr>" for r in rows
-    )
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
-
-
 def html_report(report: Report) -> str:
     """One self-contained HTML page (figures embedded as base64 PNG)."""
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rlbench-med: {e(report.suite)}</title>"
-             f"<style>{_CSS}</style></head><body>", f"<h1>rlbench-med report: {e(report.suite)}</h1>",
+             f"<style>{CSS}</style></head><body>", f"<h1>rlbench-med report: {e(report.suite)}</h1>",
              "<p>" + "<br>".join(e(line) for line in _summary_lines(report)) + "</p>"]
     for sec in sections(report):
         parts.append(f"<h{sec.level}>{e(sec.title)}</h{sec.level}>")
         parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
-        parts += [_html_table(c, h, r) for c, h, r in sec.tables]
+        parts += [to_html(t) for t in sec.tables]
         if sec.bullets:
             parts.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in sec.bullets) + "</ul>")
     if report.figures:
@@ -410,30 +384,43 @@ def html_report(report: Report) -> str:
     return "\n".join(parts)
 
 
-def print_terminal_table(report: Report, console: Console, where: str | None = None) -> None:
-    """The headline metric per domain (rows) and algorithm (columns), then the overall comparisons and warnings."""
-    from rich.table import Table
+def paper_tables(report: Report) -> list[Table]:
+    """What ``--format`` prints: the headline metric with every algorithm as a column (domains as rows),
+    then its comparisons with their intervals."""
+    table, primary = report.table, report.primary
+    phrase = seeds_phrase(table, table.algos)
+    headline = metric_table(report, primary, table.algos, f"{report.suite}: {primary} by domain")
+    headline.notes = [f"{primary}: {METRIC_DEFINITIONS.get(primary, primary)}. {phrase} n: test records. "
+                      "Bold: best trained algorithm. †: a floor scores higher."]
+    out = [headline]
+    pairs = [p for p in report.pairs() if not is_floor(p[1])]
+    if pairs:
+        compared = comparison_table(report, primary, pairs, f"{report.suite}: {primary}, algorithm − baseline")
+        compared.notes = [method_note(report, pairs).replace("`", "")]
+        out.append(compared)
+    return out
 
+
+def print_terminal_table(report: Report, console: Console, where: str | None = None) -> None:
+    """The headline metric per domain (rows) and algorithm (columns), split to fit the console's
+    width, then the overall comparisons and warnings (one line each, wrapped by the terminal only)."""
     table = report.table
     groups = input_groups(table)
-    for name, algos in groups:
-        header, rows = metric_cells(report, report.primary, algos)
-        title = f"{table.suite}: {report.primary}" + (f" ({name} input)" if len(groups) > 1 else "")
-        t = Table(title=title, caption=seeds_phrase(table, algos), caption_justify="left")
-        for i, h in enumerate(header):
-            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
-        before_overall = len(rows) - 2 if rows and rows[-1][0].text == "overall" else -1
-        for i, r in enumerate(rows):
-            t.add_row(*[f"[bold]{c.text}[/bold]" if c.best else c.text for c in r], end_section=i == before_overall)
-        console.print(t)
+    for i, (name, algos) in enumerate(groups):
+        caption = f"{table.suite}: {report.primary}" + (f" ({name} input)" if len(groups) > 1 else "")
+        t = metric_table(report, report.primary, algos, caption)
+        t.notes = [seeds_phrase(table, table.algos)] if i == len(groups) - 1 else []  # once, under the last table
+        for part in rich_parts(t, console.width):
+            console.print(part, soft_wrap=True)
     for algo, base in report.pairs():
         c = report.comparison(algo, base).get(("overall", report.primary))
         if c is not None and not is_floor(base):
             console.print(f"{algo} − {base}, overall {report.primary}: {comparison_cell(c)} (p={c.p_value:.3g}, "
-                          f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, {c.method})", highlight=False)
+                          f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, {c.method})", highlight=False,
+                          soft_wrap=True, markup=False)
     for line in learned_lines(report):
-        console.print(line.replace("**", ""), highlight=False)
+        console.print(line.replace("**", ""), highlight=False, soft_wrap=True, markup=False)
     for warning in report.hedging:
-        console.print(f"warning: {warning}", style="yellow", highlight=False)
+        console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True, markup=False)
     if where:
-        console.print(f"report: {where}", highlight=False)
+        console.print(f"report: {where}", highlight=False, soft_wrap=True, markup=False)

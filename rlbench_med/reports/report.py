@@ -13,7 +13,7 @@ against each floor; an input ablation ``algo@text`` against ``baseline@text`` an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,15 @@ from rlbench_med.registry import RegistryError
 from rlbench_med.reports import figures as F
 from rlbench_med.reports.paper import paper_caption, paper_numbers
 from rlbench_med.reports.render import html_report, markdown_report
-from rlbench_med.reports.results import ResultTable, build_table, is_reference, load_results, predictions_path
+from rlbench_med.reports.results import (
+    Label,
+    ResultTable,
+    build_table,
+    is_reference,
+    load_results,
+    predictions_path,
+    split_label,
+)
 from rlbench_med.reports.stats import (
     Comparison,
     ComparisonError,
@@ -105,22 +113,34 @@ def primary_metric_of(run_dir: Path, suite: str) -> str:
         return DEFAULT_PRIMARY
 
 
-def _suffix(label: str) -> str:
-    name, at, inputs = label.partition("@")
-    return at + inputs
-
-
 def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, bool]]:
-    """``(algo, baseline, constant_baseline)`` of every comparison the report makes (module docstring)."""
+    """``(algo, baseline, constant_baseline)`` of every comparison the report makes (module docstring).
+
+    In a report combining sweeps (``rlbench-med compare``), an algorithm of sweep ``s`` is compared
+    with the baseline and ``base`` of the same sweep where they differ between sweeps, and with the
+    same algorithm of the first sweep that ran it (the sweeps' difference, paired by seed).
+    """
+    def same_group(label: str, name: str) -> str | None:
+        parts = split_label(label)
+        for candidate in (Label(name, parts.inputs, parts.sweep), Label(name, parts.inputs)):
+            if str(candidate) in table.algos:
+                return str(candidate)
+        return None
+
     pairs: list[tuple[str, str, bool]] = []
     for algo in table.trained:
-        suffix = _suffix(algo)
-        paired = f"{baseline}{suffix}"
-        if algo != paired and paired in table.algos:
+        paired = same_group(algo, baseline)
+        if paired is not None and paired != algo:
             pairs.append((algo, paired, False))
+    first: dict[tuple[str, str], str] = {}
     for algo in table.trained:
-        base = f"{BASE}{_suffix(algo)}"
-        if base in table.algos:
+        parts = split_label(algo)
+        earlier = first.setdefault((parts.name, parts.inputs), algo)
+        if earlier != algo:
+            pairs.append((algo, earlier, False))
+    for algo in table.trained:
+        base = same_group(algo, BASE)
+        if base is not None:
             pairs.append((algo, base, True))
     for algo in table.trained:
         for floor in table.floors:
@@ -128,10 +148,13 @@ def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, 
     return pairs
 
 
-def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+def load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """``{(algo, seed): prediction records}`` of every run of ``table`` in ``run_dir``, with
+    ``floor:random``'s draws derived from ``floor:all``'s answers; a missing file goes to ``notes``."""
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    randoms = [a for a in table.algos if split_label(a).name == FLOOR_RANDOM]
     for algo in table.algos:
-        if algo == FLOOR_RANDOM:
+        if algo in randoms:
             continue
         for seed in table.seeds.get(algo, []):
             path = predictions_path(run_dir, algo, seed)
@@ -140,9 +163,11 @@ def _load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tupl
                              "comparisons.")
                 continue
             runs[(algo, seed)] = read_predictions(path)
-    if FLOOR_RANDOM in table.algos and (FLOOR_ALL, FLOOR_SEED) in runs:
-        for k, draw in enumerate(random_draws(runs[(FLOOR_ALL, FLOOR_SEED)], RANDOM_DRAWS)):
-            runs[(FLOOR_RANDOM, k)] = draw
+    for random in randoms:  # its draws come from floor:all's answers (of the same sweep)
+        every = (str(replace(split_label(random), name=FLOOR_ALL)), FLOOR_SEED)
+        if every in runs:
+            for k, draw in enumerate(random_draws(runs[every], RANDOM_DRAWS)):
+                runs[(random, k)] = draw
     return runs
 
 
@@ -153,12 +178,12 @@ def compare_all(
     notes: list[str] = []
     if not any(m in table.metrics for m in ("acc", "f1", "iou")):
         return [], {}, notes
-    if baseline not in table.algos:
+    if all(split_label(a).name != baseline for a in table.algos):
         notes.append(
             f"No comparison with a baseline algorithm: the baseline {baseline!r} is not in this run "
             f"(pass --baseline one of: {', '.join(table.trained) or '(none)'})."
         )
-    runs = _load_runs(Path(run_dir), table, notes)
+    runs = load_runs(Path(run_dir), table, notes)
     if not runs:
         return [], {}, notes
     evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
@@ -169,11 +194,11 @@ def compare_all(
     truth_labels = {r["domain"]: float(r["value"]) for r in truth if r["metric"] == "labels"}
     comparisons: list[Comparison] = []
     for algo, base, constant in comparison_pairs(table, baseline):
-        b_seeds = list(range(RANDOM_DRAWS)) if base == FLOOR_RANDOM else table.seeds.get(base, [])
+        b_seeds = list(range(RANDOM_DRAWS)) if split_label(base).name == FLOOR_RANDOM else table.seeds.get(base, [])
         try:
             comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, b_seeds,
                                    constant_baseline=constant, level=level,
-                                   metrics={"iou"} if base in BOX_FLOORS else None)
+                                   metrics={"iou"} if split_label(base).name in BOX_FLOORS else None)
         except ComparisonError as exc:
             notes.append(f"{algo} vs {base}: no comparison ({exc}).")
     return comparisons, truth_labels, notes
@@ -274,12 +299,14 @@ def make_report(
     n_boot: int = 2000,
     seed: int = 0,
     run_dir: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> Report:
     """Compute and write the report into ``out_dir``.
 
     ``run_dir`` (default ``out_dir``) is the run's output folder: its ``predictions/`` feed the
     comparisons, its config.yaml names the primary metric (unless ``primary`` is given), and its
-    results.csv is read when ``rows`` is not given.
+    results.csv is read when ``rows`` is not given. ``notes`` (e.g. how ``compare`` combined its
+    sweeps) lead the report's notes.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -293,21 +320,21 @@ def make_report(
         primary = fallback or primary
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
-    comparisons, truth, notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
+    comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
     report = Report(
         suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
-        truth_labels=truth, notes=notes, floor_beats=floor_wins(table),
+        truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
-    vs_baseline = {a: [c for c in comparisons if c.algo == a and c.baseline == b]
+    vs_baseline = {f"{a} − {b}": [c for c in comparisons if c.algo == a and c.baseline == b]
                    for a, b in report.pairs() if not is_reference(b)}
     candidates = [
         (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png",
-         F.difference_bars(vs_baseline, baseline, (primary, "f1"))),
+         F.difference_bars(vs_baseline, (primary, "f1"))),
         ("Held-out F1 learning curves", "curves_f1.png", F.learning_curves(curves or {}, "f1", table.trained)),
         ("Training reward learning curves", "curves_reward.png", F.learning_curves(curves or {}, "reward", table.trained)),
         ("Advantage time per step", "advantage_time.png", F.advantage_time(curves or {}, table.trained)),

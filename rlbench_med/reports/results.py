@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from rlbench_med.reports.stats import mean_std
 from rlbench_med.runners.base import BASE, RESULT_COLUMNS, run_slug
+from rlbench_med.suites.catalogue import order_domains
 from rlbench_med.suites.floors import FLOORS, is_floor
 from rlbench_med.suites.metrics import METRICS
 
@@ -61,9 +63,34 @@ class Cell:
         return f"{self.mean:.{digits}f}"
 
 
+@dataclass(frozen=True)
+class Label:
+    """The parts of a results.csv algo label ``<name>[@<inputs>][ (<sweep>)]``: the algorithm
+    (``drpo``, ``drpo:k_max=3``, ``drpo[acc0.2_iou0.6]``), an input ablation (``text``) and, in a
+    report combining sweeps (``rlbench-med compare``), the sweep it comes from."""
+
+    name: str
+    inputs: str = ""
+    sweep: str = ""
+
+    def __str__(self) -> str:
+        return self.name + (f"@{self.inputs}" if self.inputs else "") + (f" ({self.sweep})" if self.sweep else "")
+
+
+_SWEEP_SUFFIX = re.compile(r"^(.*) \(([^()]+)\)$")
+
+
+def split_label(label: str) -> Label:
+    """``"drpo@text (s2)"`` -> ``Label("drpo", "text", "s2")``."""
+    m = _SWEEP_SUFFIX.match(label)
+    core, sweep = (m.group(1), m.group(2)) if m else (label, "")
+    name, _, inputs = core.partition("@")
+    return Label(name, inputs, sweep)
+
+
 def is_reference(algo: str) -> bool:
     """``base`` and the floors (and their input ablations): reference rows, not trained algorithms."""
-    name = algo.partition("@")[0]
+    name = split_label(algo).name
     return name == BASE or is_floor(name)
 
 
@@ -135,8 +162,8 @@ def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | N
     floor_rank = {f: i for i, f in enumerate(FLOORS)}
     algos = ([a for a in algos if not is_reference(a)] + [a for a in algos if is_reference(a) and not is_floor(a)]
              + sorted((a for a in algos if is_floor(a)), key=lambda a: floor_rank.get(a, len(FLOORS))))
-    if "overall" in domains:
-        domains = [d for d in domains if d != "overall"] + ["overall"]
+    # One domain order for every table and figure (rows rebuilt from MLflow come in another order).
+    domains = [*order_domains(d for d in domains if d != "overall"), *(["overall"] if "overall" in domains else [])]
     metrics = [m for m in METRIC_ORDER if m in metrics] + [m for m in metrics if m not in METRIC_ORDER]
     cells = {k: Cell(*mean_std(v)) for k, v in values.items()}
     return ResultTable(", ".join(suites), algos, domains, metrics, cells, {a: sorted(s) for a, s in seeds.items()}, n)

@@ -7,7 +7,8 @@ child run of a job has params ``algo``, ``seed`` and every field of the resolved
 per-step metrics (``train/...``, ``adv/...``, ``time/...``, ``eval/...``) and, when the job ends,
 its final ``eval/<domain>/<metric>`` values, the run totals of ``JobResult.timings`` as
 ``time/total_<name>`` and the wall time as ``time/job_s``; artifacts ``config.yaml`` and
-``predictions/*.jsonl``. The parent run gets the sweep's config, results.csv and the report files.
+``predictions/*.jsonl``. The parent run gets the sweep's config, results.csv, the report files and
+a summary (:func:`log_summary`): ``summary/<algo>/<primary metric>`` metrics and a table artifact.
 
 The store is checked at plan time by :func:`open_store` (scheme, a server that answers within
 ``STORE_TIMEOUT_S``, a writable database), which also creates it once under a lock, so two first
@@ -55,6 +56,8 @@ PARENT_TAG = "mlflow.parentRunId"
 LABELS_TAG = "rlbench.eval_labels"
 #: Why a run ended FAILED or KILLED (the last line of the traceback, or the interrupt).
 ERROR_TAG = "rlbench.error"
+#: Tag of a child run whose job was taken from the job cache: where and when it was trained.
+REUSED_TAG = "rlbench.reused_from"
 #: Tag that makes the MLflow UI open an experiment on its training runs (not its GenAI view).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 #: Longest wait for a tracking server to answer at plan time.
@@ -425,6 +428,8 @@ class MLflowSweepTracking:
             extra = {total_key(k): float(v) for k, v in result.timings.items()}
             tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
             client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
+            if result.reused_from is not None:
+                client.set_tag(handle.run_id, REUSED_TAG, result.reused_from)
             for label, path in result.predictions.items():
                 if Path(path).exists():
                     tracker.log_artifact(Path(path), "predictions")
@@ -454,6 +459,35 @@ class MLflowSweepTracking:
             elif path.exists():
                 tracker.log_artifact(path)
         client.set_terminated(self.parent_id, status)
+
+
+#: The parent run's table artifact (MLflow's table format: the UI's artifact view shows it as a table).
+SUMMARY_TABLE = "summary_table.json"
+
+
+def summary_key(algo: str, metric: str) -> str:
+    """The parent run's metric of one algorithm's overall mean: ``summary/<algo>/<metric>``."""
+    return metric_key(f"summary/{algo}/{metric}").replace("@", "_")
+
+
+def log_summary(uri: str, parent_id: str, report: Any) -> dict[str, float]:
+    """Summary of a sweep on its parent run, so sweeps compare in the MLflow UI: per algorithm (trained,
+    ``base``, floors) the mean over seeds of the overall primary metric as ``summary/<algo>/<metric>``,
+    and the report's headline table (domains x algorithms) as the table artifact :data:`SUMMARY_TABLE`.
+    Returns the metrics logged."""
+    import pandas as pd
+
+    from rlbench_med.reports.render import metric_cells
+
+    table, primary = report.table, report.primary
+    metrics = {summary_key(algo, primary): cell.mean for algo in table.algos
+               if (cell := table.cell(algo, "overall", primary)) is not None and math.isfinite(cell.mean)}
+    tracker = MLflowTracker(uri, parent_id)
+    tracker.log_metrics(metrics, step=0)
+    header, rows = metric_cells(report, primary, table.algos)
+    frame = pd.DataFrame([[c.text for c in r] for r in rows], columns=header)
+    tracker.client.log_table(parent_id, data=frame, artifact_file=SUMMARY_TABLE)
+    return metrics
 
 
 def _reopen(client: Any, run: Any) -> None:
@@ -516,6 +550,55 @@ def latest_sweep(uri: str, run_id: str | None = None) -> tuple[str, Any]:
         raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first, or give --experiment NAME "
                             "or --results DIR")
     return experiments[runs[0].info.experiment_id], runs[0]
+
+
+def latest_sweeps(uri: str) -> list[Any]:
+    """The latest sweep (parent) run of every ``rlbench-med/*`` experiment of the store, by experiment name."""
+    client = client_for(uri)
+    out = []
+    for exp in sorted(client.search_experiments(), key=lambda e: e.name):
+        if not exp.name.startswith(EXPERIMENT_PREFIX):
+            continue
+        runs = client.search_runs([exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        out += list(runs)
+    return out
+
+
+def try_run(uri: str, run_id: str) -> Any | None:
+    """The run ``run_id`` of the store, or None when the store has no such run."""
+    try:
+        return _get_run(client_for(uri), uri, run_id)
+    except TrackingError:
+        return None
+
+
+def sweep_of_folder(uri: str, folder: Path) -> Any | None:
+    """The latest sweep (parent) run the store holds for output folder ``folder``, or None: when the
+    store has none, does not exist yet (a sqlite file) or does not answer."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        open_store(uri)
+    except TrackingError:
+        return None
+    if urllib.parse.urlparse(uri).scheme == "sqlite":
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        if database and not Path(database).exists():
+            return None
+    try:
+        client = client_for(uri)
+        experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)]
+        out = str(Path(folder).resolve()).replace("'", "\\'")
+        runs = client.search_runs(
+            experiments, filter_string=f"tags.`rlbench.role` = 'sweep' and tags.`rlbench.out_dir` = '{out}'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        ) if experiments else []
+    except MlflowException:
+        return None
+    return runs[0] if runs else None
 
 
 def _get_run(client: Any, uri: str, run_id: str) -> Any:

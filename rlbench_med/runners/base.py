@@ -116,6 +116,8 @@ class JobResult:
     predictions: dict[str, Path]  # results.csv algo label -> predictions jsonl
     wall_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: Set when the result was not trained but taken from the job cache: where and when it was trained.
+    reused_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class RunnerSpec:
     - ``plan(job)``: lines describing what would run (``--dry-run``).
     - ``evaluates_base``: ``run`` accepts a :data:`BASE` job (the shared starting policy, evaluated
       without training), which the sweep adds so reports show where every algorithm started.
+    - ``identity(job)``: what a job's results depend on beyond its config, data and the code (e.g.
+      the cache key of its starting checkpoint), once the data is ready; a runner without it is
+      never reused from the job cache (``runners/sweep/jobcache.py``).
     """
 
     name: str
@@ -139,6 +144,7 @@ class RunnerSpec:
     run: Callable[[Job, Tracker, bool], JobResult]
     plan: Callable[[Job], list[str]]
     evaluates_base: bool = False
+    identity: Callable[[Job], dict[str, str]] | None = None
 
 
 def make_job_estimator(job: Job) -> Estimator:

@@ -102,6 +102,10 @@ def _plan(job: Job) -> list[str]:
 RUNNER = RunnerSpec(name="fake", description="fakes training (tests)", config_cls=FakeConfig, check=_check,
                     prepare=_prepare, run=_run, plan=_plan)
 RUNNERS.register("fake", RUNNER)
+#: The same runner declaring a job identity, so the job cache may reuse its jobs.
+CACHED_RUNNER = RunnerSpec(name="fake_cached", description="fakes training, reusable (tests)", config_cls=FakeConfig,
+                           check=_check, prepare=_prepare, run=_run, plan=_plan, identity=lambda job: {"fake": "v1"})
+RUNNERS.register("fake_cached", CACHED_RUNNER)
 
 SUITE = SuiteSpec(
     name="fake_suite", description="two tiny domains (tests)", data="none", domains=tuple(DOMAINS),

@@ -1,6 +1,8 @@
-"""The MLflow UI of a tiny run, opened in headless Chromium (Selenium): experiment, child runs, eval metric.
+"""In headless Chromium (Selenium): the MLflow UI of a tiny run (the experiment opens on its training
+runs, the parent run shows its summary metrics, a child run its eval metric) and a report that fits a
+1400-px page.
 
-Screenshots go to ``$RLBENCH_MED_SCREENSHOTS`` when set, else the test's tmp dir; the test prints their paths.
+Screenshots go to ``$RLBENCH_MED_SCREENSHOTS`` when set, else the test's tmp dir; the tests print their paths.
 """
 
 from __future__ import annotations
@@ -71,7 +73,13 @@ def chrome():  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_mlflow_ui_shows_experiment_child_runs_and_eval_f1(tmp_path: Path, tracked: str) -> None:
+def client_metrics(uri: str, run_id: str) -> dict[str, float]:
+    from mlflow.tracking import MlflowClient
+
+    return dict(MlflowClient(uri).get_run(run_id).data.metrics)
+
+
+def test_mlflow_ui_opens_on_training_runs_with_summary_child_runs_and_eval_f1(tmp_path: Path, tracked: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -95,9 +103,12 @@ def test_mlflow_ui_shows_experiment_child_runs_and_eval_f1(tmp_path: Path, track
         wait = WebDriverWait(driver, 90)
         body = lambda: driver.find_element(By.TAG_NAME, "body").text  # noqa: E731
 
-        driver.get(f"{base}/#/experiments/{experiment_id}/runs")
+        # The experiment's own link opens on its training runs (not MLflow's GenAI overview).
+        driver.get(f"{base}/#/experiments/{experiment_id}")
         wait.until(lambda d: parent.info.run_name in body())
-        assert "rlbench-med/fake_suite" in body()
+        assert f"/experiments/{experiment_id}/runs" in driver.current_url
+        assert "workflowType=machine_learning" in driver.current_url
+        assert "rlbench-med/fake_suite" in body() and "Evaluation runs" not in body()
         # Child runs are nested under the sweep's run: expand it.
         expand = driver.find_element(
             By.XPATH, f"//a[.//text()='{parent.info.run_name}']/ancestor::div[@role='gridcell']//button")
@@ -107,6 +118,20 @@ def test_mlflow_ui_shows_experiment_child_runs_and_eval_f1(tmp_path: Path, track
         shots.mkdir(parents=True, exist_ok=True)
         shot_runs = shots / "mlflow_ui_runs.png"
         driver.save_screenshot(str(shot_runs))
+
+        # The sweep's run carries the per-algorithm summary of the primary metric.
+        summary = {k: v for k, v in client_metrics(tracked, parent.info.run_id).items() if k.startswith("summary/")}
+        assert sorted(summary) == ["summary/drpo/f1_strict", "summary/grpo/f1_strict"]
+        driver.get(f"{base}/#/experiments/{experiment_id}/runs/{parent.info.run_id}")
+        wait.until(lambda d: "summary/drpo/f1_strict" in body())
+        text = body()
+        for key, value in summary.items():
+            assert key in text and any(v in text for v in (repr(value), f"{value:.4g}", f"{value:.3f}")), key
+        metric = driver.find_element(By.XPATH, "//*[normalize-space(text())='summary/drpo/f1_strict']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", metric)
+        time.sleep(1)
+        shot_parent = shots / "mlflow_ui_parent_summary.png"
+        driver.save_screenshot(str(shot_parent))
 
         driver.get(f"{base}/#/experiments/{experiment_id}/runs/{children['drpo-seed0'].info.run_id}")
         wait.until(lambda d: "eval/overall/f1" in body())
@@ -118,8 +143,8 @@ def test_mlflow_ui_shows_experiment_child_runs_and_eval_f1(tmp_path: Path, track
         time.sleep(1)
         shot_run = shots / "mlflow_ui_child_run.png"
         driver.save_screenshot(str(shot_run))
-        print(f"screenshots: {shot_runs} {shot_run}")
-        assert shot_runs.stat().st_size > 10_000 and shot_run.stat().st_size > 10_000
+        print(f"screenshots: {shot_runs} {shot_parent} {shot_run}")
+        assert all(p.stat().st_size > 10_000 for p in (shot_runs, shot_parent, shot_run))
     finally:
         if driver is not None:
             driver.quit()
@@ -129,3 +154,31 @@ def test_mlflow_ui_shows_experiment_child_runs_and_eval_f1(tmp_path: Path, track
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_report_fits_a_1400_px_page(tmp_path: Path, tracked: str) -> None:
+    """Six algorithms, two seeds (mean ± std cells): every table and figure of report.html fits a 1400-px window."""
+    algos = "drpo,grpo,rloo,fake_const,drpo:k_max=3,grpo:std_norm=false"
+    assert main(["run", "--suite", "fake_suite", "--runner", "fake", "--plugin", PLUGIN, "--algos", algos,
+                 "--seeds", "0,1", "--out", "wide"]) == 0
+    driver = chrome()
+    try:
+        driver.set_window_size(1400, 1000)
+        driver.get((tmp_path / "wide" / "report.html").as_uri())
+        inner = driver.execute_script("return window.innerWidth")
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= inner
+        widest = driver.execute_script(
+            "return Math.max(...[...document.querySelectorAll('table, img')].map(e => e.getBoundingClientRect().right))")
+        assert widest <= inner
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, min(height + 200, 16000))
+        shots = Path(os.environ.get("RLBENCH_MED_SCREENSHOTS") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        shot = shots / "report.png"
+        driver.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+        assert shot.stat().st_size > 10_000
+    finally:
+        driver.quit()

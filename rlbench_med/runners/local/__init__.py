@@ -5,7 +5,7 @@
 
 from rlbench_med.runners.base import RunnerSpec
 from rlbench_med.runners.config import LocalConfig
-from rlbench_med.runners.local.runner import check, plan, prepare, run
+from rlbench_med.runners.local.runner import check, identity, plan, prepare, run
 
 RUNNER = RunnerSpec(
     name="local",
@@ -16,6 +16,7 @@ RUNNER = RunnerSpec(
     run=run,
     plan=plan,
     evaluates_base=True,
+    identity=identity,
 )
 
 __all__ = ["RUNNER", "LocalConfig"]

@@ -66,6 +66,13 @@ def prepare(jobs: Sequence[Job]) -> None:
             load_or_train_base(agent, job.config, job.data_dir, agent.encoded.train, drop_p, device.type)
 
 
+def identity(job: Job) -> dict[str, str]:
+    """What a job's results depend on beyond its config, data and code: its SFT base's cache key
+    (data, base config, modality dropout, device type and a ``hf:`` model's files) and the device type."""
+    device, _, path = _base_of(job)
+    return {"base": path.parent.name, "device": device.type}
+
+
 def _base_of(job: Job) -> tuple[torch.device, float, Path]:
     """The device, modality dropout and cache path of ``job``'s SFT base (the path hashes the data)."""
     from rlbench_med.runners.local.sft import base_key, base_path

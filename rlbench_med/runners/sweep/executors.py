@@ -1,7 +1,9 @@
-"""Executors: run a sweep's pending jobs one after another in this process, or as Ray tasks.
+"""Executors: run a sweep's pending jobs one after another in this process, or as Ray tasks;
+take the ones the job cache holds from it.
 
-Both record each job through :mod:`.outcome` (results.csv rows at once, child run closed), and
-re-raise ``KeyboardInterrupt`` (SIGINT or SIGTERM) after marking the jobs still open KILLED.
+All record each job through :mod:`.outcome` (results.csv rows at once, child run closed), and
+re-raise ``KeyboardInterrupt`` (SIGINT or SIGTERM) after marking the jobs still open KILLED. A job
+that trained is then stored in the job cache (:mod:`.jobcache`) with the metrics it logged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import BASE, RUNNERS, Job, JobResult
+from rlbench_med.runners.base import BASE, RUNNERS, Job, JobResult, NullTracker
+from rlbench_med.runners.sweep import jobcache
 from rlbench_med.runners.sweep.outcome import (
     SweepOutcome,
     failure_of,
@@ -22,13 +25,37 @@ from rlbench_med.runners.sweep.outcome import (
     record_result,
 )
 from rlbench_med.runners.sweep.plan import Plan
-from rlbench_med.runners.sweep.progress import Progress, StepCounting
+from rlbench_med.runners.sweep.progress import NullProgress, Progress, StepCounting
 from rlbench_med.runners.sweep.results import ResultsWriter
 from rlbench_med.runners.sweep.signals import interrupt_reason, shielded
 from rlbench_med.runners.sweep.tracking import ChildRun, SweepTracking
 
 #: Environment variables a Ray worker inherits from the driver.
 WORKER_ENV_PREFIXES = ("RLBENCH_MED_", "MLFLOW_", "NUMBA_")
+
+
+def run_reused(
+    plan: Plan, jobs: Sequence[Job], tracking: SweepTracking, progress: Progress,
+    writer: ResultsWriter, outcome: SweepOutcome,
+) -> None:
+    """Jobs the job cache holds: a child run with the stored params and per-step metrics, the stored
+    predictions and results rows, the run tagged with where and when the job was trained."""
+    for job in jobs:
+        entry = plan.reused[(job.algo, job.seed)]
+        with shielded():
+            child = tracking.child(job)
+            jobcache.replay(entry, child.open())
+            result = jobcache.reuse(entry, job)
+        progress.job_reused(job, result.reused_from or "")
+        record_result(result, tracking, NullProgress(), writer, outcome)
+
+
+def _keep(plan: Plan, result: JobResult, recorder: jobcache.RecordingTracker, progress: Progress) -> None:
+    """Store a trained job in the job cache; a cache that cannot be written is said, never fatal."""
+    try:
+        jobcache.keep(plan, result, recorder.history, recorder.params)
+    except OSError as exc:
+        progress.note(f"job cache: {result.job.algo} seed {result.job.seed} not stored ({exc})")
 
 
 def run_local(
@@ -42,8 +69,9 @@ def run_local(
             # The sweep's display shows the job's steps; a second (runner) bar would fight it.
             job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
         progress.job_started(job, 0 if job.estimator == BASE else getattr(job.config, "steps", None))
+        recorder = jobcache.RecordingTracker(StepCounting(child.open(), progress))
         try:
-            result = plan.runner.run(job, StepCounting(child.open(), progress), plan.resume)
+            result = plan.runner.run(job, recorder, plan.resume)
         except KeyboardInterrupt as exc:
             with shielded():
                 tracking.close_child(job, None, "KILLED", interrupt_reason(exc))
@@ -53,14 +81,20 @@ def run_local(
             record_failure(failure_of(job, exc), tracking, progress, outcome)
             continue
         record_result(result, tracking, progress, writer, outcome)
+        _keep(plan, result, recorder, progress)
 
 
-def _job_in_worker(runner_name: str, plugins: tuple[str, ...], job: Job, child: ChildRun, resume: bool) -> JobResult:
+def _job_in_worker(
+    runner_name: str, plugins: tuple[str, ...], job: Job, child: ChildRun, resume: bool
+) -> tuple[JobResult, jobcache.RecordingTracker]:
     """What one Ray task runs: load plugins, look the runner up, run the job with its tracker."""
     for plugin in plugins:
         load_plugin(plugin)
     runner = RUNNERS.get(runner_name)
-    return runner.run(job, child.open(), resume)
+    recorder = jobcache.RecordingTracker(child.open())
+    result = runner.run(job, recorder, resume)
+    recorder.inner = NullTracker()  # the history goes back to the driver, the MLflow client does not
+    return result, recorder
 
 
 def _ray_init(plan: Plan) -> Any:
@@ -109,7 +143,7 @@ def run_ray(
             ref = ready[0]
             job = futures.pop(ref)
             try:
-                result = ray.get(ref)
+                result, recorder = ray.get(ref)
             except RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                 failure = failure_of(job, cause)
@@ -120,6 +154,7 @@ def run_ray(
                 record_failure(failure_of(job, exc), tracking, progress, outcome)
                 continue
             record_result(result, tracking, progress, writer, outcome)
+            _keep(plan, result, recorder, progress)
     except KeyboardInterrupt as exc:
         with shielded():
             for ref, job in futures.items():

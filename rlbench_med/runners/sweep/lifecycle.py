@@ -22,7 +22,8 @@ from pathlib import Path
 
 from rlbench_med.locks import LockHeld, file_lock
 from rlbench_med.runners.sweep.datacache import data_complete, ensure_data
-from rlbench_med.runners.sweep.executors import run_local, run_ray
+from rlbench_med.runners.sweep.executors import run_local, run_ray, run_reused
+from rlbench_med.runners.sweep.jobcache import find_reusable
 from rlbench_med.runners.sweep.outcome import SweepOutcome
 from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import NullProgress, Progress
@@ -142,18 +143,20 @@ def _run_jobs(plan: Plan, tracking: SweepTracking, progress: Progress, outcome: 
         progress.note("floors: scoring the trivial answers (every class, the majority set, a random class) ...")
         writer.add(write_floors(plan))
         progress.note(f"floors: done ({time.perf_counter() - begin:.1f} s)")
-    pending = plan.pending
+    find_reusable(plan)  # again: generated data exists only now
+    pending, to_train = plan.pending, plan.to_train
     try:
-        if pending:
+        if to_train:
             begin = time.perf_counter()
             progress.note(f"runner {plan.runner.name}: preparing shared work (e.g. the SFT base) ...")
-            plan.runner.prepare(pending)
+            plan.runner.prepare(to_train)
             progress.note(f"runner {plan.runner.name}: ready ({time.perf_counter() - begin:.1f} s)")
         progress.start(len(pending))
+        run_reused(plan, [j for j in pending if (j.algo, j.seed) in plan.reused], tracking, progress, writer, outcome)
         if plan.executor == "ray":
-            run_ray(plan, pending, tracking, progress, writer, outcome)
+            run_ray(plan, to_train, tracking, progress, writer, outcome)
         else:
-            run_local(plan, pending, tracking, progress, writer, outcome)
+            run_local(plan, to_train, tracking, progress, writer, outcome)
     finally:
         progress.stop()
         if any(r.predictions for r in outcome.results):

@@ -18,6 +18,7 @@ import yaml
 from rlbench_med.registry import load_plugin
 from rlbench_med.runners.base import BASE, RUNNERS, Job, RunnerSpec
 from rlbench_med.runners.sweep.datacache import data_cache_path, data_complete, source_folder
+from rlbench_med.runners.sweep.jobcache import CacheEntry, find_reusable, jobs_dir
 from rlbench_med.runners.sweep.request import (
     EXECUTORS,
     SUITE_RUNNERS,
@@ -61,11 +62,18 @@ class Plan:
     done: set[tuple[str, int]] = field(default_factory=set)
     data_source: Any = None  # suites.data.DataSource the jobs read (None without data)
     notes: list[str] = field(default_factory=list)
+    reuse: bool = True  # --no-reuse: False
+    reused: dict[tuple[str, int], CacheEntry] = field(default_factory=dict)  # pending jobs the job cache holds
 
     @property
     def pending(self) -> list[Job]:
         """Jobs not already in results.csv (``--resume`` skips finished ones)."""
         return [j for j in self.jobs if (j.algo, j.seed) not in self.done]
+
+    @property
+    def to_train(self) -> list[Job]:
+        """Pending jobs the job cache does not hold."""
+        return [j for j in self.pending if (j.algo, j.seed) not in self.reused]
 
     def resources(self, job: Job) -> dict[str, float]:
         """Ray resources declared by one job: its cpu_threads CPUs, and 1 GPU when its config asks for CUDA."""
@@ -92,6 +100,7 @@ class Plan:
         lines.append(
             f"  algos      {', '.join(self.algos)} x seeds {','.join(map(str, self.seeds))} = {len(self.jobs)} jobs"
             + (f" ({len(self.jobs) - len(self.pending)} already done, resumed)" if self.done else "")
+            + (f" ({len(self.reused)} reused from the job cache)" if self.reused else "")
         )
         lines.append(f"  runner     {self.runner.name}: {self.runner.description}")
         if self.executor == "ray":
@@ -113,6 +122,7 @@ class Plan:
             lines.append(f"  report     leads with {self.primary_metric}; floors {', '.join(LABEL_FLOORS)}{boxes}{extra}")
         for note in self.notes:
             lines.append(f"  note       {note}")
+        lines.append(f"  job cache  {self._cache_line()}")
         lines.append(f"  output     {self.out_dir}")
         lines.append(f"  tracking   {self.tracking_uri} (experiment rlbench-med/{suite.name})")
         lines.append("  jobs")
@@ -120,10 +130,24 @@ class Plan:
             if (job.algo, job.seed) in self.done:
                 lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator} (done)")
                 continue
+            entry = self.reused.get((job.algo, job.seed))
+            if entry is not None:
+                lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator} (reused: {entry.describe()})")
+                continue
             lines.append(f"    {job.algo} seed {job.seed} -> estimator {job.estimator}")
             for extra in self.runner.plan(job):
                 lines.append(f"      {extra}")
         return "\n".join(lines)
+
+    def _cache_line(self) -> str:
+        if self.runner.identity is None:
+            return f"not used: the {self.runner.name} runner's jobs are never reused"
+        if not self.reuse:
+            return f"--no-reuse: every job trains; the finished ones replace their entries in {jobs_dir()}"
+        if self.resume:
+            return f"{jobs_dir()}: finished jobs are reused; jobs of a --resume sweep are not stored"
+        return (f"{jobs_dir()}: a finished job with the same data, base, config, estimator, seed and code is "
+                "reused (--no-reuse trains it again)")
 
 
 def _wants_gpu(config: Any) -> bool:
@@ -259,11 +283,12 @@ def build_plan(request: SweepRequest) -> Plan:
         config_sources=sources, data_dir=data_dir, data_note=data_note, generates_data=generates_data,
         algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
-        report_settings=report_settings, data_source=source, notes=notes,
+        report_settings=report_settings, data_source=source, notes=notes, reuse=request.reuse,
     )
     _check_out_dir(plan)
     for job in jobs:
         runner.check(job)
+    find_reusable(plan)
     return plan
 
 

@@ -22,6 +22,8 @@ class Progress(Protocol):
 
     def job_finished(self, job: Job, ok: bool) -> None: ...
 
+    def job_reused(self, job: Job, origin: str) -> None: ...
+
     def stop(self) -> None: ...
 
 
@@ -39,6 +41,9 @@ class NullProgress:
         pass
 
     def job_finished(self, job: Job, ok: bool) -> None:
+        pass
+
+    def job_reused(self, job: Job, origin: str) -> None:
         pass
 
     def stop(self) -> None:

@@ -51,6 +51,7 @@ class SweepRequest:
     plugins: tuple[str, ...] = ()
     resume: bool = False
     allow_outside_data: bool = False  # let media paths of --data resolve outside its folder
+    reuse: bool = True  # take finished jobs from the job cache (--no-reuse: train every job)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -1,0 +1,169 @@
+"""``rlbench-med leaderboard``: algorithms x suites on each suite's primary metric, with intervals and floors.
+
+Per suite, the sweeps given for it are combined as ``compare`` combines them (same test records
+required); each algorithm's cell is its overall primary metric, the mean over its seeds, with a
+95% interval of that mean computed as the comparisons compute theirs (:func:`.stats.seed_interval`
+applied to the score instead of a difference):
+
+- with ``S >= 2`` seeds: ``mean ± t(S-1, 0.975) sqrt(var(seed values)/S + var_eval)``, ``var_eval``
+  the bootstrap variance of the mean under resampled evaluation records;
+- with one seed (and for ``base`` and the floors, which do not depend on the training seed): the
+  percentile bootstrap over the evaluation records, evaluation-sample uncertainty only;
+
+clipped to the metric's range (:data:`UNIT_METRICS` lie in [0, 1]: with two seeds a t-interval
+easily reaches past it, and a score below 0 says nothing).
+
+Rows: trained algorithms by their mean rank over the suites they ran (rank 1 = best in a
+suite), then ``base`` and the floors; input ablations (mimic_fusion's ``@text`` ...) stay in the
+suite's own report. In each column the best trained algorithm is bold and ``†`` marks an
+algorithm some floor beats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rlbench_med.reports.compare import check_comparable, combine, primary_of, write_combined
+from rlbench_med.reports.formats import Cell, Table
+from rlbench_med.reports.report import DEFAULT_PRIMARY, load_runs
+from rlbench_med.reports.results import build_table, is_reference, split_label
+from rlbench_med.reports.stats import EvaluationSet, seed_interval
+from rlbench_med.reports.sweeps import Sweep
+from rlbench_med.suites.floors import FLOOR_RANDOM, RANDOM_DRAWS, is_floor
+
+
+#: Metrics whose values lie in [0, 1] (scores, not counts or times).
+UNIT_METRICS = frozenset({"acc", "f1", "exact", "f1_strict", "acc_release", "iou"})
+
+
+@dataclass(frozen=True)
+class Score:
+    """One algorithm's overall primary metric on one suite: mean over seeds with a 95% interval."""
+
+    mean: float
+    low: float
+    high: float
+    n_seeds: int
+    method: str
+
+    def text(self) -> str:
+        return "–" if math.isnan(self.mean) else f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass
+class Column:
+    suite: str
+    metric: str
+    n: int  # test records
+    scores: dict[str, Score]
+    sweeps: list[str]
+
+
+@dataclass
+class Board:
+    columns: list[Column]
+    notes: list[str] = field(default_factory=list)
+
+    def algos(self) -> list[str]:
+        """Trained algorithms by mean rank over the suites they ran, then base, then the floors."""
+        ranks: dict[str, list[int]] = {}
+        for col in self.columns:
+            trained = sorted((a for a in col.scores if not is_reference(a)), key=lambda a: -col.scores[a].mean)
+            for rank, algo in enumerate(trained, start=1):
+                ranks.setdefault(algo, []).append(rank)
+        refs = list(dict.fromkeys(a for col in self.columns for a in col.scores if is_reference(a)))
+        order = sorted(ranks, key=lambda a: (float(np.mean(ranks[a])), a))
+        return order + [a for a in refs if not is_floor(a)] + [a for a in refs if is_floor(a)]
+
+
+def score(evalset: EvaluationSet, algo: str, seeds: Sequence[int], metric: str, level: float = 0.95) -> Score:
+    """Mean over ``seeds`` of ``algo``'s overall ``metric`` with its interval (module docstring);
+    ``floor:random``'s draws are averaged into one value first."""
+    cell = ("overall", metric)
+    seeds = [s for s in seeds if (algo, s) in evalset and cell in evalset.point((algo, s))]
+    if not seeds:
+        return Score(float("nan"), float("nan"), float("nan"), 0, "")
+    values = np.array([evalset.point((algo, s))[cell] for s in seeds])
+    boot = np.mean([evalset.replicates((algo, s))[cell] for s in seeds], axis=0)
+    if split_label(algo).name == FLOOR_RANDOM:  # draws, not seeds: one value
+        values = np.array([values.mean()])
+    low, high, _, method = seed_interval(values, boot, level)
+    if metric in UNIT_METRICS:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return Score(float(values.mean()), low, high, int(values.size), method)
+
+
+def suite_column(sweeps: Sequence[Sweep], scratch: Path, *, n_boot: int = 2000, seed: int = 0) -> tuple[Column, list[str]]:
+    """One suite's column from its sweeps (combined as ``compare`` does)."""
+    check_comparable(sweeps)
+    combined = combine(sweeps)
+    notes = list(combined.notes)
+    folder = scratch / f"leaderboard-{combined.suite}"
+    write_combined(combined, folder)
+    table = build_table(combined.rows)
+    metric = primary_of(sweeps, notes) or DEFAULT_PRIMARY
+    if metric not in table.metrics:
+        metric = next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), metric)
+    shown = [a for a in table.algos if not split_label(a).inputs]
+    if len(shown) < len(table.algos):
+        notes.append("input ablations (e.g. @text) are left out of the leaderboard; rlbench-med report shows them")
+    table.algos = shown
+    runs = load_runs(folder, table, notes)
+    scores: dict[str, Score] = {}
+    if runs:
+        evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
+        for algo in table.algos:
+            seeds = range(RANDOM_DRAWS) if split_label(algo).name == FLOOR_RANDOM else table.seeds.get(algo, [])
+            s = score(evalset, algo, list(seeds), metric)
+            if s.n_seeds:
+                scores[algo] = s
+    for algo in table.algos:  # no predictions (e.g. a runner that writes none): the mean over seeds alone
+        c = table.cell(algo, "overall", metric)
+        if algo not in scores and c is not None:
+            scores[algo] = Score(c.mean, float("nan"), float("nan"), c.n_seeds, "no predictions: no interval")
+    n = table.n.get(("overall", metric), 0)
+    return Column(combined.suite, metric, n, scores, [s.name for s in sweeps]), [f"{combined.suite}: {x}" for x in notes]
+
+
+def make_board(sweeps: Sequence[Sweep], scratch: Path, *, n_boot: int = 2000, seed: int = 0) -> Board:
+    """Group the sweeps by suite (in the order first given) and build one column per suite."""
+    by_suite: dict[str, list[Sweep]] = {}
+    for s in sweeps:
+        by_suite.setdefault(s.suite, []).append(s)
+    board = Board([])
+    for group in by_suite.values():
+        column, notes = suite_column(group, scratch, n_boot=n_boot, seed=seed)
+        board.columns.append(column)
+        board.notes += notes
+    return board
+
+
+def board_table(board: Board) -> Table:
+    """Rows = algorithms, columns = suites: ``mean [95% interval]`` of each suite's primary metric."""
+    header = ["Algorithm", *[f"{c.suite} {c.metric} (n={c.n})" for c in board.columns]]
+    rows = []
+    for algo in board.algos():
+        row = [Cell(algo)]
+        for col in board.columns:
+            s = col.scores.get(algo)
+            if s is None:
+                row.append(Cell("–"))
+                continue
+            trained = [a for a in col.scores if not is_reference(a)]
+            best = not is_reference(algo) and len(trained) > 1 and s.mean == max(col.scores[a].mean for a in trained)
+            beaten = not is_reference(algo) and any(col.scores[f].mean > s.mean for f in col.scores if is_floor(f))
+            row.append(Cell(s.text() + (" †" if beaten else ""), best=best, mark=beaten,
+                            numbers=(("", s.mean), ("ci_low", s.low), ("ci_high", s.high), ("seeds", float(s.n_seeds)))))
+        rows.append(row)
+    seeds = sorted({s.n_seeds for c in board.columns for a, s in c.scores.items() if not is_reference(a)})
+    how = (f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1
+           else f"{seeds[0]} to {seeds[-1]} seeds (see the CSV's seeds columns)") if seeds else "no trained algorithm"
+    note = (f"Overall primary metric of each suite: mean over {how} with its 95% interval (t over seeds widened by "
+            "the evaluation records' bootstrap variance; with one seed, and for base and the floors, a bootstrap "
+            "over the evaluation records only). Bold: best trained algorithm of the suite. †: a floor scores higher.")
+    return Table("rlbench-med leaderboard", header, rows, keys=1, notes=[note])
