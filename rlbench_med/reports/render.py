@@ -16,9 +16,23 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlbench_med.reports.formats import CSS, Cell, Table, cells, rich_parts, to_html, to_markdown
-from rlbench_med.reports.results import METRIC_TITLES, ResultTable, is_reference, split_label
+from rlbench_med.reports.formats import (
+    CSS,
+    Cell,
+    Table,
+    cells,
+    rich_parts,
+    to_html,
+    to_markdown,
+)
+from rlbench_med.reports.results import (
+    METRIC_TITLES,
+    ResultTable,
+    is_reference,
+    split_label,
+)
 from rlbench_med.reports.stats import BOOTSTRAP, Comparison
+from rlbench_med.runners.base import BASE
 from rlbench_med.suites.floors import is_floor
 from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
 
@@ -138,30 +152,34 @@ def method_note(report: Report, pairs: list[tuple[str, str]]) -> str:
 
 
 def learned_lines(report: Report) -> list[str]:
-    """Per trained algorithm: its headline metric (overall) against base and the best floor, in words."""
+    """Per trained algorithm, in words: its headline metric (overall) against the best floor (did it
+    learn at all?) and against ``base`` (did training change the starting policy?), with the intervals."""
     table, metric = report.table, report.primary
     floors = [f for f in table.floors if table.cell(f, "overall", metric)]
     best_floor = max(floors, key=lambda f: table.cell(f, "overall", metric).mean) if floors else None
+    bases = {b for a, b in report.pairs() if split_label(b).name == BASE}
     lines = []
     for algo in table.trained:
         cell = table.cell(algo, "overall", metric)
         if cell is None:
             continue
         parts = [f"{algo}: overall {metric} {cell.format(compact=True)}"]
-        verdict = None
-        for ref in [r for r in (f"base{algo.partition('@')[1]}{algo.partition('@')[2]}", best_floor) if r]:
+        verdicts = []
+        base = next((b for b in bases if report.comparison(algo, b)), None)
+        for ref in (r for r in (best_floor, base) if r):
             c = report.comparison(algo, ref).get(("overall", metric))
             if c is None:
                 continue
             parts.append(f"vs {ref} {comparison_cell(c)}")
             if ref == best_floor:
-                if c.low > 0:
-                    verdict = "learned: above the best floor"
-                elif c.high < 0:
-                    verdict = f"below the best floor ({ref})"
-                else:
-                    verdict = f"did not learn: its interval includes the best floor ({ref})"
-        lines.append("; ".join(parts) + (f". **{verdict}**" if verdict else ""))
+                verdicts.append("learned: above the best floor" if c.low > 0 else
+                                f"below the best floor ({ref})" if c.high < 0 else
+                                f"did not learn: its interval includes the best floor ({ref})")
+            else:
+                verdicts.append("above its starting policy" if c.low > 0 else
+                                "below its starting policy" if c.high < 0 else
+                                "no detectable change from its starting policy (the interval includes 0)")
+        lines.append("; ".join(parts) + (f". **{'; '.join(verdicts)}**" if verdicts else ""))
     return lines
 
 

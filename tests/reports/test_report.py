@@ -155,3 +155,25 @@ def test_detectable_effect_has_80_percent_power_by_simulation() -> None:
     # comparisons with base or a floor are not about two algorithms: no MDE line
     assert detectable_effects([Comparison("drpo", "base", "overall", "f1_strict", 0, -1, 1, 1, 4, PAIRED_T)],
                               "f1_strict") == []
+
+
+def test_learned_lines_judge_the_best_floor_and_the_starting_policy_from_the_intervals() -> None:
+    from rlbench_med.reports.render import learned_lines
+    from rlbench_med.reports.report import Report
+    from rlbench_med.reports.stats import PAIRED_T, Comparison
+
+    rows = [row(a, s, "overall", "f1_strict", v) for a, s, v in
+            [("drpo", 0, 0.5), ("drpo", 1, 0.52), ("grpo", 0, 0.31), ("grpo", 1, 0.29), ("base", 0, 0.45),
+             ("floor:random", 0, 0.3), ("floor:majority", 0, 0.2)]]
+    comps = [  # the intervals decide, not the point estimates
+        Comparison("drpo", "floor:random", "overall", "f1_strict", 0.21, 0.1, 0.3, 0.01, 2, PAIRED_T),
+        Comparison("drpo", "base", "overall", "f1_strict", 0.06, -0.02, 0.14, 0.1, 2, PAIRED_T),
+        Comparison("grpo", "floor:random", "overall", "f1_strict", 0.0, -0.05, 0.05, 0.9, 2, PAIRED_T),
+        Comparison("grpo", "base", "overall", "f1_strict", -0.15, -0.2, -0.1, 0.01, 2, PAIRED_T),
+    ]
+    report = Report("climb_vision", "", "grpo", "f1_strict", Path("."), build_table(rows), {}, None, comps)
+    drpo, grpo = learned_lines(report)
+    assert drpo.endswith("**learned: above the best floor; no detectable change from its starting policy "
+                         "(the interval includes 0)**")
+    assert grpo.endswith("**did not learn: its interval includes the best floor (floor:random); "
+                         "below its starting policy**")
