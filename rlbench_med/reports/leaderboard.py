@@ -112,7 +112,8 @@ def suite_column(sweeps: Sequence[Sweep], scratch: Path, *, n_boot: int = 2000, 
     shown = [a for a in table.algos if not split_label(a).inputs]
     if len(shown) < len(table.algos):
         notes.append("input ablations (e.g. @text) are left out of the leaderboard; rlbench-med report shows them")
-    table.algos = shown
+    # Only what results.csv scores on the metric (the box floors score iou alone, not a label metric).
+    table.algos = [a for a in shown if table.cell(a, "overall", metric) is not None]
     runs = load_runs(folder, table, notes)
     scores: dict[str, Score] = {}
     if runs:

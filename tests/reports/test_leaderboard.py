@@ -85,6 +85,22 @@ def test_scores_are_seed_means_with_intervals_no_narrower_than_t(tmp_path: Path,
     assert not by["drpo"][1].mark
 
 
+def test_a_floor_scored_on_another_metric_is_not_shown_as_zero(tmp_path: Path) -> None:
+    """A box floor has results only on iou: it has no f1_strict cell, so it is not on a f1_strict board."""
+    vision = tmp_path / "vision"
+    write_folder(vision)
+    records = [{**r, "predicted": []} for r in make_records(0, 1.0, n=30, datasets=DATASETS)]
+    (vision / "predictions" / "floor_box_none-seed0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = sweep.read_results(vision / "results.csv")
+    rows += [{"suite": "climb_vision", "algo": "floor:box_none", "seed": 0, "domain": d, "metric": "iou",
+              "value": 0.0, "n": 30} for d in ("cxr", "ct", "overall")]
+    sweep.ResultsWriter(vision / "results.csv", rows).flush()
+    board = make_board(load_sweeps([str(vision)], "sqlite:///none.db", tmp_path / "s"), tmp_path / "s", n_boot=50)
+    assert board.columns[0].metric == "f1_strict"
+    assert "floor:box_none" not in board.columns[0].scores and "floor:box_none" not in board.algos()
+    assert {"drpo", "base", FLOOR_ALL, FLOOR_RANDOM} <= set(board.columns[0].scores)
+
+
 def test_cli_leaderboard_fits_80_columns_and_writes_every_format(tmp_path: Path, sweeps, monkeypatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
