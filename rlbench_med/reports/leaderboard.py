@@ -30,11 +30,11 @@ import numpy as np
 
 from rlbench_med.reports.compare import check_comparable, combine, primary_of, write_combined
 from rlbench_med.reports.formats import Cell, Table
-from rlbench_med.reports.report import DEFAULT_PRIMARY, load_runs
+from rlbench_med.reports.report import DEFAULT_PRIMARY, load_runs, resolve_primary, run_seeds
 from rlbench_med.reports.results import build_table, is_reference, split_label
 from rlbench_med.reports.stats import EvaluationSet, seed_interval
 from rlbench_med.reports.sweeps import Sweep
-from rlbench_med.suites.floors import FLOOR_RANDOM, RANDOM_DRAWS, is_floor
+from rlbench_med.suites.floors import FLOOR_RANDOM, is_floor
 
 
 #: Metrics whose values lie in [0, 1] (scores, not counts or times).
@@ -106,9 +106,7 @@ def suite_column(sweeps: Sequence[Sweep], scratch: Path, *, n_boot: int = 2000, 
     folder = scratch / f"leaderboard-{combined.suite}"
     write_combined(combined, folder)
     table = build_table(combined.rows)
-    metric = primary_of(sweeps, notes) or DEFAULT_PRIMARY
-    if metric not in table.metrics:
-        metric = next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), metric)
+    metric = resolve_primary(table, primary_of(sweeps, notes) or DEFAULT_PRIMARY)
     shown = [a for a in table.algos if not split_label(a).inputs]
     if len(shown) < len(table.algos):
         notes.append("input ablations (e.g. @text) are left out of the leaderboard; rlbench-med report shows them")
@@ -119,8 +117,7 @@ def suite_column(sweeps: Sequence[Sweep], scratch: Path, *, n_boot: int = 2000, 
     if runs:
         evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
         for algo in table.algos:
-            seeds = range(RANDOM_DRAWS) if split_label(algo).name == FLOOR_RANDOM else table.seeds.get(algo, [])
-            s = score(evalset, algo, list(seeds), metric)
+            s = score(evalset, algo, run_seeds(table, algo), metric)
             if s.n_seeds:
                 scores[algo] = s
     for algo in table.algos:  # no predictions (e.g. a runner that writes none): the mean over seeds alone

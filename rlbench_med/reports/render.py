@@ -13,14 +13,15 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rlbench_med.reports.formats import (
-    CSS,
     Cell,
     Table,
     cells,
+    html_page,
     rich_parts,
     to_html,
     to_markdown,
@@ -354,10 +355,11 @@ def _summary_lines(report: Report) -> list[str]:
             f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
 
 
-def markdown_report(report: Report) -> str:
+def markdown_report(report: Report, secs: Sequence[Section] | None = None) -> str:
+    """The report as Markdown; ``secs``: its :func:`sections`, when the caller has built them already."""
     out = [f"# rlbench-med report: {report.suite}", ""]
     out += [f"- {line}" for line in _summary_lines(report)]
-    for sec in sections(report):
+    for sec in sections(report) if secs is None else secs:
         out += ["", "#" * sec.level + " " + sec.title]
         for p in sec.paragraphs:
             out += ["", p]
@@ -381,13 +383,12 @@ def _inline(text: str) -> str:
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def html_report(report: Report) -> str:
-    """One self-contained HTML page (figures embedded as base64 PNG)."""
+def html_report(report: Report, secs: Sequence[Section] | None = None) -> str:
+    """One self-contained HTML page (figures embedded as base64 PNG); ``secs`` as in :func:`markdown_report`."""
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rlbench-med: {e(report.suite)}</title>"
-             f"<style>{CSS}</style></head><body>", f"<h1>rlbench-med report: {e(report.suite)}</h1>",
+    parts = [f"<h1>rlbench-med report: {e(report.suite)}</h1>",
              "<p>" + "<br>".join(e(line) for line in _summary_lines(report)) + "</p>"]
-    for sec in sections(report):
+    for sec in sections(report) if secs is None else secs:
         parts.append(f"<h{sec.level}>{e(sec.title)}</h{sec.level}>")
         parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
         parts += [to_html(t) for t in sec.tables]
@@ -398,8 +399,7 @@ def html_report(report: Report) -> str:
         for title, path in report.figures:
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return html_page(f"rlbench-med: {report.suite}", "\n".join(parts))
 
 
 def paper_tables(report: Report) -> list[Table]:

@@ -22,7 +22,7 @@ import yaml
 from rlbench_med.registry import RegistryError
 from rlbench_med.reports import figures as F
 from rlbench_med.reports.paper import paper_caption, paper_numbers
-from rlbench_med.reports.render import html_report, markdown_report
+from rlbench_med.reports.render import html_report, markdown_report, sections
 from rlbench_med.reports.results import (
     Label,
     ResultTable,
@@ -171,6 +171,18 @@ def load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple
     return runs
 
 
+def run_seeds(table: ResultTable, label: str) -> list[int]:
+    """The seeds of ``label``'s runs in :func:`load_runs`' result: ``floor:random``'s are its draws."""
+    return list(range(RANDOM_DRAWS)) if split_label(label).name == FLOOR_RANDOM else table.seeds.get(label, [])
+
+
+def resolve_primary(table: ResultTable, metric: str) -> str:
+    """``metric`` when the table has it, else the first of the default headline, ``f1`` and ``iou`` it has."""
+    if metric in table.metrics:
+        return metric
+    return next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), metric)
+
+
 def compare_all(
     run_dir: Path, table: ResultTable, baseline: str, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[list[Comparison], dict[str, float], list[str]]:
@@ -194,9 +206,8 @@ def compare_all(
     truth_labels = {r["domain"]: float(r["value"]) for r in truth if r["metric"] == "labels"}
     comparisons: list[Comparison] = []
     for algo, base, constant in comparison_pairs(table, baseline):
-        b_seeds = list(range(RANDOM_DRAWS)) if split_label(base).name == FLOOR_RANDOM else table.seeds.get(base, [])
         try:
-            comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, b_seeds,
+            comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, run_seeds(table, base),
                                    constant_baseline=constant, level=level,
                                    metrics={"iou"} if split_label(base).name in BOX_FLOORS else None)
         except ComparisonError as exc:
@@ -314,10 +325,7 @@ def make_report(
     rows = list(rows) if rows is not None else load_results(run_dir / "results.csv")
     table = build_table(rows)
     suite = table.suite
-    primary = primary or primary_metric_of(run_dir, suite)
-    if primary not in table.metrics:
-        fallback = next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), None)
-        primary = fallback or primary
+    primary = resolve_primary(table, primary or primary_metric_of(run_dir, suite))
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
     comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
@@ -345,8 +353,9 @@ def make_report(
             report.figures.append((title, F.save(fig, fig_dir / name)))
     if curves is None:
         report.notes.append("Learning curves and advantage timings come from MLflow; none were given for this report.")
+    secs = sections(report)
     report.markdown = out_dir / "report.md"
-    report.markdown.write_text(markdown_report(report))
+    report.markdown.write_text(markdown_report(report, secs))
     report.html = out_dir / "report.html"
-    report.html.write_text(html_report(report))
+    report.html.write_text(html_report(report, secs))
     return report

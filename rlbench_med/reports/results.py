@@ -121,10 +121,6 @@ class ResultTable:
     def floors(self) -> list[str]:
         return [a for a in self.algos if is_floor(a)]
 
-    def n_seeds(self, algos: Iterable[str] | None = None) -> int:
-        """The most seeds any of ``algos`` (default: the trained ones) ran."""
-        return max((len(self.seeds.get(a, [])) for a in (self.trained if algos is None else algos)), default=0)
-
     def best(self, domain: str, metric: str, *, higher_is_better: bool = True) -> set[str]:
         """Trained algorithms with the best mean in a column (ties all marked); empty with fewer than 2."""
         means = {a: c.mean for a in self.trained if (c := self.cell(a, domain, metric)) and not math.isnan(c.mean)}
@@ -132,9 +128,6 @@ class ResultTable:
             return set()
         target = max(means.values()) if higher_is_better else min(means.values())
         return {a for a, m in means.items() if m == target}
-
-    def columns(self) -> list[tuple[str, str]]:
-        return [(d, m) for d in self.domains for m in self.metrics if any((a, d, m) in self.cells for a in self.algos)]
 
 
 def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | None = None) -> ResultTable:

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, DatasetPredictions, DatasetTruth, aggregate, group_records
+from rlbench_med.suites.metrics import (
+    DESCRIPTIVE_METRICS,
+    DatasetPredictions,
+    DatasetTruth,
+    aggregate,
+    group_records,
+    label_keys,
+)
 
 Record = Mapping[str, Any]
 RunKey = tuple[str, int]  # (algo label, seed)
@@ -110,7 +117,6 @@ class EvaluationSet:
         self.preds = {k: list(v) for k, v in preds.items()}
         self.excluded = dict(excluded or {})
         rng = np.random.default_rng(seed)
-        self.n_boot = n_boot
         self.weights = [rng.multinomial(t.n, np.full(t.n, 1 / t.n), size=n_boot).astype(np.float64)
                         for t in self.datasets]
         self._point: dict[RunKey, dict[tuple[str, str], float]] = {}
@@ -176,8 +182,7 @@ def _mismatch(datasets: Sequence[DatasetTruth], groups: Mapping[tuple[str, str],
         return f"dataset {missing[0][1]} ({missing[0][0]}) is in one run's predictions and not in the other's"
     for t in datasets:
         recs = groups[(t.domain, t.dataset)]
-        other = DatasetTruth.from_records(t.domain, t.dataset, recs)
-        if other.keys != t.keys:
+        if [label_keys(r["labels"]) for r in recs] != t.keys:
             return (f"dataset {t.dataset} ({t.domain}) was evaluated on other samples ({len(recs)} vs {t.n}, or "
                     "another order); a comparison needs the same held-out records")
     return None
