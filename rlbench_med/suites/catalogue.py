@@ -18,6 +18,7 @@ The MIMIC-IV multimodal row describes its two tasks in words; their class lists 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ def datasets_of(domain: str) -> tuple[CatalogueEntry, ...]:
     return tuple(e for e in CATALOGUE if e.domain == domain)
 
 
+@functools.cache
 def known_domains() -> tuple[str, ...]:
     """Every domain named in the catalogue (vision domains first), plus the MIMIC task domains."""
     others = sorted({e.domain for e in CATALOGUE} - set(VISION_DOMAINS) - {"multimodal"})

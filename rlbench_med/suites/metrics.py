@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from rlbench_med.suites.catalogue import normalize_label, order_domains
-from rlbench_med.suites.release import release_class_accuracy, release_predicted, release_truth
+from rlbench_med.suites.release import multi_hot, release_class_accuracy, release_predicted, release_truth
 
 METRICS = ("acc", "f1", "exact", "f1_strict", "labels", "acc_release", "iou")
 """Every metric :func:`compute_metrics` can write, in report order."""
@@ -113,12 +113,7 @@ class DatasetTruth:
     @classmethod
     def from_records(cls, domain: str, dataset: str, records: Sequence[Mapping[str, Any]]) -> DatasetTruth:
         keys = [label_keys(r["labels"]) for r in records]
-        classes = sorted(set().union(*keys)) if keys else []
-        index = {c: j for j, c in enumerate(classes)}
-        truth = np.zeros((len(keys), len(classes)), dtype=bool)
-        for i, k in enumerate(keys):
-            for c in k:
-                truth[i, index[c]] = True
+        classes, truth = multi_hot(keys)
         multi = any(len(k) > 1 for k in keys) or any(bool(r.get("multi_label")) for r in records)
         rel_classes, rel_truth = release_truth([", ".join(label_list(r["labels"])) for r in records])
         return cls(domain, dataset, classes, truth, keys, multi, rel_classes, rel_truth)

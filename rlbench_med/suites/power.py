@@ -127,23 +127,31 @@ def record_sd(
     ``record_sd = sqrt(n) * sd`` of the domain's metric over ``draws`` resamples, ``n`` the
     domain's record count. ``overall`` is included.
     """
+    return record_sds(records, [metric], draws=draws, seed=seed)[metric]
+
+
+def record_sds(
+    records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *, draws: int = 200, seed: int = 0
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """:func:`record_sd` of several metrics from one bootstrap (the same resamples as each alone)."""
     from rlbench_med.suites.metrics import compute_metrics
 
     rng = np.random.default_rng(seed)
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for rec in records:
         groups.setdefault((str(rec["domain"]), str(rec["dataset"])), []).append(rec)
-    values: dict[str, list[float]] = {}
-    sizes: dict[str, int] = {}
+    values: dict[tuple[str, str], list[float]] = {}
+    sizes: dict[str, dict[str, int]] = {m: {} for m in metrics}
     for row in compute_metrics(records):
-        if row["metric"] == metric:
-            sizes[row["domain"]] = int(row["n"])
+        if row["metric"] in sizes:
+            sizes[row["metric"]][row["domain"]] = int(row["n"])
     for _ in range(draws):
         resampled = [group[i] for group in groups.values() for i in rng.integers(len(group), size=len(group))]
         for row in compute_metrics(resampled):
-            if row["metric"] == metric and np.isfinite(row["value"]):
-                values.setdefault(row["domain"], []).append(float(row["value"]))
-    return {d: (float(np.std(values[d], ddof=1) * math.sqrt(sizes[d])), sizes[d]) for d in sizes if len(values.get(d, [])) > 1}
+            if row["metric"] in sizes and np.isfinite(row["value"]):
+                values.setdefault((row["metric"], row["domain"]), []).append(float(row["value"]))
+    return {m: {d: (float(np.std(values[(m, d)], ddof=1) * math.sqrt(n)), n)
+                for d, n in sizes[m].items() if len(values.get((m, d), [])) > 1} for m in metrics}
 
 
 def mde_rows(
@@ -159,8 +167,9 @@ def mde_rows(
     """
     noise: dict[tuple[str, str], tuple[float, int]] = {}
     for records in record_sets:
+        sds = record_sds(records, metrics, draws=draws, seed=seed)
         for metric in metrics:
-            for domain, (rsd, n) in record_sd(records, metric, draws=draws, seed=seed).items():
+            for domain, (rsd, n) in sds[metric].items():
                 if (domain, metric) not in noise or rsd > noise[(domain, metric)][0]:
                     noise[(domain, metric)] = (rsd, n)
     rows: list[dict[str, Any]] = []

@@ -415,10 +415,11 @@ def assign_classes(drafts: list[Draft], reader: RecordReader) -> dict[str, tuple
         reader.warn(d.where, d.line, "dataset", f"{task!r} is not in the CLIMB catalogue or classes.json; its "
                      f"{len(labels)} classes are taken from the answers ({'; '.join(labels)}); list them in "
                      "classes.json to fix the class list", "classes from answers")
+    lookups = {task: class_lookup(classes, aliases[task]) for task, classes in tasks.items()}
     for d in drafts:
         if not d.ok:
             continue
-        lookup = class_lookup(tasks[d.task], aliases[d.task])
+        lookup = lookups[d.task]
         canonical: list[str] = []
         for label in d.answers:
             key = normalize_label(label)

@@ -43,7 +43,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -472,7 +472,11 @@ def release_truth(truths: Sequence[str]) -> tuple[list[str], np.ndarray]:
     support; labels only ever predicted have none and never enter an average); ``truth [N, C]``:
     class ``j`` is in record ``i``'s truth.
     """
-    sets = [set(split_release_labels(t)) for t in truths]
+    return multi_hot([set(split_release_labels(t)) for t in truths])
+
+
+def multi_hot(sets: Sequence[Collection[str]]) -> tuple[list[str], np.ndarray]:
+    """``(classes, truth)``: the sorted union of ``sets``, and ``truth [N, C]`` with class ``j`` in set ``i``."""
     classes = sorted(set().union(*sets)) if sets else []
     index = {c: j for j, c in enumerate(classes)}
     truth = np.zeros((len(sets), len(classes)), dtype=bool)

@@ -9,7 +9,6 @@ reward and evaluation use these functions, so a convention lives in one place.
 - :func:`release_mimic_task`: the two MIMIC-IV prompts the release recognises (DS L422-427).
 - :func:`path_origin`: domain and dataset folders of a media path (DS L428-431).
 - :func:`frame_indices`: which frames of a video the release samples (DS L128-191).
-- :data:`NO_BOX`: the box ``[0, 0, 0, 0]`` means "no box" (DS L656-688 default).
 """
 
 from __future__ import annotations
@@ -21,15 +20,9 @@ from rlbench_med.suites.catalogue import domain_of_folder
 from rlbench_med.suites.release import split_release_labels
 
 __all__ = [
-    "NO_BOX", "RELEASE_VIDEO_FRAMES", "PathOrigin", "frame_indices", "is_no_box", "path_origin", "release_mimic_task",
+    "PathOrigin", "frame_indices", "is_no_box", "path_origin", "release_mimic_task",
     "split_release_labels",
 ]
-
-RELEASE_VIDEO_FRAMES = 2
-"""Frames the release samples per video: its constructor default, never overridden (DS L299)."""
-
-NO_BOX: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-"""The release's box of a record without one (DS L656-688): a ``bbox`` equal to it means no box."""
 
 MIMIC_PROMPTS: tuple[tuple[str, str], ...] = (
     ("How long will the patient stay in the hospital?", "los"),
