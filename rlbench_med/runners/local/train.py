@@ -46,7 +46,6 @@ from rlbench_med.runners.local.rollout import Rollouts
 from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, optimizer_step, sft_update
 from rlbench_med.typed_config import ConfigError
 
-SFT_ALGO = SFT
 EVAL_BATCH = 256
 log = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ class LocalTrainer:
         cfg: LocalConfig = job.config
         self.job, self.cfg, self.agent, self.drop_p = job, cfg, agent, drop_p
         self.split = agent.encoded.train
-        self.is_sft = job.estimator == SFT_ALGO
+        self.is_sft = job.estimator == SFT
         #: Steps this job trains: none for the base (the starting policy, evaluated as it is).
         self.total_steps = 0 if job.estimator == BASE else cfg.steps
         torch.manual_seed(job.seed)
@@ -183,7 +182,7 @@ class LocalTrainer:
         self.estimator = None
         self.critic = None
         self.critic_optimizer = None
-        if job.estimator not in (SFT_ALGO, BASE):
+        if job.estimator not in (SFT, BASE):
             from rlbench_med.algorithms import make_estimator
 
             self.estimator = make_estimator(job.estimator)

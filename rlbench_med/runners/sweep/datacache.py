@@ -71,7 +71,7 @@ def ensure_data(plan: Plan) -> Path | None:
     if plan.data_dir is None or plan.data_source is None:
         return None
     if not plan.generates_data:
-        load_data(plan.data_source)  # raises DataError listing every problem
+        plan.data = load_data(plan.data_source)  # raises DataError listing every problem
         plan.data_source.save(source_folder())
         return plan.data_dir
     with file_lock(plan.data_dir.with_name(plan.data_dir.name + ".lock")):
@@ -89,6 +89,6 @@ def ensure_data(plan: Plan) -> Path | None:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp)
-        load_data(plan.data_source)  # raises DataError listing every problem
+        plan.data = load_data(plan.data_source)  # raises DataError listing every problem
     plan.data_source.save(source_folder())
     return plan.data_dir

@@ -61,6 +61,7 @@ class Plan:
     report_settings: ReportSettings = field(default_factory=ReportSettings)
     done: set[tuple[str, int]] = field(default_factory=set)
     data_source: Any = None  # suites.data.DataSource the jobs read (None without data)
+    data: Any = None  # the checked suites.data records of data_source, once ensure_data has loaded them
     notes: list[str] = field(default_factory=list)
     reuse: bool = True  # --no-reuse: False
     reused: dict[tuple[str, int], CacheEntry] = field(default_factory=dict)  # pending jobs the job cache holds

@@ -114,8 +114,8 @@ def write_floors(plan: Plan) -> list[dict[str, Any]]:
     from rlbench_med.suites import load_data
     from rlbench_med.suites.floors import floor_predictions, floor_rows
 
-    assert plan.data_dir is not None
-    data = load_data(plan.data_source if plan.data_source is not None else plan.data_dir)  # the suite's records
+    assert plan.data_source is not None
+    data = plan.data if plan.data is not None else load_data(plan.data_source)  # the suite's records
     floors = floor_predictions(data.train, data.test)
     write_floor_files(plan.out_dir, floors)
     return floor_rows(plan.suite.name, floors)
