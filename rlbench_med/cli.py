@@ -360,16 +360,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     for plugin in args.plugin:
         load_plugin(plugin)
     if args.what == "algos":
-        from rlbench_med.algorithms import list_algorithms
+        from rlbench_med.algorithms import list_algorithms, list_controls
 
-        items = list_algorithms()
+        sections = [("", list_algorithms()),
+                    ("controls (yardsticks for `rlbench-med calibrate`; never defaults):", list_controls())]
     else:
         from rlbench_med.suites import get_suite, list_suites
 
-        items = [(name, get_suite(name).description) for name in list_suites()]
-    width = max(len(n) for n, _ in items)
-    for name, description in items:
-        print(f"{name:<{width}}  {description}")
+        sections = [("", [(name, get_suite(name).description) for name in list_suites()])]
+    width = max(len(n) for _, items in sections for n, _ in items)
+    for heading, items in sections:
+        if heading and items:
+            print(f"\n{heading}")
+        for name, description in items:
+            print(f"{name:<{width}}  {description}")
     return EXIT_OK
 
 

@@ -33,8 +33,15 @@ class ConfigError(ValueError):
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """Split ``"name:key=value,key=value"`` into the name and raw string overrides."""
-    name, _, rest = spec.strip().partition(":")
+    """Split ``"name:key=value,key=value"`` into the name and raw string overrides.
+
+    A name may hold colons itself (``control:zero``, ``control:shuffle:seed=3``): the overrides
+    start after the last ``:`` that comes before the first ``=``.
+    """
+    text = spec.strip()
+    head = text.split("=", 1)[0]
+    cut = head.rfind(":") if "=" in text else -1
+    name, rest = (text[:cut], text[cut + 1 :]) if cut >= 0 else (text.rstrip(":"), "")
     name = name.strip()
     if not name:
         raise ConfigError(f"spec {spec!r} has no name before ':'")

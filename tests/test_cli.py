@@ -55,10 +55,14 @@ def test_help_of_every_command(argv: list[str], expected: list[str], capsys: pyt
 
 def test_list_algos_shows_every_estimator_and_sft(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "algos"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    estimators, controls = out.split("\ncontrols (yardsticks for `rlbench-med calibrate`; never defaults):\n")
+    lines = [line for line in estimators.splitlines() + controls.splitlines() if line]
     names = [line.split()[0] for line in lines]
     assert set(list_estimators()) <= set(names) and "sft" in names
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # every name has a description
+    assert sorted(line.split()[0] for line in controls.splitlines()) == [
+        "control:negate", "control:shuffle", "control:zero"]
 
 
 def test_list_suites(capsys: pytest.CaptureFixture[str]) -> None:

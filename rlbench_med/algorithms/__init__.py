@@ -17,6 +17,7 @@ from rlbench_med.algorithms.base import (
     make_estimator,
     register_estimator,
 )
+from rlbench_med.algorithms.controls import CONTROL_PREFIX, is_control
 from rlbench_med.algorithms.drpo import DRPO, DRPOConfig, DRPODomainOnly, DRPONoKL, DRPORelease
 from rlbench_med.algorithms.group_stats import GroupStats, group_stats, masked_whiten
 from rlbench_med.algorithms.grpo import GRPO
@@ -31,11 +32,18 @@ SFT_DESCRIPTION = "SFT: supervised fine-tuning on the reference answers (the bas
 
 
 def list_algorithms() -> list[tuple[str, str]]:
-    """``(name, one-line description)`` of every estimator, plus ``sft``; for ``rlbench-med list algos``."""
-    return [(name, describe_estimator(name)) for name in list_estimators()] + [(SFT_NAME, SFT_DESCRIPTION)]
+    """``(name, one-line description)`` of every estimator but the controls, plus ``sft``; for ``rlbench-med list algos``."""
+    rows = [(name, describe_estimator(name)) for name in list_estimators() if not is_control(name)]
+    return rows + [(SFT_NAME, SFT_DESCRIPTION)]
+
+
+def list_controls() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of the controls (``control:*``), listed apart from the estimators."""
+    return [(name, describe_estimator(name)) for name in list_estimators() if is_control(name)]
 
 
 __all__ = [
+    "CONTROL_PREFIX",
     "DRPO",
     "ESTIMATORS",
     "FLOAT_INPUTS",
@@ -60,7 +68,9 @@ __all__ = [
     "config_fields",
     "describe_estimator",
     "group_stats",
+    "is_control",
     "list_algorithms",
+    "list_controls",
     "list_estimators",
     "make_estimator",
     "masked_whiten",

@@ -108,9 +108,11 @@ def _mean_curve(curves: Curves, algo: str, key: str) -> tuple[np.ndarray, np.nda
 
 
 def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure | None:
-    """Per-domain curves, mean over seeds: ``kind`` ``"f1"`` (held-out ``eval/<d>/f1``) or ``"reward"``
-    (``train/<d>/reward_mean``). Raw points faint, their moving average (:func:`smooth`) solid."""
-    pattern = re.compile(r"^eval/([^/]+)/f1$") if kind == "f1" else re.compile(r"^train/([^/]+)/reward_mean$")
+    """Per-domain curves, mean over seeds: ``kind`` ``"reward"`` (``train/<d>/reward_mean``) or a metric
+    name (the validation split's ``val/<d>/<metric>``). Raw points faint, their moving average
+    (:func:`smooth`) solid."""
+    prefix, suffix = ("train", "reward_mean") if kind == "reward" else ("val", kind)
+    pattern = re.compile(rf"^{prefix}/([^/]+)/{re.escape(suffix)}$")
     domains = domain_order(m.group(1) for per in curves.values() for key in per if (m := pattern.match(key)))
     if not domains:
         return None
@@ -121,7 +123,7 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
     smoothed_any = False
     for idx, domain in enumerate(domains):
         ax = axes[idx // cols, idx % cols]
-        key = f"eval/{domain}/f1" if kind == "f1" else f"train/{domain}/reward_mean"
+        key = f"{prefix}/{domain}/{suffix}"
         for algo in algos:
             curve = _mean_curve(curves, algo, key)
             if curve is None:
@@ -137,13 +139,59 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
         ax.tick_params(labelsize=7)
     for idx in range(len(domains), rows * cols):
         axes[idx // cols, idx % cols].axis("off")
-    what = "held-out macro-F1" if kind == "f1" else "training reward (mean)"
-    fig.suptitle(f"{what[0].upper()}{what[1:]} by step, mean over seeds"
+    what = "training reward (mean)" if kind == "reward" else f"validation {kind}"
+    fig.suptitle(f"{what[0].upper()}{what[1:]} by step, {_over_seeds(curves, algos)}"
                  + ("\n(faint: each step; line: moving average)" if smoothed_any else ""), fontsize=10)
     fig.supxlabel("RL step", fontsize=8)
     fig.supylabel(what, fontsize=8)
     fig.tight_layout()
     _legend_outside(fig, next(ax for ax in axes.flat if ax.get_legend_handles_labels()[0]))
+    return fig
+
+
+def _over_seeds(curves: Curves, algos: Sequence[str]) -> str:
+    """"mean over N seeds" (the most any algorithm has), or "one seed"."""
+    n = max((sum(a == algo for a, _ in curves) for algo in algos), default=0)
+    return f"mean over {n} seeds" if n > 1 else "one seed"
+
+
+#: Training diagnostics of the local runner drawn by :func:`training_diagnostics` (key, panel title).
+DIAGNOSTICS = (
+    ("train/reward_mean", "training reward"),
+    ("train/zero_spread_frac", "groups with no reward spread"),
+    ("train/entropy", "policy entropy (nats/token)"),
+    ("train/kl", "KL to the base (k3)"),
+    ("train/grad_norm", "gradient norm (before clipping)"),
+    ("train/clip_frac", "clipped ratio fraction"),
+)
+
+
+def training_diagnostics(curves: Curves, algos: Sequence[str]) -> Figure | None:
+    """What tells whether RL can learn, by step, mean over seeds: reward, zero-spread groups,
+    entropy, KL to the base, gradient norm and clip fraction (the keys of :data:`DIAGNOSTICS` present)."""
+    present = [(k, t) for k, t in DIAGNOSTICS if any(per.get(k) for per in curves.values())]
+    if not present:
+        return None
+    cols = min(3, len(present))
+    rows = (len(present) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), squeeze=False, sharex=True)
+    colors = {algo: f"C{i % 10}" for i, algo in enumerate(algos)}
+    for idx, (key, title) in enumerate(present):
+        ax = axes[idx // cols, idx % cols]
+        for algo in algos:
+            curve = _mean_curve(curves, algo, key)
+            if curve is not None:
+                ax.plot(curve[0], smooth(curve[1]), color=colors[algo], label=algo)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for idx in range(len(present), rows * cols):
+        axes[idx // cols, idx % cols].axis("off")
+    fig.suptitle(f"Training diagnostics by step, {_over_seeds(curves, algos)} (moving average)", fontsize=10)
+    fig.supxlabel("RL step", fontsize=8)
+    fig.tight_layout()
+    handles = next((ax for ax in axes.flat if ax.get_legend_handles_labels()[0]), None)
+    if handles is not None:
+        _legend_outside(fig, handles)
     return fig
 
 

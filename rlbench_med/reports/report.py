@@ -343,8 +343,10 @@ def make_report(
     candidates = [
         (f"Per-domain difference vs {baseline}", "difference_vs_baseline.png",
          F.difference_bars(vs_baseline, (primary, "f1"))),
-        ("Held-out F1 learning curves", "curves_f1.png", F.learning_curves(curves or {}, "f1", table.trained)),
+        (f"Validation {primary} learning curves", "curves_validation.png",
+         F.learning_curves(curves or {}, primary, table.trained)),
         ("Training reward learning curves", "curves_reward.png", F.learning_curves(curves or {}, "reward", table.trained)),
+        ("Training diagnostics", "training_diagnostics.png", F.training_diagnostics(curves or {}, table.trained)),
         ("Advantage time per step", "advantage_time.png", F.advantage_time(curves or {}, table.trained)),
         ("Advantage time vs batch size and history length", "runtime_scaling.png", F.runtime_scaling(rows)),
     ]

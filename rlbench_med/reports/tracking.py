@@ -4,8 +4,8 @@ Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``, tagged
 ``mlflow.experimentKind=custom_model_development`` so the UI opens it on its training runs; the
 child run of a job has params ``algo``, ``seed`` and every field of the resolved runner config
 (each logged once), tags ``rlbench.algo``, ``rlbench.suite``, ``rlbench.git_sha``; the runner's
-per-step metrics (``train/...``, ``adv/...``, ``time/...``, ``eval/...``) and, when the job ends,
-its final ``eval/<domain>/<metric>`` values, the run totals of ``JobResult.timings`` as
+per-step metrics (``train/...``, ``adv/...``, ``time/...``, and the validation split's
+``val/<domain>/<metric>`` curves) and, when the job ends, its final test-split ``eval/<domain>/<metric>`` values, the run totals of ``JobResult.timings`` as
 ``time/total_<name>`` and the wall time as ``time/job_s``; artifacts ``config.yaml`` and
 ``predictions/*.jsonl``. The parent run gets the sweep's config, results.csv, the report files and
 a summary (:func:`log_summary`): ``summary/<algo>/<primary metric>`` metrics and a table artifact.
@@ -508,8 +508,9 @@ def _same(a: float, b: float) -> bool:
 # --------------------------------------------------------------------------------------------
 Curves = dict[tuple[str, int], dict[str, list[tuple[int, float]]]]
 CURVE_PATTERNS = (
-    re.compile(r"^eval/[^/]+/f1$"),
+    re.compile(r"^val/[^/]+/[^/]+$"),
     re.compile(r"^train/([^/]+/)?reward_mean$"),
+    re.compile(r"^train/(zero_spread_frac|entropy|kl|grad_norm|clip_frac)$"),
     re.compile(r"^time/advantage_s$"),
 )
 

@@ -107,9 +107,26 @@ def run_slug(label: str, seed: int) -> str:
     return f"{safe_name(label)}-seed{seed}"
 
 
+#: The split a job's results.csv rows and ``predictions/`` files score (once, at the end of the job).
+TEST = "test"
+#: The split every choice reads (curves, calibration, tuning); its predictions go to ``predictions/validation/``.
+VALIDATION = "validation"
+
+
+def predictions_dir(out_dir: Path, split: str = TEST) -> Path:
+    """Where a sweep's predictions of ``split`` live: ``<out>/predictions`` (test) or ``<out>/predictions/validation``."""
+    base = Path(out_dir) / "predictions"
+    return base if split == TEST else base / split
+
+
 @dataclass
 class JobResult:
-    """What a finished job hands back to the sweep (which alone writes results.csv)."""
+    """What a finished job hands back to the sweep (which alone writes results.csv).
+
+    ``predictions`` are the test split's (what results.csv scores); ``validation`` the validation
+    split's, with full inputs (what calibration and tuning read; empty for a runner that does not
+    score validation).
+    """
 
     job: Job
     rows: list[dict[str, Any]]  # RESULT_COLUMNS keys
@@ -118,6 +135,7 @@ class JobResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Set when the result was not trained but taken from the job cache: where and when it was trained.
     reused_from: str | None = None
+    validation: dict[str, Path] = field(default_factory=dict)  # algo label -> validation predictions jsonl
 
 
 @dataclass(frozen=True)

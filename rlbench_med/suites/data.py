@@ -1,7 +1,9 @@
 """Clinical data in the CLIMB / QoQ-Med export format: sources, loading and validation.
 
-A data set is two JSONL files, one JSON object per line: ``train.jsonl`` and ``test.jsonl`` in a
-folder, or any two files named explicitly (``train=PATH,test=PATH``, see :class:`DataSource`).
+A data set is two or three JSONL files, one JSON object per line: ``train.jsonl``, ``test.jsonl`` and
+optionally ``validation.jsonl`` in a folder, or files named explicitly
+(``train=PATH,test=PATH[,validation=PATH]``, see :class:`DataSource`); without a validation file the
+validation split is carved from train (:mod:`rlbench_med.suites.source`).
 Fields of a record (media paths are relative to the JSONL file's folder):
 
 - ``problem`` (str, required): the prompt; for MIMIC-IV records it carries the EHR text.
@@ -77,11 +79,12 @@ from rlbench_med.suites.records import (
     Problem,
     RecordReader,
     assign_classes,
+    carve_validation,
     cross_record_warnings,
     read_split,
 )
 from rlbench_med.suites.release_format import split_release_labels
-from rlbench_med.suites.source import SPLITS, DataSource
+from rlbench_med.suites.source import SPLITS, VALIDATION_FRACTION, DataSource
 
 __all__ = [
     "SPLITS", "WARNING_KINDS", "ClinicalData", "DataCheck", "DataError", "DataSource", "Problem", "Sample",
@@ -155,12 +158,13 @@ class ClinicalData:
     warnings: list[Problem] = field(default_factory=list)
     set_aside: dict[str, dict[str, int]] = field(default_factory=dict)
     set_aside_reason: dict[str, str] = field(default_factory=dict)
+    validation: list[Sample] = field(default_factory=list)
 
     def split(self, name: str) -> list[Sample]:
-        """``train`` or ``test`` samples."""
+        """``train``, ``validation`` or ``test`` samples."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
-        return self.train if name == "train" else self.test
+        return getattr(self, name)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{split: {domain: number of samples}}``."""
@@ -279,8 +283,9 @@ class DataCheck:
     set_aside: dict[str, dict[str, int]]
 
     def findings(self) -> list[Problem]:
-        """Problems and warnings in line order: the train file's, the test file's, then other files'."""
-        order = {str(self.source.train): 0, str(self.source.test): 1}
+        """Problems and warnings in line order: the train file's, the validation file's, the test file's, then
+        other files'."""
+        order = {str(self.source.split_file(s)): i for i, s in enumerate(SPLITS)}
         return sorted(self.problems + self.warnings, key=lambda p: (order.get(p.file, 2), p.file, p.line))
 
     def set_aside_reason(self, domain: str) -> str:
@@ -302,6 +307,8 @@ def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCh
         return DataCheck(source, samples, problems, warnings, {}, records, set_aside)
     reader = RecordReader(source, problems, warnings)
     drafts = [d for split in SPLITS for d in read_split(source, split, reader)]
+    if source.validation_file() is None:
+        carve_validation(drafts)
     tasks = assign_classes(drafts, reader)
     cross_record_warnings(drafts, reader)
     kept: list[Draft] = []
@@ -339,7 +346,8 @@ def load_data(source: DataSource | Path | str) -> ClinicalData:
     domains = order_domains({s.domain for ss in samples.values() for s in ss})
     root = check.source.folder or check.source.train.resolve().parent
     return ClinicalData(
-        root=root, train=samples["train"], test=samples["test"], domains=domains, tasks=check.tasks,
+        root=root, train=samples["train"], validation=samples["validation"], test=samples["test"], domains=domains,
+        tasks=check.tasks,
         warnings=check.warnings, set_aside=check.set_aside,
         set_aside_reason={d: check.set_aside_reason(d) for d in check.set_aside},
     )
@@ -352,18 +360,19 @@ def summarize(source: DataSource, limit: int = 8) -> list[str]:
     lines = []
 
     def per_domain(counts: dict[str, dict[str, int]], domains: Iterable[str]) -> str:
-        parts = [f"{d} {counts['train'].get(d, 0)}/{counts['test'].get(d, 0)}" for d in domains]
+        parts = [f"{d} {'/'.join(str(counts[s].get(d, 0)) for s in SPLITS)}" for d in domains]
         return ", ".join(parts[:limit]) + (f", ... ({len(parts) - limit} more)" if len(parts) > limit else "")
 
     kept = order_domains(d for split in SPLITS for d in check.records[split] if source.keeps(d))
-    n_train = sum(check.records["train"].get(d, 0) for d in kept)
-    n_test = sum(check.records["test"].get(d, 0) for d in kept)
+    n = {s: sum(check.records[s].get(d, 0) for d in kept) for s in SPLITS}
     who = f"{source.suite} uses" if source.suite else "uses"
-    lines.append(f"{who} {n_train} train / {n_test} test records (train/test per domain: "
-                 f"{per_domain(check.records, kept) or 'none'})")
+    carved = "" if source.validation_file() is not None else (
+        f"; validation carved from train: {VALIDATION_FRACTION:.0%} of each task's records")
+    lines.append(f"{who} {n['train']} train / {n['validation']} validation / {n['test']} test records "
+                 f"(train/validation/test per domain: {per_domain(check.records, kept) or 'none'}){carved}")
     by_reason: dict[str, list[str]] = defaultdict(list)
-    for d, n in check.set_aside.items():
-        by_reason[check.set_aside_reason(d)].append(f"{d} {n['train']}/{n['test']}")
+    for d, counts in check.set_aside.items():
+        by_reason[check.set_aside_reason(d)].append(f"{d} {'/'.join(str(counts[s]) for s in SPLITS)}")
     for reason, parts in by_reason.items():
         lines.append(f"set aside: {', '.join(parts)} ({reason})")
     if check.problems or check.warnings:

@@ -33,9 +33,10 @@ from rlbench_med.suites.release_format import (
     release_mimic_task,
     split_release_labels,
 )
-from rlbench_med.suites.source import SPLITS, DataSource
+from rlbench_med.suites.source import REQUIRED_SPLITS, DataSource, carve_count, carve_rank
 
-WARNING_KINDS = ("duplicate", "test record in train", "contradicting domain", "empty mask", "classes from answers")
+WARNING_KINDS = ("duplicate", "test record in train", "validation record in train", "contradicting domain", "empty mask",
+                 "classes from answers")
 
 
 @dataclass(frozen=True)
@@ -358,11 +359,14 @@ class RecordReader:
 
 
 def read_split(source: DataSource, split: str, reader: RecordReader) -> list[Draft]:
-    path = source.train if split == "train" else source.test
+    """The drafts of one split's file (none for a validation split without a file: see :func:`carve_validation`)."""
+    path = source.split_file(split)
+    if path is None:
+        return []
     where = str(path)
     problems = reader.problems
     if not path.is_file():
-        message = (f"missing; a data directory needs {' and '.join(s + '.jsonl' for s in SPLITS)}"
+        message = (f"missing; a data directory needs {' and '.join(s + '.jsonl' for s in REQUIRED_SPLITS)}"
                    if source.folder is not None else "does not exist")
         problems.append(Problem(where, 0, "file", message))
         return []
@@ -433,8 +437,20 @@ def assign_classes(drafts: list[Draft], reader: RecordReader) -> dict[str, tuple
     return tasks
 
 
+def carve_validation(drafts: list[Draft]) -> None:
+    """Move each task's :func:`~rlbench_med.suites.source.carve_count` training drafts with the lowest
+    :func:`~rlbench_med.suites.source.carve_rank` to the validation split (in place)."""
+    by_task: dict[str, list[Draft]] = defaultdict(list)
+    for d in drafts:
+        if d.split == "train":
+            by_task[d.task].append(d)
+    for task_drafts in by_task.values():
+        for d in sorted(task_drafts, key=lambda d: carve_rank(d.uid))[: carve_count(len(task_drafts))]:
+            d.split = "validation"
+
+
 def cross_record_warnings(drafts: list[Draft], reader: RecordReader) -> None:
-    """Duplicate records inside a split, and test records whose inputs also appear in train."""
+    """Duplicate records inside a split, and held-out (validation, test) records whose inputs also appear in train."""
     first: dict[tuple[str, tuple], Draft] = {}
     for d in drafts:
         key = d.inputs_key()
@@ -445,9 +461,9 @@ def cross_record_warnings(drafts: list[Draft], reader: RecordReader) -> None:
                          "duplicate")
         else:
             first[(d.split, key)] = d
-        if d.split == "test" and ("train", key) in first:
+        if d.split != "train" and ("train", key) in first:
             train = first[("train", key)]
-            reader.warn(d.where, d.line, "record", f"same inputs as {train.where}:{train.line}: a test record "
-                         "also in train", "test record in train")
+            reader.warn(d.where, d.line, "record", f"same inputs as {train.where}:{train.line}: a {d.split} record "
+                         "also in train", f"{d.split} record in train")
 
 

@@ -1,9 +1,16 @@
 """Where a data set lives and which of its records a suite uses: :class:`DataSource`.
 
-A source is the two split files (``DIR/train.jsonl`` and ``DIR/test.jsonl``, or any two files named
-``train=PATH,test=PATH``), an optional class-list file, whether media may resolve outside the
-folder of their JSONL file, and the suite selection. The sweep saves the source of its suite as a
-``*.source.json`` file in the cache; every job reads its data through that file.
+A source is its split files (``DIR/train.jsonl``, ``DIR/test.jsonl`` and, when present,
+``DIR/validation.jsonl``; or files named ``train=PATH,test=PATH[,validation=PATH]``), an optional
+class-list file, whether media may resolve outside the folder of their JSONL file, and the suite
+selection. The sweep saves the source of its suite as a ``*.source.json`` file in the cache; every
+job reads its data through that file.
+
+**The validation split.** Every choice (curves, early looks, profile settings, tuning) reads the
+validation split; the test split is scored once, at the end of a job. Without a validation file,
+the validation split is carved from train (:func:`~rlbench_med.suites.records.carve_validation`): per task, the
+``VALIDATION_FRACTION`` of its training records whose uids hash lowest (a task with fewer than
+``1 / VALIDATION_FRACTION`` training records gives none), the same records on every machine.
 """
 
 from __future__ import annotations
@@ -17,17 +24,22 @@ from pathlib import Path
 
 from rlbench_med.suites.catalogue import order_domains
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
+#: The splits a data set must have as files (validation may be carved from train).
+REQUIRED_SPLITS = ("train", "test")
+#: Fraction of each task's training records carved out as validation when there is no validation file.
+VALIDATION_FRACTION = 0.1
 SOURCE_SUFFIX = ".source.json"
 _SOURCE_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """The two split files of a data set, its path policy, and the suite selection.
+    """The split files of a data set, its path policy, and the suite selection.
 
-    ``DataSource.parse("DIR")`` reads ``DIR/train.jsonl`` and ``DIR/test.jsonl``;
-    ``DataSource.parse("train=A.jsonl,test=B.jsonl[,classes=C.json]")`` reads any two files.
+    ``DataSource.parse("DIR")`` reads ``DIR/train.jsonl``, ``DIR/test.jsonl`` and
+    ``DIR/validation.jsonl`` when it exists; ``DataSource.parse("train=A.jsonl,test=B.jsonl
+    [,validation=V.jsonl][,classes=C.json]")`` reads any files.
     Media paths of a file resolve against that file's folder and must stay inside it unless
     ``allow_outside``. :meth:`for_suite` adds the selection: ``suite_domains`` are kept,
     ``claimed`` lists ``(domain, suites)`` of other suites' domains, which are set aside; a domain
@@ -43,10 +55,11 @@ class DataSource:
     suite: str | None = None
     suite_domains: tuple[str, ...] = ()
     claimed: tuple[tuple[str, str], ...] = ()
+    validation: Path | None = None
 
     @classmethod
     def parse(cls, spec: str | Path, *, allow_outside: bool = False) -> DataSource:
-        """A ``--data`` value: a folder, or ``train=PATH,test=PATH[,classes=PATH]``.
+        """A ``--data`` value: a folder, or ``train=PATH,test=PATH[,validation=PATH][,classes=PATH]``.
 
         Raises ``ValueError`` with a one-line reason for a malformed explicit list.
         """
@@ -58,18 +71,19 @@ class DataSource:
         for item in [p.strip() for p in text.split(",") if p.strip()]:
             key, eq, value = item.partition("=")
             key = key.strip()
-            if not eq or key not in ("train", "test", "classes") or not value.strip():
+            if not eq or key not in (*SPLITS, "classes") or not value.strip():
                 raise ValueError(
-                    f"--data {text!r}: expected a folder or train=PATH,test=PATH[,classes=PATH]; "
+                    f"--data {text!r}: expected a folder or train=PATH,test=PATH[,validation=PATH][,classes=PATH]; "
                     f"cannot read {item!r}"
                 )
             if key in parts:
                 raise ValueError(f"--data {text!r}: {key}= given twice")
             parts[key] = Path(value.strip()).resolve()
-        missing = [k for k in SPLITS if k not in parts]
+        missing = [k for k in REQUIRED_SPLITS if k not in parts]
         if missing:
             raise ValueError(f"--data {text!r}: give {' and '.join(k + '=PATH' for k in missing)} too")
-        return cls(parts["train"], parts["test"], parts.get("classes"), None, allow_outside)
+        return cls(parts["train"], parts["test"], parts.get("classes"), None, allow_outside,
+                   validation=parts.get("validation"))
 
     @classmethod
     def open(cls, path: str | Path | DataSource) -> DataSource:
@@ -98,6 +112,20 @@ class DataSource:
         """Whether the suite selection keeps a record of ``domain`` (always, without a selection)."""
         return self.suite is None or domain in self.suite_domains or domain not in dict(self.claimed)
 
+    def validation_file(self) -> Path | None:
+        """``validation``, else ``validation.jsonl`` in the folder when it exists; None: carved from train."""
+        if self.validation is not None:
+            return self.validation
+        if self.folder is not None and (self.folder / "validation.jsonl").is_file():
+            return self.folder / "validation.jsonl"
+        return None
+
+    def split_file(self, split: str) -> Path | None:
+        """The file of ``split`` (None for a validation split carved from train)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return self.validation_file() if split == "validation" else getattr(self, split)
+
     def classes_file(self) -> Path | None:
         """``classes``, else ``classes.json`` next to the train file when it exists."""
         if self.classes is not None:
@@ -110,12 +138,14 @@ class DataSource:
         if self.folder is not None:
             return str(self.folder)
         text = f"train={self.train},test={self.test}"
+        text += f",validation={self.validation}" if self.validation is not None else ""
         return text + (f",classes={self.classes}" if self.classes is not None else "")
 
     def to_json(self) -> str:
         doc = {
             "format": _SOURCE_FORMAT, "train": str(self.train), "test": str(self.test),
             "classes": str(self.classes) if self.classes is not None else None,
+            "validation": str(self.validation) if self.validation is not None else None,
             "folder": str(self.folder) if self.folder is not None else None,
             "allow_outside": self.allow_outside, "suite": self.suite,
             "suite_domains": list(self.suite_domains), "claimed": [list(c) for c in self.claimed],
@@ -127,11 +157,11 @@ class DataSource:
         doc = json.loads(text)
         if doc.get("format") != _SOURCE_FORMAT:
             raise ValueError(f"data source file of format {doc.get('format')!r}; expected {_SOURCE_FORMAT}")
-        optional = {k: Path(doc[k]) if doc.get(k) else None for k in ("classes", "folder")}
+        optional = {k: Path(doc[k]) if doc.get(k) else None for k in ("classes", "folder", "validation")}
         return cls(
             Path(doc["train"]), Path(doc["test"]), optional["classes"], optional["folder"],
             bool(doc["allow_outside"]), doc.get("suite"), tuple(doc["suite_domains"]),
-            tuple((str(d), str(s)) for d, s in doc["claimed"]),
+            tuple((str(d), str(s)) for d, s in doc["claimed"]), optional["validation"],
         )
 
     def file_name(self) -> str:
@@ -150,15 +180,27 @@ class DataSource:
         return path
 
     def fingerprint(self) -> str:
-        """sha256 of the split files, the class list file and the selection (media are named by the files)."""
+        """sha256 of the split files, the class list file, the selection and, for a validation split carved
+        from train, the carving rule (media are named by the files)."""
         digest = hashlib.sha256()
-        for name, path in (("train", self.train), ("test", self.test), ("classes", self.classes_file())):
+        files = [(name, self.split_file(name)) for name in SPLITS] + [("classes", self.classes_file())]
+        for name, path in files:
             if path is not None and path.is_file():
                 digest.update(name.encode())
                 digest.update(path.read_bytes())
         selection = {"allow_outside": self.allow_outside, "suite_domains": self.suite_domains,
                      "claimed": self.claimed}
+        if self.validation_file() is None:
+            selection["validation"] = f"carved {VALIDATION_FRACTION} of train by sha256(uid)"
         digest.update(json.dumps(selection, sort_keys=True, default=list).encode())
         return digest.hexdigest()
 
 
+def carve_rank(uid: str) -> str:
+    """The order in which :func:`~rlbench_med.suites.records.carve_validation` takes a task's training records (sha256 of the uid)."""
+    return hashlib.sha256(uid.encode("utf-8")).hexdigest()
+
+
+def carve_count(n_train: int) -> int:
+    """How many of a task's ``n_train`` training records become validation records when carved."""
+    return int(n_train * VALIDATION_FRACTION)

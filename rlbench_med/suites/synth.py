@@ -11,7 +11,8 @@ the smallest domain of the suite; inside a domain, datasets split ``n_d`` in pro
 ``min_dataset_train``, which may raise the domain total above ``n_d``). With the default
 ``imbalance = 0.55`` the vision domains keep CT:ultrasound at about 55:1 (the catalogue has
 1481:1). A dataset's test split has ``max(min_dataset_test, round(test_fraction * n_train))``
-samples.
+samples, and its validation split as many, drawn apart (every choice reads validation; test is
+scored once).
 
 **Vision images** (64x64 RGB PNG by default). Each domain has its own background (lung fields,
 breast, skin, body section, retina, ultrasound fan, head, tissue) and difficulty: lesions are
@@ -66,6 +67,7 @@ from rlbench_med.suites.catalogue import (
     datasets_of,
     normalize_label,
 )
+from rlbench_med.suites.source import SPLITS
 
 DEFAULT_IMBALANCE = 0.55
 NOISE_SD = 0.1
@@ -374,14 +376,15 @@ def _generate_vision(out: Path, seed: int, data: dict[str, Any], imbalance: floa
         min_dataset_test=int(data["min_dataset_test"]),
     )
     canvas = _Canvas(int(data.get("image_size", 64)))
-    records: dict[str, list[dict]] = {"train": [], "test": []}
+    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    sizes_of = {"train": plan.train, "validation": plan.test, "test": plan.test}
     for domain, entries in groups.items():
         for entry in entries:
             sigs = class_signatures(entry.dataset, entry.classes)
             probs = _class_probs(entry.dataset, entry.classes)
             multi = entry.dataset in MULTI_LABEL_DATASETS
             problem = _vision_problem(entry, multi)
-            for split, sizes in (("train", plan.train), ("test", plan.test)):
+            for split, sizes in sizes_of.items():
                 rng = _rng(seed, "vision", entry.dataset, split)
                 folder = f"{domain}/{_slug(entry.dataset)}"
                 (out / "images" / folder).mkdir(parents=True, exist_ok=True)
@@ -542,7 +545,8 @@ def _generate_ecg(out: Path, seed: int, data: dict[str, Any], imbalance: float) 
         test_fraction=float(data["test_fraction"]),
         min_dataset_test=int(data["min_dataset_test"]),
     )
-    records: dict[str, list[dict]] = {"train": [], "test": []}
+    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    sizes_of = {"train": plan.train, "validation": plan.test, "test": plan.test}
     for entry in entries:
         probs = _class_probs(entry.dataset, entry.classes)
         problem = (
@@ -551,7 +555,7 @@ def _generate_ecg(out: Path, seed: int, data: dict[str, Any], imbalance: float) 
             "Think step by step and give the final answer in \\boxed{}."
         )
         (out / "signals" / "ecg" / _slug(entry.dataset)).mkdir(parents=True, exist_ok=True)
-        for split, sizes in (("train", plan.train), ("test", plan.test)):
+        for split, sizes in sizes_of.items():
             rng = _rng(seed, "ecg", entry.dataset, split)
             for i in range(sizes[entry.dataset]):
                 labels = [entry.classes[int(rng.choice(len(entry.classes), p=probs))]]
@@ -634,8 +638,9 @@ def _generate_mimic(out: Path, seed: int, data: dict[str, Any], imbalance: float
     los_edges = tuple(NormalDist(0, sd).inv_cdf(q) for q in _LOS_QUANTILES)
     ihm_edge = NormalDist(0, sd).inv_cdf(_IHM_QUANTILE)
     los_names = MIMIC_TASKS["los"]
-    records: dict[str, list[dict]] = {"train": [], "test": []}
-    sizes = {"train": int(data["patients_train"]), "test": int(data["patients_test"])}
+    records: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    sizes = {"train": int(data["patients_train"]), "validation": int(data["patients_test"]),
+             "test": int(data["patients_test"])}
     for folder in ("images/mimic", "signals/mimic"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
@@ -714,7 +719,10 @@ def generate(
     overwrite: bool = False,
     data_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the synthetic data of ``suite`` to ``out`` (train.jsonl, test.jsonl, media).
+    """Write the synthetic data of ``suite`` to ``out`` (train.jsonl, validation.jsonl, test.jsonl, media).
+
+    The validation split has the test split's sizes and its own draws (train and test do not change
+    with it).
 
     Returns a summary: suite, seed, profile, imbalance, sample counts per split and domain,
     per dataset, the train skew (largest : smallest domain), the number of files and seconds.
@@ -729,7 +737,7 @@ def generate(
     spec = get_suite(suite)
     data = spec.data_params(profile)
     out = Path(out)
-    for name in ("train.jsonl", "test.jsonl"):
+    for name in (f"{split}.jsonl" for split in SPLITS):
         if (out / name).exists() and not overwrite:
             raise FileExistsError(f"{out / name} already exists; choose an empty directory or pass overwrite=True")
     out.mkdir(parents=True, exist_ok=True)
@@ -742,7 +750,7 @@ def generate(
     summary: dict[str, Any] = {"suite": suite, "data": spec.data, "seed": seed, "profile": profile, "imbalance": imbalance}
     if kind in GENERATORS:
         records = GENERATORS[kind](out, seed, data, imbalance)
-        for split in ("train", "test"):
+        for split in SPLITS:
             _write_jsonl(records[split], out / f"{split}.jsonl")
 
         def domain_of(rec: dict) -> str:
@@ -756,7 +764,7 @@ def generate(
         summary["skew"] = max(train_counts) / min(train_counts)
         summary["files"] = sum(1 for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".pt"))
     elif spec.data == "none":
-        summary["counts"] = {"train": {}, "test": {}}
+        summary["counts"] = {split: {} for split in SPLITS}
         summary["note"] = spec.description
     else:
         raise ValueError(f"suite {suite!r} names data {spec.data!r}, which has no generator ({', '.join(GENERATORS)})")

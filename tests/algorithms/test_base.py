@@ -17,6 +17,7 @@ from rlbench_med.algorithms import (
     config_fields,
     describe_estimator,
     list_algorithms,
+    list_controls,
     list_estimators,
     make_estimator,
     register_estimator,
@@ -37,7 +38,9 @@ def test_every_required_estimator_is_registered_with_a_one_line_description() ->
         text = describe_estimator(name)
         assert text and "\n" not in text
     names = [n for n, _ in list_algorithms()]
-    assert names[-1] == "sft" and set(names[:-1]) == set(list_estimators())
+    controls = {"control:zero", "control:shuffle", "control:negate"}
+    assert names[-1] == "sft" and set(names[:-1]) == set(list_estimators()) - controls
+    assert [n for n, _ in list_controls()] == sorted(controls)
 
 
 def test_spec_string_overrides_are_typed() -> None:
@@ -204,7 +207,7 @@ def test_nan_in_an_input_an_estimator_reads_never_reaches_it(name: str, field: s
 def test_stateless_estimators_have_an_empty_state() -> None:
     for name in list_estimators():
         est = make_estimator(name)
-        if name != "drpo_release":
+        if name not in ("drpo_release", "control:shuffle"):  # these keep a history / a permutation generator
             assert est.state_dict() == {}
             est.load_state_dict({})
 

@@ -64,7 +64,8 @@ def test_padding_tokens_appended_to_every_rollout_change_nothing(name: str) -> N
     assert torch.all(p.advantages[:, 4:] == 0)
 
 
-@pytest.mark.parametrize("name", ALL)
+# control:shuffle places its values by a random permutation of the rollouts, by design.
+@pytest.mark.parametrize("name", [n for n in ALL if n != "control:shuffle"])
 def test_permuting_prompts_permutes_the_output(name: str) -> None:
     inputs = random_batch(prompts=8, n=3, n_domains=3, t_len=5, seed=4)
     b = inputs.rewards.shape[0]

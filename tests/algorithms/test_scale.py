@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlbench_med.algorithms import AdvantageInputs, list_estimators, make_estimator
+from rlbench_med.typed_config import parse_spec
 from tests.algorithms import oracles
 from tests.algorithms.helpers import batch, random_batch
 
@@ -32,6 +33,8 @@ ORACLES: dict[str, Callable[[oracles.Plain], tuple[np.ndarray, np.ndarray]]] = {
     "drpo_domain_only": lambda b: oracles.drpo_without_clusters(b, one_cluster_per_domain=False, kl=False),
     "drpo_nokl:k_max=1": lambda b: oracles.drpo_without_clusters(b, one_cluster_per_domain=True, kl=False),
     "drpo:k_max=1": lambda b: oracles.drpo_without_clusters(b, one_cluster_per_domain=True, kl=True),
+    "control:zero": lambda b: (np.zeros(b.mask.shape), np.zeros(b.mask.shape)),
+    "control:negate": lambda b: tuple(-x for x in oracles.grpo(b)),
 }
 
 #: Power of c in advantages and returns when every reward-like input (rewards, token_rewards,
@@ -49,6 +52,9 @@ SCALING = {
     "drpo_nokl": (0, 0),
     "drpo_domain_only": (0, 0),
     "drpo_release": (0, 0),
+    "control:zero": (0, 0),
+    "control:shuffle": (0, 0),
+    "control:negate": (0, 0),
 }
 REWARD_LIKE = ("rewards", "token_rewards", "values", "baseline_rewards")
 
@@ -136,7 +142,7 @@ def test_scaling_rewards_by_a_power_of_two_scales_the_output_exactly_as_document
 
 
 def test_every_registered_estimator_has_a_documented_scaling() -> None:
-    assert set(list_estimators()) <= {spec.split(":")[0] for spec in SCALING}
+    assert set(list_estimators()) <= {parse_spec(spec)[0] for spec in SCALING}
 
 
 @pytest.mark.parametrize("name", list_estimators())

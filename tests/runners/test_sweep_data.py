@@ -33,10 +33,12 @@ def test_plan_says_what_the_suite_uses_and_sets_aside(tmp_path: Path, release_di
     lines = plan.render().splitlines()
     data = lines[lines.index(next(line for line in lines if line.startswith("  data "))):][:5]
     assert data[0] == f"  data       {release_dir} (--data; validated before the first job)"
-    assert data[1].strip() == ("climb_vision uses 10 train / 7 test records (train/test per domain: cxr 3/1, "
-                               "mammography 1/1, dermoscopy 2/1, ct 1/1, fundus 1/1, ultrasound 1/1, endoscopic 1/1)")
-    assert data[2].strip().startswith("set aside: ecg 1/1 (not domains of climb_vision; used by climb_ecg)")
-    assert data[3].strip().startswith("set aside: ihm48 1/0, los 1/0 (not domains of climb_vision; used by mimic_fusion)")
+    assert data[1].strip() == (
+        "climb_vision uses 10 train / 0 validation / 7 test records (train/validation/test per domain: cxr 3/0/1, "
+        "mammography 1/0/1, dermoscopy 2/0/1, ct 1/0/1, fundus 1/0/1, ultrasound 1/0/1, endoscopic 1/0/1); "
+        "validation carved from train: 10% of each task's records")
+    assert data[2].strip().startswith("set aside: ecg 1/0/1 (not domains of climb_vision; used by climb_ecg)")
+    assert data[3].strip().startswith("set aside: ihm48 1/0/0, los 1/0/0 (not domains of climb_vision; used by mimic_fusion)")
     assert "1 warning(s) (1 classes from answers)" in data[4]
 
 
@@ -46,7 +48,7 @@ def test_every_job_reads_the_suite_selection(tmp_path: Path, release_dir: Path) 
     source_file = plan.jobs[0].data_dir
     assert source_file.name.startswith("climb_vision-") and source_file.is_file()
     data = load_data(source_file)
-    assert "ecg" not in data.domains and data.set_aside["ecg"] == {"train": 1, "test": 1}
+    assert "ecg" not in data.domains and data.set_aside["ecg"] == {"train": 1, "validation": 0, "test": 1}
 
 
 def test_explicit_files_are_a_data_source(tmp_path: Path, release_dir: Path) -> None:

@@ -41,12 +41,13 @@ class TextSplit:
 class TextData:
     data: ClinicalData
     train: TextSplit
+    validation: TextSplit
     test: TextSplit
 
 
 def encode_text_data(root: Path, config: LocalConfig) -> TextData:
     data = load_data(root)
-    return TextData(data, *(TextSplit(s, [region_box(x) for x in s]) for s in (data.train, data.test)))
+    return TextData(data, *(TextSplit(s, [region_box(x) for x in s]) for s in (data.train, data.validation, data.test)))
 
 
 def prompt_text(sample: Sample) -> str:

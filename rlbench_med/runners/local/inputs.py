@@ -25,6 +25,7 @@ from rlbench_med.runners.config import LocalConfig
 from rlbench_med.runners.local.policy import PromptBatch
 from rlbench_med.runners.local.vocab import AnswerVocab
 from rlbench_med.suites.data import (
+    SPLITS,
     ClinicalData,
     DataSource,
     Sample,
@@ -81,6 +82,7 @@ class EncodedData:
     data: ClinicalData
     vocab: AnswerVocab
     train: EncodedSplit
+    validation: EncodedSplit
     test: EncodedSplit
     use_image: bool
     use_signal: bool
@@ -135,10 +137,11 @@ _CACHE: dict[tuple, EncodedData] = {}
 
 
 def encode_data(root: Path, config: LocalConfig) -> EncodedData:
-    """Load ``root`` (a data folder or source file) with ``suites.data.load_data`` and encode both
-    splits (memoised per process)."""
+    """Load ``root`` (a data folder or source file) with ``suites.data.load_data`` and encode every
+    split (memoised per process)."""
     source = DataSource.open(Path(root).resolve())
-    stamps = tuple(p.stat().st_mtime_ns for p in (source.train, source.test) if p.exists())
+    files = [source.split_file(split) for split in SPLITS]
+    stamps = tuple(p.stat().st_mtime_ns for p in files if p is not None and p.exists())
     key = (source.to_json(), stamps, config.image_size, config.video_frames, config.signal_length,
            config.signal_leads, config.text_buckets, config.text_words, config.reasoning_vocab, config.box_bins,
            config.max_labels)
@@ -146,12 +149,11 @@ def encode_data(root: Path, config: LocalConfig) -> EncodedData:
         data = load_data(source)
         vocab = AnswerVocab.build(data.tasks, reasoning_vocab=config.reasoning_vocab, box_bins=config.box_bins,
                                   max_labels=config.max_labels)
-        slots = frame_slots(data.train + data.test, config.video_frames)
-        train = _encode_split(data.train, vocab, config, slots)
-        test = _encode_split(data.test, vocab, config, slots)
+        slots = frame_slots(data.train + data.validation + data.test, config.video_frames)
+        train, validation, test = (_encode_split(data.split(s), vocab, config, slots) for s in SPLITS)
         _CACHE.clear()
         _CACHE[key] = EncodedData(
-            data, vocab, train, test,
+            data, vocab, train, validation, test,
             use_image=bool(train.prompts.has_image.any()), use_signal=bool(train.prompts.has_signal.any()),
         )
     return _CACHE[key]

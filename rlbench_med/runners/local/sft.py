@@ -70,13 +70,18 @@ def draw_drop(n: int, p: float, generator: torch.Generator) -> tuple[torch.Tenso
     return torch.rand(n, generator=generator) < p, torch.rand(n, generator=generator) < p
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, model: nn.Module, grad_clip: float) -> None:
-    """Backpropagate ``loss`` into ``model`` and step: gradient norm clipped to ``grad_clip`` when it is > 0."""
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, model: nn.Module, grad_clip: float) -> float:
+    """Backpropagate ``loss`` into ``model`` and step: gradient norm clipped to ``grad_clip`` when it is > 0.
+
+    Returns the global gradient norm before clipping (computed only when clipping is on; else NaN).
+    """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    norm = float("nan")
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
     optimizer.step()
+    return norm
 
 
 def sft_update(

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlbench_med.runners.base import BASE, SFT, Job, JobResult, Tracker
+from rlbench_med.runners.base import BASE, SFT, TEST, VALIDATION, Job, JobResult, Tracker, predictions_dir
 from rlbench_med.runners.config import LocalConfig, parse_eval_input
 from rlbench_med.runners.local.checkpoint import (
     capture_rng,
@@ -317,8 +317,12 @@ class LocalTrainer:
         tm.rollouts += len(ro)
         metrics = {
             "train/reward_mean": float(outcome.mean()),
-            "train/accuracy_reward": float(sum(s.accuracy for s in scores) / len(scores)),
+            **{f"train/{part}_reward": float(sum(getattr(s, part) for s in scores) / len(scores))
+               for part in ("accuracy", "iou", "format", "length")},
             "train/kl": float(masked_mean(k3_kl(old_cpu, ref_cpu), mask)),
+            # -log pi of the sampled tokens: a Monte-Carlo estimate of the sampling policy's entropy per token.
+            "train/entropy": float(-masked_mean(old_cpu, mask)),
+            "train/zero_spread_frac": zero_spread_fraction(outcome, inputs.group_ids),
             "time/advantage_s": advantage_s,
             "time/step_s": t5 - t0,
             "time/generate_s": (t1 - t0) + (t3 - t2),
@@ -353,7 +357,7 @@ class LocalTrainer:
                 loss = pg_loss
                 if cfg.kl_mode == "loss" and cfg.kl_coef > 0:
                     loss = loss + cfg.kl_coef * masked_mean(k3_kl(logp, ref_lp[rows]), mask)
-                optimizer_step(self.optimizer, loss, self.policy, cfg.grad_clip)
+                sums["train/grad_norm"] += optimizer_step(self.optimizer, loss, self.policy, cfg.grad_clip)
                 sums["train/pg_loss"] += float(pg_loss.detach())
                 sums["train/clip_frac"] += float(clip_frac)
                 if self.critic is not None:
@@ -364,16 +368,35 @@ class LocalTrainer:
                 n_updates += 1
         return {k: v / n_updates for k, v in sums.items()}
 
-    def evaluate(self, inputs: str = "full") -> list[dict[str, Any]]:
+    def evaluate(self, inputs: str = "full", split: str = VALIDATION) -> list[dict[str, Any]]:
+        """Greedy answers to ``split`` (validation: curves and choices; test: once, at the end)."""
         start = time.perf_counter()
-        records = evaluate(self.agent, self.policy, self.agent.encoded.test, self.reward_fn, inputs,
+        records = evaluate(self.agent, self.policy, getattr(self.agent.encoded, split), self.reward_fn, inputs,
                            self.cfg.eval_max_samples)
         self.timings.eval_s += time.perf_counter() - start
         return records
 
 
-def _eval_log(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {f"eval/{r['domain']}/{r['metric']}": float(r["value"]) for r in rows}
+def zero_spread_fraction(rewards: Tensor, group_ids: Tensor) -> float:
+    """Fraction of prompt groups whose rollouts all got the same reward (no signal for group-relative estimators)."""
+    from rlbench_med.algorithms.group_stats import group_stats
+
+    stats = group_stats(rewards, group_ids)
+    return float((stats.std == 0).double().mean()) if stats.std.numel() else 0.0
+
+
+def _eval_log(rows: list[dict[str, Any]], prefix: str = "val") -> dict[str, float]:
+    """MLflow keys of metric rows: ``val/<domain>/<metric>`` (validation) or ``eval/...`` (the test split)."""
+    return {f"{prefix}/{r['domain']}/{r['metric']}": float(r["value"]) for r in rows}
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write prediction records as JSONL (one per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record) + "\n")
+    return path
 
 
 def _progress(cfg: LocalConfig, job: Job, initial: int) -> Any:
@@ -423,22 +446,24 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
     finally:
         bar.close()
 
+    # The validation split, full inputs: the last point of the curves, and what calibration and tuning read.
+    val_records = trainer.evaluate()
+    val_path = write_records(predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl", val_records)
+    tracker.log_metrics(_eval_log(eval_metrics(val_records)), step=trainer.total_steps)
+    # The test split, scored once: results.csv.
     rows: list[dict[str, Any]] = []
     predictions: dict[str, Path] = {}
-    pred_dir = Path(job.out_dir) / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir = predictions_dir(job.out_dir)
     for inputs in eval_inputs:
-        records = trainer.evaluate(inputs)
+        records = trainer.evaluate(inputs, TEST)
         metric_rows = eval_metrics(records)
         label = job.algo if inputs == "full" else f"{job.algo}@{inputs}"
-        path = pred_dir / (f"{job.slug}.jsonl" if inputs == "full" else f"{job.slug}@{inputs}.jsonl")
-        with path.open("w", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(json.dumps(record) + "\n")
+        path = write_records(pred_dir / (f"{job.slug}.jsonl" if inputs == "full" else f"{job.slug}@{inputs}.jsonl"),
+                             records)
         predictions[label] = path
         tracker.log_artifact(path)
         if inputs == "full":
-            tracker.log_metrics(_eval_log(metric_rows), step=trainer.total_steps)
+            tracker.log_metrics(_eval_log(metric_rows, "eval"), step=trainer.total_steps)
         else:
             # MLflow metric names allow neither '@' nor '+': eval_inputs/ecg_text/overall/f1.
             safe = inputs.replace("+", "_")
@@ -448,4 +473,5 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
             rows.append({"suite": job.suite, "algo": label, "seed": job.seed, "domain": r["domain"],
                          "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"])})
     timings = trainer.timings.as_dict()
-    return JobResult(job=job, rows=rows, predictions=predictions, wall_s=time.perf_counter() - wall, timings=timings)
+    return JobResult(job=job, rows=rows, predictions=predictions, wall_s=time.perf_counter() - wall, timings=timings,
+                     validation={job.algo: val_path})

@@ -55,7 +55,10 @@ def source_folder() -> Path:
 
 
 def data_complete(path: Path) -> bool:
-    return (path / "train.jsonl").is_file() and (path / "test.jsonl").is_file()
+    """Whether generated data is whole (SynthCLIMB writes every split file, JSONL files last)."""
+    from rlbench_med.suites.source import SPLITS
+
+    return all((path / f"{split}.jsonl").is_file() for split in SPLITS)
 
 
 def ensure_data(plan: Plan) -> Path | None:

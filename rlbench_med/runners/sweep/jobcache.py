@@ -52,14 +52,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlbench_med.locks import file_lock
-from rlbench_med.runners.base import BASE, RESULT_COLUMNS, SFT, Job, JobResult, Tracker, cache_dir
+from rlbench_med.runners.base import (
+    BASE,
+    RESULT_COLUMNS,
+    SFT,
+    TEST,
+    VALIDATION,
+    Job,
+    JobResult,
+    Tracker,
+    cache_dir,
+    predictions_dir,
+)
 from rlbench_med.typed_config import to_plain_dict
 
 if TYPE_CHECKING:
     from rlbench_med.runners.sweep.plan import Plan
 
 #: Bump when the entry layout or the key's document changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Config fields that cannot change a job's results.
 NOT_RESULT_FIELDS = frozenset({"progress"})
 #: Libraries whose version is part of the code version (the training and metric math runs on them).
@@ -179,6 +190,7 @@ class CacheEntry:
     key: str
     rows: list[dict[str, Any]]
     predictions: dict[str, str]  # results.csv label -> file name in the entry's predictions/
+    validation: dict[str, str]  # label -> file name in the entry's predictions/validation/
     wall_s: float
     timings: dict[str, float]
     origin: str  # "<out folder> (<date>)"
@@ -205,9 +217,11 @@ def read_entry(path: Path, key: str) -> CacheEntry:
     if not isinstance(rows, list) or not rows or any(not isinstance(r, dict) or set(r) != set(RESULT_COLUMNS) for r in rows):
         raise DamagedEntry("its results rows are missing or lack columns")
     predictions = dict(doc.get("predictions") or {})
-    for name in predictions.values():
-        if not (path / "predictions" / name).is_file():
-            raise DamagedEntry(f"predictions/{name} is missing")
+    validation = dict(doc.get("validation") or {})
+    for folder, names in ((Path("predictions"), predictions), (Path("predictions") / VALIDATION, validation)):
+        for name in names.values():
+            if not (path / folder / name).is_file():
+                raise DamagedEntry(f"{folder / name} is missing")
     history: History = []
     try:
         with open(path / "history.jsonl") as fh:
@@ -217,7 +231,8 @@ def read_entry(path: Path, key: str) -> CacheEntry:
                     history.append((int(item["step"]), {str(k): float(v) for k, v in item["metrics"].items()}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DamagedEntry(f"history.jsonl unreadable ({type(exc).__name__})") from None
-    return CacheEntry(path=path, key=key, rows=rows, predictions=predictions, wall_s=float(doc.get("wall_s", 0.0)),
+    return CacheEntry(path=path, key=key, rows=rows, predictions=predictions, validation=validation,
+                      wall_s=float(doc.get("wall_s", 0.0)),
                       timings={str(k): float(v) for k, v in (doc.get("timings") or {}).items()},
                       origin=str(doc.get("origin", "?")), history=history, params=dict(doc.get("params") or {}))
 
@@ -244,16 +259,20 @@ def store(key: JobKey, result: JobResult, history: History, params: Mapping[str,
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{key.digest}.tmp", dir=target.parent))
         try:
-            (tmp / "predictions").mkdir()
-            names = {}
-            for label, src in result.predictions.items():
-                names[label] = Path(src).name
-                shutil.copyfile(src, tmp / "predictions" / Path(src).name)
+            names: dict[str, dict[str, str]] = {}
+            for split, files in ((TEST, result.predictions), (VALIDATION, result.validation)):
+                folder = predictions_dir(tmp, split)
+                folder.mkdir(parents=True, exist_ok=True)
+                names[split] = {}
+                for label, src in files.items():
+                    names[split][label] = Path(src).name
+                    shutil.copyfile(src, folder / Path(src).name)
             with open(tmp / "history.jsonl", "w") as fh:
                 for step, metrics in history:
                     fh.write(json.dumps({"step": step, "metrics": metrics}) + "\n")
             doc = {"format": CACHE_FORMAT, "key": key.digest, "parts": key.parts, "rows": result.rows,
-                   "predictions": names, "wall_s": result.wall_s, "timings": result.timings,
+                   "predictions": names[TEST], "validation": names[VALIDATION], "wall_s": result.wall_s,
+                   "timings": result.timings,
                    "origin": f"in {result.job.out_dir} on {stamp}", "params": dict(params)}
             (tmp / "entry.json").write_text(json.dumps(doc, indent=1, default=str))
             if target.exists():
@@ -267,15 +286,17 @@ def store(key: JobKey, result: JobResult, history: History, params: Mapping[str,
 
 def reuse(entry: CacheEntry, job: Job) -> JobResult:
     """The entry as the job's result: its predictions copied into the job's output folder."""
-    pred_dir = Path(job.out_dir) / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
+    copied: dict[str, dict[str, Path]] = {}
     with file_lock(_lock_of(entry.key)):
-        predictions = {}
-        for label, name in entry.predictions.items():
-            shutil.copyfile(entry.path / "predictions" / name, pred_dir / name)
-            predictions[label] = pred_dir / name
-    return JobResult(job=job, rows=[dict(r) for r in entry.rows], predictions=predictions, wall_s=entry.wall_s,
-                     timings=dict(entry.timings), reused_from=entry.describe())
+        for split, names in ((TEST, entry.predictions), (VALIDATION, entry.validation)):
+            pred_dir = predictions_dir(job.out_dir, split)
+            pred_dir.mkdir(parents=True, exist_ok=True)
+            copied[split] = {}
+            for label, name in names.items():
+                shutil.copyfile(predictions_dir(entry.path, split) / name, pred_dir / name)
+                copied[split][label] = pred_dir / name
+    return JobResult(job=job, rows=[dict(r) for r in entry.rows], predictions=copied[TEST], wall_s=entry.wall_s,
+                     timings=dict(entry.timings), reused_from=entry.describe(), validation=copied[VALIDATION])
 
 
 # --------------------------------------------------------------------------------------------

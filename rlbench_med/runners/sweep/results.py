@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlbench_med.runners.base import RESULT_COLUMNS, JobResult, run_slug
+from rlbench_med.runners.base import RESULT_COLUMNS, TEST, VALIDATION, JobResult, predictions_dir, run_slug
 from rlbench_med.runners.sweep.request import SweepError
 
 if TYPE_CHECKING:
@@ -82,17 +82,21 @@ def save_config(plan: Plan) -> Path:
     return path
 
 
-def write_predictions_index(plan: Plan, results: Sequence[JobResult]) -> Path:
-    """``<out>/predictions/index.json``: results.csv (algo, seed) -> predictions file (relative)."""
-    return add_to_predictions_index(
+def write_predictions_index(plan: Plan, results: Sequence[JobResult]) -> None:
+    """``<out>/predictions/index.json``: results.csv (algo, seed) -> test predictions file (relative); and
+    ``<out>/predictions/validation/index.json`` for the validation predictions."""
+    add_to_predictions_index(
         plan.out_dir,
         {(label, r.job.seed): Path(pred) for r in results for label, pred in r.predictions.items()},
     )
+    validation = {(label, r.job.seed): Path(pred) for r in results for label, pred in r.validation.items()}
+    if validation:
+        add_to_predictions_index(plan.out_dir, validation, VALIDATION)
 
 
-def add_to_predictions_index(out_dir: Path, files: Mapping[tuple[str, int], Path]) -> Path:
-    """Add ``{(algo, seed): predictions file}`` to ``<out>/predictions/index.json`` (paths kept relative)."""
-    path = out_dir / "predictions" / "index.json"
+def add_to_predictions_index(out_dir: Path, files: Mapping[tuple[str, int], Path], split: str = TEST) -> Path:
+    """Add ``{(algo, seed): predictions file}`` to the split's ``index.json`` (paths relative to ``out_dir``)."""
+    path = predictions_dir(out_dir, split) / "index.json"
     index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     for (label, seed), p in files.items():
         index[f"{label}|{seed}"] = os.path.relpath(p.resolve(), out_dir) if p.is_absolute() else str(p)
@@ -110,27 +114,31 @@ def floor_files(out_dir: Path) -> list[Path]:
 
 
 def write_floors(plan: Plan) -> list[dict[str, Any]]:
-    """Score the trivial floors on the plan's test split; write their predictions; return their results rows."""
+    """Score the trivial floors on the plan's test split (results rows, returned) and write their
+    predictions of the test and validation splits."""
     from rlbench_med.suites import load_data
     from rlbench_med.suites.floors import floor_predictions, floor_rows
 
     assert plan.data_source is not None
     data = plan.data if plan.data is not None else load_data(plan.data_source)  # the suite's records
+    if data.validation:
+        write_floor_files(plan.out_dir, floor_predictions(data.train, data.validation), VALIDATION)
     floors = floor_predictions(data.train, data.test)
     write_floor_files(plan.out_dir, floors)
     return floor_rows(plan.suite.name, floors)
 
 
-def write_floor_files(out_dir: Path, floors: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]) -> None:
+def write_floor_files(out_dir: Path, floors: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+                      split: str = TEST) -> None:
     """Write the predictions of the floors that answer one fixed set per record, and index them."""
     from rlbench_med.suites.floors import FILED_FLOORS, FLOOR_SEED
 
     files: dict[tuple[str, int], Path] = {}
     for name in (n for n in FILED_FLOORS if n in floors):
-        path = out_dir / "predictions" / f"{run_slug(name, FLOOR_SEED)}.jsonl"
+        path = predictions_dir(out_dir, split) / f"{run_slug(name, FLOOR_SEED)}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as fh:
             for record in floors[name][0]:
                 fh.write(json.dumps(record) + "\n")
         files[(name, FLOOR_SEED)] = path
-    add_to_predictions_index(out_dir, files)
+    add_to_predictions_index(out_dir, files, split)
