@@ -91,6 +91,10 @@ class LocalConfig(RewardSettings):
     temperature: float = knob(1.0, "sampling temperature of training rollouts (evaluation is greedy)")
     lr: float = knob(1e-3, "AdamW learning rate of the RL updates and of the sft baseline's steps")
     weight_decay: float = knob(0.0, "AdamW weight decay (RL and SFT)")
+    encoder_lr_scale: float = knob(
+        1.0, "builtin policy, RL and the sft baseline: the modality encoders' learning rate is lr x this (0 freezes "
+        "them; the transformer and the answer head keep lr)",
+    )
     clip_low: float = knob(0.2, "PPO ratio clip below 1 (ratio >= 1 - clip_low)")
     clip_high: float = knob(0.3, "PPO ratio clip above 1 (ratio <= 1 + clip_high; clip-higher)")
     kl_coef: float = knob(0.01, "coefficient of the KL to the frozen base policy (0 disables it)")
@@ -163,7 +167,7 @@ class LocalConfig(RewardSettings):
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        non_negative = ("weight_decay", "kl_coef", "grad_clip", "vf_coef", "eval_every", "eval_max_samples",
+        non_negative = ("weight_decay", "encoder_lr_scale", "kl_coef", "grad_clip", "vf_coef", "eval_every", "eval_max_samples",
                         "checkpoint_every", "sft_steps", "reasoning_tokens")
         for name in non_negative:
             value = getattr(self, name)

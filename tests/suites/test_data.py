@@ -224,3 +224,59 @@ def test_unreadable_inputs_never_raise(tmp_path: Path) -> None:
     problems = validate_dir(tmp_path)
     fields = sorted((Path(p.file).name, p.field) for p in problems)
     assert fields == [("classes.json", "json"), ("test.jsonl", "file"), ("train.jsonl", "file")]
+
+
+def _records(n: int, dataset: str = "HAM10000", answer: str = "Melanoma") -> list[dict]:
+    return [{"id": f"{dataset}-{i}", "problem": f"<image> lesion {i}?", "answer": answer, "images": ["x.png"],
+             "dataset": dataset} for i in range(n)]
+
+
+def test_without_a_validation_file_each_task_gives_a_tenth_of_its_training_records_by_uid_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    _png(tmp_path / "x.png", (8, 8))
+    train = _records(25) + _records(9, "PAD-UFES-20", "Nevus") + _records(40, "ISIC-2020", "Benign")
+    _write_jsonl(tmp_path / "train.jsonl", train)
+    _write_jsonl(tmp_path / "test.jsonl", _records(2))
+    data = load_data(tmp_path)
+    # per task: floor(10% of n) records, those whose uid's sha256 is lowest (9 records give none)
+    expected = set()
+    for dataset, n in (("HAM10000", 25), ("PAD-UFES-20", 9), ("ISIC-2020", 40)):
+        uids = sorted((f"{dataset}-{i}" for i in range(n)), key=lambda u: hashlib.sha256(u.encode()).hexdigest())
+        expected |= set(uids[: n // 10])
+    assert {s.uid for s in data.validation} == expected and len(expected) == 2 + 0 + 4
+    assert not expected & {s.uid for s in data.train} and len(data.train) == 74 - 6
+    assert all(s.split == "validation" for s in data.validation)
+    # the same records whatever the file order
+    _write_jsonl(tmp_path / "train.jsonl", list(reversed(train)))
+    assert {s.uid for s in load_data(tmp_path).validation} == expected
+
+
+def test_a_validation_file_wins_over_carving_and_changes_the_fingerprint(tmp_path: Path) -> None:
+    from rlbench_med.suites.data import DataSource
+
+    _png(tmp_path / "x.png", (8, 8))
+    _write_jsonl(tmp_path / "train.jsonl", _records(30))
+    _write_jsonl(tmp_path / "test.jsonl", _records(2))
+    carved = DataSource.parse(tmp_path).fingerprint()
+    val = [{**r, "id": f"v{i}", "problem": f"<image> held out {i}?"} for i, r in enumerate(_records(3))]
+    _write_jsonl(tmp_path / "validation.jsonl", val)
+    data = load_data(tmp_path)
+    assert [s.uid for s in data.validation] == ["v0", "v1", "v2"] and len(data.train) == 30
+    assert DataSource.parse(tmp_path).fingerprint() != carved
+    # explicit files: validation=PATH
+    explicit = DataSource.parse(f"train={tmp_path / 'train.jsonl'},test={tmp_path / 'test.jsonl'},"
+                                f"validation={tmp_path / 'validation.jsonl'}")
+    assert [s.uid for s in load_data(explicit).validation] == ["v0", "v1", "v2"]
+    assert DataSource.from_json(explicit.to_json()) == explicit
+
+
+def test_a_validation_record_also_in_train_is_a_warning(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png", (8, 8))
+    _write_jsonl(tmp_path / "train.jsonl", _records(3))
+    _write_jsonl(tmp_path / "test.jsonl", _records(1)[:0] + [{**_records(1)[0], "problem": "<image> other?"}])
+    _write_jsonl(tmp_path / "validation.jsonl", [_records(3)[2]])
+    findings = validate_dir(tmp_path)
+    assert [(Path(p.file).name, p.line, p.kind) for p in findings] == [
+        ("validation.jsonl", 1, "validation record in train")]
+    assert f"same inputs as {tmp_path / 'train.jsonl'}:3: a validation record also in train" in str(findings[0])

@@ -119,6 +119,13 @@ class PolicyModel(nn.Module):
     def device(self) -> torch.device:
         return self.lm_head.weight.device
 
+    #: Submodules that read the inputs (``encoder_lr_scale`` scales their learning rate in RL).
+    ENCODERS = ("image_encoder", "image_proj", "signal_encoder", "signal_proj", "text_encoder", "text_proj")
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the modality encoders and their projections (:data:`ENCODERS`)."""
+        return [p for name in self.ENCODERS for p in getattr(self, name).parameters()]
+
     def prefix(self, prompts: PromptBatch) -> tuple[Tensor, Tensor]:
         """Prefix embeddings ``[P, Lp, d]`` and attention mask ``[P, Lp]`` (0 = skipped slot)."""
         p = len(prompts)

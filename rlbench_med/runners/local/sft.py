@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 BASE_FORMAT = 2
 #: Config fields that do not change the base (RL, evaluation and bookkeeping knobs).
 _NOT_BASE = {
-    "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "clip_low", "clip_high", "kl_coef", "kl_mode",
+    "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "encoder_lr_scale", "clip_low", "clip_high", "kl_coef", "kl_mode",
     "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward", "reward_weights", "iou_reduce",
     "accuracy_reward",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",
@@ -70,8 +70,9 @@ def draw_drop(n: int, p: float, generator: torch.Generator) -> tuple[torch.Tenso
     return torch.rand(n, generator=generator) < p, torch.rand(n, generator=generator) < p
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, model: nn.Module, grad_clip: float) -> float:
-    """Backpropagate ``loss`` into ``model`` and step: gradient norm clipped to ``grad_clip`` when it is > 0.
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float) -> float:
+    """Backpropagate ``loss`` and step ``optimizer``: the gradient norm of its parameters clipped to
+    ``grad_clip`` when it is > 0.
 
     Returns the global gradient norm before clipping (computed only when clipping is on; else NaN).
     """
@@ -79,7 +80,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, model: nn.Mod
     loss.backward()
     norm = float("nan")
     if grad_clip > 0:
-        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
     optimizer.step()
     return norm
 
@@ -92,7 +94,7 @@ def sft_update(
     drop = draw_drop(len(idx), drop_p, generator)
     ro, loss_mask = agent.teacher(split, idx, drop, generator)
     loss = sft_loss(agent.logprobs(model, ro), loss_mask)
-    optimizer_step(optimizer, loss, model, grad_clip)
+    optimizer_step(optimizer, loss, grad_clip)
     return float(loss.detach())
 
 

@@ -161,6 +161,19 @@ class Timings:
         return out
 
 
+def policy_param_groups(policy: torch.nn.Module, cfg: LocalConfig) -> list[dict[str, Any]]:
+    """The policy's optimizer parameter groups: the modality encoders at ``lr x encoder_lr_scale`` (left out
+    at 0), everything else at ``lr`` (a policy without encoders, an ``hf:`` one, is one group)."""
+    encoders = policy.encoder_parameters() if hasattr(policy, "encoder_parameters") else []
+    if not encoders or cfg.encoder_lr_scale == 1.0:
+        return [{"params": list(policy.parameters())}]
+    ids = {id(p) for p in encoders}
+    groups: list[dict[str, Any]] = [{"params": [p for p in policy.parameters() if id(p) not in ids]}]
+    if cfg.encoder_lr_scale > 0:
+        groups.append({"params": encoders, "lr": cfg.lr * cfg.encoder_lr_scale})
+    return groups
+
+
 class LocalTrainer:
     """State of one job: agent, policy, reference, optimizer(s), estimator, RNG and timings."""
 
@@ -177,7 +190,11 @@ class LocalTrainer:
         self.policy.load_state_dict(base_state)
         self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
         # The sft baseline uses the RL runs' optimizer settings, so the two differ only in the objective.
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.encoder_lr_scale == 0 and hasattr(self.policy, "encoder_parameters"):
+            for p in self.policy.encoder_parameters():
+                p.requires_grad_(False)  # frozen: no gradient computed for them
+        self.optimizer = torch.optim.AdamW(policy_param_groups(self.policy, cfg), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
         self.reward_fn = make_reward_fn(cfg)
         self.estimator = None
         self.critic = None
@@ -323,6 +340,8 @@ class LocalTrainer:
             # -log pi of the sampled tokens: a Monte-Carlo estimate of the sampling policy's entropy per token.
             "train/entropy": float(-masked_mean(old_cpu, mask)),
             "train/zero_spread_frac": zero_spread_fraction(outcome, inputs.group_ids),
+            "train/accuracy_zero_spread_frac": zero_spread_fraction(
+                torch.tensor([s.accuracy for s in scores], dtype=torch.float64), inputs.group_ids),
             "time/advantage_s": advantage_s,
             "time/step_s": t5 - t0,
             "time/generate_s": (t1 - t0) + (t3 - t2),
@@ -357,13 +376,13 @@ class LocalTrainer:
                 loss = pg_loss
                 if cfg.kl_mode == "loss" and cfg.kl_coef > 0:
                     loss = loss + cfg.kl_coef * masked_mean(k3_kl(logp, ref_lp[rows]), mask)
-                sums["train/grad_norm"] += optimizer_step(self.optimizer, loss, self.policy, cfg.grad_clip)
+                sums["train/grad_norm"] += optimizer_step(self.optimizer, loss, cfg.grad_clip)
                 sums["train/pg_loss"] += float(pg_loss.detach())
                 sums["train/clip_frac"] += float(clip_frac)
                 if self.critic is not None:
                     v = self.agent.values(self.critic, mb)
                     v_loss = cfg.vf_coef * masked_mean((v - returns[rows]) ** 2, mask)
-                    optimizer_step(self.critic_optimizer, v_loss, self.critic, cfg.grad_clip)
+                    optimizer_step(self.critic_optimizer, v_loss, cfg.grad_clip)
                     sums["train/value_loss"] += float(v_loss.detach())
                 n_updates += 1
         return {k: v / n_updates for k, v in sums.items()}

@@ -255,3 +255,23 @@ def test_optional_knobs_train(make_job: MakeJob, tmp_path: Path, knobs: dict) ->
     assert set(step) >= {"train/reward_mean", "train/kl", "time/advantage_s", "time/step_s"}
     if knobs.get("group_by") == "dataset":
         assert any(k.startswith("adv/drpo/CMMD") or "/CMMD/" in k for k in step), sorted(step)
+
+
+def test_encoder_lr_scale_freezes_the_encoders_at_zero_and_scales_their_learning_rate(make_job: MakeJob) -> None:
+    from rlbench_med.runners.local.policy import PolicyModel
+    from rlbench_med.runners.local.sft import load_or_train_base
+    from rlbench_med.runners.local.train import LocalTrainer, make_agent, policy_param_groups
+
+    job = make_job(encoder_lr_scale=0.0, lr=0.05)
+    agent = make_agent(job.config, job.data_dir, torch.device("cpu"))
+    base, _, _ = load_or_train_base(agent, job.config, job.data_dir, agent.encoded.train, 0.0, "cpu")
+    trainer = LocalTrainer(job, base, agent, 0.0)
+    for _ in range(2):
+        trainer.rl_step()
+    after = trainer.policy.state_dict()
+    encoder = {k for k in after if k.split(".")[0] in PolicyModel.ENCODERS}
+    assert encoder and all(torch.equal(after[k], base[k]) for k in encoder)
+    assert any(not torch.equal(after[k], base[k]) for k in set(after) - encoder)
+    groups = policy_param_groups(trainer.policy, dataclasses.replace(job.config, encoder_lr_scale=0.25))
+    assert [len(g["params"]) for g in groups] == [len(list(trainer.policy.parameters())) - len(encoder), len(encoder)]
+    assert groups[1]["lr"] == pytest.approx(0.05 * 0.25) and "lr" not in groups[0]
