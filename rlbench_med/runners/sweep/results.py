@@ -61,7 +61,10 @@ class ResultsWriter:
 
 
 def save_config(plan: Plan) -> Path:
-    """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do."""
+    """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
+    the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
+    from rlbench_med.runners.sweep.calibration import calibration_key
+
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     path = plan.out_dir / "config.yaml"
     doc = {
@@ -75,6 +78,7 @@ def save_config(plan: Plan) -> Path:
         "data": str(plan.data_dir) if plan.data_dir else None,
         "data_settings": plan.data_settings.as_dict(),
         "primary_metric": plan.primary_metric,
+        "calibration_key": calibration_key(plan),
         "config_sources": plan.config_sources,
         "config": plan.config_dict(),
     }
