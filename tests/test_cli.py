@@ -97,7 +97,8 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["report", "--results", "o", "--experiment", "rlbench-med/x"], "not both"),
         (["run", *FAKE, "--algos", ""], "--algos: give at least one algorithm"),  # not silently the default
         (["run", *FAKE, "--seeds", ""], "--seeds: give at least one seed"),
-        (["run", *FAKE, "--seeds", "0-1000000"], "--seeds '0-1000000' asks for 1000001 seeds; a sweep takes at most"),
+        (["run", *FAKE, "--seeds", "0-1000000", "--dry-run"], "--seeds '0-1000000' asks for 1000001 seeds; a sweep "
+                                                              "takes at most"),
         (["run", *FAKE, "--algos", "drpo", "--baseline", "grpoo"],
          "--baseline 'grpoo' is not an algorithm of this sweep; choose one of drpo"),
         (["run", *FAKE, "--config", "twice.yaml"], "--config twice.yaml: not valid YAML (line 3: key 'steps' given "

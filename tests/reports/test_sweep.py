@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from rlbench_med.runners import sweep
-from rlbench_med.runners.sweep.request import MAX_SEEDS
-from rlbench_med.runners.base import RESULT_COLUMNS, ResultsError
+from rlbench_med.runners.base import RESULT_COLUMNS
 from rlbench_med.typed_config import ConfigError
 from tests.reports.conftest import PLUGIN
 
@@ -128,6 +127,8 @@ def test_resume_skips_finished_jobs_and_refuses_silent_overwrite(tmp_path: Path)
 
 
 def test_results_writer_is_atomic_and_checks_columns(tmp_path: Path) -> None:
+    from rlbench_med.runners.base import ResultsError
+
     writer = sweep.ResultsWriter(tmp_path / "r.csv")
     row = dict(suite="s", algo="a", seed=0, domain="d", metric="f1", value=0.5, n=3)
     writer.add([row])
@@ -482,6 +483,8 @@ def test_labels_that_would_share_a_file_are_refused_at_plan_time(tmp_path: Path)
 
 
 def test_seed_ranges_are_bounded_before_they_are_expanded() -> None:
+    from rlbench_med.runners.sweep.request import MAX_SEEDS
+
     assert len(sweep.parse_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
     with pytest.raises(ConfigError, match=f"--seeds '0-1000000' asks for 1000001 seeds; a sweep takes at most {MAX_SEEDS}"):
         sweep.parse_seeds("0-1000000")

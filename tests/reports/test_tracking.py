@@ -26,7 +26,6 @@ from rlbench_med.reports.tracking import (
     rebuild_results,
 )
 from rlbench_med.runners import sweep
-from rlbench_med.runners.base import read_failed
 from rlbench_med.runners.sweep.outcome import record_result
 from tests.reports.conftest import PLUGIN
 from tests.reports.test_sweep import Notes, _unprivileged
@@ -251,6 +250,8 @@ def test_a_sweep_whose_only_job_failed_rebuilds_its_failure_for_the_report(tmp_p
     assert outcome.status == "FAILED"
     parent = MlflowClient(tracked).get_run(tracking.parent_id)
     rows, _ = rebuild_results(tracked, parent, tmp_path / "rebuilt")
+    from rlbench_med.runners.base import read_failed
+
     assert rows == []
     assert read_failed(tmp_path / "rebuilt" / "failed.csv") == [
         {"suite": "fake_suite", "algo": "grpo", "seed": 0, "error": "RuntimeError: fake failure of grpo-seed0"}]
