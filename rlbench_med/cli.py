@@ -9,6 +9,7 @@ MLflow runs marked KILLED, results kept. Both signals are handled alike until th
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -101,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reuse", action="store_true",
                      help="train every job, even one the job cache holds (same data, base, config, estimator, seed "
                      "and code); its new result replaces the cached one")
-    run.add_argument("--baseline", default="grpo", help="algorithm the report compares every other algorithm against")
+    run.add_argument("--baseline", default=None,
+                     help="algorithm of the sweep the report compares every other algorithm against "
+                     "(default: grpo, when the sweep has it)")
     run.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                      help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
                      "(default: a tenth of its steps)")
@@ -218,9 +221,10 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from rlbench_med.reports.tracking import TrackingError
     from rlbench_med.runners.sweep import SweepError
     from rlbench_med.suites import DataError
+    from rlbench_med.suites.media import MediaError
     from rlbench_med.typed_config import ConfigError
 
-    return (ConfigError, RegistryError, DataError, SweepError, ResultsError, TrackingError, ComparisonError)
+    return (ConfigError, RegistryError, DataError, SweepError, ResultsError, TrackingError, ComparisonError, MediaError)
 
 
 def _console() -> Any:
@@ -286,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a full disk, a file where a folder is needed, ...: one line, no traceback
+        where = Path(getattr(args, "out", None) or ".")
+        print(f"rlbench-med: error: {_write_error(exc, where)}; the command's inputs are unchanged", file=sys.stderr)
+        return EXIT_JOB_FAILED
     except KeyboardInterrupt as exc:
         print("rlbench-med: interrupted", file=sys.stderr)
         return 128 + signal_of(exc)
@@ -304,39 +312,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         open_store,
     )
     from rlbench_med.runners import sweep
+    from rlbench_med.runners.base import BASE
+    from rlbench_med.typed_config import ConfigError
 
     request = sweep.SweepRequest(
         suite=args.suite,
-        algos=sweep.parse_algos(args.algos) if args.algos else None,
-        seeds=sweep.parse_seeds(args.seeds) if args.seeds else None,
+        algos=sweep.parse_algos(args.algos) if args.algos is not None else None,  # '' is refused, not the default
+        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
         plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
         reuse=not args.no_reuse,
     )
     plan = sweep.build_plan(request)
+    labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
+    if args.baseline is not None and args.baseline not in labels:
+        raise ConfigError(f"--baseline {args.baseline!r} is not an algorithm of this sweep; choose one of "
+                          f"{', '.join(labels)} (or leave it out: grpo when the sweep has it)")
+    baseline = args.baseline or "grpo"
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
     open_store(plan.tracking_uri, None if args.dry_run else experiment_name(plan.suite.name))
     console = _console()
     print(plan.render(), flush=True)
     if args.dry_run:
+        if plan.data_problems:
+            where = plan.data_source.describe()
+            print(f"rlbench-med: error: {plan.data_problems} problem(s) in data {where}, found without opening its "
+                  f"media; a run would refuse it: run `rlbench-med data validate {where}` to see them",
+                  file=sys.stderr)
+            return EXIT_USAGE
         return EXIT_OK
     tracking = MLflowSweepTracking(plan.tracking_uri)
     reports: list[Report] = []
 
     def build_report(outcome: sweep.SweepOutcome) -> list[Path]:
         rows = sweep.read_results(outcome.results_csv) if outcome.results_csv.exists() else []
-        if not rows:
+        if not rows and not outcome.failures:
             return []
         curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
-        report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=args.baseline,
-                             source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+        try:
+            report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=baseline,
+                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # A failed write (a full disk) does not say which file: name what was being written.
+            raise OSError(exc.errno, exc.strerror,
+                          f"{plan.out_dir} (the report: report.md, report.html, comparisons.csv, figures/)") from exc
         log_summary(plan.tracking_uri, tracking.parent_id, report)
         reports.append(report)
         return [p for p in (report.markdown, report.html, report.comparisons_csv, plan.out_dir / "figures")
                 if p is not None]
 
-    outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+    try:
+        outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+    except OSError as exc:  # a full disk, a file where a folder is needed, ...: what was written stays
+        print(f"rlbench-med: error: {_write_error(exc, plan.out_dir)}; kept: {_kept(plan)}", file=sys.stderr)
+        return EXIT_JOB_FAILED
     for report in reports:
         print_terminal_table(report, console, where=f"{report.html} (and report.md, comparisons.csv, figures/)")
     for failure in outcome.failures:
@@ -352,6 +384,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.interrupted:
         return 128 + (outcome.signum or signal.SIGINT)
     return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
+
+
+#: errno values of a full disk, a quota, and a file-size limit (``ulimit -f``).
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _write_error(exc: OSError, where: Path) -> str:
+    """``cannot write PATH: reason``, naming the file when the error does (else ``where``)."""
+    path = exc.filename or where
+    why = exc.strerror or type(exc).__name__
+    if exc.errno in SPACE_ERRNOS:
+        why += " (the disk is full, or a quota or file-size limit is reached)"
+    return f"cannot write {path}: {why}"
+
+
+def _kept(plan: Any) -> str:
+    """What an interrupted run left in its output folder, and the command that goes on from there."""
+    from rlbench_med.runners.base import ResultsError, read_results
+
+    results = plan.out_dir / "results.csv"
+    try:
+        done = {(r["algo"], r["seed"]) for r in read_results(results)} if results.exists() else set()
+    except (ResultsError, OSError):
+        done = set()
+    finished = [j for j in plan.jobs if (j.algo, j.seed) in done]
+    what = (f"{results} with {len(finished)} of {len(plan.jobs)} job(s) and their predictions" if done
+            else "no job's results")
+    if len(finished) == len(plan.jobs):
+        return f"{what}; once there is room, build the report with `rlbench-med report --results {plan.out_dir}`"
+    return f"{what}; once there is room, finish with `rlbench-med run --resume --out {plan.out_dir}` (same flags)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -380,7 +442,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import ResultsError, load_results
-    from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results
+    from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results, store_errors
+    from rlbench_med.runners.base import FAILED_CSV, read_failed
     from rlbench_med.runners.sweep import ResultsWriter, tracking_uri
 
     if args.results and (args.experiment or args.run_id):
@@ -388,23 +451,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.results:
         rows = load_results(args.results / "results.csv")
-        if not rows:
+        if not rows and not read_failed(args.results / FAILED_CSV):
             raise ResultsError(f"{args.results / 'results.csv'} has no rows (no job of that run finished); nothing to report")
         report = make_report(args.out or args.results, rows=rows, baseline=args.baseline, run_dir=args.results,
                              source=str(args.results / "results.csv"))
     else:
         uri = tracking_uri()
-        if args.experiment:
-            experiment = args.experiment
-            parent = find_parent_run(uri, experiment, args.run_id)
-        else:
-            experiment, parent = latest_sweep(uri, args.run_id)
-            what = f"run {parent.info.run_id}" if args.run_id else f"the latest sweep, run {parent.info.run_id}"
-            name = parent.info.run_name or parent.data.tags.get("mlflow.runName", "")
-            print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
-                  + (f" ({name})" if name else ""), file=sys.stderr)
-        out = args.out or Path("reports") / f"{experiment.replace('/', '_')}-report"
-        rows, curves = rebuild_results(uri, parent, out)
+        with store_errors(uri):
+            if args.experiment:
+                experiment = args.experiment
+                parent = find_parent_run(uri, experiment, args.run_id)
+            else:
+                experiment, parent = latest_sweep(uri, args.run_id)
+                what = f"run {parent.info.run_id}" if args.run_id else f"the latest sweep, run {parent.info.run_id}"
+                name = parent.info.run_name or parent.data.tags.get("mlflow.runName", "")
+                print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
+                      + (f" ({name})" if name else ""), file=sys.stderr)
+            out = args.out or Path("reports") / f"{experiment.replace('/', '_')}-report"
+            rows, curves = rebuild_results(uri, parent, out)
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
@@ -417,6 +481,8 @@ def _print_report(report: Any, fmt: str) -> None:
     from rlbench_med.reports.formats import render
     from rlbench_med.reports.render import paper_tables, print_terminal_table
 
+    for algo, seed, reason in report.failed:  # (failed.csv of the folder; a sweep's run printed them as they failed)
+        print(f"job {algo} seed {seed} failed: {reason}", file=sys.stderr)
     if fmt == "text":
         print_terminal_table(report, _console(), where=str(report.html))
         return
@@ -430,10 +496,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from rlbench_med.reports.compare import compare_sweeps
     from rlbench_med.reports.sweeps import load_sweeps
+    from rlbench_med.reports.tracking import store_errors
     from rlbench_med.runners.sweep import tracking_uri
 
+    uri = tracking_uri()
     with tempfile.TemporaryDirectory(prefix="rlbench-compare-") as scratch:
-        sweeps = load_sweeps(args.sources, tracking_uri(), Path(scratch))
+        with store_errors(uri):
+            sweeps = load_sweeps(args.sources, uri, Path(scratch))
         out = args.out or Path("reports") / f"compare-{sweeps[0].suite}-{time.strftime('%Y%m%d-%H%M%S')}"
         for sweep in sweeps:
             print(f"{sweep.name}: {sweep.origin}", file=sys.stderr)
@@ -448,17 +517,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from rlbench_med.reports.formats import render, rich_parts
     from rlbench_med.reports.leaderboard import board_table, make_board
     from rlbench_med.reports.sweeps import load_sweeps
-    from rlbench_med.reports.tracking import TrackingError, latest_sweeps
+    from rlbench_med.reports.tracking import TrackingError, latest_sweeps, store_errors
     from rlbench_med.runners.sweep import tracking_uri
 
     uri = tracking_uri()
     sources = list(args.sources)
     if not sources:
-        sources = [run.info.run_id for run in latest_sweeps(uri)]
+        with store_errors(uri):
+            sources = [run.info.run_id for run in latest_sweeps(uri)]
         if not sources:
             raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first or give output folders")
     with tempfile.TemporaryDirectory(prefix="rlbench-leaderboard-") as scratch:
-        sweeps = load_sweeps(sources, uri, Path(scratch))
+        with store_errors(uri):
+            sweeps = load_sweeps(sources, uri, Path(scratch))
         for sweep in sweeps:
             print(f"{sweep.suite}: {sweep.name} = {sweep.origin}", file=sys.stderr)
         board = make_board(sweeps, Path(scratch))

@@ -54,8 +54,8 @@ def _import_attr(target: str) -> object:
         raise RegistryError(f"lazy entry {target!r} must look like 'package.module:attribute'")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # the plugin's own import error, re-raised with its name
-        raise PluginError(f"cannot import {module_name!r} for entry {target!r}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # the plugin's own import error (or exit), re-raised with its name
+        raise PluginError(f"cannot import {module_name!r} for entry {target!r}: {_import_failure(exc)}") from exc
     obj: object = module
     for part in attr.split("."):
         try:
@@ -197,10 +197,10 @@ class Registry(Generic[T]):
                 # A module-valued entry point registers its components itself when imported.
                 try:
                     importlib.import_module(ep.value)
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     raise PluginError(
                         f"{self.kind} plugin {ep.name!r} from distribution {dist_name} "
-                        f"failed to import module {ep.value!r}: {exc}"
+                        f"failed to import module {ep.value!r}: {_import_failure(exc)}"
                     ) from exc
         self._entry_points_loaded = True
 
@@ -225,11 +225,19 @@ def load_plugin(spec: str) -> None:
         sys.modules[module_name] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             del sys.modules[module_name]
-            raise PluginError(f"plugin file {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin file {spec!r} failed to import: {_import_failure(exc)}") from exc
         return
     try:
         importlib.import_module(spec)
-    except Exception as exc:
-        raise PluginError(f"plugin module {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise PluginError(f"plugin module {spec!r} failed to import: {_import_failure(exc)}") from exc
+
+
+def _import_failure(exc: BaseException) -> str:
+    """Why a plugin failed to import, in one phrase; ``sys.exit`` at import is named as such (it would
+    otherwise end ``rlbench-med`` with that code and no word)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while being imported; a plugin must only define and register"
+    return f"{type(exc).__name__}: {exc}"

@@ -99,10 +99,25 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["report", "--results", "nowhere"], "nowhere/results.csv"),
         (["report", "--results", "empty"], "empty/results.csv has no rows (no job of that run finished); nothing to report"),
         (["report", "--results", "o", "--experiment", "rlbench-med/x"], "not both"),
+        (["run", *FAKE, "--algos", ""], "--algos: give at least one algorithm"),  # not silently the default
+        (["run", *FAKE, "--seeds", ""], "--seeds: give at least one seed"),
+        (["run", *FAKE, "--seeds", "0-1000000", "--dry-run"], "--seeds '0-1000000' asks for 1000001 seeds; a sweep "
+                                                              "takes at most"),
+        (["run", *FAKE, "--algos", "drpo", "--baseline", "grpoo"],
+         "--baseline 'grpoo' is not an algorithm of this sweep; choose one of drpo"),
+        (["run", *FAKE, "--config", "twice.yaml"], "--config twice.yaml: not valid YAML (line 3: key 'steps' given "
+                                                   "twice, first on line 1)"),
+        (["run", *FAKE, "--config", "binary.yaml"], "--config binary.yaml: not UTF-8 text (a binary file?)"),
+        (["run", *FAKE, "--out", "x" * 300], "is 300 bytes long; this file system allows at most 255 per name"),
+        (["run", *FAKE, "--plugin", "exiting.py"], "plugin file 'exiting.py' failed to import: it called sys.exit(0)"),
+        (["list", "algos", "--plugin", "exiting.py"], "it called sys.exit(0) while being imported"),
     ],
 )
 def test_bad_requests_exit_2_with_one_line(argv: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "twice.yaml").write_text("steps: 2\nlr: 0.1\nsteps: 3\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\x00\x01\xff\xfebinary")
+    (tmp_path / "exiting.py").write_text("import sys\nsys.exit(0)\n")
     (tmp_path / "afile").write_text("x")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "results.csv").write_text("suite,algo,seed,domain,metric,value,n\n")
@@ -264,14 +279,13 @@ def test_a_signal_during_the_report_exits_143_and_ends_the_parent_killed(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_a_report_of_a_sweep_without_finished_jobs_exits_2(tmp_path: Path, tracked: str,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_report_of_a_sweep_without_finished_jobs_says_which_failed_and_why(tmp_path: Path, tracked: str,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--set", "fail_estimator=grpo", "--out", "o"]) == 1
     capsys.readouterr()
-    assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "rep"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "has no finished job, so there is nothing to report" in err
-    assert not (tmp_path / "rep").exists()
+    assert main(["report", "--experiment", "rlbench-med/fake_suite", "--out", "rep"]) == 0  # from MLflow alone
+    assert "job grpo seed 0 failed: RuntimeError: fake failure of grpo-seed0" in capsys.readouterr().err
+    assert "- `grpo` seed 0: RuntimeError: fake failure of grpo-seed0" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_telemetry_is_off_and_numba_caches_under_the_cache_unless_set(tmp_path: Path,
@@ -371,3 +385,93 @@ def test_a_second_sweep_given_to_report_is_refused_not_silently_replacing_the_fi
         main(["report", "--run-id", "a", "--run-id", "b"])
     assert exc.value.code == 2
     assert "--run-id given twice: report takes one sweep; `rlbench-med compare" in capsys.readouterr().err
+
+
+def test_dry_run_exits_2_when_it_finds_a_data_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.runners.local.tiny_data import write_tiny_data
+
+    data = write_tiny_data(tmp_path / "d", n_train=6, n_test=3)
+    assert main(["run", "--suite", "climb_vision", "--data", str(data), "--dry-run"]) == 0
+    with open(data / "train.jsonl", "a") as fh:
+        fh.write('{"problem": "p"}\n')  # no answer, no dataset, so no domain: 3 problems
+    capsys.readouterr()
+    assert main(["run", "--suite", "climb_vision", "--data", str(data), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "rlbench-med run plan" in captured.out  # the plan is still printed
+    assert captured.err == (f"rlbench-med: error: 3 problem(s) in data {data}, found without opening its media; a run "
+                            f"would refuse it: run `rlbench-med data validate {data}` to see them\n")
+
+
+def test_a_run_whose_only_job_fails_reports_why(tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "drpo", "--seeds", "0", "--set", "fail_estimator=drpo", "--out", "o"]) == 1
+    captured = capsys.readouterr()
+    reason = "RuntimeError: fake failure of drpo-seed0"
+    assert f"job 1/1 drpo seed 0: failed (0s): {reason}" in captured.out  # the progress line (a log here)
+    assert f"job drpo seed 0 failed: {reason}" in captured.err
+    assert (tmp_path / "o" / "failed.csv").read_text() == f"suite,algo,seed,error\nfake_suite,drpo,0,{reason}\n"
+    assert f"- `drpo` seed 0: {reason}" in (tmp_path / "o" / "report.md").read_text()
+    client = MlflowClient(tracked)
+    run = client.search_runs([client.get_experiment_by_name("rlbench-med/fake_suite").experiment_id],
+                             filter_string="tags.`rlbench.algo` = 'drpo'", order_by=["attributes.start_time DESC"])[0]
+    assert (run.info.status, run.data.tags["rlbench.error"]) == ("FAILED", reason)
+    assert main(["report", "--results", "o", "--out", "again"]) == 0  # a folder whose only job failed
+    assert f"job drpo seed 0 failed: {reason}" in capsys.readouterr().err
+
+
+def test_report_compare_and_leaderboard_on_a_truncated_store_fail_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert main(["run", *FAKE, "--algos", "drpo", "--seeds", "0", "--out", "o"]) == 0
+    with open(db, "r+b") as fh:
+        fh.truncate(db.stat().st_size // 8)
+    for argv in (["report"], ["leaderboard"], ["compare", "o", "o"]):  # new processes: none has the store open
+        done = subprocess.run([sys.executable, "-m", "rlbench_med.cli", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (argv, done.stderr)
+        assert done.stderr.startswith(f"rlbench-med: error: tracking store sqlite:///{db} cannot be read (") and \
+            done.stderr.endswith("; restore it from a backup or set MLFLOW_TRACKING_URI to another store\n"), argv
+
+
+def test_a_full_disk_while_the_report_is_written_names_the_path_and_what_was_kept(
+    tmp_path: Path, tracked: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from rlbench_med.reports import report
+
+    def full(path, comparisons):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() says on a full disk: no file name
+
+    monkeypatch.setattr(report, "write_comparisons", full)
+    assert main(["run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0", "--out", "o"]) == 1
+    out = tmp_path / "o"
+    assert capsys.readouterr().err == (
+        f"rlbench-med: error: cannot write {out} (the report: report.md, report.html, comparisons.csv, figures/): No "
+        "space left on device (the disk is full, or a quota or file-size limit is reached); kept: "
+        f"{out / 'results.csv'} with 2 of 2 job(s) and their predictions; once there is room, build the report with "
+        f"`rlbench-med report --results {out}`\n")
+    assert {r["algo"] for r in read_results(out / "results.csv")} == {"drpo", "grpo"}
+    client = MlflowClient(tracked)
+    parent = client.search_runs([client.get_experiment_by_name("rlbench-med/fake_suite").experiment_id],
+                                filter_string=f"tags.`rlbench.out_dir` = '{out}'")[0]
+    assert parent.info.status == "FAILED" and parent.data.tags["rlbench.error"].startswith("the report failed: OSError")
+
+
+def test_a_real_file_size_limit_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    """``ulimit -f``: MLflow keeps a file store (small files) here, so the report's page is what hits the limit."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": str(tmp_path / "store"), "MLFLOW_ALLOW_FILE_STORE": "true",
+           "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
+    argv = [sys.executable, "-c", "import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (60 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "from rlbench_med.cli import main\nsys.exit(main(sys.argv[1:]))",
+            "run", *FAKE, "--algos", "drpo,grpo", "--seeds", "0,1", "--out", "o"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rlbench-med: error: cannot write {tmp_path / 'o'}") and "File too large" in last
+    assert last.endswith(f"kept: {tmp_path / 'o' / 'results.csv'} with 4 of 4 job(s) and their predictions; once there "
+                         f"is room, build the report with `rlbench-med report --results {tmp_path / 'o'}`")
+    assert "Traceback" not in done.stderr
+    assert len(read_results(tmp_path / "o" / "results.csv")) == 4 * 18

@@ -306,3 +306,16 @@ def test_entry_point_to_a_class_registered_by_its_own_decorator(
     _fake_entry_points(monkeypatch, "test.group", [("decorated", f"{plugin}:Decorated")])
     reg = __import__(holder).REG
     assert reg.get("decorated").__name__ == "Decorated"
+
+
+@pytest.mark.parametrize("code", ["0", "3", "'bye'"])
+def test_a_plugin_that_exits_at_import_is_an_error_not_an_exit(code: str, tmp_path: Path,
+                                                                modules: ModuleFactory) -> None:
+    plugin = tmp_path / "exiting_plugin.py"
+    plugin.write_text(f"import sys\nsys.exit({code})\n")
+    with pytest.raises(PluginError, match=f"plugin file '{plugin}' failed to import: it called sys.exit\\({code}\\) "
+                                          "while being imported; a plugin must only define and register"):
+        load_plugin(str(plugin))
+    module = modules.write(f"import sys\nsys.exit({code})\n", "exiting_module")
+    with pytest.raises(PluginError, match=f"plugin module '{module}' failed to import: it called sys.exit"):
+        load_plugin(module)

@@ -144,8 +144,12 @@ def learning_curves(curves: Curves, kind: str, algos: Sequence[str]) -> Figure |
                  + ("\n(faint: each step; line: moving average)" if smoothed_any else ""), fontsize=10)
     fig.supxlabel("RL step", fontsize=8)
     fig.supylabel(what, fontsize=8)
+    with_lines = [ax for ax in axes.flat if ax.get_legend_handles_labels()[0]]
+    if not with_lines:  # only untrained runs (base) logged these keys: e.g. every trained job failed
+        plt.close(fig)
+        return None
     fig.tight_layout()
-    _legend_outside(fig, next(ax for ax in axes.flat if ax.get_legend_handles_labels()[0]))
+    _legend_outside(fig, with_lines[0])
     return fig
 
 

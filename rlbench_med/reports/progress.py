@@ -8,6 +8,7 @@ and end, and every ``log_every`` steps of a job (default: a tenth of its steps):
     job 1/2 drpo seed 0: started (150 steps)
     drpo seed 0: step 15/150  reward 0.412  318 rollouts/s  ETA 1m12s
     job 1/2 drpo seed 0: finished (1m20s)
+    job 2/2 grpo seed 0: failed (3s): EstimatorFailed: estimator 'grpo' failed at step 4: ...
 """
 
 from __future__ import annotations
@@ -128,14 +129,19 @@ class RichProgress:
             parts.append(f"ETA {duration(elapsed / (step - clock.first_step) * (clock.total - step))}")
         self.note("  ".join(parts))
 
-    def job_finished(self, job: Any, ok: bool) -> None:
+    def job_finished(self, job: Any, ok: bool, error: str = "") -> None:
+        """A job's end; a failed one's one-line reason (``error``) is printed on a terminal and in logs alike."""
+        number, clock = self._clocks.get((job.algo, job.seed), (0, None))
         if self.enabled:
             if self.jobs is not None:
                 self.progress.advance(self.jobs)
+            if not ok and error:
+                self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: failed: {error}")
             return
-        number, clock = self._clocks.get((job.algo, job.seed), (0, None))
         took = f" ({duration(time.perf_counter() - clock.started)})" if clock is not None else ""
-        self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: {'finished' if ok else 'failed'}{took}")
+        reason = f": {error}" if not ok and error else ""
+        self.note(f"job {number}/{self._total_jobs} {job.algo} seed {job.seed}: "
+                  f"{'finished' if ok else 'failed'}{took}{reason}")
 
     def job_reused(self, job: Any, origin: str) -> None:
         """A job taken from the job cache: one line, on a terminal and in logs alike."""

@@ -285,6 +285,11 @@ def sections(report: Report) -> list[Section]:
     table, primary = report.table, report.primary
     groups = input_groups(table)
     out: list[Section] = []
+    if report.failed:
+        out.append(Section(2, "Failed jobs", [
+            f"{len(report.failed)} job(s) failed and have no results; the tables leave them out. The reason of "
+            "each (the first line of its error; the traceback is the `error.txt` of its MLflow run):"], [],
+            [f"`{algo}` seed {seed}: {reason}" for algo, seed, reason in report.failed]))
     full_algos = groups[0][1] if groups else []
     out.append(Section(2, f"Headline: {primary}", [
         f"`{primary}`: {METRIC_DEFINITIONS.get(primary, primary)}. No trivial floor can win it, so it leads.",

@@ -40,7 +40,7 @@ from rlbench_med.reports.stats import (
     read_predictions,
     write_comparisons,
 )
-from rlbench_med.runners.base import BASE
+from rlbench_med.runners.base import BASE, FAILED_CSV, read_failed
 from rlbench_med.suites.floors import (
     BOX_FLOORS,
     FLOOR_ALL,
@@ -79,6 +79,8 @@ class Report:
     html: Path | None = None
     comparisons_csv: Path | None = None
     detectable: list[Detectable] = field(default_factory=list)
+    #: Jobs of the sweep that failed and have no results (``failed.csv``): ``(algo, seed, reason)``.
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(algo, baseline)`` of every comparison, in report order."""
@@ -315,16 +317,18 @@ def make_report(
     """Compute and write the report into ``out_dir``.
 
     ``run_dir`` (default ``out_dir``) is the run's output folder: its ``predictions/`` feed the
-    comparisons, its config.yaml names the primary metric (unless ``primary`` is given), and its
-    results.csv is read when ``rows`` is not given. ``notes`` (e.g. how ``compare`` combined its
-    sweeps) lead the report's notes.
+    comparisons, its config.yaml names the primary metric (unless ``primary`` is given), its
+    results.csv is read when ``rows`` is not given, and its failed.csv names the jobs that failed
+    (the report lists them with their reasons, also when no job finished). ``notes`` (e.g. how
+    ``compare`` combined its sweeps) lead the report's notes.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = list(rows) if rows is not None else load_results(run_dir / "results.csv")
+    failed = read_failed(run_dir / FAILED_CSV)
     table = build_table(rows)
-    suite = table.suite
+    suite = table.suite or ", ".join(dict.fromkeys(str(r["suite"]) for r in failed))  # no job finished
     primary = resolve_primary(table, primary or primary_metric_of(run_dir, suite))
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
@@ -333,6 +337,7 @@ def make_report(
         suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
         truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
+        failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.detectable = detectable_effects(comparisons, primary)

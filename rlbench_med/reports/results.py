@@ -5,7 +5,6 @@ A pure function of the rows (lm-eval style: one structured record, renderers els
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.reports.stats import mean_std
-from rlbench_med.runners.base import BASE, RESULT_COLUMNS, run_slug
+from rlbench_med.runners.base import BASE, ResultsError, read_results, run_slug
 from rlbench_med.suites.catalogue import order_domains
 from rlbench_med.suites.floors import FLOORS, is_floor
 from rlbench_med.suites.metrics import METRICS
@@ -25,26 +24,13 @@ METRIC_TITLES = {"acc": "Acc", "f1": "F1", "iou": "IoU", "exact": "Exact", "f1_s
                  "labels": "Labels", "acc_release": "Acc (release)", "advantage_ms": "ms"}
 
 
-class ResultsError(ValueError):
-    """A results.csv that does not follow the contract (columns, types)."""
-
-
 def load_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``results.csv`` with ``seed``/``n`` as int and ``value`` as float; checks the header."""
+    """Rows of ``results.csv`` with ``seed``/``n`` as int and ``value`` as float, checked as
+    :func:`~rlbench_med.runners.base.read_results` checks them (raises :class:`ResultsError`)."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"{path} does not exist; give a run's output folder (it holds results.csv)")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != RESULT_COLUMNS:
-            raise ResultsError(f"{path}: columns {reader.fieldnames} are not {','.join(RESULT_COLUMNS)}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append({**row, "seed": int(row["seed"]), "value": float(row["value"]), "n": int(row["n"])})
-            except ValueError:
-                raise ResultsError(f"{path}:{line}: seed, value or n is not a number: {row}") from None
-    return rows
+    return read_results(path)
 
 
 @dataclass(frozen=True)

@@ -88,10 +88,15 @@ class Comparison:
 def read_predictions(path: Path) -> list[dict[str, Any]]:
     """The records of a predictions JSONL file (``domain``, ``dataset``, ``labels``, ``predicted``, ``iou``?)."""
     records = []
-    with open(path) as fh:
-        for line in fh:
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
             if line.strip():
-                records.append(json.loads(line))
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:  # a file cut short (a full disk, a copy that stopped)
+                    raise ComparisonError(f"{path}:{number}: not valid JSON ({exc.msg}); the predictions file is "
+                                          "damaged: restore it (its job's MLflow run holds a copy) or train the job "
+                                          "again") from None
     return records
 
 

@@ -11,8 +11,9 @@ per-step metrics (``train/...``, ``adv/...``, ``time/...``, and the validation s
 a summary (:func:`log_summary`): ``summary/<algo>/<primary metric>`` metrics and a table artifact.
 
 The store is checked at plan time by :func:`open_store` (scheme, a server that answers within
-``STORE_TIMEOUT_S``, a writable database), which also creates it once under a lock, so two first
-runs at once both work. Artifacts of a database store go under the cache
+``STORE_TIMEOUT_S``, a writable database, a writable artifact folder), which also creates it once
+under a lock, so two first runs at once both work; a new sqlite store is made under a temporary
+name and renamed into place, so a creation that fails (a full disk) leaves nothing half-made. Artifacts of a database store go under the cache
 (``<cache>/mlflow-artifacts/``), never into ``./mlruns`` of the current folder.
 
 Everything goes through ``MlflowClient`` with explicit run ids (no global "active run"), so
@@ -27,12 +28,14 @@ when curves are read back).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 import time
@@ -47,7 +50,7 @@ from typing import Any
 import yaml
 
 from rlbench_med.locks import file_lock
-from rlbench_med.runners.base import Job, JobResult, cache_dir
+from rlbench_med.runners.base import Job, JobResult, cache_dir, folder_problem
 from rlbench_med.typed_config import to_plain_dict
 
 EXPERIMENT_PREFIX = "rlbench-med/"
@@ -153,9 +156,96 @@ def open_store(uri: str, experiment: str | None = None) -> str | None:
     lock = cache_dir() / "locks" / f"tracking-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
     try:
         with file_lock(lock):
-            return ensure_experiment(client_for(uri), uri, experiment)
+            if scheme == "sqlite":
+                _create_sqlite_store(uri)
+            client = client_for(uri)
+            experiment_id = ensure_experiment(client, uri, experiment)
+            location = client.get_experiment(experiment_id).artifact_location
     except (MlflowException, SQLAlchemyError, OSError) as exc:
-        raise TrackingError(f"tracking store {uri}: {_first_line(exc)}") from None
+        raise TrackingError(_store_problem(uri, exc)) from None
+    _check_artifact_root(location, experiment)
+    return experiment_id
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None in memory or for a URI with options)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create a new sqlite store under a temporary name, then rename it into place (the caller holds
+    the store's lock): a first run that fails while MLflow creates its tables (a full disk, a
+    file-size limit) leaves no half-created store that every later run would trip over."""
+    database = _sqlite_file(uri)
+    if database is None or database.exists():
+        return
+    # A name no earlier store had: MLflow caches a store per URI, and a cached one would skip creating the tables.
+    tmp = database.with_name(f".{database.name}.{os.getpid()}-{secrets.token_hex(4)}.new")
+    try:
+        client_for(f"sqlite:///{tmp}")  # MLflow creates every table of a new store here
+        os.replace(tmp, database)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _store_problem(uri: str, exc: BaseException) -> str:
+    """One line on a store that cannot be opened; a sqlite store without a single run whose tables
+    are damaged or missing is named as half-created, with what to do."""
+    database = _sqlite_file(uri) if urllib.parse.urlparse(uri).scheme == "sqlite" else None
+    if database is not None and not database.exists():
+        return (f"tracking store {database} could not be created ({_first_line(exc)}; is the disk full?); nothing "
+                "was left behind: run again once it can be written, or set MLFLOW_TRACKING_URI to another store")
+    if database is not None and database.is_file() and _holds_no_runs(database):
+        return (f"tracking store {database} is half-created or damaged and holds no runs ({_first_line(exc)}; a first "
+                "run that failed while creating it, e.g. on a full disk, leaves it so); delete it and run again, or "
+                "set MLFLOW_TRACKING_URI to another store")
+    return f"tracking store {uri}: {_first_line(exc)}"
+
+
+def _holds_no_runs(database: Path) -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            return "runs" not in tables or db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    except sqlite3.Error:  # not readable as a database: it may hold runs, so it is not called empty
+        return False
+
+
+def _check_artifact_root(location: str | None, experiment: str) -> None:
+    """An experiment's local artifact folder must be a folder this process can write (a server's or a
+    cloud store's is theirs to check): otherwise every job would train and then fail to attach its files."""
+    if not location:
+        return
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return
+    path = Path(urllib.request.url2pathname(parsed.path) if parsed.scheme else location)
+    problem = folder_problem(path)
+    if problem is not None:
+        raise TrackingError(f"artifact folder {path} of experiment {experiment}: {problem}; make it a folder you can "
+                            "write to, or set MLFLOW_TRACKING_URI to another store")
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Errors of the store itself while reading it (a truncated or damaged database) as one-line
+    :class:`TrackingError` s instead of the database driver's traceback."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError) as exc:
+        raise TrackingError(f"tracking store {uri} cannot be read ({_first_line(exc)}); restore it from a backup or "
+                            "set MLFLOW_TRACKING_URI to another store") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -178,12 +268,9 @@ def _check_server(uri: str) -> None:
 
 def _check_sqlite(uri: str) -> None:
     """The database file (or, for a new one, its folder) must exist and be writable."""
-    from sqlalchemy.engine import make_url
-
-    database = make_url(uri).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = _sqlite_file(uri)
+    if path is None:
         return  # in-memory or a sqlite URI with options: the first write in open_store tells
-    path = Path(database)
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
             raise TrackingError(f"tracking store {path} is read-only; make it writable or set MLFLOW_TRACKING_URI "
@@ -402,6 +489,7 @@ class MLflowSweepTracking:
             },
         )
         handle = MLflowChild(self.uri, run.info.run_id)
+        self.children[(job.algo, job.seed)] = handle  # from here on, every exit path closes it
         config = to_plain_dict(job.config)
         tracker = handle.open()
         tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, **config})
@@ -410,55 +498,94 @@ class MLflowSweepTracking:
             path.write_text(yaml.safe_dump({"suite": job.suite, "algo": job.algo, "seed": job.seed,
                                             "estimator": job.estimator, "config": config}, sort_keys=False))
             tracker.log_artifact(path)
-        self.children[(job.algo, job.seed)] = handle
         return handle
 
-    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None:
-        """Log the job's final eval metrics and predictions, then end its run with ``status``."""
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None,
+                    detail: str | None = None) -> None:
+        """Log the job's final eval metrics and predictions, then end its run with ``status``; ``error``
+        (one line) becomes the run's :data:`ERROR_TAG`, ``detail`` (a traceback) its ``error.txt``.
+
+        The run is ended in every case: when its metrics or files cannot be written (a full disk, an
+        artifact folder that is a file), it ends FAILED with that reason and the error is raised.
+        """
         handle = self.children[(job.algo, job.seed)]
         client = self.client
         tracker = handle.open()
-        if result is not None:
-            metrics, labels = final_metrics(job, result.rows)
-            latest = client.get_run(handle.run_id).data.metrics
-            changed = {k: v for k, v in metrics.items() if k not in latest or not _same(latest[k], v)}
-            step = int(getattr(job.config, "steps", 0) or 0)
-            # result.timings are the run's totals (summed over its steps): logged under their own keys, so
-            # they never add a point to the per-step series (time/advantage_s, time/step_s, ...).
-            extra = {total_key(k): float(v) for k, v in result.timings.items()}
-            tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
-            client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
-            if result.reused_from is not None:
-                client.set_tag(handle.run_id, REUSED_TAG, result.reused_from)
-            for label, path in result.predictions.items():
-                if Path(path).exists():
-                    tracker.log_artifact(Path(path), "predictions")
-        if error:
-            client.set_tag(handle.run_id, ERROR_TAG, error.strip().splitlines()[-1][:5000])
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "error.txt"
-                path.write_text(error)
-                tracker.log_artifact(path)
+        try:
+            if result is not None:
+                self._log_result(client, tracker, handle, job, result)
+            if error:
+                client.set_tag(handle.run_id, ERROR_TAG, error[:5000])
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "error.txt"
+                    path.write_text(detail or error)
+                    tracker.log_artifact(path)
+        except BaseException as exc:
+            _end_run(client, handle.run_id, "KILLED" if status == "KILLED" else "FAILED",
+                     f"{error + '; ' if error else ''}its results could not be attached: {_one_line(exc)}")
+            self.closed.add((job.algo, job.seed))
+            raise
         client.set_terminated(handle.run_id, status)
         self.closed.add((job.algo, job.seed))
 
-    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None:
-        """End every child still open (KILLED after an interrupt, else FAILED) and the parent run."""
+    def _log_result(self, client: Any, tracker: MLflowTracker, handle: MLflowChild, job: Job, result: JobResult) -> None:
+        metrics, labels = final_metrics(job, result.rows)
+        latest = client.get_run(handle.run_id).data.metrics
+        changed = {k: v for k, v in metrics.items() if k not in latest or not _same(latest[k], v)}
+        step = int(getattr(job.config, "steps", 0) or 0)
+        # result.timings are the run's totals (summed over its steps): logged under their own keys, so
+        # they never add a point to the per-step series (time/advantage_s, time/step_s, ...).
+        extra = {total_key(k): float(v) for k, v in result.timings.items()}
+        tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
+        client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
+        if result.reused_from is not None:
+            client.set_tag(handle.run_id, REUSED_TAG, result.reused_from)
+        for path in result.predictions.values():
+            if Path(path).exists():
+                tracker.log_artifact(Path(path), "predictions")
+
+    def finish(self, status: str, artifacts: Sequence[Path] = (), error: str | None = None) -> None:
+        """End every child still open (KILLED after an interrupt, else FAILED) and the parent run, whose
+        :data:`ERROR_TAG` says why it failed (``error``).
+
+        The runs are ended even when the artifacts cannot be attached: a sweep that had FINISHED then
+        ends FAILED and the error is raised; a sweep that failed or was interrupted already keeps its
+        own error, and the artifacts' is added to its tag.
+        """
         if self.parent_id is None:
             return
         client = self.client
+        raised: BaseException | None = None
+        try:
+            tracker = MLflowTracker(self.uri, self.parent_id)
+            for path in artifacts:
+                path = Path(path)
+                if path.is_dir():
+                    tracker.log_artifact(path, path.name)
+                elif path.exists():
+                    tracker.log_artifact(path)
+        except Exception as exc:  # ended below either way; raised only if the sweep itself had succeeded
+            missing = f"artifacts not attached: {_one_line(exc)}"
+            error = f"{error}; {missing}" if error else missing
+            if status == "FINISHED":
+                status, raised = "FAILED", exc
         for key, handle in self.children.items():
             if key not in self.closed:
                 client.set_terminated(handle.run_id, "KILLED" if status == "KILLED" else "FAILED")
                 self.closed.add(key)
-        tracker = MLflowTracker(self.uri, self.parent_id)
-        for path in artifacts:
-            path = Path(path)
-            if path.is_dir():
-                tracker.log_artifact(path, path.name)
-            elif path.exists():
-                tracker.log_artifact(path)
-        client.set_terminated(self.parent_id, status)
+        _end_run(client, self.parent_id, status, error)
+        if raised is not None:
+            raise raised
+
+
+def _end_run(client: Any, run_id: str, status: str, error: str | None) -> None:
+    if error:
+        client.set_tag(run_id, ERROR_TAG, error[:5000])
+    client.set_terminated(run_id, status)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 #: The parent run's table artifact (MLflow's table format: the UI's artifact view shows it as a table).
@@ -645,13 +772,21 @@ def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, A
     """Rows of results.csv from the child runs' final eval metrics, predictions downloaded into ``dest``.
 
     ``n`` of a row is the number of predictions lines of that domain (all lines for ``overall``).
-    Only FINISHED child runs count (a KILLED or FAILED job has no final results); a sweep without
-    one raises :class:`TrackingError` rather than give an empty report.
+    Only FINISHED child runs count (a KILLED or FAILED job has no final results); the FAILED jobs
+    without a finished run are written to ``dest/failed.csv`` with their reasons, for the report. A
+    sweep with neither raises :class:`TrackingError` rather than give an empty report.
     """
     client = client_for(uri)
     suite = parent.data.tags.get("rlbench.suite", "")
-    children = [r for r in child_runs(uri, parent) if r.info.status == "FINISHED"]
-    if not children:
+    every = child_runs(uri, parent)
+    children = [r for r in every if r.info.status == "FINISHED"]
+    finished = {(r.data.tags.get("rlbench.algo"), r.data.tags.get("rlbench.seed")) for r in children}
+    failed = {(r.data.tags.get("rlbench.algo"), r.data.tags.get("rlbench.seed")): r for r in every
+              if r.info.status == "FAILED"}  # the latest run of a job wins (child_runs: oldest first)
+    failed = {k: r for k, r in failed.items() if k not in finished and None not in k}
+    _write_failed(dest, suite, [(algo, int(seed), r.data.tags.get(ERROR_TAG, "(no reason recorded)"))
+                                for (algo, seed), r in failed.items()])
+    if not children and not failed:
         out = parent.data.tags.get("rlbench.out_dir", "<out>")
         raise TrackingError(
             f"sweep run {parent.info.run_id} ({parent.info.run_name}) has no finished job, so there is nothing to "
@@ -685,6 +820,23 @@ def rebuild_results(uri: str, parent: Any, dest: Path) -> tuple[list[dict[str, A
     rows += _rebuild_floors(client, parent, suite, pred_dir, index)
     (pred_dir / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
     return rows, fetch_curves(uri, parent, children)
+
+
+def _write_failed(dest: Path, suite: str, failed: Sequence[tuple[str, int, str]]) -> None:
+    """``dest/failed.csv`` (the output folder's format) of the sweep's failed jobs; none: no file."""
+    import csv
+
+    from rlbench_med.runners.base import FAILED_COLUMNS, FAILED_CSV
+
+    path = Path(dest) / FAILED_CSV
+    if not failed:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(FAILED_COLUMNS)
+        writer.writerows([suite, algo, seed, error] for algo, seed, error in failed)
 
 
 def _rebuild_floors(client: Any, parent: Any, suite: str, pred_dir: Path, index: dict[str, str]) -> list[dict[str, Any]]:

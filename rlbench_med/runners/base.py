@@ -8,8 +8,10 @@ runners never import MLflow themselves.
 
 from __future__ import annotations
 
+import csv
+import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from rlbench_med.algorithms import Estimator
 
 RESULT_COLUMNS = ("suite", "algo", "seed", "domain", "metric", "value", "n")
+#: The columns that identify a results.csv row: one value per (suite, algo, seed, domain, metric).
+RESULT_KEY = ("suite", "algo", "seed", "domain", "metric")
 #: The pseudo-algorithm of the shared SFT base evaluated at step 0 (no training); its seed is the base's.
 BASE = "base"
 #: The supervised baseline: continues SFT with the RL runs' sample budget (not an estimator).
@@ -119,6 +123,88 @@ def predictions_dir(out_dir: Path, split: str = TEST) -> Path:
     return base if split == TEST else base / split
 
 
+class ResultsError(ValueError):
+    """A results.csv, or a row for one, that breaks the contract: its columns, a value that is not a
+    finite number, or a (suite, algo, seed, domain, metric) given twice. The message names file:line."""
+
+
+def check_result_row(row: Mapping[str, Any], where: str, seen: dict[tuple[Any, ...], str]) -> dict[str, Any]:
+    """``row`` with ``seed``/``n`` as int and ``value`` as float, checked; ``seen`` maps the keys of the
+    rows before it to where they are (updated). Raises :class:`ResultsError` naming ``where``.
+
+    A value twice would be averaged as if it were two seeds, and NaN or inf would be rendered as a
+    number, so both are refused rather than reported.
+    """
+    if None in row or set(row) != set(RESULT_COLUMNS) or any(row[c] is None for c in RESULT_COLUMNS):
+        raise ResultsError(f"{where}: expected the {len(RESULT_COLUMNS)} columns {','.join(RESULT_COLUMNS)}; "
+                           "the row is cut short or has extra fields")
+    try:
+        parsed = {**row, "seed": int(row["seed"]), "value": float(row["value"]), "n": int(row["n"])}
+    except (TypeError, ValueError):
+        raise ResultsError(f"{where}: seed, value or n is not a number "
+                           f"(seed {row['seed']!r}, value {row['value']!r}, n {row['n']!r})") from None
+    key = tuple(parsed[c] for c in RESULT_KEY)
+    if not math.isfinite(parsed["value"]):
+        raise ResultsError(f"{where}: value {row['value']!r} of {parsed['algo']} seed {parsed['seed']} "
+                           f"{parsed['domain']} {parsed['metric']} is not a finite number")
+    if key in seen:
+        raise ResultsError(f"{where}: {parsed['algo']} seed {parsed['seed']} {parsed['domain']} {parsed['metric']} "
+                           f"is given twice (also {seen[key]}); keep one row per algo, seed, domain and metric")
+    seen[key] = where
+    return parsed
+
+
+def check_result_rows(rows: Iterable[Mapping[str, Any]], where: str,
+                      seen: dict[tuple[Any, ...], str] | None = None) -> list[dict[str, Any]]:
+    """:func:`check_result_row` over ``rows``, all named ``where`` (e.g. a job's rows)."""
+    seen = {} if seen is None else seen
+    return [check_result_row(row, where, seen) for row in rows]
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results.csv, each checked by :func:`check_result_row` (seed/n int, value float);
+    raises :class:`ResultsError` naming ``file:line``."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != RESULT_COLUMNS:
+                raise ResultsError(f"{path}:1: columns {reader.fieldnames} are not {','.join(RESULT_COLUMNS)}")
+            seen: dict[tuple[Any, ...], str] = {}
+            return [check_result_row(row, f"{path}:{reader.line_num}", seen) for row in reader]
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not UTF-8 text; is it a results.csv?") from None
+    except csv.Error as exc:
+        raise ResultsError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+#: Beside results.csv: the jobs of an output folder that failed and have no results, with the one-line
+#: reason (results.csv's columns are fixed, so the marker is a file of its own).
+FAILED_CSV = "failed.csv"
+FAILED_COLUMNS = ("suite", "algo", "seed", "error")
+
+
+def read_failed(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``failed.csv`` (``seed`` as int); none when the file does not exist. Raises
+    :class:`ResultsError` naming ``file:line`` for a damaged one."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != FAILED_COLUMNS:
+                raise ResultsError(f"{path}:1: columns {reader.fieldnames} are not {','.join(FAILED_COLUMNS)}")
+            rows = []
+            for row in reader:
+                if None in row or any(row[c] is None for c in FAILED_COLUMNS) or not row["seed"].isdigit():
+                    raise ResultsError(f"{path}:{reader.line_num}: expected suite,algo,seed,error with a whole seed")
+                rows.append({**row, "seed": int(row["seed"])})
+            return rows
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ResultsError(f"{path}: not a readable CSV file ({type(exc).__name__})") from None
+
+
 @dataclass
 class JobResult:
     """What a finished job hands back to the sweep (which alone writes results.csv).
@@ -179,6 +265,32 @@ RUNNERS: Registry[RunnerSpec] = Registry("runner")
 RUNNERS.register_lazy("local", "rlbench_med.runners.local:RUNNER")
 RUNNERS.register_lazy("openrlhf", "rlbench_med.runners.openrlhf:RUNNER")
 RUNNERS.register_lazy("timing", "rlbench_med.runners.timing:RUNNER")
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder this process writes into, in a phrase naming the part at fault
+    (a file where a folder is needed, a folder it may not write, a name longer than the file system
+    allows), or None when it can (it exists as a writable folder, or can be made)."""
+    path = Path(os.path.abspath(path))
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return f"{path} is a file, not a folder"
+    existing = path
+    while not os.path.lexists(existing):  # (a folder we may not even look into counts as missing here)
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, so no folder can be made under it"
+    name_max = os.pathconf(existing, "PC_NAME_MAX")
+    long_names = [part for part in path.relative_to(existing).parts if len(part.encode()) > name_max]
+    if long_names:
+        return (f"its part {long_names[0][:24]}... is {len(long_names[0].encode())} bytes long; this file system "
+                f"allows at most {name_max} per name")
+    # Files go a few levels below it (predictions/<algo>-seed<seed>@<inputs>.jsonl, checkpoints/...).
+    path_max = os.pathconf(existing, "PC_PATH_MAX")
+    if len(str(path).encode()) > path_max - 512:
+        return f"the path is {len(str(path).encode())} bytes long; the files under it would pass the {path_max} allowed"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def cache_dir() -> Path:

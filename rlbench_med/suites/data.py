@@ -82,6 +82,7 @@ from rlbench_med.suites.records import (
     carve_validation,
     cross_record_warnings,
     read_split,
+    unicode_twins,
 )
 from rlbench_med.suites.release_format import split_release_labels
 from rlbench_med.suites.source import SPLITS, VALIDATION_FRACTION, DataSource
@@ -309,6 +310,7 @@ def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCh
     drafts = [d for split in SPLITS for d in read_split(source, split, reader)]
     if source.validation_file() is None:
         carve_validation(drafts)
+    unicode_twins(drafts, reader)
     tasks = assign_classes(drafts, reader)
     cross_record_warnings(drafts, reader)
     kept: list[Draft] = []
@@ -353,10 +355,11 @@ def load_data(source: DataSource | Path | str) -> ClinicalData:
     )
 
 
-def summarize(source: DataSource, limit: int = 8) -> list[str]:
+def summarize(source: DataSource, limit: int = 8, check: DataCheck | None = None) -> list[str]:
     """A few plain lines about a source without opening its media: records kept and set aside per
-    domain, and the count of problems and warnings (for the run plan)."""
-    check = check_data(source, media=False)
+    domain, and the count of problems and warnings (for the run plan); ``check``: the source's
+    ``check_data(source, media=False)``, when the caller has it already."""
+    check = check if check is not None else check_data(source, media=False)
     lines = []
 
     def per_domain(counts: dict[str, dict[str, int]], domains: Iterable[str]) -> str:

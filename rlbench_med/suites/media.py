@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,6 +20,10 @@ IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 # What torch.load / np.load / wfdb raise on unreadable or malformed files.
 SIGNAL_ERRORS = (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, IndexError, TypeError)
 VIDEO_ERRORS = (OSError, ValueError)
+
+
+class MediaError(ValueError):
+    """A media file that cannot be used (a video frame that does not decode, say); the message names the file."""
 
 
 def _rgb_array(rgb: Image.Image, size: int) -> np.ndarray:
@@ -55,25 +60,38 @@ def _open_video(path: Path | str):  # -> cv2.VideoCapture
     import cv2
 
     if not Path(path).is_file():
-        raise OSError(f"{path}: file does not exist")
+        raise MediaError(f"{path}: file does not exist")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
-        raise ValueError(f"{path}: cannot be opened as a video")
+        raise MediaError(f"{path}: cannot be opened as a video")
     return capture
 
 
+def _read_frame(capture: Any, path: Path | str, index: int, total: int) -> np.ndarray:
+    """Frame ``index`` (BGR), read as :func:`read_video_frames` reads it: a seek, then a decode."""
+    import cv2
+
+    capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, frame = capture.read()
+    if not ok or frame is None:
+        raise MediaError(f"{path}: frame {index} of {total} does not decode")
+    return frame
+
+
 def video_info(path: Path | str) -> tuple[int, tuple[int, int]]:
-    """``(frame count, (W, H))`` of a video as its container reports them; its first frame must decode."""
+    """``(frame count, (W, H))`` of a video as its container reports them. Its first, middle and last
+    frames must decode as the run reads them: every sampling of the release's includes the first and
+    last frame (one frame: the middle one), and a header that reads says nothing of the frames."""
     import cv2
 
     capture = _open_video(path)
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        ok, frame = capture.read()
-        if total <= 0 or not ok or frame is None:
-            raise ValueError(f"{path}: no decodable frame (the container reports {total} frames)")
-        return total, (int(frame.shape[1]), int(frame.shape[0]))
+        if total <= 0:
+            raise MediaError(f"{path}: no decodable frame (the container reports {total} frames)")
+        frames = [_read_frame(capture, path, index, total) for index in sorted({0, total // 2, total - 1})]
+        return total, (int(frames[0].shape[1]), int(frames[0].shape[0]))
     finally:
         capture.release()
 
@@ -91,15 +109,9 @@ def read_video_frames(path: Path | str, n: int) -> list[Image.Image]:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         indices = frame_indices(total, n)
         if not indices:
-            raise ValueError(f"{path}: the container reports {total} frames")
-        frames = []
-        for index in indices:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                raise ValueError(f"{path}: frame {index} of {total} does not decode")
-            frames.append(Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-        return frames
+            raise MediaError(f"{path}: the container reports {total} frames")
+        return [Image.fromarray(cv2.cvtColor(_read_frame(capture, path, index, total), cv2.COLOR_BGR2RGB))
+                for index in indices]
     finally:
         capture.release()
 

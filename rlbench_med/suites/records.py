@@ -10,9 +10,13 @@ train. Findings are :class:`Problem` s: errors, or warnings of a :data:`WARNING_
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import sys
+import unicodedata
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +126,36 @@ def _as_path_list(value: Any, where: str, line: int, name: str, problems: list[P
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: Characters a reader cannot see that change how a label looks or reads: the bidirectional controls
+#: (a right-to-left override makes "Benign" display reversed) and the zero-width ones.
+INVISIBLE = frozenset("\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                      "\u2060\u2066\u2067\u2068\u2069\ufeff")
+#: Longest JSONL line read (characters): a record names its media by path, so a longer line is not a
+#: record, and reading it whole would cost many times its size in memory.
+MAX_LINE_CHARS = 1_000_000
+
+
+def invisible_character(text: str) -> str | None:
+    """``U+202E RIGHT-TO-LEFT OVERRIDE``: the first invisible or control character of ``text``, or None."""
+    for c in text:
+        if c in INVISIBLE or unicodedata.category(c) == "Cc":
+            return f"U+{ord(c):04X} {unicodedata.name(c, 'CONTROL CHARACTER')}"
+    return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a domain or dataset, or None. Names become parts of metric keys
+    (``eval/<domain>/f1``) and MLflow treats those as paths, so each must be one path component."""
+    if name in (".", ".."):
+        return "it means the current or the parent folder"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    hidden = invisible_character(name)
+    if hidden is not None:
+        return f"it holds the invisible character {hidden}"
+    return None
 
 
 @dataclass
@@ -242,6 +276,11 @@ class RecordReader:
             answers = []
         elif "" in answers:
             self.bad(where, line, "answer", f"{answer!r} has an empty label between separators")
+        for label in answers:
+            hidden = invisible_character(label)
+            if hidden is not None:
+                self.bad(where, line, "answer", f"label {label!r} holds the invisible character {hidden}, which makes "
+                         "labels look alike or reorders their text; remove it")
         given = rec.get("dataset")
         if given is not None and (not isinstance(given, str) or not given.strip()):
             self.bad(where, line, "dataset", f"expected a dataset name, got {given!r}")
@@ -284,6 +323,11 @@ class RecordReader:
                 self.bad(where, line, "dataset", f"missing, and {shown}; add \"dataset\"")
             task = dataset
             domain = self._domain(rec, dataset, origin, bool(series) and not images and not videos, where, line)
+        for name, value in (("dataset", dataset), ("domain", domain)):
+            problem = name_problem(value) if value is not None else None
+            if problem is not None:
+                self.bad(where, line, name, f"{value!r} cannot be a {name} name: {problem} (names become parts of file "
+                         "names and metric keys); rename it")
         if len(self.problems) > n_before or dataset is None or task is None or domain is None:
             return Draft(split, where, line, "", problem_text, answers, dataset or "", task or "", domain or "",
                           images, videos, series, mask, bbox, ok=False)
@@ -370,16 +414,21 @@ def read_split(source: DataSource, split: str, reader: RecordReader) -> list[Dra
                    if source.folder is not None else "does not exist")
         problems.append(Problem(where, 0, "file", message))
         return []
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(where, 0, "file", f"cannot be read as UTF-8 text: {first_line(exc)}"))
-        return []
     base = path.resolve().parent
     ids: dict[str, int] = {}
     drafts: list[Draft] = []
     n_records = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    try:
+        lines = list(_bounded_lines(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(where, 0, "file", f"cannot be read as UTF-8 text: {first_line(exc)}"))
+        return []
+    for line_no, line, length in lines:
+        if length > MAX_LINE_CHARS:  # not parsed: json.loads of it could take tens of times its size
+            n_records += 1
+            problems.append(Problem(where, line_no, "record", f"line is {length:,} characters long, more than the "
+                                    f"{MAX_LINE_CHARS:,} a record may take (media belong in the files it names); not read"))
+            continue
         if not line.strip():
             continue
         n_records += 1
@@ -387,6 +436,10 @@ def read_split(source: DataSource, split: str, reader: RecordReader) -> list[Dra
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(where, line_no, "json", f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        except RecursionError:
+            problems.append(Problem(where, line_no, "json", "nested deeper than the JSON reader allows (about "
+                                    f"{sys.getrecursionlimit()} levels); a record is a flat object"))
             continue
         if isinstance(rec, dict) and rec.get("id") is not None:
             key = str(rec["id"])
@@ -399,6 +452,38 @@ def read_split(source: DataSource, split: str, reader: RecordReader) -> list[Dra
     if n_records == 0:
         problems.append(Problem(where, 0, "file", "has no records"))
     return drafts
+
+
+def _bounded_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """``(line number, text, length)`` of each line of a UTF-8 file. A line longer than
+    :data:`MAX_LINE_CHARS` is measured in chunks, never held whole, and its text given as ``""``."""
+    with open(path, encoding="utf-8") as fh:
+        for line_no in itertools.count(1):
+            line = fh.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return
+            text = line.rstrip("\n")
+            length = len(text)
+            if length > MAX_LINE_CHARS:
+                text = ""
+                while line and not line.endswith("\n"):
+                    line = fh.readline(MAX_LINE_CHARS)
+                    length += len(line.rstrip("\n"))
+            yield line_no, text, length
+
+
+def unicode_twins(drafts: list[Draft], reader: RecordReader) -> None:
+    """Labels of a task that differ only in their Unicode form (``Ménière`` composed, NFC, and
+    decomposed, NFD): they look the same but would be two classes; each later form is a problem."""
+    first: dict[tuple[str, str], tuple[str, Draft]] = {}
+    for d in drafts:
+        for label in d.answers:
+            key = normalize_label(label)
+            seen = first.setdefault((d.task, unicodedata.normalize("NFC", key)), (key, d))
+            if seen[0] != key:
+                reader.bad(d.where, d.line, "answer", f"label {label!r} is the label of {seen[1].where}:{seen[1].line} "
+                           "in another Unicode form (composed vs decomposed characters); write both the same way")
+                d.ok = False
 
 
 def assign_classes(drafts: list[Draft], reader: RecordReader) -> dict[str, tuple[str, ...]]:

@@ -79,3 +79,10 @@ def test_difference_bars_label_each_pair_and_keep_the_legend_off_the_bars(tmp_pa
     assert not _overlaps(legend.get_window_extent(), ax.get_window_extent())
     path = F.save(fig, tmp_path / "diff.png")
     assert Image.open(path).size[0] <= 1400
+
+
+def test_learning_curves_of_untrained_runs_only_are_no_figure() -> None:
+    # every trained job failed: only base logged (step 0) evaluation curves
+    curves = {("base", 0): {"eval/cxr/f1": [(0, 0.4)], "train/cxr/reward_mean": [(0, 0.1)]}, ("grpo", 0): {}}
+    assert F.learning_curves(curves, "f1", ["grpo"]) is None
+    assert F.learning_curves(curves, "reward", []) is None

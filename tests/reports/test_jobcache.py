@@ -29,7 +29,7 @@ class Spy:
     def start(self, n): pass
     def job_started(self, job, steps): self.trained.append((job.algo, job.seed))
     def step(self, s, metrics): pass
-    def job_finished(self, job, ok): pass
+    def job_finished(self, job, ok, error=""): pass
     def job_reused(self, job, origin): self.reused.append((job.algo, job.seed, origin))
     def stop(self): pass
 
@@ -195,3 +195,43 @@ def test_a_plugin_file_is_part_of_the_code_version(tmp_path: Path) -> None:
     v2 = jobcache.code_version([str(plugin)])
     assert v1["files"] != v2["files"] and v1["package"] == v2["package"]
     assert set(v1["libraries"]) == set(jobcache.LIBRARIES)
+
+
+def _entries() -> dict[str, Path]:
+    """The job cache's entries by ``<algo><seed>``."""
+    out = {}
+    for path in jobcache.jobs_dir().iterdir():
+        if (path / "entry.json").exists():
+            row = json.loads((path / "entry.json").read_text())["rows"][0]
+            out[f"{row['algo']}{row['seed']}"] = path
+    return out
+
+
+def test_an_entry_edited_after_it_was_written_is_named_and_its_job_trains_again(tmp_path: Path) -> None:
+    first, _, out1, _ = run(tmp_path, "a")
+    entries = _entries()
+    doc = json.loads((entries["drpo0"] / "entry.json").read_text())
+    for row in doc["rows"]:
+        row["value"] = 0.999  # still valid JSON, every column there: fabricated results
+    (entries["drpo0"] / "entry.json").write_text(json.dumps(doc))
+    predictions = entries["grpo1"] / "predictions" / "grpo-seed1.jsonl"
+    predictions.write_text(predictions.read_text().replace('"predicted": ["x"]', '"predicted": ["y"]'))
+    plan, spy, outcome, _ = run(tmp_path, "b")
+    notes = [line for line in plan.render().splitlines() if "is damaged" in line]
+    assert len(notes) == 2
+    assert any("(entry.json does not match its checksum (it was changed after the job wrote it)); drpo seed 0 "
+               "trains again" in n for n in notes)
+    assert any("(predictions/grpo-seed1.jsonl does not match its checksum" in n for n in notes)
+    assert sorted(spy.trained) == [("drpo", 0), ("grpo", 1)]
+    assert sorted(sweep.read_results(outcome.results_csv), key=key) == sorted(sweep.read_results(out1.results_csv),
+                                                                              key=key)
+
+
+@pytest.mark.parametrize("library", ["scikit-learn", "pillow", "opencv-python-headless", "wfdb"])
+def test_the_key_covers_every_library_a_result_depends_on(library: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = sweep.build_plan(request(tmp_path, "a", seeds=(0,), algos=("grpo",)))
+    before = jobcache.job_key(plan, plan.jobs[0]).digest
+    real = jobcache.metadata.version
+    monkeypatch.setattr(jobcache.metadata, "version", lambda name: "0.0-other" if name == library else real(name))
+    assert jobcache.job_key(plan, plan.jobs[0]).digest != before

@@ -10,6 +10,7 @@ import pytest
 
 from rlbench_med.reports.report import make_report
 from rlbench_med.reports.results import ResultsError, build_table, load_results
+from rlbench_med.reports.stats import ComparisonError
 from rlbench_med.runners.sweep import ResultsWriter
 from tests.reports.test_stats import make_records
 
@@ -177,3 +178,33 @@ def test_learned_lines_judge_the_best_floor_and_the_starting_policy_from_the_int
                          "(the interval includes 0)**")
     assert grpo.endswith("**did not learn: its interval includes the best floor (floor:random); "
                          "below its starting policy**")
+
+
+def test_a_truncated_predictions_file_is_named_with_its_line(tmp_path: Path) -> None:
+    write_run(tmp_path, {"drpo": 0.9, "grpo": 0.5}, seeds=(0,))
+    path = tmp_path / "predictions" / "drpo-seed0.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 25])  # cut short, as by a full disk
+    with pytest.raises(ComparisonError, match=f"^{path}:60: not valid JSON \\(Unterminated string starting at\\); "
+                                              "the predictions file is damaged: restore it"):
+        make_report(tmp_path, n_boot=50)
+
+
+def test_the_report_lists_failed_jobs_with_their_reasons(tmp_path: Path) -> None:
+    write_run(tmp_path, {"grpo": 0.5}, seeds=(0,))
+    (tmp_path / "failed.csv").write_text("suite,algo,seed,error\n"
+                                         "climb_vision,drpo,0,EstimatorFailed: estimator 'drpo' failed at step 3: x\n")
+    report = make_report(tmp_path, n_boot=50)
+    assert report.failed == [("drpo", 0, "EstimatorFailed: estimator 'drpo' failed at step 3: x")]
+    md, page = report.markdown.read_text(), report.html.read_text()
+    assert "## Failed jobs" in md and "- `drpo` seed 0: EstimatorFailed: estimator 'drpo' failed at step 3: x" in md
+    assert ("<h2>Failed jobs</h2>" in page
+            and "<li><code>drpo</code> seed 0: EstimatorFailed: estimator &#x27;drpo&#x27; failed at step 3: x</li>" in page)
+
+
+def test_a_report_says_why_when_no_job_finished(tmp_path: Path) -> None:
+    (tmp_path / "failed.csv").write_text("suite,algo,seed,error\nclimb_ecg,grpo,1,RuntimeError: boom\n")
+    report = make_report(tmp_path, rows=[], n_boot=50)
+    md = report.markdown.read_text()
+    assert md.startswith("# rlbench-med report: climb_ecg\n")
+    assert "## Failed jobs" in md and "- `grpo` seed 1: RuntimeError: boom" in md

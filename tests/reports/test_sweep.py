@@ -127,12 +127,14 @@ def test_resume_skips_finished_jobs_and_refuses_silent_overwrite(tmp_path: Path)
 
 
 def test_results_writer_is_atomic_and_checks_columns(tmp_path: Path) -> None:
+    from rlbench_med.runners.base import ResultsError
+
     writer = sweep.ResultsWriter(tmp_path / "r.csv")
     row = dict(suite="s", algo="a", seed=0, domain="d", metric="f1", value=0.5, n=3)
     writer.add([row])
     assert sweep.read_results(tmp_path / "r.csv") == [{**row, "value": 0.5}]
     assert not (tmp_path / "r.csv.tmp").exists()
-    with pytest.raises(sweep.SweepError, match="exactly the columns"):
+    with pytest.raises(ResultsError, match="expected the 7 columns suite,algo,seed,domain,metric,value,n"):
         writer.add([{**row, "extra": 1}])
 
 
@@ -292,7 +294,7 @@ class Notes:
     def start(self, n): pass
     def job_started(self, job, steps): pass
     def step(self, s, metrics): pass
-    def job_finished(self, job, ok): pass
+    def job_finished(self, job, ok, error=""): pass
     def stop(self): pass
 
 
@@ -382,3 +384,141 @@ def test_the_data_cache_is_keyed_by_every_generator_input(monkeypatch: pytest.Mo
     changed = {**spec.profiles["quick"], "data": {**spec.profiles["quick"]["data"], "min_domain_train": 25}}
     monkeypatch.setitem(spec.profiles, "quick", changed)
     assert sweep.data_cache_path("climb_vision", "quick") != default
+
+
+def _with_run(plan, run):
+    plan.runner = plan.runner.__class__(**{**plan.runner.__dict__, "run": run})
+    return plan
+
+
+def test_a_job_whose_results_are_not_finite_fails_and_writes_no_row(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo", "drpo"), seeds=(0,)))
+    real_run = plan.runner.run
+
+    def run(job, tracker, resume):
+        result = real_run(job, tracker, resume)
+        if job.estimator == "drpo":
+            result.rows[0]["value"] = float("nan")
+        return result
+
+    outcome = sweep.run_sweep(_with_run(plan, run))
+    assert [(f.job.algo, f.error) for f in outcome.failures] == [
+        ("drpo", "ResultsError: the results of drpo seed 0: value nan of drpo seed 0 alpha acc is not a finite number")]
+    assert {r["algo"] for r in sweep.read_results(outcome.results_csv)} == {"grpo"}
+
+
+def test_failed_csv_names_each_failed_job_until_a_resume_finishes_it(tmp_path: Path) -> None:
+    plan = sweep.build_plan(request(tmp_path, algos=("grpo", "drpo"), seeds=(0, 1)))
+    real_run = plan.runner.run
+
+    def flaky(job, tracker, resume):
+        if job.estimator == "drpo" and job.seed == 1:
+            raise RuntimeError("out of luck")
+        return real_run(job, tracker, resume)
+
+    outcome = sweep.run_sweep(_with_run(plan, flaky))
+    failed = tmp_path / "out" / "failed.csv"
+    assert outcome.status == "FAILED"
+    assert failed.read_text() == "suite,algo,seed,error\nfake_suite,drpo,1,RuntimeError: out of luck\n"
+    with open(outcome.results_csv) as fh:  # results.csv keeps its columns: the marker is a file of its own
+        assert next(csv.reader(fh)) == list(RESULT_COLUMNS)
+    resumed = sweep.run_sweep(sweep.build_plan(request(tmp_path, algos=("grpo", "drpo"), seeds=(0, 1), resume=True)))
+    assert resumed.ok and not failed.exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(suite="fake_variants"), "the sweep is of suite fake_suite, this run of fake_variants"),
+        (dict(algos=("grpo",)), "it ran --algos drpo,grpo and this run leaves out drpo \\(a resume may add algos, not "
+                                "drop any\\)"),
+        (dict(seeds=(1,)), "it ran --seeds 0 and this run leaves out 0"),
+        (dict(overrides={"lr": "0.3"}), "the resolved config differs \\(lr 0.1 then, 0.3 now\\)"),
+    ],
+)
+def test_resume_refuses_another_suite_fewer_jobs_or_another_config_naming_what_differs(
+    changes: dict, message: str, tmp_path: Path
+) -> None:
+    assert sweep.run_sweep(sweep.build_plan(request(tmp_path, algos=("drpo", "grpo"), seeds=(0,)))).ok
+    with pytest.raises(sweep.SweepError, match=f"^--resume: this run differs from the sweep in {tmp_path / 'out'} "
+                                               f"\\(.*config.yaml\\): .*{message}"):
+        sweep.build_plan(request(tmp_path, **{"algos": ("drpo", "grpo"), "seeds": (0,), "resume": True, **changes}))
+    grown = sweep.build_plan(request(tmp_path, algos=("drpo", "grpo", "rloo"), seeds=(0, 1), resume=True))
+    assert len(grown.pending) == 4  # a resume may grow the sweep
+
+
+def test_resume_refuses_other_data(tmp_path: Path, fake_synth: list[tuple]) -> None:
+    from tests.runners.local.tiny_data import write_tiny_data
+
+    data = write_tiny_data(tmp_path / "data", n_train=6, n_test=3)
+    kw = dict(suite="climb_vision", runner="fake", out=tmp_path / "o", data=data, plugins=(PLUGIN,), seeds=(0,),
+              algos=("grpo",))
+    assert sweep.run_sweep(sweep.build_plan(sweep.SweepRequest(**kw))).status in ("FINISHED", "FAILED")
+    sweep.build_plan(sweep.SweepRequest(**kw, resume=True))  # the same data: fine
+    (data / "test.jsonl").write_text((data / "test.jsonl").read_text().replace("test-0", "test-zero"))
+    with pytest.raises(sweep.SweepError, match=f"its data \\({data}\\) differ from this run's"):
+        sweep.build_plan(sweep.SweepRequest(**kw, resume=True))
+
+
+def test_resume_refuses_a_results_csv_of_another_suite(tmp_path: Path) -> None:
+    assert sweep.run_sweep(sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,)))).ok
+    (tmp_path / "out" / "config.yaml").unlink()
+    results = tmp_path / "out" / "results.csv"
+    results.write_text(results.read_text().replace("fake_suite,", "climb_ecg,"))
+    with pytest.raises(sweep.SweepError, match=f"--resume: {results} holds results of suite climb_ecg, not fake_suite"):
+        sweep.build_plan(request(tmp_path, algos=("grpo",), seeds=(0,), resume=True))
+
+
+def test_labels_that_would_share_a_file_are_refused_at_plan_time(tmp_path: Path) -> None:
+    from rlbench_med.algorithms import ESTIMATORS, Estimator, register_estimator
+
+    for name in ("pa+b", "pa_b", "floor_all"):  # plugin estimators (any name the registry takes)
+        register_estimator(name)(type(f"P{len(ESTIMATORS)}", (Estimator,), {"description": name}))
+    with pytest.raises(sweep.SweepError, match="--algos: 'pa\\+b' and 'pa_b' would share the file name pa_b "
+                                               "\\(predictions/pa_b-seed<seed>.jsonl, checkpoints/pa_b-seed<seed>/\\)"):
+        sweep.build_plan(request(tmp_path, algos=("pa+b", "pa_b"), seeds=(0,)))
+    with pytest.raises(sweep.SweepError, match="'floor_all' and 'floor:all' would share the file name floor_all"):
+        sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
+                                            plugins=(PLUGIN,), algos=("floor_all",), seeds=(0,)))
+
+
+def test_seed_ranges_are_bounded_before_they_are_expanded() -> None:
+    from rlbench_med.runners.sweep.request import MAX_SEEDS
+
+    assert len(sweep.parse_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
+    with pytest.raises(ConfigError, match=f"--seeds '0-1000000' asks for 1000001 seeds; a sweep takes at most {MAX_SEEDS}"):
+        sweep.parse_seeds("0-1000000")
+    with pytest.raises(ConfigError, match="asks for 1002 seeds"):
+        sweep.parse_seeds("0-500,1000-1500")
+    with pytest.raises(ConfigError, match="range '5-2' ends before it starts"):
+        sweep.parse_seeds("5-2")
+
+
+def test_the_cache_must_be_a_folder_this_process_can_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "afile"))
+    with pytest.raises(sweep.SweepError, match=f"^cache {tmp_path / 'afile'} \\(RLBENCH_MED_CACHE, default "
+                                               f"~/.cache/rlbench-med\\): {tmp_path / 'afile'} is a file, not a folder; "
+                                               "set RLBENCH_MED_CACHE to a folder you can write to"):
+        sweep.build_plan(request(tmp_path))
+    with tempfile.TemporaryDirectory() as shared:  # a folder every user can look into
+        os.chmod(shared, 0o755)
+        read_only = Path(shared) / "ro"
+        read_only.mkdir(mode=0o555)
+        out = Path(shared) / "out"
+        out.mkdir()
+        out.chmod(0o777)  # (mkdir's mode is cut by the umask)
+        monkeypatch.setenv("RLBENCH_MED_CACHE", str(read_only / "cache"))
+
+        def check() -> None:
+            with pytest.raises(sweep.SweepError, match=f"^cache {read_only / 'cache'} .*: {read_only} is not writable"):
+                sweep.build_plan(request(tmp_path, out=out / "o"))
+
+        _unprivileged(check)
+        read_only.chmod(0o755)
+
+
+def test_an_out_name_longer_than_the_file_system_allows_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(sweep.SweepError, match=f"--out {tmp_path / ('x' * 300)}: its part x{{24}}... is 300 bytes long; "
+                                               "this file system allows at most 255 per name; give another --out"):
+        sweep.build_plan(request(tmp_path, out=tmp_path / ("x" * 300)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_ctrl_c_marks_runs_killed_never_running(tmp_path: Path, tracked: str) ->
             if job.algo == "grpo":
                 raise KeyboardInterrupt
         def step(self, s, metrics): pass
-        def job_finished(self, job, ok): pass
+        def job_finished(self, job, ok, error=""): pass
         def stop(self): pass
 
     outcome, parent, children, _ = run(tmp_path, tracked, progress=Interrupt())
@@ -113,7 +114,7 @@ def test_a_crash_of_the_sweep_itself_leaves_failed_runs(tmp_path: Path, tracked:
         def job_started(self, job, steps): pass
         def step(self, s, metrics):
             raise Boom("display crashed")
-        def job_finished(self, job, ok): pass
+        def job_finished(self, job, ok, error=""): pass
         def stop(self): pass
 
     plan = sweep.build_plan(sweep.SweepRequest(suite="fake_suite", runner="fake", out=tmp_path / "o",
@@ -243,10 +244,28 @@ def test_resume_with_more_seeds_updates_the_parent_tags(tmp_path: Path, tracked:
     assert len(child_runs(tracked, parent)) == 2
 
 
-def test_a_sweep_without_a_finished_job_has_nothing_to_report(tmp_path: Path, tracked: str) -> None:
+def test_a_sweep_whose_only_job_failed_rebuilds_its_failure_for_the_report(tmp_path: Path, tracked: str) -> None:
     tracking = MLflowSweepTracking(tracked)
     outcome = sweep.run_sweep(plan_of(tmp_path, algos=("grpo",), overrides={"fail_estimator": "grpo"}), tracking)
     assert outcome.status == "FAILED"
+    parent = MlflowClient(tracked).get_run(tracking.parent_id)
+    rows, _ = rebuild_results(tracked, parent, tmp_path / "rebuilt")
+    from rlbench_med.runners.base import read_failed
+
+    assert rows == []
+    assert read_failed(tmp_path / "rebuilt" / "failed.csv") == [
+        {"suite": "fake_suite", "algo": "grpo", "seed": 0, "error": "RuntimeError: fake failure of grpo-seed0"}]
+
+
+def test_a_sweep_without_a_finished_or_failed_job_has_nothing_to_report(tmp_path: Path, tracked: str) -> None:
+    plan = plan_of(tmp_path, algos=("grpo",))
+
+    def interrupted(job, tracker, resume):
+        raise KeyboardInterrupt
+
+    plan.runner = plan.runner.__class__(**{**plan.runner.__dict__, "run": interrupted})
+    tracking = MLflowSweepTracking(tracked)
+    assert sweep.run_sweep(plan, tracking).status == "KILLED"
     parent = MlflowClient(tracked).get_run(tracking.parent_id)
     with pytest.raises(TrackingError, match=f"sweep run {parent.info.run_id} \\(out\\) has no finished job, so there "
                                             f"is nothing to report; finish it with `rlbench-med run --resume --out "):
@@ -344,3 +363,64 @@ def test_two_first_runs_at_once_on_a_new_store_both_work(tmp_path: Path) -> None
     done = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in done]
     assert len({out.strip() for out, _ in done}) == 1  # one experiment, the same id for all
+
+
+def _mlflow_under_a_file_size_limit(uri: str, limit: int, create: str) -> subprocess.CompletedProcess:
+    """Create a store in a child process under a real file-size limit (``ulimit -f``): ``create`` is
+    ``open_store`` (ours) or ``mlflow`` (MLflow's own client, as a first run did before)."""
+    call = ("open_store(sys.argv[1], 'rlbench-med/x')" if create == "open_store"
+            else "MlflowClient(tracking_uri=sys.argv[1]).search_experiments()")
+    script = ("import resource, sys\n"
+              "from mlflow.tracking import MlflowClient\n"
+              "from rlbench_med.reports.tracking import open_store\n"
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+              f"{call}\n")
+    return subprocess.run([sys.executable, "-c", script, uri], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_LOGGING_LEVEL": "ERROR"})
+
+
+def test_a_store_whose_creation_fails_leaves_nothing_behind_and_the_next_run_creates_it(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    failed = _mlflow_under_a_file_size_limit(f"sqlite:///{db}", 200 * 1024, "open_store")
+    assert failed.returncode != 0
+    assert f"TrackingError: tracking store {db} could not be created ((sqlite3.OperationalError) disk I/O error; " \
+           "is the disk full?); nothing was left behind" in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no half-created store, no temporary file
+    assert open_store(f"sqlite:///{db}", "rlbench-med/x")  # the next run (no limit) creates it
+
+
+def test_a_half_created_store_is_named_with_what_to_do(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    assert _mlflow_under_a_file_size_limit(f"sqlite:///{db}", 200 * 1024, "mlflow").returncode != 0
+    assert db.exists()  # what MLflow itself leaves: some of its tables
+    with pytest.raises(TrackingError, match=f"^tracking store {db} is half-created or damaged and holds no runs "
+                                            ".*; delete it and run again, or set MLFLOW_TRACKING_URI to another store"):
+        open_store(f"sqlite:///{db}", "rlbench-med/x")
+
+
+def test_an_artifact_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "mlflow-artifacts").write_text("not a folder")
+    with pytest.raises(TrackingError, match=f"^artifact folder {cache / 'mlflow-artifacts' / 'rlbench-med_x'} of "
+                                            f"experiment rlbench-med/x: {cache / 'mlflow-artifacts'} is a file, so no "
+                                            "folder can be made under it; make it a folder you can write to"):
+        open_store(f"sqlite:///{tmp_path / 'new.db'}", "rlbench-med/x")
+
+
+def test_every_run_is_closed_when_artifacts_fail_midway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracked = f"sqlite:///{tmp_path / 'own.db'}"  # its experiment's artifacts are in this test's cache
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracked)
+    plan = plan_of(tmp_path, algos=("grpo",))
+    open_store(tracked, "rlbench-med/fake_suite")  # (the plan-time check passes: the folder is fine then)
+    tracking = MLflowSweepTracking(tracked)
+    artifacts = tmp_path / "cache" / "mlflow-artifacts"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.write_text("a file where the artifact folder should be")  # e.g. replaced while the sweep runs
+    with pytest.raises(NotADirectoryError):
+        sweep.run_sweep(plan, tracking)
+    client = MlflowClient(tracked)
+    parent = client.get_run(tracking.parent_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["rlbench.error"].startswith("the sweep failed: NotADirectoryError: ")
+    assert [c.info.status for c in child_runs(tracked, parent)] == ["FAILED"]

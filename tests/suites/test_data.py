@@ -280,3 +280,94 @@ def test_a_validation_record_also_in_train_is_a_warning(tmp_path: Path) -> None:
     assert [(Path(p.file).name, p.line, p.kind) for p in findings] == [
         ("validation.jsonl", 1, "validation record in train")]
     assert f"same inputs as {tmp_path / 'train.jsonl'}:3: a validation record also in train" in str(findings[0])
+
+
+def _clean_folder(root: Path, extra: list[object], classes: dict | None = None) -> tuple[Path, str]:
+    """A valid two-split folder (one CheXpert image record each) with ``extra`` train lines after it."""
+    _png(root / "img" / "ok.png", (20, 10))
+    good = {"problem": "p", "answer": "Cardiomegaly", "images": ["img/ok.png"], "dataset": "CheXpert"}
+    _write_jsonl(root / "train.jsonl", [good, *extra])
+    _write_jsonl(root / "test.jsonl", [{**good, "id": "t"}])
+    if classes is not None:
+        (root / "classes.json").write_text(json.dumps(classes))
+    return root, str(root / "train.jsonl")
+
+
+def _errors(root: Path) -> list[str]:
+    return [str(p) for p in validate_dir(root) if p.level == "error"]
+
+
+def test_domain_and_dataset_names_must_be_one_path_component(tmp_path: Path) -> None:
+    record = {"problem": "p", "answer": "A", "images": ["img/ok.png"]}
+    root, train = _clean_folder(tmp_path, [
+        {**record, "dataset": "Mine", "domain": ".."},  # 2: every metric key eval/../acc would fail at logging
+        {**record, "dataset": "a/b", "domain": "derm"},  # 3
+        {**record, "dataset": "Mine", "domain": "ct\u202e"},  # 4
+    ], classes={"Mine": ["A"], "a/b": ["A"]})
+    errors = _errors(root)
+    assert f"{train}:2: domain: '..' cannot be a domain name: it means the current or the parent folder (names " \
+           "become parts of file names and metric keys); rename it" in errors
+    assert f"{train}:3: dataset: 'a/b' cannot be a dataset name: it holds a path separator" in "\n".join(errors)
+    assert f"{train}:4: domain: 'ct\\u202e' cannot be a domain name: it holds the invisible character U+202E " \
+           "RIGHT-TO-LEFT OVERRIDE" in "\n".join(errors)
+
+
+def test_a_video_whose_later_frames_do_not_decode_is_a_problem(tmp_path: Path) -> None:
+    import cv2
+
+    video = tmp_path / "ct" / "kits23" / "v.avi"
+    video.parent.mkdir(parents=True)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (24, 20))
+    for level in range(10):
+        writer.write(np.full((20, 24, 3), 20 * level, np.uint8))
+    writer.release()
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xd8"]  # each frame's JPEG
+    assert len(starts) == 10
+    for start in starts[1:]:  # the header and the first frame read; no later frame decodes
+        data[start : start + 200] = bytes(200)
+    video.write_bytes(bytes(data))
+    root, train = _clean_folder(tmp_path, [{"problem": "<video> p", "answer": "Benign", "videos": ["ct/kits23/v.avi"]}])
+    assert _errors(root) == [f"{train}:2: videos: ct/kits23/v.avi: frame 5 of 10 does not decode"]
+
+
+def test_json_nested_past_the_readers_depth_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    deep = '{"problem": "p", "answer": "Cardiomegaly", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    root, train = _clean_folder(tmp_path, [deep])
+    assert _errors(root) == [f"{train}:2: json: nested deeper than the JSON reader allows (about "
+                             f"{__import__('sys').getrecursionlimit()} levels); a record is a flat object"]
+    with pytest.raises(DataError, match=f"{train}:2: json: nested deeper"):
+        load_data(root)  # what a run calls
+
+
+def test_a_line_too_long_to_be_a_record_is_refused_without_being_parsed(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.suites import records
+
+    huge = json.dumps({"problem": "p", "answer": "Cardiomegaly", "x": [0] * 1_500_000})  # 4.5 M characters
+    root, train = _clean_folder(tmp_path, [huge, {"problem": "p", "answer": "Cardiomegaly", "images": ["img/ok.png"],
+                                                  "dataset": "CheXpert", "id": "after"}])
+    parsed: list[int] = []
+    real = records.json.loads
+    monkeypatch.setattr(records.json, "loads", lambda text: parsed.append(len(text)) or real(text))
+    assert _errors(root) == [f"{train}:2: record: line is {len(huge):,} characters long, more than the 1,000,000 a "
+                             "record may take (media belong in the files it names); not read"]
+    assert max(parsed) < 1_000_000 and len(parsed) == 3  # the two good train lines and the test line
+
+
+def test_labels_with_invisible_characters_or_in_two_unicode_forms_are_problems(tmp_path: Path) -> None:
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "Ménière") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    record = {"problem": "p", "images": ["img/ok.png"], "dataset": "Ear", "domain": "ent"}
+    root, train = _clean_folder(tmp_path, [
+        {**record, "answer": composed},  # 2
+        {**record, "answer": decomposed},  # 3: looks the same, would be a second class
+        {**record, "answer": "Benign\u202e"},  # 4: displays as "ngineB"
+    ])
+    errors = _errors(root)
+    assert f"{train}:3: answer: label '{decomposed}' is the label of {train}:2 in another Unicode form (composed vs " \
+           "decomposed characters); write both the same way" in errors
+    assert f"{train}:4: answer: label 'Benign\\u202e' holds the invisible character U+202E RIGHT-TO-LEFT OVERRIDE, " \
+           "which makes labels look alike or reorders their text; remove it" in errors

@@ -318,9 +318,7 @@ class LocalTrainer:
             old_logprobs=old_cpu,
             ref_logprobs=ref_cpu,
         )
-        ta = time.perf_counter()
-        out = est(inputs)  # the only algorithm-specific line
-        advantage_s = time.perf_counter() - ta
+        out, advantage_s = run_estimator(est, inputs, self.step + 1)  # the only algorithm-specific line
         t4 = time.perf_counter()
         stats = self._update(ro, out.advantages.to(ro.mask.device), out.returns.to(ro.mask.device), old_lp, ref_lp)
         t5 = time.perf_counter()
@@ -416,6 +414,63 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
         for record in records:
             fh.write(json.dumps(record) + "\n")
     return path
+
+
+class EstimatorFailed(RuntimeError):
+    """An estimator raised, or returned what the runner cannot train on; the message names it and the step."""
+
+
+def run_estimator(est: Any, inputs: Any, step: int) -> tuple[Any, float]:
+    """``est(inputs)`` and the seconds the call took, its output checked against the contract.
+
+    ``advantages`` and ``returns`` must be float tensors of the shape of ``response_mask`` ([B, T]),
+    finite on response tokens, and every diagnostic a number. Anything else, or an exception inside
+    the estimator (``sys.exit`` included), raises :class:`EstimatorFailed` naming the estimator and
+    the RL step: a ``[B, 1]`` output would otherwise broadcast over the tokens and train silently,
+    and an integer one would truncate every advantage.
+    """
+    start = time.perf_counter()
+    try:
+        out = est(inputs)
+    except (Exception, SystemExit) as exc:
+        text = str(exc).strip().splitlines()
+        what = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {text[0] if text else ''}"
+        raise EstimatorFailed(f"estimator {est.name!r} failed at step {step}: {what}") from exc
+    seconds = time.perf_counter() - start
+    from rlbench_med.algorithms import AdvantageOutput
+
+    shape = tuple(inputs.response_mask.shape)
+    problem = None
+    if not isinstance(out, AdvantageOutput):
+        problem = f"returned {type(out).__name__}, not an AdvantageOutput"
+    else:
+        for name in ("advantages", "returns"):
+            value = getattr(out, name)
+            if not isinstance(value, Tensor):
+                problem = f"{name} is a {type(value).__name__}, not a tensor"
+            elif tuple(value.shape) != shape:
+                problem = f"{name} has shape {tuple(value.shape)}; expected {shape}, the shape of response_mask [B, T]"
+            elif not value.is_floating_point():
+                problem = f"{name} has dtype {value.dtype}; expected a float tensor"
+            elif not bool(torch.isfinite(value[inputs.on_response]).all()):
+                where = tuple(int(i) for i in torch.nonzero(~torch.isfinite(value) & inputs.on_response)[0])
+                problem = f"{name}{list(where)} is {float(value[where])} on a response token"
+            if problem:
+                break
+        bad = [k for k, v in (out.diagnostics or {}).items() if not _is_number(v)] if problem is None else []
+        if bad:
+            problem = f"diagnostic {bad[0]!r} is {out.diagnostics[bad[0]]!r}, not a number"
+    if problem:
+        raise EstimatorFailed(f"estimator {est.name!r} at step {step}: {problem}")
+    return out, seconds
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _progress(cfg: LocalConfig, job: Job, initial: int) -> Any:

@@ -77,11 +77,11 @@ def run_local(
                 tracking.close_child(job, None, "KILLED", interrupt_reason(exc))
             progress.job_finished(job, False)
             raise
-        except Exception as exc:  # a job's own failure: recorded with its traceback, the sweep goes on
+        except (Exception, SystemExit) as exc:  # a job's own failure (a plugin's sys.exit too): the sweep goes on
             record_failure(failure_of(job, exc), tracking, progress, outcome)
             continue
-        record_result(result, tracking, progress, writer, outcome)
-        _keep(plan, result, recorder, progress)
+        if record_result(result, tracking, progress, writer, outcome):
+            _keep(plan, result, recorder, progress)
 
 
 def _job_in_worker(
@@ -153,8 +153,8 @@ def run_ray(
             except RayError as exc:  # worker died, object lost, ...
                 record_failure(failure_of(job, exc), tracking, progress, outcome)
                 continue
-            record_result(result, tracking, progress, writer, outcome)
-            _keep(plan, result, recorder, progress)
+            if record_result(result, tracking, progress, writer, outcome):
+                _keep(plan, result, recorder, progress)
     except KeyboardInterrupt as exc:
         with shielded():
             for ref, job in futures.items():

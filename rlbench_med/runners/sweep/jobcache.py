@@ -25,9 +25,11 @@ architecture. Saving any change to that code, committed or not, changes every ke
 An entry, ``cache_dir()/jobs/<key>/``, holds ``entry.json`` (the key's parts, the job's
 results.csv rows, run totals and wall time, where and when it ran), ``history.jsonl`` (every
 step's metrics and the params the runner logged, replayed into the new MLflow run so curves are
-whole) and ``predictions/``. Entries are written under a lock into a temporary folder that is
-then renamed, so a killed writer never leaves a half entry; a damaged entry is named in the plan
-and its job trains again. ``--no-reuse`` trains every job and replaces the entries of the ones
+whole) and ``predictions/``. ``entry.json`` also holds the sha256 of its own content and of every
+other file of the entry: a file changed after it was written (edited by hand, damaged on disk) is
+named and the job trains again, so a reused result is always the one the job produced. Entries
+are written under a lock into a temporary folder that is then renamed, so a killed writer never
+leaves a half entry; a damaged entry is named in the plan and its job trains again. ``--no-reuse`` trains every job and replaces the entries of the ones
 that finish. Jobs of a ``--resume`` sweep are not stored: part of such a job may have run with
 other code before the interruption.
 """
@@ -69,12 +71,14 @@ from rlbench_med.typed_config import to_plain_dict
 if TYPE_CHECKING:
     from rlbench_med.runners.sweep.plan import Plan
 
-#: Bump when the entry layout or the key's document changes.
-CACHE_FORMAT = 2
+#: Bump when the entry layout or the key's document changes (3: entries carry checksums and validation predictions).
+CACHE_FORMAT = 3
 #: Config fields that cannot change a job's results.
 NOT_RESULT_FIELDS = frozenset({"progress"})
-#: Libraries whose version is part of the code version (the training and metric math runs on them).
-LIBRARIES = ("torch", "numpy", "scipy", "transformers", "numba")
+#: Libraries whose version is part of the code version: the training and metric math runs on them,
+#: and the media a policy sees are decoded by them (images: Pillow; videos: OpenCV; ECG records: wfdb).
+LIBRARIES = ("torch", "numpy", "scipy", "transformers", "numba", "scikit-learn", "pillow",
+             "opencv-python-headless", "wfdb")
 #: Parts of the package that only read, track and render results (left out of the code version).
 READ_ONLY_PARTS = ("reports", "cli.py")
 History = list[tuple[int, dict[str, float]]]
@@ -205,14 +209,41 @@ class DamagedEntry(ValueError):
     """An entry that cannot be read back (what is wrong is the message)."""
 
 
+def _doc_digest(doc: Mapping[str, Any]) -> str:
+    """sha256 of an entry.json document, its checksum fields left out."""
+    body = {k: v for k, v in doc.items() if k not in ("checksum", "files")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _entry_files(path: Path, predictions: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """sha256 of the entry's other files, by their path in the entry (``predictions``: file names per split)."""
+    names = ["history.jsonl"]
+    for split, files in sorted(predictions.items()):
+        folder = predictions_dir(Path(), split).as_posix()
+        names += [f"{folder}/{name}" for name in sorted(files)]
+    return {name: _file_digest(path / name) for name in names if (path / name).is_file()}
+
+
 def read_entry(path: Path, key: str) -> CacheEntry:
-    """Read and check an entry; raise :class:`DamagedEntry` naming what is wrong."""
+    """Read and check an entry (its checksums included); raise :class:`DamagedEntry` naming what is wrong."""
     try:
         doc = json.loads((path / "entry.json").read_text())
     except (OSError, ValueError) as exc:
         raise DamagedEntry(f"entry.json unreadable ({type(exc).__name__})") from None
-    if doc.get("format") != CACHE_FORMAT or doc.get("key") != key:
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("key") != key:
         raise DamagedEntry("entry.json is of another format or key")
+    if doc.get("checksum") != _doc_digest(doc):
+        raise DamagedEntry("entry.json does not match its checksum (it was changed after the job wrote it)")
+    stored = doc.get("files")
+    found = _entry_files(path, {TEST: dict(doc.get("predictions") or {}).values(),
+                                VALIDATION: dict(doc.get("validation") or {}).values()})
+    if not isinstance(stored, dict):
+        raise DamagedEntry("entry.json has no checksums of its files")
+    for name, digest in stored.items():
+        if name not in found:
+            raise DamagedEntry(f"{name} is missing")
+        if found[name] != digest:
+            raise DamagedEntry(f"{name} does not match its checksum (it was changed after the job wrote it)")
     rows = doc.get("rows")
     if not isinstance(rows, list) or not rows or any(not isinstance(r, dict) or set(r) != set(RESULT_COLUMNS) for r in rows):
         raise DamagedEntry("its results rows are missing or lack columns")
@@ -274,7 +305,10 @@ def store(key: JobKey, result: JobResult, history: History, params: Mapping[str,
                    "predictions": names[TEST], "validation": names[VALIDATION], "wall_s": result.wall_s,
                    "timings": result.timings,
                    "origin": f"in {result.job.out_dir} on {stamp}", "params": dict(params)}
-            (tmp / "entry.json").write_text(json.dumps(doc, indent=1, default=str))
+            doc = json.loads(json.dumps(doc, default=str))  # as read_entry will read it back
+            doc["checksum"] = _doc_digest(doc)
+            doc["files"] = _entry_files(tmp, {split: files.values() for split, files in names.items()})
+            (tmp / "entry.json").write_text(json.dumps(doc, indent=1))
             if target.exists():
                 shutil.rmtree(target)  # --no-reuse: the new result replaces the old entry
             os.replace(tmp, target)

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rlbench_med.locks import LockHeld, file_lock
+from rlbench_med.runners.base import FAILED_CSV
 from rlbench_med.runners.sweep.datacache import data_complete, ensure_data
 from rlbench_med.runners.sweep.executors import run_local, run_ray, run_reused
 from rlbench_med.runners.sweep.jobcache import find_reusable
@@ -29,6 +30,7 @@ from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import NullProgress, Progress
 from rlbench_med.runners.sweep.request import SweepError
 from rlbench_med.runners.sweep.results import (
+    FailedJobs,
     ResultsWriter,
     floor_files,
     read_results,
@@ -111,7 +113,7 @@ def _tracked(
 
     A signal that arrives while the parent run is being closed is raised once it is closed.
     """
-    files = [plan.out_dir / "config.yaml", outcome.results_csv]
+    files = [plan.out_dir / "config.yaml", outcome.results_csv, plan.out_dir / FAILED_CSV]
     in_report = False
     try:
         with shielded():
@@ -123,17 +125,24 @@ def _tracked(
             files.extend(report(outcome))
     except KeyboardInterrupt as exc:
         outcome.stop(exc, in_report=in_report)
-    except BaseException:
+    except BaseException as exc:
         outcome.status = "FAILED"
         with shielded():
-            tracking.finish("FAILED", [*files, *floor_files(plan.out_dir)])
+            tracking.finish("FAILED", [*files, *floor_files(plan.out_dir)], error=_reason(exc, in_report))
         raise
+    failed = f"{len(outcome.failures)} job(s) failed" if outcome.failures else None
     with shielded():
-        tracking.finish(outcome.status, [*files, *floor_files(plan.out_dir)])
+        tracking.finish(outcome.status, [*files, *floor_files(plan.out_dir)], error=failed)
+
+
+def _reason(exc: BaseException, in_report: bool) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{'the report' if in_report else 'the sweep'} failed: {type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _run_jobs(plan: Plan, tracking: SweepTracking, progress: Progress, outcome: SweepOutcome) -> None:
     save_config(plan)
+    outcome.failed_jobs = FailedJobs(plan.out_dir, keep_existing=plan.resume)
     existing = read_results(outcome.results_csv) if plan.done and outcome.results_csv.exists() else ()
     writer = ResultsWriter(outcome.results_csv, existing)
     if not outcome.results_csv.exists():

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rlbench_med.runners.base import Job, JobResult
+from rlbench_med.runners.base import Job, JobResult, ResultsError
 from rlbench_med.runners.sweep.progress import Progress
-from rlbench_med.runners.sweep.results import ResultsWriter
+from rlbench_med.runners.sweep.results import FailedJobs, ResultsWriter
 from rlbench_med.runners.sweep.signals import shielded, signal_of
 from rlbench_med.runners.sweep.tracking import SweepTracking
 
@@ -35,6 +35,7 @@ class SweepOutcome:
     status: str = "RUNNING"  # FINISHED, FAILED (a job failed) or KILLED (SIGINT/SIGTERM) once run_sweep returns
     signum: int | None = None  # the signal that stopped the sweep
     report_interrupted: bool = False  # stopped while the report was being built (results.csv is complete)
+    failed_jobs: FailedJobs | None = None  # <out>/failed.csv, once the jobs run
 
     @property
     def ok(self) -> bool:
@@ -56,18 +57,34 @@ def failure_of(job: Job, exc: BaseException) -> JobFailure:
 
 def record_result(
     result: JobResult, tracking: SweepTracking, progress: Progress, writer: ResultsWriter, outcome: SweepOutcome
-) -> None:
-    """A finished job: its rows go to results.csv at once, its child run ends FINISHED (no signal in between)."""
+) -> bool:
+    """A finished job: its rows go to results.csv at once, its child run ends FINISHED (no signal in between).
+
+    Rows results.csv's readers would refuse (a non-finite value, a key twice) make the job a failure
+    instead; returns whether the job was recorded as finished.
+    """
+    job = result.job
+    try:
+        rows = writer.check(result.rows, f"the results of {job.algo} seed {job.seed}")
+    except ResultsError as exc:
+        record_failure(failure_of(job, exc), tracking, progress, outcome)
+        return False
     with shielded():
-        writer.add(result.rows)
+        writer.add(rows)
+        if outcome.failed_jobs is not None:
+            outcome.failed_jobs.discard(job)
         outcome.results.append(result)
-        tracking.close_child(result.job, result, "FINISHED")
-    progress.job_finished(result.job, True)
+        tracking.close_child(job, result, "FINISHED")
+    progress.job_finished(job, True)
+    return True
 
 
 def record_failure(failure: JobFailure, tracking: SweepTracking, progress: Progress, outcome: SweepOutcome) -> None:
-    """A failed job: reported with its error, its child run ends FAILED; the sweep goes on."""
+    """A failed job: its one-line reason goes to failed.csv, the progress display and its child run
+    (which ends FAILED, with the traceback attached); the sweep goes on."""
     with shielded():
         outcome.failures.append(failure)
-        tracking.close_child(failure.job, None, "FAILED", failure.detail)
-    progress.job_finished(failure.job, False)
+        if outcome.failed_jobs is not None:
+            outcome.failed_jobs.add(failure.job, failure.error)
+        tracking.close_child(failure.job, None, "FAILED", failure.error, failure.detail)
+    progress.job_finished(failure.job, False, failure.error)

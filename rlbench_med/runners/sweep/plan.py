@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import BASE, RUNNERS, Job, RunnerSpec
+from rlbench_med.runners.base import BASE, RUNNERS, Job, RunnerSpec, cache_dir, folder_problem, safe_name
 from rlbench_med.runners.sweep.datacache import data_cache_path, data_complete, source_folder
 from rlbench_med.runners.sweep.jobcache import CacheEntry, find_reusable, jobs_dir
 from rlbench_med.runners.sweep.request import (
@@ -61,6 +60,7 @@ class Plan:
     report_settings: ReportSettings = field(default_factory=ReportSettings)
     done: set[tuple[str, int]] = field(default_factory=set)
     data_source: Any = None  # suites.data.DataSource the jobs read (None without data)
+    data_problems: int = 0  # problems found in --data without opening its media (a run would refuse it)
     data: Any = None  # the checked suites.data records of data_source, once ensure_data has loaded them
     notes: list[str] = field(default_factory=list)
     reuse: bool = True  # --no-reuse: False
@@ -215,9 +215,10 @@ def build_plan(request: SweepRequest) -> Plan:
     for spec in algos:
         check_algo(spec)
 
-    from rlbench_med.suites.data import DataSource, summarize
+    from rlbench_med.suites.data import DataSource, check_data, summarize
 
     generates_data = False
+    data_problems = 0
     if not data_settings.is_default and (suite.data == "none" or request.data is not None):
         where = "--data" if request.data is not None else f"suite {suite.name} (it has no data folder)"
         raise ConfigError(f"data.*: these settings configure generated SynthCLIMB data; they do not apply to {where}")
@@ -230,8 +231,10 @@ def build_plan(request: SweepRequest) -> Plan:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         data_dir = source.folder or source.train.parent
+        check = check_data(source, media=False)
+        data_problems = len(check.problems)
         data_note = f"{source.describe()} (--data; validated before the first job)" + "".join(
-            f"\n             {line}" for line in summarize(source)
+            f"\n             {line}" for line in summarize(source, check=check)
         )
     else:
         generates_data = True
@@ -273,6 +276,7 @@ def build_plan(request: SweepRequest) -> Plan:
                     )
                 )
     labels = list(dict.fromkeys(j.algo for j in jobs))
+    _check_file_names(labels, with_floors=data_dir is not None)
     if runner.evaluates_base and data_dir is not None and BASE not in algos:
         # The shared starting policy, evaluated once (it does not depend on the training seed).
         base_seed = int(getattr(config, "base_seed", 0))
@@ -285,12 +289,31 @@ def build_plan(request: SweepRequest) -> Plan:
         algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
         report_settings=report_settings, data_source=source, notes=notes, reuse=request.reuse,
+        data_problems=data_problems,
     )
     _check_out_dir(plan)
+    check_cache_folder()
     for job in jobs:
         runner.check(job)
     find_reusable(plan)
     return plan
+
+
+def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
+    """Refuse two results.csv labels that would share a predictions file and a checkpoint folder
+    (``pa+b`` and ``pa_b`` both become ``pa_b``; names differing only in case share them on a
+    case-insensitive file system): one would silently overwrite the other's files."""
+    from rlbench_med.suites.floors import FILED_FLOORS
+
+    owners: dict[str, str] = {}
+    for label in [*labels, BASE, *(FILED_FLOORS if with_floors else ())]:
+        name = safe_name(label)
+        other = owners.setdefault(name.casefold(), label)
+        if other != label:
+            raise SweepError(
+                f"--algos: {other!r} and {label!r} would share the file name {name} (predictions/{name}-seed<seed>.jsonl, "
+                f"checkpoints/{name}-seed<seed>/); rename one: file names keep letters, digits and -_.= only, and "
+                "ignore case on some file systems")
 
 
 #: Estimators whose jobs group DRPO by dataset unless the user sets group_by: the release keys DRPO
@@ -313,26 +336,75 @@ def _check_out_dir(plan: Plan) -> None:
                 f"output folder {plan.out_dir} already holds a run; pass --resume to continue it or another --out"
             )
         return
+    rows = read_results(results) if results.exists() else []
     if saved.exists():
-        previous = yaml.safe_load(saved.read_text()) or {}
-        if previous.get("config") != plan.config_dict() or (
-            previous.get("data_settings", DataSettings().as_dict()) != plan.data_settings.as_dict()
-        ):
-            raise SweepError(
-                f"--resume: the resolved config differs from {saved}; resume with the same settings or use another --out"
-            )
-    if results.exists():
-        plan.done = {(r["algo"], int(r["seed"])) for r in read_results(results)}
+        try:
+            previous = yaml.safe_load(saved.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SweepError(f"--resume: {saved} is not readable YAML ({type(exc).__name__}); it is the record of "
+                             "the sweep to continue: restore it, or use another --out") from None
+        differences = _resume_differences(plan, previous if isinstance(previous, dict) else {})
+        if differences:
+            raise SweepError(f"--resume: this run differs from the sweep in {plan.out_dir} ({saved}): "
+                             + "; ".join(differences) + "; resume with the same settings or use another --out")
+    other = sorted({str(r["suite"]) for r in rows} - {plan.suite.name})
+    if other:
+        raise SweepError(f"--resume: {results} holds results of suite {', '.join(other)}, not {plan.suite.name}; "
+                         "use another --out")
+    plan.done = {(r["algo"], int(r["seed"])) for r in rows}
+
+
+def _resume_differences(plan: Plan, previous: dict[str, Any]) -> list[str]:
+    """What a ``--resume`` run changes about the sweep saved in config.yaml (``previous``), each in a
+    phrase. A resume may add algorithms and seeds (the sweep grows); it may not drop any, nor change
+    the suite, the data or the config, which would mix results of two setups in one folder."""
+    out: list[str] = []
+    if previous.get("suite", plan.suite.name) != plan.suite.name:
+        out.append(f"the sweep is of suite {previous['suite']}, this run of {plan.suite.name}")
+    for what, saved, now in (("algos", previous.get("algos"), plan.algos), ("seeds", previous.get("seeds"), plan.seeds)):
+        dropped = [x for x in saved or [] if x not in now]
+        if dropped:
+            out.append(f"it ran --{what} {','.join(map(str, saved))} and this run leaves out "
+                       f"{','.join(map(str, dropped))} (a resume may add {what}, not drop any)")
+    fingerprint = previous.get("data_fingerprint")
+    if fingerprint is not None and data_fingerprint(plan) not in (None, fingerprint):
+        out.append(f"its data ({previous.get('data')}) differ from this run's ({plan.data_dir})")
+    elif fingerprint is None and previous.get("data") not in (None, str(plan.data_dir) if plan.data_dir else None):
+        out.append(f"it used the data in {previous.get('data')}, this run {plan.data_dir}")
+    if previous.get("data_settings", DataSettings().as_dict()) != plan.data_settings.as_dict():
+        out.append(f"data settings {previous.get('data_settings')} then, {plan.data_settings.as_dict()} now")
+    config, now_config = previous.get("config"), plan.config_dict()
+    if config != now_config:
+        keys = sorted(k for k in {*(config or {}), *now_config} if (config or {}).get(k) != now_config.get(k))
+        shown = ", ".join(f"{k} {(config or {}).get(k)!r} then, {now_config.get(k)!r} now" for k in keys[:3])
+        out.append(f"the resolved config differs ({shown}{', ...' if len(keys) > 3 else ''})")
+    return out
+
+
+def data_fingerprint(plan: Plan) -> str | None:
+    """The fingerprint of the plan's data (split files, class list, record selection), or None when the
+    plan has no data or the data is not there yet (generated SynthCLIMB before its first run)."""
+    source = plan.data_source
+    if source is None or not (source.train.is_file() and source.test.is_file()):
+        return None
+    return source.fingerprint()
 
 
 def _check_writable_folder(out: Path) -> None:
     """``--out`` must be, or be creatable as, a folder this process can write (checked before anything runs)."""
-    if os.path.lexists(out) and not os.path.isdir(out):
+    problem = folder_problem(out)
+    if problem is None:
+        return
+    if problem.endswith("is a file, not a folder"):
         raise SweepError(f"--out {out} is a file, not a folder; give a folder path")
-    existing = out
-    while not os.path.lexists(existing):  # (a folder we may not even look into counts as missing here)
-        existing = existing.parent
-    if not os.path.isdir(existing):
-        raise SweepError(f"--out {out}: {existing} is a file, so no folder can be made under it; give another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SweepError(f"--out {out}: {existing} is not writable; give a folder you can write to")
+    raise SweepError(f"--out {out}: {problem}; give " + ("a folder you can write to" if problem.endswith("writable")
+                                                          else "another --out"))
+
+
+def check_cache_folder() -> None:
+    """The cache (data, SFT bases, the job cache, locks, MLflow artifacts) must be a folder this process
+    can write; said at plan time, so it is not mistaken for a problem of whatever first writes there."""
+    problem = folder_problem(cache_dir())
+    if problem is not None:
+        raise SweepError(f"cache {cache_dir()} (RLBENCH_MED_CACHE, default ~/.cache/rlbench-med): {problem}; "
+                         "set RLBENCH_MED_CACHE to a folder you can write to")

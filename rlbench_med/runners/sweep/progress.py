@@ -20,7 +20,7 @@ class Progress(Protocol):
 
     def step(self, step: int, metrics: Mapping[str, float]) -> None: ...
 
-    def job_finished(self, job: Job, ok: bool) -> None: ...
+    def job_finished(self, job: Job, ok: bool, error: str = "") -> None: ...
 
     def job_reused(self, job: Job, origin: str) -> None: ...
 
@@ -40,7 +40,7 @@ class NullProgress:
     def step(self, step: int, metrics: Mapping[str, float]) -> None:
         pass
 
-    def job_finished(self, job: Job, ok: bool) -> None:
+    def job_finished(self, job: Job, ok: bool, error: str = "") -> None:
         pass
 
     def job_reused(self, job: Job, origin: str) -> None:

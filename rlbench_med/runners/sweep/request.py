@@ -54,8 +54,16 @@ class SweepRequest:
     reuse: bool = True  # take finished jobs from the job cache (--no-reuse: train every job)
 
 
+#: Most seeds one sweep takes: a typo such as ``0-1000000`` (for ``0-10``) is refused at once, before
+#: anything is planned, instead of planning (and then training) for hours.
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` or ``"0-3"`` (inclusive range) -> seeds; raises ConfigError naming the flag."""
+    """``"0,1,2"`` or ``"0-3"`` (inclusive range) -> seeds; raises ConfigError naming the flag.
+
+    At most :data:`MAX_SEEDS` seeds; a range is counted before it is expanded.
+    """
     seeds: list[int] = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         lo, dash, hi = part.partition("-")
@@ -63,6 +71,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         if not all(b.strip().isdigit() for b in bounds):
             raise ConfigError(f"--seeds: {part!r} is not a non-negative integer or a range like 0-3")
         first, last = (convert(b, int, "--seeds") for b in (bounds[0], bounds[-1]))
+        if last < first:
+            raise ConfigError(f"--seeds: range {part!r} ends before it starts; write it low-high, e.g. 0-3")
+        if len(seeds) + (last - first + 1) > MAX_SEEDS:
+            raise ConfigError(f"--seeds {text!r} asks for {len(seeds) + last - first + 1} seeds; a sweep takes at most "
+                              f"{MAX_SEEDS} (a typo? e.g. 0-10 for seeds 0 to 10)")
         seeds.extend(range(first, last + 1))
     if not seeds:
         raise ConfigError("--seeds: give at least one seed, e.g. --seeds 0,1,2,3")
@@ -90,14 +103,30 @@ def parse_algos(text: str) -> tuple[str, ...]:
     return tuple(algos)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice, first on line {seen[key]}", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
-    """A ``--config`` YAML file: a flat mapping of runner config keys to values."""
+    """A ``--config`` YAML file: a flat mapping of runner config keys to values, each key once."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path}: not UTF-8 text (a binary file?); give a YAML file of config keys") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"--config {path}: not valid YAML ({_yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -106,6 +135,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
         # A saved run's config.yaml: the runner config lives under "config".
         data = data["config"]
     return {str(k): v for k, v in data.items()}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line of a YAML error: its problem and where."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"line {mark.line + 1}: {problem}"
+    return str(exc).splitlines()[0]
 
 
 def resolve_config(

@@ -1,7 +1,8 @@
-"""The files a sweep writes into its output folder: results.csv, config.yaml, predictions/index.json.
+"""The files a sweep writes into its output folder: results.csv, failed.csv, config.yaml,
+predictions/index.json.
 
-The driver alone writes results.csv, atomically (tmp file + rename) after every job, so an
-interrupted sweep keeps every finished job.
+The driver alone writes results.csv and failed.csv, atomically (tmp file + rename) after every
+job, so an interrupted sweep keeps every finished job and the reason of every failed one.
 """
 
 from __future__ import annotations
@@ -15,55 +16,104 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rlbench_med.runners.base import RESULT_COLUMNS, TEST, VALIDATION, JobResult, predictions_dir, run_slug
-from rlbench_med.runners.sweep.request import SweepError
+from rlbench_med.runners.base import (
+    FAILED_COLUMNS,
+    FAILED_CSV,
+    RESULT_COLUMNS,
+    RESULT_KEY,
+    TEST,
+    VALIDATION,
+    Job,
+    JobResult,
+    check_result_rows,
+    predictions_dir,
+    read_failed,
+    read_results,
+    run_slug,
+)
 
 if TYPE_CHECKING:
     from rlbench_med.runners.sweep.plan import Plan
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results.csv (values as strings except seed/value/n); checks the header."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != RESULT_COLUMNS:
-            raise SweepError(f"{path}: header {reader.fieldnames} is not {','.join(RESULT_COLUMNS)}")
-        return [
-            {**row, "seed": int(row["seed"]), "value": float(row["value"]), "n": int(row["n"])} for row in reader
-        ]
-
-
 class ResultsWriter:
-    """Keeps results.csv complete on disk: rewritten atomically (tmp file + rename) after each job."""
+    """Keeps results.csv complete on disk: rewritten atomically (tmp file + rename) after each job.
+
+    Rows are checked as its readers check them (:func:`~rlbench_med.runners.base.check_result_row`),
+    so the file never holds a row they would refuse.
+    """
 
     def __init__(self, path: Path, existing: Sequence[Mapping[str, Any]] = ()) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = [dict(r) for r in existing]
 
-    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        for row in rows:
-            if set(row) != set(RESULT_COLUMNS):
-                raise SweepError(f"result row {dict(row)} does not have exactly the columns {','.join(RESULT_COLUMNS)}")
-        self.rows.extend(dict(r) for r in rows)
+    def check(self, rows: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
+        """``rows`` as they would be written; :class:`~rlbench_med.runners.base.ResultsError` naming
+        ``where`` for a bad row or one whose key results.csv already holds."""
+        seen = {tuple(r[c] for c in RESULT_KEY): f"{self.path} (already written)" for r in self.rows}
+        return check_result_rows(rows, where, seen)
+
+    def add(self, rows: Sequence[Mapping[str, Any]], where: str = "result rows") -> None:
+        self.rows.extend(self.check(rows, where))
         self.flush()
 
     def flush(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        _write_atomically(self.path, RESULT_COLUMNS, self.rows)
+
+
+def _write_atomically(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """``rows`` as CSV at ``path`` through a tmp file + rename: the old file stays whole if writing fails
+    (a full disk), and the error names ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
             writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: row[k] for k in RESULT_COLUMNS})
+            for row in rows:
+                writer.writerow({k: row[k] for k in columns})
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    os.replace(tmp, path)
+
+
+class FailedJobs:
+    """``<out>/failed.csv``: the folder's jobs that failed and have no results, with the one-line reason.
+
+    A job that fails is added (replacing an earlier reason), one that finishes (after ``--resume``) is
+    removed; the file is kept on disk after every change and deleted once no job is left in it.
+    """
+
+    def __init__(self, out_dir: Path, keep_existing: bool) -> None:
+        self.path = Path(out_dir) / FAILED_CSV
+        previous = read_failed(self.path) if keep_existing else []
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {(r["algo"], r["seed"]): r for r in previous}
+        if not keep_existing and self.path.exists():
+            self.path.unlink()
+
+    def add(self, job: Job, error: str) -> None:
+        self.rows[(job.algo, job.seed)] = {"suite": job.suite, "algo": job.algo, "seed": job.seed, "error": error}
+        self._flush()
+
+    def discard(self, job: Job) -> None:
+        if self.rows.pop((job.algo, job.seed), None) is not None:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            _write_atomically(self.path, FAILED_COLUMNS, list(self.rows.values()))
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 def save_config(plan: Plan) -> Path:
     """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
     the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
     from rlbench_med.runners.sweep.calibration import calibration_key
+    from rlbench_med.runners.sweep.plan import data_fingerprint
 
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     path = plan.out_dir / "config.yaml"
@@ -76,6 +126,7 @@ def save_config(plan: Plan) -> Path:
         "estimators": list(dict.fromkeys(j.estimator for j in plan.jobs)),
         "seeds": plan.seeds,
         "data": str(plan.data_dir) if plan.data_dir else None,
+        "data_fingerprint": data_fingerprint(plan),  # what --resume compares
         "data_settings": plan.data_settings.as_dict(),
         "primary_metric": plan.primary_metric,
         "calibration_key": calibration_key(plan),

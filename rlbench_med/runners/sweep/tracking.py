@@ -51,9 +51,12 @@ class SweepTracking(Protocol):
 
     def child(self, job: Job) -> ChildRun: ...
 
-    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None: ...
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None,
+                    detail: str | None = None) -> None:
+        """End a job's run; ``error`` is the one-line reason of a failure, ``detail`` its traceback."""
 
-    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None: ...
+    def finish(self, status: str, artifacts: Sequence[Path] = (), error: str | None = None) -> None:
+        """End the open child runs and the parent run, in every case (``error``: why the sweep failed)."""
 
 
 class _NullChild:
@@ -72,8 +75,9 @@ class NullSweepTracking:
     def child(self, job: Job) -> ChildRun:
         return _NullChild()
 
-    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None) -> None:
+    def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None,
+                    detail: str | None = None) -> None:
         pass
 
-    def finish(self, status: str, artifacts: Sequence[Path] = ()) -> None:
+    def finish(self, status: str, artifacts: Sequence[Path] = (), error: str | None = None) -> None:
         pass

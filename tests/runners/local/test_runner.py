@@ -275,3 +275,59 @@ def test_encoder_lr_scale_freezes_the_encoders_at_zero_and_scales_their_learning
     groups = policy_param_groups(trainer.policy, dataclasses.replace(job.config, encoder_lr_scale=0.25))
     assert [len(g["params"]) for g in groups] == [len(list(trainer.policy.parameters())) - len(encoder), len(encoder)]
     assert groups[1]["lr"] == pytest.approx(0.05 * 0.25) and "lr" not in groups[0]
+
+
+def _bad_output(kind: str) -> Callable:
+    """``compute`` of an estimator that breaks the contract in one way (``kind``)."""
+    from rlbench_med.algorithms import AdvantageOutput
+
+    def compute(self, inputs):
+        self.calls = getattr(self, "calls", 0) + 1
+        mask = inputs.mask
+        good = inputs.rewards[:, None].double() * mask
+        if kind == "column":  # [B, 1]: would broadcast over every token
+            return AdvantageOutput(advantages=inputs.rewards[:, None].double(), returns=good)
+        if kind == "rows":
+            return AdvantageOutput(advantages=good[:-1], returns=good)
+        if kind == "int64":  # would truncate every advantage
+            return AdvantageOutput(advantages=good.long(), returns=good)
+        if kind == "nan":
+            return AdvantageOutput(advantages=good, returns=good * float("nan"))
+        if kind == "none":
+            return None
+        if kind == "diagnostic":
+            return AdvantageOutput(advantages=good, returns=good, diagnostics={"spread": "wide"})
+        if kind == "raise_at_3" and self.calls == 3:
+            raise RuntimeError("boom in compute")
+        if kind == "exit":
+            raise SystemExit(3)
+        return AdvantageOutput(advantages=good, returns=good)
+
+    return compute
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("column", "at step 1: advantages has shape \\(12, 1\\); expected \\(12, \\d+\\), the shape of response_mask "
+                   "\\[B, T\\]"),
+        ("rows", "at step 1: advantages has shape \\(11, \\d+\\); expected \\(12, \\d+\\)"),
+        ("int64", "at step 1: advantages has dtype torch.int64; expected a float tensor"),
+        ("nan", "at step 1: returns\\[0, 0\\] is nan on a response token"),
+        ("none", "at step 1: returned NoneType, not an AdvantageOutput"),
+        ("diagnostic", "at step 1: diagnostic 'spread' is 'wide', not a number"),
+        ("raise_at_3", "failed at step 3: RuntimeError: boom in compute"),
+        ("exit", "failed at step 1: sys.exit\\(3\\)"),
+    ],
+)
+def test_an_estimator_output_the_runner_cannot_train_on_fails_the_job_naming_it(
+    kind: str, message: str, make_job: MakeJob
+) -> None:
+    from rlbench_med.algorithms import Estimator, register_estimator
+    from rlbench_med.runners.local.train import EstimatorFailed
+
+    name = f"bad_{kind}"
+    register_estimator(name)(type(name, (Estimator,), {"description": kind, "compute": _bad_output(kind)}))
+    job = make_job(algo=name, steps=4, prompts_per_step=4, n_rollouts=3)  # B = 12 rollouts a step
+    with pytest.raises(EstimatorFailed, match=f"^estimator '{name}' {message}"):
+        _run(job)
