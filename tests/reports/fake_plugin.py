@@ -75,9 +75,11 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         timings["advantage_s"] += metrics["time/advantage_s"]
         for domain in DOMAINS:
             metrics[f"train/{domain}/reward_mean"] = step / cfg.steps / 2
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if step % cfg.eval_every == 0 or step == cfg.steps:  # validation curves (the real runners' val/ keys)
             for r in rows:
-                metrics[f"eval/{r['domain']}/{r['metric']}"] = r["value"] if step == cfg.steps else r["value"] * step / cfg.steps
+                metrics[f"val/{r['domain']}/{r['metric']}"] = r["value"] * step / cfg.steps
+        if step == cfg.steps:  # the test split, once
+            metrics.update({f"eval/{r['domain']}/{r['metric']}": r["value"] for r in rows})
         tracker.log_metrics(metrics, step=step)
     pred = job.out_dir / "predictions" / f"{job.slug}.jsonl"
     pred.parent.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ def test_mlflow_sweeps_and_folders_compare_with_curves(tmp_path: Path, tracked: 
     assert ("rloo", "grpo") in report.pairs() and ("drpo", "grpo") in report.pairs()
     assert report.comparison("rloo", "grpo")[("overall", "f1_strict")].n_seeds == 2
     names = [title for title, _ in report.figures]
-    assert "Held-out F1 learning curves" in names
+    assert "Validation f1_strict learning curves" in names
 
 
 def test_cli_compare_prints_paper_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def test_climb_vision_local_and_ray_executors_give_the_same_table(
 
     local = tmp_path / "local"
     for name in ("results.csv", "report.md", "report.html", "config.yaml", "figures/difference_vs_baseline.png",
-                 "figures/curves_f1.png", "figures/curves_reward.png", "figures/advantage_time.png"):
+                 "figures/curves_validation.png", "figures/curves_reward.png", "figures/advantage_time.png"):
         assert (local / name).exists(), name
     rows = read_results(local / "results.csv")
     domains = {r["domain"] for r in rows}

@@ -33,7 +33,7 @@ def _curves() -> dict:
             per = {}
             for d in DOMAINS:
                 per[f"train/{d}/reward_mean"] = [(s, 0.1 * s + seed) for s in range(1, 31)]
-                per[f"eval/{d}/f1"] = [(s, 0.5) for s in (0, 10, 20, 30)]
+                per[f"val/{d}/f1_strict"] = [(s, 0.5) for s in (0, 10, 20, 30)]
             curves[(algo, seed)] = per
     return curves
 
@@ -83,6 +83,6 @@ def test_difference_bars_label_each_pair_and_keep_the_legend_off_the_bars(tmp_pa
 
 def test_learning_curves_of_untrained_runs_only_are_no_figure() -> None:
     # every trained job failed: only base logged (step 0) evaluation curves
-    curves = {("base", 0): {"eval/cxr/f1": [(0, 0.4)], "train/cxr/reward_mean": [(0, 0.1)]}, ("grpo", 0): {}}
-    assert F.learning_curves(curves, "f1", ["grpo"]) is None
+    curves = {("base", 0): {"val/cxr/f1_strict": [(0, 0.4)], "train/cxr/reward_mean": [(0, 0.1)]}, ("grpo", 0): {}}
+    assert F.learning_curves(curves, "f1_strict", ["grpo"]) is None
     assert F.learning_curves(curves, "reward", []) is None

@@ -140,15 +140,15 @@ def test_results_writer_is_atomic_and_checks_columns(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_synth(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """SynthCLIMB replaced by empty train/test files (its calls recorded) and loading by an empty data set."""
+    """SynthCLIMB replaced by empty split files (its calls recorded) and loading by an empty data set."""
     from rlbench_med.suites import ClinicalData, synth
 
     calls: list[tuple] = []
 
     def fake_generate(suite, out, *, seed, profile, imbalance, data_overrides):
         calls.append((suite, seed, profile, imbalance, data_overrides))
-        Path(out, "train.jsonl").write_text("")
-        Path(out, "test.jsonl").write_text("")
+        for split in ("train", "validation", "test"):
+            Path(out, f"{split}.jsonl").write_text("")
         return {}
 
     monkeypatch.setattr(synth, "generate", fake_generate)

@@ -149,7 +149,7 @@ def test_results_rebuilt_from_mlflow_equal_results_csv(tmp_path: Path, tracked: 
     assert [key(r) for r in got] == [key(r) for r in expected]
     for a, b in zip(got, expected):
         assert a["value"] == pytest.approx(b["value"]) and a["n"] == b["n"] and a["suite"] == "fake_suite"
-    assert [s for s, _ in curves[("drpo", 0)]["eval/alpha/f1"]] == [2, 3]
+    assert [s for s, _ in curves[("drpo", 0)]["val/alpha/f1"]] == [2, 3]
     assert (tmp_path / "rebuilt" / "predictions" / "grpo-seed1.jsonl").exists()
 
 

@@ -161,8 +161,9 @@ def test_release_folder_validates_clean_from_the_command_line(release_dir: Path,
 def test_suite_uses_its_domains_and_sets_the_others_aside(release_dir: Path) -> None:
     vision = load_data(DataSource.parse(release_dir).for_suite("climb_vision"))
     assert vision.domains == ("cxr", "mammography", "dermoscopy", "ct", "fundus", "ultrasound", "endoscopic")
-    assert vision.set_aside == {"ecg": {"train": 1, "test": 1}, "ihm48": {"train": 1, "test": 0},
-                                "los": {"train": 1, "test": 0}}
+    assert vision.set_aside == {"ecg": {"train": 1, "validation": 0, "test": 1},
+                                "ihm48": {"train": 1, "validation": 0, "test": 0},
+                                "los": {"train": 1, "validation": 0, "test": 0}}
     assert "used by climb_ecg" in vision.set_aside_reason["ecg"]
     assert "PTB-XL" not in vision.tasks
     ecg = load_data(DataSource.parse(release_dir).for_suite("climb_ecg"))

@@ -161,7 +161,13 @@ def test_sft_baseline_and_prediction_files(make_job: MakeJob, tmp_path: Path) ->
     tracker = MemoryTracker()
     result = RUNNER.run(job, tracker, False)
     assert tracker.history("eval_inputs/text/overall/f1")[0][0] == 2
-    assert len(tracker.history("eval/overall/f1")) == 2  # the base at step 0, the final policy at step 2
+    # curves on the validation split: the base at step 0, the final policy at step 2; the test split once, at the end
+    assert [s for s, _ in tracker.history("val/overall/f1")] == [0, 2]
+    assert [s for s, _ in tracker.history("eval/overall/f1")] == [2]
+    assert tracker.history("val/overall/f1")[1][1] != tracker.history("eval/overall/f1")[0][1]
+    validation = [json.loads(x) for x in result.validation["sft"].read_text().splitlines()]
+    assert result.validation["sft"] == tmp_path / "predictions" / "validation" / "sft-seed0.jsonl"
+    assert {r["uid"] for r in validation} == {f"validation-{i}" for i in range(12)}
     assert set(result.predictions) == {"sft", "sft@text"}
     assert result.predictions["sft"].name == "sft-seed0.jsonl"
     assert result.predictions["sft@text"].name == "sft-seed0@text.jsonl"
@@ -170,7 +176,7 @@ def test_sft_baseline_and_prediction_files(make_job: MakeJob, tmp_path: Path) ->
     assert {"domain", "dataset", "labels", "predicted", "response"} <= set(lines[0])
     # The built-in policy's response is the canonical text of its answer: its labels in \boxed{}.
     assert all(("\\boxed{" + ", ".join(x["predicted"]) + "}") in x["response"] for x in lines)
-    assert len(tracker.history("eval/overall/acc_release")) == 2
+    assert len(tracker.history("eval/overall/acc_release")) == 1
     assert {(r["algo"], r["domain"]) for r in result.rows if r["metric"] == "acc_release"} >= {("sft", "overall")}
     assert {r["algo"] for r in result.rows} == {"sft", "sft@text"}
     assert all(set(r) == {"suite", "algo", "seed", "domain", "metric", "value", "n"} for r in result.rows)

@@ -23,10 +23,10 @@ DATASETS = {
 COLOURS = ((230, 40, 40), (40, 230, 40), (40, 40, 230))
 
 
-def write_tiny_data(root: Path, *, n_train: int = 48, n_test: int = 24, seed: int = 0) -> Path:
+def write_tiny_data(root: Path, *, n_train: int = 48, n_test: int = 24, n_validation: int = 12, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
+    for split, n in (("train", n_train), ("test", n_test), ("validation", n_validation)):
         lines = []
         for i in range(n):
             dataset = list(DATASETS)[i % 3]
