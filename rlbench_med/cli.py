@@ -315,6 +315,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         reuse=not args.no_reuse,
     )
     plan = sweep.build_plan(request)
+    if not args.dry_run:
+        sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
     open_store(plan.tracking_uri, None if args.dry_run else experiment_name(plan.suite.name))
     console = _console()

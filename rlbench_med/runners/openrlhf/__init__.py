@@ -9,12 +9,14 @@ imports without OpenRLHF, Ray's trainer pieces or vLLM (they are imported inside
 - ``data.py``: suite samples -> OpenRLHF prompt JSONL (and back); ``reward.py``: ``reward_func``;
 - ``hook.py``: ``Experience`` batches -> ``AdvantageInputs`` -> estimator -> advantages/returns;
 - ``trainer.py``: our Ray trainer on ``BasePPOTrainer``; ``launch.py``: the Ray driver entry point;
-- ``runner.py``: ``check``/``prepare``/``run``/``plan`` for the sweep.
+- ``runner.py``: ``check``/``preflight``/``prepare``/``run``/``plan`` for the sweep;
+- ``cpu.py``: ``device=cpu``, the same pipeline without GPUs (the patches it needs, named);
+- ``tiny_model.py``: a tiny random Qwen2 chat model for the tests and the GPU check.
 """
 
 from rlbench_med.runners.base import RunnerSpec
 from rlbench_med.runners.openrlhf.config import OpenRLHFConfig
-from rlbench_med.runners.openrlhf.runner import check, plan, prepare, run
+from rlbench_med.runners.openrlhf.runner import check, plan, preflight, prepare, run
 
 RUNNER = RunnerSpec(
     name="openrlhf",
@@ -24,6 +26,7 @@ RUNNER = RunnerSpec(
     prepare=prepare,
     run=run,
     plan=plan,
+    preflight=preflight,
 )
 
 __all__ = ["RUNNER", "OpenRLHFConfig"]

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,12 +46,16 @@ def cpu_ray(num_gpus: int) -> Iterator[None]:
 
 @dataclass
 class Groups:
-    """What ``train()`` hands ``PPOTrainer``: the engines and the model groups, plus the strategy."""
+    """What ``train()`` hands ``PPOTrainer``: the engines and the model groups, plus the strategy.
+
+    ``ckpt`` is the actors' ``--ckpt.path``: they save and load there, whatever a trainer's own args say.
+    """
 
     strategy: Any
     engines: list[Any]
     actor: Any
     ref: Any | None
+    ckpt: Path
 
 
 def build_groups(args: Any, model: str, max_steps: int) -> Groups:
@@ -76,7 +81,7 @@ def build_groups(args: Any, model: str, max_steps: int) -> Groups:
     if ref is not None:
         refs += ref.async_init_model_from_pretrained(strategy, model)
     ray.get(refs)
-    return Groups(strategy=strategy, engines=engines, actor=actor, ref=ref)
+    return Groups(strategy=strategy, engines=engines, actor=actor, ref=ref, ckpt=Path(args.ckpt.path))
 
 
 def engine_logprobs(engine: Any, ids: Sequence[int], start: int) -> torch.Tensor:
