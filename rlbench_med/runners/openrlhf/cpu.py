@@ -118,7 +118,6 @@ def _patch_torch() -> None:
 def _patch_openrlhf() -> None:
     import openrlhf.trainer.ray.ppo_actor as ppo_actor
     import openrlhf.utils.deepspeed.deepspeed as ds_strategy
-    import openrlhf.utils.distributed_util as distributed_util
     from openrlhf.trainer.ppo_utils import replay_buffer
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -136,8 +135,7 @@ def _patch_openrlhf() -> None:
             torch.cuda.current_device = current
 
     replay_buffer.NaiveReplayBuffer.__init__ = buffer_on_cpu  # type: ignore[method-assign]
-    distributed_util.stateless_init_process_group = gloo_sync_group
-    ppo_actor.stateless_init_process_group = gloo_sync_group
+    ppo_actor.stateless_init_process_group = gloo_sync_group  # imported by name there
     _patch_vllm_worker()
 
 
