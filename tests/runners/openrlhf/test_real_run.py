@@ -21,25 +21,25 @@ from tests.runners.openrlhf.conftest import require_openrlhf_stack
 
 pytestmark = pytest.mark.slow
 
-#: The documented CPU run (README, "Without GPUs"): a tiny model, one engine, one actor, 2 steps.
+#: The README's CPU run ("Without GPUs"), without the reference model (kl_coef=0: one process fewer).
 CPU_SETTINGS = {
     "device": "cpu", "colocate": "false", "gpus_per_node": "1", "vllm_num_engines": "1", "vlm": "false",
     "n_samples_per_prompt": "2", "rollout_batch_size": "2", "micro_rollout_batch_size": "2",
     "train_batch_size": "4", "micro_train_batch_size": "2", "max_new_tokens": "16", "max_len": "512",
     "max_samples": "4", "eval_max_samples": "8", "checkpoint_every": "1", "attn_implementation": "eager",
-    "gradient_checkpointing": "false", "zero_stage": "2", "reward": "release",
+    "gradient_checkpointing": "false", "zero_stage": "2", "reward": "release", "kl_coef": "0",
 }
 
 
 def argv(model: Path, out: Path, *extra: str) -> list[str]:
     sets = [x for key, value in {**CPU_SETTINGS, "model": str(model)}.items() for x in ("--set", f"{key}={value}")]
-    return ["run", "--suite", "climb_vision", "--algos", "drpo_release", "--seeds", "0", "--runner", "openrlhf",
+    return ["run", "--suite", "climb_vision", "--algos", "grpo", "--seeds", "0", "--runner", "openrlhf",
             *sets, "--out", str(out), *extra]
 
 
 def job_rows(out: Path) -> list[dict]:
     with (out / "results.csv").open() as fh:
-        return [r for r in csv.DictReader(fh) if r["algo"] == "drpo_release"]
+        return [r for r in csv.DictReader(fh) if r["algo"] == "grpo"]
 
 
 def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, monkeypatch):
@@ -49,7 +49,7 @@ def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, mon
     monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
     model = write_tiny_chat_model(tmp_path / "model")
     out = tmp_path / "out"
-    job = out / "openrlhf" / "drpo_release-seed0"
+    job = out / "openrlhf" / "grpo-seed0"
 
     assert main(argv(model, out)) == 0
     assert job_rows(out) and (out / "report.html").is_file()
@@ -60,14 +60,14 @@ def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, mon
     assert steps == [1, 2, 2]  # two training steps, then the final evaluation
     client = mlflow.MlflowClient(tracked)
     [run] = client.search_runs([client.get_experiment_by_name("rlbench-med/climb_vision").experiment_id],
-                               filter_string="tags.`rlbench.algo` = 'drpo_release'")
+                               filter_string="tags.`rlbench.algo` = 'grpo'")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/reward_mean")] == [1, 2]
     assert run.info.status == "FINISHED"
 
     # killed after the step-1 checkpoint, before the job finished: --resume continues from step 1
     (ckpt / "latest").write_text("global_step1")
     rows = (out / "results.csv").read_text().splitlines()
-    (out / "results.csv").write_text("\n".join(r for r in rows if ",drpo_release," not in r) + "\n")
+    (out / "results.csv").write_text("\n".join(r for r in rows if ",grpo," not in r) + "\n")
     log_size = (job / "launch.log").stat().st_size
     assert main(argv(model, out, "--resume")) == 0
     assert job_rows(out)

@@ -6,7 +6,9 @@ the vLLM engine generates the rollouts from the current weights and calls ``rewa
 DeepSpeed actors; ``ppo_train`` updates the actor; ``broadcast_to_vllm`` syncs the engine;
 checkpoints are DeepSpeed's. Our trainer is built in this process as ``train()`` builds it.
 
-Before every rollout batch a spy checks that the engine's log probs of a fixed response equal
+First, the update and the sync alone: one ``ppo_train`` step on advantages set here must follow
+their sign, leave the engine as it was, and after ``broadcast_to_vllm`` the engine's log probs of
+the same responses equal the updated actor's. Then, before every rollout batch a spy checks that the engine's log probs of a fixed response equal
 the actor's, so a skipped sync (after a step or on resume) fails. Advantages reaching the actor
 are compared with the registry estimator on inputs rebuilt here from the decoded rollouts and
 the suite's reward. Rewards are the ``release`` reward, whose length term varies for any text, so
@@ -47,7 +49,8 @@ def settings(model: Path, **config: Any) -> OpenRLHFConfig:
                 rollout_batch_size=2, micro_rollout_batch_size=3, train_batch_size=4, micro_train_batch_size=2,
                 max_new_tokens=24, max_len=512, kl_coef=0.01, gpus_per_node=1, vllm_num_engines=1, lr=1e-2,
                 max_samples=4, checkpoint_every=0, zero_stage=2, attn_implementation="eager",
-                gradient_checkpointing=False, reward="release")
+                gradient_checkpointing=False, reward="release",
+                openrlhf_args=("--actor.lr_warmup_ratio=0",))  # OpenRLHF's warmup makes the 1st step's lr 0
     return OpenRLHFConfig(**{**base, **config})  # type: ignore[arg-type]
 
 
@@ -71,13 +74,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Grou
 
 
 def fixed_response(model: Path) -> tuple[list[int], int]:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Which finding?"}], tokenize=False,
-                                           add_generation_prompt=True)
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return ids + tokenizer("\\boxed{Normal}", add_special_tokens=False)["input_ids"], len(ids)
+    rows, start = chat(model, ["\\boxed{Normal}"])
+    return rows[0], start
 
 
 class Spies:
@@ -194,6 +192,67 @@ def greedy_rewards(groups: Groups, model: Path, prompts: Path) -> dict[str, floa
 
 def metric_lines(spec: RunSpec) -> list[dict]:
     return [json.loads(x) for x in Path(spec.metrics_path).read_text().splitlines()]
+
+
+def chat(model: Path, responses: list[str]) -> tuple[list[list[int]], int]:
+    """Token ids of one prompt followed by each response (+ eos), and where the responses start."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Case 1: what is the diagnosis?"}],
+                                           tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    rows = [prompt_ids + tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for r in responses]
+    return rows, len(prompt_ids)
+
+
+def experience(rows: list[list[int]], start: int, old: list[torch.Tensor], advantage: list[float]):
+    """The batch OpenRLHF's experience maker hands the actor: equal-length rows, response-only action mask;
+    the reference log probs are the actor's (a KL of 0 before the update)."""
+    from openrlhf.trainer.ppo_utils import Experience
+
+    sequences = torch.tensor(rows)
+    action_mask = torch.zeros(len(rows), sequences.shape[1] - 1, dtype=torch.bool)
+    action_mask[:, start - 1 :] = True
+    log_probs = torch.zeros(action_mask.shape)
+    log_probs[:, start - 1 :] = torch.stack(old)
+    adv = torch.tensor(advantage)[:, None] * action_mask
+    return Experience(sequences=sequences, attention_mask=torch.ones_like(sequences), action_mask=action_mask,
+                      action_log_probs=log_probs, base_action_log_probs=log_probs.clone(), advantages=adv,
+                      returns=adv.clone(),
+                      rewards=torch.tensor(advantage), info={})
+
+
+def test_the_engine_generates_from_the_weights_the_actor_trained_after_the_sync(stack):
+    import ray
+
+    model, groups = stack
+    engine = groups.engines[0]
+    rows, start = chat(model, ["\\boxed{Normal}", "\\boxed{Nevus!}"])  # same length: no padding
+    before_engine = [engine_logprobs(engine, r, start) for r in rows]
+    before_actor = [actor_logprobs(groups.actor, r, start) for r in rows]
+    for e, a in zip(before_engine, before_actor):
+        assert torch.allclose(e, a, atol=TOL), (e - a).abs().max()
+
+    # one optimizer step of OpenRLHF's ppo_train (train_batch_size 4): advantage +1 on the first response, -1 on
+    # the second, each twice
+    batch = experience(rows * 2, start, before_actor * 2, [1, -1, 1, -1])
+    ray.get(groups.actor.async_run_method_batch("append", experience=[batch]))
+    [status] = ray.get(groups.actor.async_run_method("fit", kl_ctl=0.0))
+    assert status["actor_grad_norm"] > 0
+    after_actor = [actor_logprobs(groups.actor, r, start) for r in rows]
+    # the responses share most tokens, so compare their changes: the +1 one gains on the -1 one
+    gain = [float(a.sum() - b.sum()) for a, b in zip(after_actor, before_actor)]
+    assert gain[0] - gain[1] > 1.0, gain
+
+    # the engine still has the old weights until OpenRLHF's broadcast_to_vllm
+    assert all(torch.equal(engine_logprobs(engine, r, start), b) for r, b in zip(rows, before_engine))
+    ray.get(groups.actor.async_run_method("broadcast_to_vllm"))
+    for r, b, a in zip(rows, before_engine, after_actor):
+        synced = engine_logprobs(engine, r, start)
+        assert torch.allclose(synced, a, atol=TOL), (synced - a).abs().max()
+        assert float((synced - b).abs().max()) > 2 * TOL
 
 
 @pytest.mark.parametrize("estimator", ["grpo", "remax", "drpo"])
