@@ -396,7 +396,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             experiment = args.experiment
             parent = find_parent_run(uri, experiment, args.run_id)
         else:
-            experiment, parent = latest_sweep(uri, args.run_id)
+            skipped: list[str] = []
+            try:
+                experiment, parent = latest_sweep(uri, args.run_id, skipped)
+            finally:
+                for note in skipped:
+                    print(f"rlbench-med: {note}", file=sys.stderr)
             what = f"run {parent.info.run_id}" if args.run_id else f"the latest sweep, run {parent.info.run_id}"
             name = parent.info.run_name or parent.data.tags.get("mlflow.runName", "")
             print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
@@ -452,9 +457,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     sources = list(args.sources)
     if not sources:
-        sources = [run.info.run_id for run in latest_sweeps(uri)]
+        skipped: list[str] = []
+        sources = [run.info.run_id for run in latest_sweeps(uri, skipped)]
+        for note in skipped:
+            print(f"rlbench-med: {note}", file=sys.stderr)
         if not sources:
-            raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first or give output folders")
+            which = "with a finished job " if skipped else ""
+            raise TrackingError(f"no rlbench-med sweep {which}in {uri}; run `rlbench-med run` first or give output folders")
     with tempfile.TemporaryDirectory(prefix="rlbench-leaderboard-") as scratch:
         sweeps = load_sweeps(sources, uri, Path(scratch))
         for sweep in sweeps:
