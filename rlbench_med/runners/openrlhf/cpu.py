@@ -4,7 +4,8 @@ Everything runs as on a GPU node: Ray with *logical* GPUs (a scheduling resource
 OpenRLHF's own actors, vLLM's CPU build generates the rollouts in ``RolloutRayActor``, DeepSpeed's
 CPU accelerator (``DS_ACCELERATOR=cpu``, gloo) trains the actor in ``PolicyModelActor`` and the
 weights reach vLLM through OpenRLHF's ``broadcast_to_vllm``. What a CPU-only PyTorch cannot do is
-patched at the narrowest point, each named in :data:`PATCHES`:
+patched at the narrowest point (the table of README.md, section "Without GPUs", gives each with the
+OpenRLHF line that forces it):
 
 - four ``torch.cuda`` functions, which on a CPU build can only raise, get their CPU meaning;
 - OpenRLHF's device mesh is built for ``cpu`` instead of ``cuda``;
@@ -26,22 +27,6 @@ from typing import Any
 DEVICE_ENV = "RLBENCH_OPENRLHF_DEVICE"
 #: vLLM's CPU KV cache in GiB (its default is 4); one small engine needs far less.
 KV_CACHE_GIB = "1"
-
-#: What is patched in CPU mode and why (the README's stand-in table is built from this).
-PATCHES: tuple[tuple[str, str], ...] = (
-    ("torch.cuda.set_device", "no-op: DeepspeedStrategy.setup_distributed (deepspeed.py:97) pins the rank's GPU"),
-    ("torch.cuda.current_device", "'cpu': the actors move batches to it (ppo_actor.py:171, launcher.py:136)"),
-    ("torch.cuda.synchronize", "no-op: torch_dist_barrier_and_cuda_sync (distributed_util.py) after each phase"),
-    ("torch.cuda.current_stream", "None: broadcast_to_vllm passes the CUDA stream to the sync group (ppo_actor.py:436)"),
-    ("openrlhf.utils.deepspeed.deepspeed.init_device_mesh", "device type 'cpu' instead of 'cuda' (deepspeed.py:105)"),
-    ("NaiveReplayBuffer.__init__", "sees device index 0 for the CUDA target it formats and never uses in PPO "
-                                   "training (replay_buffer.py:40)"),
-    ("stateless_init_process_group", "gloo group instead of vLLM's PyNcclCommunicator (distributed_util.py:27)"),
-    ("WorkerWrap.update_weight", "receives into a CPU tensor instead of torch.empty(device='cuda') "
-                                 "(vllm_worker_wrap.py:40) and loads the sync's weights at once through vLLM's "
-                                 "reload_weights (the CPU build repacks its linear weights)"),
-)
-
 
 def environment() -> dict[str, str]:
     """Environment of the launch and of every Ray worker in CPU mode."""
@@ -148,7 +133,7 @@ def _patch_vllm_worker() -> None:
 
 
 def install() -> None:
-    """Apply :data:`PATCHES` in this process when :data:`DEVICE_ENV` is ``cpu`` (Ray's worker setup hook)."""
+    """Apply the patches in this process when :data:`DEVICE_ENV` is ``cpu`` (Ray's worker setup hook)."""
     if not enabled():
         return
     _patch_torch()
