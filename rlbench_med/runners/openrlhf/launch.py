@@ -12,6 +12,10 @@ and bounds every startup wait (:mod:`~rlbench_med.runners.openrlhf.startup`). An
 launch with the traceback and then one line starting with ``rlbench-med launch error:``, which
 the runner reports.
 
+With ``device=cpu`` in the run spec the launch starts its local Ray with logical GPUs (as many as
+the flags ask for) and applies :mod:`~rlbench_med.runners.openrlhf.cpu`'s patches here and, through
+Ray's ``worker_process_setup_hook``, in every Ray worker.
+
 The trainer actor is pinned to this node: it writes the metrics and predictions files the runner
 reads here. On a multi-node cluster run this on a node of the cluster (the head node) with
 ``ray_address=auto``; prompts, images and the output folder must be on a filesystem every node sees.
