@@ -1,4 +1,4 @@
-"""The OpenRLHF runner: OpenRLHF 0.11.2's Ray PPO trainer (vLLM rollouts, DeepSpeed ZeRO) on GPUs,
+"""The OpenRLHF runner: OpenRLHF 0.11.2's Ray PPO trainer (vLLM rollouts, DeepSpeed ZeRO) on GPUs (or on the CPU),
 with the advantage step done by the registry estimator and rewards by the suite's reward code.
 
 ``RUNNER`` is what ``rlbench_med.runners.base.RUNNERS`` resolves ``"openrlhf"`` to. This package
@@ -20,7 +20,7 @@ from rlbench_med.runners.openrlhf.runner import check, plan, preflight, prepare,
 
 RUNNER = RunnerSpec(
     name="openrlhf",
-    description="OpenRLHF 0.11.2 on Ray (vLLM rollouts, DeepSpeed ZeRO) with the registry's advantage step; GPU clusters",
+    description="OpenRLHF 0.11.2 on Ray (vLLM rollouts, DeepSpeed ZeRO) with the registry's advantage step; GPU clusters, or device=cpu for tiny models",
     config_cls=OpenRLHFConfig,
     check=check,
     prepare=prepare,

@@ -1,8 +1,9 @@
 """``run`` around a stand-in launch: export, run spec, metrics streaming, predictions -> results rows.
 
-The real launch needs GPUs, vLLM and DeepSpeed; here ``launch_command`` is replaced by a small
-script that behaves like the trainer towards the runner (appends metrics lines, writes the
-predictions file of the exported test prompts), so everything around it runs for real.
+``run`` driving the real launch on the CPU is ``test_real_run.py`` (minutes); here, for the runner's
+own cases in seconds (a failing launch, a resume without a checkpoint, the export), ``launch_command``
+is replaced by a small script that behaves like the trainer towards the runner (appends metrics
+lines, writes the predictions file of the exported test prompts). Also the plan-time refusals.
 """
 
 from __future__ import annotations
