@@ -378,6 +378,36 @@ def test_resume_loads_the_checkpoint_into_new_actors_and_syncs_the_engine_first(
     assert [x["step"] for x in metric_lines(spec)][-2:] == [2, 2]
 
 
+def test_the_greedy_pass_wakes_a_sleeping_engine_first_and_puts_it_back_to_sleep(tmp_path, stack):
+    """As on a colocated GPU node (``--vllm.enable_sleep``): vLLM's ``sleep`` pauses its scheduler (the
+    memory release is the GPU's part; the CPU worker skips it), so a sleeping engine takes requests but
+    generates nothing until ``wake_up``. The greedy pass must wake the engines, generate, and put them
+    back to sleep for the training that follows."""
+    import threading
+
+    import ray
+    from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
+    from vllm import SamplingParams
+
+    model, groups = stack
+    trainer, _, _ = build(tmp_path, model, groups, "grpo")
+    trainer.args.vllm.enable_sleep = True  # what --vllm.enable_sleep (colocate=true) sets
+    batch_vllm_engine_call(groups.engines, "sleep")  # as create_vllm_engines leaves them with sleep mode
+    done: list[Any] = []
+    try:
+        greedy = threading.Thread(target=lambda: done.append(trainer.evaluate_greedy()), daemon=True)
+        greedy.start()
+        greedy.join(timeout=180)
+        assert done and len(done[0]) == 6, "the greedy pass did not finish: it generated on a sleeping engine"
+        ids, _ = fixed_response(model)
+        ref = groups.engines[0].generate.remote(ids, SamplingParams(max_tokens=1))
+        with pytest.raises(ray.exceptions.GetTimeoutError):
+            ray.get(ref, timeout=5)  # asleep again: the request waits
+    finally:
+        batch_vllm_engine_call(groups.engines, "wake_up")
+    assert ray.get(ref).outputs[0].token_ids  # and runs once awake
+
+
 def test_a_reward_exception_inside_openrlhfs_executor_fails_the_run_with_the_record(tmp_path, stack):
     model, groups = stack
     samples = make_samples(tmp_path, 6)
