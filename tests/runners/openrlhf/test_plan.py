@@ -218,3 +218,15 @@ def test_the_tiny_model_refuses_a_head_size_vllms_cpu_attention_lacks(tmp_path):
     assert not (tmp_path / "m").exists()
     config = json.loads((write_tiny_chat_model(tmp_path / "ok", hidden_size=64) / "config.json").read_text())
     assert config["hidden_size"] // config["num_attention_heads"] == HEAD_SIZE == 32
+
+
+def test_the_readmes_cpu_run_is_the_one_ci_makes():
+    import re
+
+    from tests.runners.openrlhf.test_real_run import CPU_SETTINGS
+
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("rlbench-med run --suite climb_vision --algos grpo --seeds 0 --runner openrlhf"):]
+    block = block[: block.index("```")]
+    sets = dict(item.split("=", 1) for item in re.findall(r"--set (\S+)", block))
+    assert sets.pop("model") == "/path/to/tiny-model" and sets == CPU_SETTINGS
