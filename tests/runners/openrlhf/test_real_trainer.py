@@ -338,46 +338,6 @@ def test_fit_logs_each_step_checkpoints_the_estimator_and_evaluates_greedily(tmp
     assert not _same(saved[0][ESTIMATOR_STATE_KEY], saved[1][ESTIMATOR_STATE_KEY])
 
 
-def test_resume_loads_the_checkpoint_into_new_actors_and_syncs_the_engine_first(tmp_path, stack):
-    """A second actor group loads step 1 of a run (``--ckpt.load_enable``); only step 2 runs, from the restored
-    estimator state, and its rollouts come from the restored weights, not from what the engine held."""
-    from openrlhf.trainer.ray.launcher import RayActorGroup, ReferenceModelActor
-    from openrlhf.trainer.ray.ppo_actor import PolicyModelActor
-
-    model, groups = stack
-    first, _, _ = build(tmp_path, model, groups, "drpo_release", checkpoint_every=1)
-    first.fit()
-    ckpt = groups.ckpt / "_actor"
-    (ckpt / "latest").write_text("global_step1")  # as if stopped after step 1
-    saved = torch.load(ckpt / "global_step1" / "mp_rank_00_model_states.pt", weights_only=False)
-
-    import ray
-
-    args, _ = parsed_args(settings(model, checkpoint_every=1), tmp_path, "drpo_release", resume=True)
-    from openrlhf.utils import get_strategy
-
-    args.ckpt.path = str(groups.ckpt)
-    strategy = get_strategy(args)
-    actor = RayActorGroup(1, 1, PolicyModelActor)
-    ref = RayActorGroup(1, 1, ReferenceModelActor)
-    ray.get(actor.async_init_model_from_pretrained(strategy, str(model), MAX_STEPS, groups.engines)
-            + ref.async_init_model_from_pretrained(strategy, str(model)))
-    resumed_groups = Groups(strategy=strategy, engines=groups.engines, actor=actor, ref=ref, ckpt=groups.ckpt)
-    ids, start = fixed_response(model)
-    stale = float((engine_logprobs(groups.engines[0], ids, start) - actor_logprobs(actor, ids, start)).abs().max())
-    assert stale > 2 * TOL  # the engine holds the first run's last weights, not step 1's
-
-    resumed, spec, spies = build(tmp_path, model, resumed_groups, "drpo_release", resume=True, checkpoint_every=1)
-    seen = []
-    load = resumed.estimator.load_state_dict
-    resumed.estimator.load_state_dict = lambda state: (seen.append(state), load(state))
-    resumed.fit()
-    assert len(seen) == 1 and _same(seen[0], saved["rlbench_estimator_state"])
-    assert max(spies.gaps) < TOL, spies.gaps  # synced before its first rollout
-    assert sum(len(e.index) for e in spies.appended) == 2 * N  # only step 2 ran
-    assert [x["step"] for x in metric_lines(spec)][-2:] == [2, 2]
-
-
 def test_the_greedy_pass_wakes_a_sleeping_engine_first_and_puts_it_back_to_sleep(tmp_path, stack):
     """As on a colocated GPU node (``--vllm.enable_sleep``): vLLM's ``sleep`` pauses its scheduler (the
     memory release is the GPU's part; the CPU worker skips it), so a sleeping engine takes requests but
@@ -419,6 +379,49 @@ def test_a_reward_exception_inside_openrlhfs_executor_fails_the_run_with_the_rec
     assert f"sample {uid} ({samples[1].domain}/{samples[1].dataset}) has no reward" in str(caught.value)
     assert "no_such_reward" in str(caught.value), str(caught.value)
     assert all(PromptLabel.from_json(lab).uid != uid for e in spies.appended for lab in e.labels)
+
+
+def test_resume_loads_the_checkpoint_into_new_actors_and_syncs_the_engine_first(tmp_path, stack):
+    """A second actor group loads step 1 of a run (``--ckpt.load_enable``); only step 2 runs, from the restored
+    estimator state, and its rollouts come from the restored weights, not from what the engine held.
+
+    Last in the module: the new actor group makes the engine's weight-sync group its own (as a restarted
+    job does), so the module's first actor group can no longer sync."""
+    from openrlhf.trainer.ray.launcher import RayActorGroup, ReferenceModelActor
+    from openrlhf.trainer.ray.ppo_actor import PolicyModelActor
+
+    model, groups = stack
+    first, _, _ = build(tmp_path, model, groups, "drpo_release", checkpoint_every=1)
+    first.fit()
+    ckpt = groups.ckpt / "_actor"
+    (ckpt / "latest").write_text("global_step1")  # as if stopped after step 1
+    saved = torch.load(ckpt / "global_step1" / "mp_rank_00_model_states.pt", weights_only=False)
+
+    import ray
+
+    args, _ = parsed_args(settings(model, checkpoint_every=1), tmp_path, "drpo_release", resume=True)
+    from openrlhf.utils import get_strategy
+
+    args.ckpt.path = str(groups.ckpt)
+    strategy = get_strategy(args)
+    actor = RayActorGroup(1, 1, PolicyModelActor)
+    ref = RayActorGroup(1, 1, ReferenceModelActor)
+    ray.get(actor.async_init_model_from_pretrained(strategy, str(model), MAX_STEPS, groups.engines)
+            + ref.async_init_model_from_pretrained(strategy, str(model)))
+    resumed_groups = Groups(strategy=strategy, engines=groups.engines, actor=actor, ref=ref, ckpt=groups.ckpt)
+    ids, start = fixed_response(model)
+    stale = float((engine_logprobs(groups.engines[0], ids, start) - actor_logprobs(actor, ids, start)).abs().max())
+    assert stale > 2 * TOL  # the engine holds the first run's last weights, not step 1's
+
+    resumed, spec, spies = build(tmp_path, model, resumed_groups, "drpo_release", resume=True, checkpoint_every=1)
+    seen = []
+    load = resumed.estimator.load_state_dict
+    resumed.estimator.load_state_dict = lambda state: (seen.append(state), load(state))
+    resumed.fit()
+    assert len(seen) == 1 and _same(seen[0], saved["rlbench_estimator_state"])
+    assert max(spies.gaps) < TOL, spies.gaps  # synced before its first rollout
+    assert sum(len(e.index) for e in spies.appended) == 2 * N  # only step 2 ran
+    assert [x["step"] for x in metric_lines(spec)][-2:] == [2, 2]
 
 
 def _same(a: object, b: object) -> bool:
