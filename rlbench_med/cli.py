@@ -330,6 +330,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--baseline {args.baseline!r} is not an algorithm of this sweep; choose one of "
                           f"{', '.join(labels)} (or leave it out: grpo when the sweep has it)")
     baseline = args.baseline or "grpo"
+    if not args.dry_run:
+        sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
     open_store(plan.tracking_uri, None if args.dry_run else experiment_name(plan.suite.name))
     console = _console()
@@ -462,7 +464,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 experiment = args.experiment
                 parent = find_parent_run(uri, experiment, args.run_id)
             else:
-                experiment, parent = latest_sweep(uri, args.run_id)
+                skipped: list[str] = []
+                try:
+                    experiment, parent = latest_sweep(uri, args.run_id, skipped)
+                finally:
+                    for note in skipped:
+                        print(f"rlbench-med: {note}", file=sys.stderr)
                 what = f"run {parent.info.run_id}" if args.run_id else f"the latest sweep, run {parent.info.run_id}"
                 name = parent.info.run_name or parent.data.tags.get("mlflow.runName", "")
                 print(f"rlbench-med: no --experiment given; using experiment {experiment}, {what}"
@@ -523,10 +530,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     sources = list(args.sources)
     if not sources:
+        skipped: list[str] = []
         with store_errors(uri):
-            sources = [run.info.run_id for run in latest_sweeps(uri)]
+            sources = [run.info.run_id for run in latest_sweeps(uri, skipped)]
+        for note in skipped:
+            print(f"rlbench-med: {note}", file=sys.stderr)
         if not sources:
-            raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first or give output folders")
+            which = "with a finished job " if skipped else ""
+            raise TrackingError(f"no rlbench-med sweep {which}in {uri}; run `rlbench-med run` first or give output folders")
     with tempfile.TemporaryDirectory(prefix="rlbench-leaderboard-") as scratch:
         with store_errors(uri):
             sweeps = load_sweeps(sources, uri, Path(scratch))

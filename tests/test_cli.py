@@ -475,3 +475,22 @@ def test_a_real_file_size_limit_ends_the_run_with_one_line(tmp_path: Path) -> No
                          f"is room, build the report with `rlbench-med report --results {tmp_path / 'o'}`")
     assert "Traceback" not in done.stderr
     assert len(read_results(tmp_path / "o" / "results.csv")) == 4 * 18
+
+
+def test_bare_report_and_leaderboard_skip_a_newer_sweep_without_finished_jobs(tmp_path: Path, tracked: str,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--set", "steps=2", "--out", "good"]) == 0
+    assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--set", "fail_estimator=grpo", "--out", "bad"]) == 1
+    client = MlflowClient(tracked)
+    experiment = client.get_experiment_by_name("rlbench-med/fake_suite").experiment_id
+    good, bad = (client.search_runs([experiment], filter_string=f"tags.`rlbench.out_dir` = '{tmp_path / name}'")[0]
+                 for name in ("good", "bad"))
+    capsys.readouterr()
+    assert main(["report", "--out", "rep"]) == 0
+    err = capsys.readouterr().err
+    assert f"rlbench-med: skipped sweep run {bad.info.run_id} ({bad.info.run_name}, rlbench-med/fake_suite, FAILED): " \
+           "no job finished" in err
+    assert f"run {good.info.run_id}" in err and (tmp_path / "rep" / "report.html").exists()
+    assert main(["leaderboard"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped sweep run {bad.info.run_id}" in err and f"fake_suite: good = MLflow run {good.info.run_id}" in err

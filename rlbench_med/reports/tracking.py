@@ -662,34 +662,57 @@ def find_parent_run(uri: str, experiment: str, run_id: str | None = None) -> Any
     return runs[0]
 
 
-def latest_sweep(uri: str, run_id: str | None = None) -> tuple[str, Any]:
+def _finished_job(client: Any, parent: Any) -> bool:
+    """Whether sweep ``parent`` has a FINISHED child run (a job with final results)."""
+    return bool(client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    ))
+
+
+def _latest_finished(client: Any, experiment_ids: list[str], names: dict[str, str],
+                     skipped: list[str]) -> Any | None:
+    """The most recently started sweep of ``experiment_ids`` with a finished job; newer ones without are noted."""
+    for run in client.search_runs(experiment_ids, filter_string="tags.`rlbench.role` = 'sweep'",
+                                  order_by=["attributes.start_time DESC"], max_results=1000):
+        if _finished_job(client, run):
+            return run
+        skipped.append(f"skipped sweep run {run.info.run_id} ({run.info.run_name}, {names[run.info.experiment_id]}, "
+                       f"{run.info.status}): no job finished")
+    return None
+
+
+def latest_sweep(uri: str, run_id: str | None = None, skipped: list[str] | None = None) -> tuple[str, Any]:
     """``(experiment name, parent run)`` of the sweep ``run_id`` if given, else of the most recently started
-    sweep (parent) run in any ``rlbench-med/*`` experiment of the store (the report's default)."""
+    sweep (parent) run with a finished job in any ``rlbench-med/*`` experiment of the store (the report's
+    default); the newer sweeps it passes over, with no finished job, are described in ``skipped``."""
     client = client_for(uri)
     if run_id:
         run = _get_run(client, uri, run_id)
         return client.get_experiment(run.info.experiment_id).name, run
+    notes: list[str] = [] if skipped is None else skipped
     experiments = {e.experiment_id: e.name for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)}
-    runs = client.search_runs(
-        list(experiments), filter_string="tags.`rlbench.role` = 'sweep'", order_by=["attributes.start_time DESC"],
-        max_results=1,
-    ) if experiments else []
-    if not runs:
-        raise TrackingError(f"no rlbench-med sweep in {uri}; run `rlbench-med run` first, or give --experiment NAME "
-                            "or --results DIR")
-    return experiments[runs[0].info.experiment_id], runs[0]
+    run = _latest_finished(client, list(experiments), experiments, notes) if experiments else None
+    if run is None:
+        what = f"no rlbench-med sweep with a finished job in {uri} ({len(notes)} without)" if notes else \
+            f"no rlbench-med sweep in {uri}"
+        raise TrackingError(f"{what}; run `rlbench-med run` first, or give --experiment NAME or --results DIR")
+    return experiments[run.info.experiment_id], run
 
 
-def latest_sweeps(uri: str) -> list[Any]:
-    """The latest sweep (parent) run of every ``rlbench-med/*`` experiment of the store, by experiment name."""
+def latest_sweeps(uri: str, skipped: list[str] | None = None) -> list[Any]:
+    """The latest sweep (parent) run with a finished job of every ``rlbench-med/*`` experiment of the store, by
+    experiment name; the newer sweeps passed over, with no finished job, are described in ``skipped``."""
     client = client_for(uri)
+    notes: list[str] = [] if skipped is None else skipped
     out = []
     for exp in sorted(client.search_experiments(), key=lambda e: e.name):
         if not exp.name.startswith(EXPERIMENT_PREFIX):
             continue
-        runs = client.search_runs([exp.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'",
-                                  order_by=["attributes.start_time DESC"], max_results=1)
-        out += list(runs)
+        run = _latest_finished(client, [exp.experiment_id], {exp.experiment_id: exp.name}, notes)
+        if run is not None:
+            out.append(run)
     return out
 
 

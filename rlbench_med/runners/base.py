@@ -238,6 +238,9 @@ class RunnerSpec:
     - ``identity(job)``: what a job's results depend on beyond its config, data and the code (e.g.
       the cache key of its starting checkpoint), once the data is ready; a runner without it is
       never reused from the job cache (``runners/sweep/jobcache.py``).
+    - ``preflight(job)``: for a real run (not ``--dry-run``), raise ``ConfigError`` if the job cannot
+      start on this machine (missing packages, model or GPUs); called at plan time, before anything
+      is written.
     """
 
     name: str
@@ -249,6 +252,7 @@ class RunnerSpec:
     plan: Callable[[Job], list[str]]
     evaluates_base: bool = False
     identity: Callable[[Job], dict[str, str]] | None = None
+    preflight: Callable[[Job], None] | None = None
 
 
 def make_job_estimator(job: Job) -> Estimator:

@@ -71,6 +71,10 @@ class OpenRLHFConfig(RewardSettings):
         None, "Schulman's KL estimator; None: k3 with kl_mode=loss, k1 with kl_mode=reward (OpenRLHF's advice)"
     )
     # -- cluster layout -------------------------------------------------------------------------
+    device: Literal["cuda", "cpu"] = knob(
+        "cuda", "'cpu' runs the same OpenRLHF pipeline without GPUs (vLLM's CPU build, DeepSpeed's CPU accelerator, "
+        "Ray with logical GPUs): tiny models, tests and CI; needs colocate=false"
+    )
     num_nodes: int = knob(1, "nodes for the actor (and the reference and critic models)")
     gpus_per_node: int = knob(8, "GPUs per node for the actor (and the reference and critic models)")
     vllm_num_engines: int = knob(8, "vLLM rollout engines (with colocate: engines x tensor parallel = all GPUs)")
@@ -145,6 +149,11 @@ class OpenRLHFConfig(RewardSettings):
             raise ConfigError(
                 f"rollout_batch_size x n_samples_per_prompt ({rollouts}) must be a multiple of train_batch_size "
                 f"({self.train_batch_size}) so every step's rollouts fill whole optimizer steps"
+            )
+        if self.device == "cpu" and self.colocate:
+            raise ConfigError(
+                "device=cpu: vLLM's CPU build has no sleep mode, so the actors and vLLM cannot take turns on shared "
+                "devices; set colocate=false"
             )
         gpus = self.num_nodes * self.gpus_per_node
         if self.colocate and self.vllm_num_engines * self.vllm_tensor_parallel_size != gpus:

@@ -12,6 +12,10 @@ and bounds every startup wait (:mod:`~rlbench_med.runners.openrlhf.startup`). An
 launch with the traceback and then one line starting with ``rlbench-med launch error:``, which
 the runner reports.
 
+With ``device=cpu`` in the run spec the launch starts its local Ray with logical GPUs (as many as
+the flags ask for) and applies :mod:`~rlbench_med.runners.openrlhf.cpu`'s patches here and, through
+Ray's ``worker_process_setup_hook``, in every Ray worker.
+
 The trainer actor is pinned to this node: it writes the metrics and predictions files the runner
 reads here. On a multi-node cluster run this on a node of the cluster (the head node) with
 ``ray_address=auto``; prompts, images and the output folder must be on a filesystem every node sees.
@@ -109,7 +113,21 @@ def launch(spec: RunSpec, openrlhf_argv: Sequence[str]) -> None:
         "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
         "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
     }
-    ray.init(address=spec.ray_address or None, runtime_env={"env_vars": env})
+    runtime_env: dict[str, Any] = {"env_vars": env}
+    resources: dict[str, Any] = {}
+    if spec.device == "cpu":
+        from rlbench_med.runners.openrlhf import cpu
+        from rlbench_med.runners.openrlhf.guard import parse_flags
+        from rlbench_med.runners.openrlhf.startup import gpus_needed
+
+        os.environ.update(cpu.environment())
+        env.update(cpu.environment())
+        runtime_env["worker_process_setup_hook"] = f"{cpu.__name__}.install"
+        cpu.install()
+        if not spec.ray_address:  # logical GPUs: Ray places OpenRLHF's actors as on a GPU node
+            needed, _ = gpus_needed(parse_flags(openrlhf_argv))
+            resources = {"num_gpus": needed, "num_cpus": needed + 1, "include_dashboard": False}
+    ray.init(address=spec.ray_address or None, runtime_env=runtime_env, **resources)
     where = f"at {spec.ray_address}" if spec.ray_address else f"started by this launch on {socket.gethostname()}"
 
     import openrlhf.trainer.ppo_trainer as ppo_trainer_module

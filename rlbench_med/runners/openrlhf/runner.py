@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from rlbench_med.runners.openrlhf.flags import (
     shell_command,
 )
 from rlbench_med.runners.openrlhf.guard import check_user_flags, parse_flags
-from rlbench_med.runners.openrlhf.startup import find_error_line, require_gpus
+from rlbench_med.runners.openrlhf.startup import LaunchError, find_error_line, require_gpus
 from rlbench_med.typed_config import ConfigError
 
 #: Packages a real run needs (the ``openrlhf`` extra); ``plan``/``check`` need none of them.
@@ -162,6 +163,22 @@ def _require_runtime() -> None:
         )
 
 
+def resumable(job: Job) -> bool:
+    """Whether ``job`` has a complete OpenRLHF checkpoint to resume from (DeepSpeed's ``latest`` tag file).
+
+    DeepSpeed writes ``latest`` after a save has finished, so a ``ckpt/_actor`` folder without it is
+    a job stopped during its first save: it is said on stderr and the job starts from scratch
+    (OpenRLHF would load nothing and then fail on the missing client states).
+    """
+    actor = LaunchPaths.for_job(job).ckpt / "_actor"
+    if (actor / "latest").is_file():
+        return True
+    if actor.is_dir():
+        print(f"{job.algo} seed {job.seed}: {actor} holds no complete checkpoint (no 'latest' file: the job stopped "
+              "during its first save); training from scratch", file=sys.stderr, flush=True)
+    return False
+
+
 def local_gpus() -> int:
     """CUDA GPUs PyTorch sees on this machine (what a local Ray started here gets)."""
     import torch
@@ -251,19 +268,29 @@ def rows_from_predictions(job: Job, path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
-    """Export, launch OpenRLHF with our trainer, stream metrics, read the predictions back."""
-    start = time.perf_counter()
+def preflight(job: Job) -> None:
+    """Raise :class:`ConfigError` unless ``job`` can start here: ``model`` set, the packages installed and,
+    for a local Ray on ``device=cuda``, this machine's GPUs enough for the plan (a joined Ray cluster is
+    checked by the launch itself). The sweep calls it at plan time, before anything is written."""
     cfg = _config(job)
     check(job)
     if not cfg.model:
         raise ConfigError("model: the openrlhf runner trains a Hugging Face model; --set model=/path/to/model")
     _require_runtime()
-    ctx = context(job, resume=resume and (LaunchPaths.for_job(job).ckpt / "_actor").is_dir())
-    if not cfg.ray_address:
-        # The launch would start a local Ray, which gets this machine's GPUs: refuse now rather than
-        # after starting Ray (a joined cluster is checked by the launch itself).
-        require_gpus(parse_flags(openrlhf_flags(ctx)), local_gpus(), f"the launch would start on {socket.gethostname()}")
+    if not cfg.ray_address and cfg.device == "cuda":
+        try:
+            require_gpus(parse_flags(openrlhf_flags(context(job))), local_gpus(),
+                         f"the launch would start on {socket.gethostname()}")
+        except LaunchError as exc:
+            raise ConfigError(f"{exc}; or --set device=cpu for a tiny model without GPUs") from None
+
+
+def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
+    """Export, launch OpenRLHF with our trainer, stream metrics, read the predictions back."""
+    start = time.perf_counter()
+    cfg = _config(job)
+    preflight(job)
+    ctx = context(job, resume=resume and resumable(job))
     paths = ctx.paths
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     exported = export_job_data(job, paths, ctx.vlm)
@@ -285,6 +312,7 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         max_len=cfg.max_len,
         ray_address=cfg.ray_address,
         startup_timeout_s=cfg.startup_timeout_s,
+        device=cfg.device,
     ).write(paths.spec)
     if not ctx.resume and paths.metrics.exists():  # a fresh start (also when --resume found no checkpoint)
         paths.metrics.unlink()

@@ -30,6 +30,7 @@ class RunSpec:
         max_new_tokens, max_len: generation limits of evaluation and of the ReMax greedy baseline.
         ray_address: the Ray cluster to join ('' starts a local one).
         startup_timeout_s: bound of every wait before training starts (placement groups, actors, model loading); 0: none.
+        device: ``cuda``, or ``cpu`` for OpenRLHF's pipeline on the CPU (:mod:`~rlbench_med.runners.openrlhf.cpu`).
     """
 
     estimator: str
@@ -46,6 +47,7 @@ class RunSpec:
     max_len: int
     ray_address: str = ""
     startup_timeout_s: float = 1800.0
+    device: str = "cuda"
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

@@ -18,10 +18,20 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
+#: Head size of the attention: vLLM's CPU attention supports 32, 64, 80, ... (not 16).
+HEAD_SIZE = 32
+
+
 def write_tiny_chat_model(
     path: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, max_positions: int = 2048
 ) -> Path:
-    """Write the tokenizer and a random Qwen2 model (``layers`` x ``hidden_size``, float32) to ``path``."""
+    """Write the tokenizer and a random Qwen2 model (``layers`` x ``hidden_size``, float32) to ``path``.
+
+    Heads are :data:`HEAD_SIZE` wide (``hidden_size / HEAD_SIZE`` query heads, half as many key/value
+    heads, at least one), so vLLM's CPU engine can serve it.
+    """
+    if hidden_size % HEAD_SIZE:
+        raise ValueError(f"hidden_size must be a multiple of {HEAD_SIZE} (vLLM's CPU head sizes), got {hidden_size}")
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
@@ -48,8 +58,8 @@ def write_tiny_chat_model(
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=hidden_size // HEAD_SIZE,
+        num_key_value_heads=max(1, hidden_size // HEAD_SIZE // 2),
         max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id,

@@ -94,6 +94,33 @@ def require_rewards(samples: Sequence[Any], decode: Callable[[Any], str]) -> Non
             raise missing_reward_error(decode(sample.sequences[0]), sample.prompts[0], sample.labels[0])
 
 
+#: OpenRLHF's client states of a run that starts from scratch (``BasePPOTrainer.init_checkpoint_states``).
+FRESH_STATES: dict[str, Any] = {"episode": 0, "global_step": 0, "total_consumed_prompts": 0,
+                                "data_loader_state_dict": {}}
+
+
+def restore_states(states: dict[str, Any], estimator: Any, ckpt_path: str) -> dict[str, Any]:
+    """The client states ``fit`` continues from, with the estimator's state restored from them.
+
+    ``states`` are what OpenRLHF loaded for ``--ckpt.load_enable``: empty when its folder holds no
+    complete checkpoint (DeepSpeed loads nothing without a ``latest`` tag, e.g. a job stopped
+    during its first save), in which case training starts from scratch and says so. A checkpoint
+    past step 0 without the estimator's state was not written by this trainer and is refused.
+    """
+    if not states:
+        print(f"rlbench trainer: no complete checkpoint in {ckpt_path}/_actor (no 'latest' tag: stopped during "
+              "its first save?); training from scratch", flush=True)
+        return dict(FRESH_STATES)
+    if states["global_step"] > 0:
+        if ESTIMATOR_STATE_KEY not in states:
+            raise RuntimeError(
+                f"the checkpoint in {ckpt_path} has no estimator state ({ESTIMATOR_STATE_KEY}); "
+                "it was not written by the rlbench trainer, so the run cannot resume identically"
+            )
+        estimator.load_state_dict(states[ESTIMATOR_STATE_KEY])
+    return states
+
+
 def make_trainer_class(spec: RunSpec) -> type:
     """The trainer class for ``ray.remote`` (same constructor as OpenRLHF's ``PPOTrainer``)."""
     import ray
@@ -266,17 +293,10 @@ def make_trainer_class(spec: RunSpec) -> type:
 
         # -- the loop ---------------------------------------------------------------------------
         def fit(self, global_step: int = 0) -> None:
-            checkpoint_states = self.init_checkpoint_states()
+            checkpoint_states = restore_states(self.init_checkpoint_states(), self.estimator, self.args.ckpt.path)
             self.restore_best_checkpoint_state(checkpoint_states)
             start_episode = checkpoint_states["episode"]
-            if checkpoint_states["global_step"] > 0:
-                global_step = checkpoint_states["global_step"]
-                if ESTIMATOR_STATE_KEY not in checkpoint_states:
-                    raise RuntimeError(
-                        f"the checkpoint in {self.args.ckpt.path} has no estimator state ({ESTIMATOR_STATE_KEY}); "
-                        "it was not written by the rlbench trainer, so the run cannot resume identically"
-                    )
-                self.estimator.load_state_dict(checkpoint_states[ESTIMATOR_STATE_KEY])
+            global_step = checkpoint_states["global_step"] or global_step
             total_consumed_prompts = checkpoint_states["total_consumed_prompts"]
             if global_step:
                 self.broadcast_to_vllm()

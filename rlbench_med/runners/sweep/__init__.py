@@ -24,6 +24,7 @@ from rlbench_med.runners.sweep.plan import (
     build_plan,
     default_out_dir,
     latest_out_dir,
+    preflight,
 )
 from rlbench_med.runners.sweep.progress import NullProgress, Progress
 from rlbench_med.runners.sweep.request import (
@@ -78,6 +79,7 @@ __all__ = [
     "ensure_data",
     "interrupt_on_signals",
     "latest_out_dir",
+    "preflight",
     "parse_algos",
     "parse_seeds",
     "parse_set",

@@ -316,6 +316,14 @@ def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
                 "ignore case on some file systems")
 
 
+def preflight(plan: Plan) -> None:
+    """Refuse a real run (not ``--dry-run``) that cannot start on this machine, before anything is written:
+    the runner's ``preflight`` on every job (``ConfigError`` with a one-line reason)."""
+    if plan.runner.preflight is not None:
+        for job in plan.jobs:
+            plan.runner.preflight(job)
+
+
 #: Estimators whose jobs group DRPO by dataset unless the user sets group_by: the release keys DRPO
 #: on the record's ``dataset`` (QoQ_Med commit 97f7f3d, verl/trainer/ray_trainer.py L168-179).
 DATASET_GROUPED = frozenset({"drpo_release"})

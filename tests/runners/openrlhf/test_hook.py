@@ -44,6 +44,12 @@ class Truth:
 
 def make_batch(cls: type, root: Path, *, prompts: int = 6, t: int = 12, micro: int = 5, seed: int = 0,
                ties: bool = True) -> tuple[list, Truth]:
+    """Experiences laid out by OpenRLHF's own code: each rollout through
+    ``SamplesGenerator._process_response_into_experience`` (prompt tokens, then the response), then
+    each micro-batch through ``Experience.concat_experiences`` (right padding); the token fields
+    (log probs, values, KL) are then set on the response columns of that layout."""
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
     g = torch.Generator().manual_seed(seed)
     samples = make_samples(root, prompts, seed)
     b = prompts * N
@@ -61,29 +67,40 @@ def make_batch(cls: type, root: Path, *, prompts: int = 6, t: int = 12, micro: i
     baseline = torch.rand(prompts, generator=g).repeat_interleave(N)
     labels = [PromptLabel.from_sample(s).to_json() for s in samples for _ in range(N)]
     texts = [f"<prompt {s.uid}>" for s in samples for _ in range(N)]
+    prompt_ids = [torch.randint(5, 50, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist()
+                  for _ in samples]
     domains = torch.tensor([DOMAINS.index(s.domain) for s in samples for _ in range(N)])
     order = torch.randperm(b, generator=g).tolist()
     exps = []
     for start in range(0, b, micro):
         rows = order[start : start + micro]
+        singles = []
+        for i in rows:
+            response = torch.randint(5, 50, (int(lengths[i]),), generator=g).tolist()
+            p = prompt_ids[i // N]
+            singles.append(SamplesGenerator._process_response_into_experience(  # self is unused there
+                None, {"observation_tokens": p + response, "action_ranges": [(len(p), len(p) + len(response))],
+                       "reward": float(rewards[i]), "rollout_log_probs": None, "prompt": texts[i],
+                       "label": labels[i]}, max_len=1024))
+        exp = cls.concat_experiences(singles, 0)
         r = torch.tensor(rows)
-        a = int(lengths[r].max())
-        exps.append(
-            cls(
-                sequences=torch.zeros(len(rows), a + 3, dtype=torch.long),
-                action_mask=mask[r, :a].bool(),
-                action_log_probs=old[r, :a].clone(),
-                base_action_log_probs=ref[r, :a].clone(),
-                values=values[r, :a].clone(),
-                kl=kl[r, :a].clone(),
-                rewards=rewards[r].clone(),
-                index=list(rows),
-                prompts=[texts[i] for i in rows],
-                labels=[labels[i] for i in rows],
-                info={BASELINE_INFO_KEY: baseline[r].clone()},
-            )
-        )
+        exp.index = list(rows)
+        exp.action_log_probs = on_responses(old[r], exp.action_mask)
+        exp.base_action_log_probs = on_responses(ref[r], exp.action_mask)
+        exp.values = on_responses(values[r], exp.action_mask)
+        exp.kl = on_responses(kl[r], exp.action_mask)
+        exp.info[BASELINE_INFO_KEY] = baseline[r].clone()
+        exps.append(exp)
     return exps, Truth(rewards, mask, old, ref, values, kl, baseline, domains)
+
+
+def on_responses(aligned: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
+    """``[B_e, T]`` left-aligned values -> ``[B_e, A_e]`` with them on each row's response columns."""
+    out = torch.zeros(action_mask.shape)
+    for j in range(action_mask.shape[0]):
+        columns = action_mask[j].nonzero()[:, 0]
+        out[j, columns] = aligned[j, : len(columns)]
+    return out
 
 
 def settings(**kw: object) -> HookSettings:
@@ -91,11 +108,13 @@ def settings(**kw: object) -> HookSettings:
 
 
 def gather(exps: list, field: str, t: int) -> torch.Tensor:
-    """``[B, T]`` of an experience field, back in rollout order (zero past each action length)."""
+    """``[B, T]`` of an experience field on the responses, left-aligned, back in rollout order."""
     b = sum(len(e.index) for e in exps)
     out = torch.zeros(b, t)
     for e in exps:
-        out[torch.tensor(e.index), : getattr(e, field).shape[1]] = getattr(e, field)
+        for j, row in enumerate(e.index):
+            values = getattr(e, field)[j][e.action_mask[j].bool()]
+            out[row, : len(values)] = values
     return out
 
 
@@ -122,10 +141,9 @@ def test_hook_gives_the_registry_estimators_advantages_exactly(experience_cls, t
     )
     for e in exps:
         rows = torch.tensor(e.index)
-        a = e.action_mask.shape[1]
         assert e.advantages.dtype == torch.float32 and e.advantages.shape == e.action_mask.shape
-        assert torch.equal(e.advantages, expected.advantages[rows, :a].to(torch.float32))
-        assert torch.equal(e.returns, expected.returns[rows, :a].to(torch.float32))
+        assert torch.equal(e.advantages, on_responses(expected.advantages[rows].float(), e.action_mask))
+        assert torch.equal(e.returns, on_responses(expected.returns[rows].float(), e.action_mask))
         assert e.kl is None
     assert metrics["train/reward_mean"] == pytest.approx(float(truth.rewards.double().mean()))
     assert set(k for k in metrics if k.startswith("adv/")) == {f"adv/{k}" for k in expected.diagnostics}
@@ -184,43 +202,28 @@ def test_stateful_estimator_resumes_identically_from_its_state_dict(experience_c
 
 
 # ---------------------------------------------------------------------------------------------
-# the hook equals OpenRLHF's own math (written out from compute_advantages_and_returns, 0.11.2)
+# the hook equals OpenRLHF's own advantage step (RemoteExperienceMaker.compute_advantages_and_returns)
 # ---------------------------------------------------------------------------------------------
-def openrlhf_token_rewards(r: torch.Tensor, kl_coef: float, kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``openrlhf.models.utils.compute_reward``: R on the eos (last action) token, minus kl_coef * kl."""
-    eos = mask.size(1) - 1 - mask.long().fliplr().argmax(dim=1, keepdim=True)
-    last = torch.zeros_like(kl).scatter_(dim=1, index=eos, src=r.unsqueeze(1).to(kl.dtype))
-    return last - kl_coef * kl
+def openrlhf_advantages(exps: list, estimator: str, kl_coef: float = 0.0) -> list:
+    """Copies of ``exps`` through OpenRLHF 0.11.2's own ``compute_advantages_and_returns`` for ``estimator``.
 
+    The method reads only ``strategy.args`` (OpenRLHF's flag defaults, from its parser's table),
+    ``kl_ctl.value`` and ``advantage_estimator`` of the experience maker.
+    """
+    import copy
+    from types import SimpleNamespace
 
-def openrlhf_cumulative_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-    """``RemoteExperienceMaker.get_cumulative_returns`` (loop form)."""
-    rewards = mask * rewards
-    returns = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.size(0))
-    for t in reversed(range(rewards.size(1))):
-        running = rewards[:, t] + gamma * running
-        returns[:, t] = running
-    return returns
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
+    from rlbench_med.runners.openrlhf.guard import parse_flags
 
-def openrlhf_advantages(estimator: str, rewards: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor,
-                        kl_coef: float = 0.0) -> torch.Tensor:
-    """OpenRLHF 0.11.2's advantages of rollouts in rollout order (``n`` per prompt, consecutive)."""
-    r = rewards.reshape(-1, N)
-    if estimator == "rloo":
-        r = r - (r.sum(-1, keepdim=True) - r) / (N - 1)
-    elif estimator == "reinforce_baseline":
-        r = r - r.mean(-1, keepdim=True)
-    elif estimator == "group_norm":
-        r = (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + 1e-9)
-    adv = openrlhf_cumulative_returns(openrlhf_token_rewards(r.reshape(-1), kl_coef, kl, mask), mask)
-    if estimator in ("reinforce", "reinforce_baseline"):
-        num = mask.sum()
-        mean = (adv * mask).sum() / num
-        var = ((adv - mean).pow(2) * mask).sum() / num
-        adv = (adv - mean) * var.clamp(min=1e-8).rsqrt()
-    return adv
+    args = parse_flags(["--rollout.n_samples_per_prompt", str(N), "--algo.advantage.estimator", estimator,
+                        "--algo.kl.init_coef", str(kl_coef)])  # its reward clip (-10, 10) leaves [0, 1] alone
+    maker = object.__new__(RemoteExperienceMaker)
+    maker.strategy = SimpleNamespace(args=args)
+    maker.kl_ctl = SimpleNamespace(value=kl_coef)
+    maker.advantage_estimator = estimator
+    return maker.compute_advantages_and_returns([copy.deepcopy(e) for e in exps])
 
 
 def unit_scale(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -233,35 +236,41 @@ def unit_scale(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ("openrlhf_name", "ours", "whitened"),
     [("group_norm", "grpo:eps=1e-9", False), ("rloo", "rloo", False), ("reinforce_baseline", "reinforce_pp_baseline", True)],
 )
-def test_hook_matches_openrlhfs_own_math(experience_cls, tmp_path, openrlhf_name, ours, whitened):
+def test_hook_matches_openrlhfs_own_advantage_step(experience_cls, tmp_path, openrlhf_name, ours, whitened):
     exps, truth = make_batch(experience_cls, tmp_path, seed=3)
+    theirs = openrlhf_advantages(exps, openrlhf_name)
     apply_estimator(exps, make_estimator(ours), settings())
-    t = truth.mask.shape[1]
-    got = gather(exps, "advantages", t)
-    theirs = openrlhf_advantages(openrlhf_name, truth.rewards, truth.mask, torch.zeros_like(truth.mask))
     on = truth.mask != 0
+    # ours are zero off the responses; OpenRLHF's cumulative returns also fill the prompt columns (its
+    # loss masks them), so the two are compared on the responses
+    for e in exps:
+        assert torch.count_nonzero(e.advantages[~e.action_mask.bool()]) == 0
+    t = truth.mask.shape[1]
+    got, want = gather(exps, "advantages", t), gather(theirs, "advantages", t)
+    assert float(want[on].abs().max()) > 0
     if whitened:
         # Both whiten over the batch's response tokens; OpenRLHF divides by the population std,
         # the registry by the unbiased one, so compare at unit scale (and the exact centring).
         assert float(got[on].double().mean()) == pytest.approx(0.0, abs=1e-6)
-        assert torch.allclose(unit_scale(got, truth.mask), unit_scale(theirs, truth.mask), atol=1e-5)
+        assert torch.allclose(unit_scale(got, truth.mask), unit_scale(want, truth.mask), atol=1e-5)
     else:
-        assert torch.allclose(got[on], theirs[on], atol=1e-5)
-    assert torch.count_nonzero(got[~on]) == 0
+        assert torch.allclose(got[on], want[on], atol=1e-5)
 
 
-def test_kl_in_reward_matches_openrlhfs_compute_reward(experience_cls, tmp_path):
+def test_kl_in_reward_matches_openrlhfs_own_advantage_step(experience_cls, tmp_path):
     exps, truth = make_batch(experience_cls, tmp_path, seed=4)
     coef = 0.05
+    theirs = openrlhf_advantages(exps, "reinforce", kl_coef=coef)
     inputs, _ = experiences_to_inputs(exps, settings(kl_mode="reward", kl_coef=coef))
-    token = openrlhf_token_rewards(truth.rewards, coef, truth.kl, truth.mask) * truth.mask
-    assert torch.allclose(inputs.token_rewards, token, atol=1e-6)
+    # OpenRLHF's returns are the cumulative shaped rewards (before whitening): their first token is the sum
+    returns = gather(theirs, "returns", truth.mask.shape[1])
+    assert torch.allclose(inputs.rewards, returns[:, 0], atol=1e-6)
     assert torch.allclose(inputs.rewards, truth.rewards - coef * (truth.kl * truth.mask).sum(1), atol=1e-6)
 
     apply_estimator(exps, make_estimator("reinforce_pp"), settings(kl_mode="reward", kl_coef=coef))
     got = gather(exps, "advantages", truth.mask.shape[1])
-    theirs = openrlhf_advantages("reinforce", truth.rewards, truth.mask, truth.kl, coef)
-    assert torch.allclose(unit_scale(got, truth.mask), unit_scale(theirs, truth.mask), atol=1e-5)
+    want = gather(theirs, "advantages", truth.mask.shape[1])
+    assert torch.allclose(unit_scale(got, truth.mask), unit_scale(want, truth.mask), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import runpy
 import sys
 import types
@@ -183,3 +184,49 @@ def test_config_invariants_say_what_to_change():
 
 def test_readme_flag_table_is_the_generated_one():
     assert flag_table_markdown() in README.read_text(encoding="utf-8")
+
+
+def test_device_cpu_needs_separate_devices_and_launches_eager_with_a_gloo_sync(tmp_path):
+    with pytest.raises(ConfigError, match="device=cpu: vLLM's CPU build has no sleep mode.*set colocate=false"):
+        OpenRLHFConfig(device="cpu")
+    cpu = openrlhf_flags(LaunchContext(OpenRLHFConfig(device="cpu", colocate=False, model="/m"), 0, False, False,
+                                       LaunchPaths.for_job(job("grpo", tmp_path))))
+    assert "--vllm.enforce_eager" in cpu and cpu[cpu.index("--vllm.sync_backend") + 1] == "gloo"
+    cuda = openrlhf_flags(LaunchContext(OpenRLHFConfig(model="/m"), 0, False, False,
+                                        LaunchPaths.for_job(job("grpo", tmp_path))))
+    assert "--vllm.enforce_eager" not in cuda and "--vllm.sync_backend" not in cuda  # OpenRLHF's defaults on GPUs
+
+
+def test_the_cpu_patches_do_nothing_unless_the_launch_asked_for_them(monkeypatch):
+    import torch
+
+    from rlbench_med.runners.openrlhf import cpu
+
+    monkeypatch.delenv(cpu.DEVICE_ENV, raising=False)
+    before = (torch.cuda.set_device, torch.cuda.current_device, torch.cuda.synchronize, torch.cuda.current_stream)
+    cpu.install()
+    cpu.vllm_plugin()
+    assert (torch.cuda.set_device, torch.cuda.current_device, torch.cuda.synchronize, torch.cuda.current_stream) == before
+    assert cpu.environment()[cpu.DEVICE_ENV] == "cpu" and cpu.environment()["DS_ACCELERATOR"] == "cpu"
+
+
+def test_the_tiny_model_refuses_a_head_size_vllms_cpu_attention_lacks(tmp_path):
+    from rlbench_med.runners.openrlhf.tiny_model import HEAD_SIZE, write_tiny_chat_model
+
+    with pytest.raises(ValueError, match=f"hidden_size must be a multiple of {HEAD_SIZE}"):
+        write_tiny_chat_model(tmp_path / "m", hidden_size=48)
+    assert not (tmp_path / "m").exists()
+    config = json.loads((write_tiny_chat_model(tmp_path / "ok", hidden_size=64) / "config.json").read_text())
+    assert config["hidden_size"] // config["num_attention_heads"] == HEAD_SIZE == 32
+
+
+def test_the_readmes_cpu_run_is_the_one_ci_makes():
+    import re
+
+    from tests.runners.openrlhf.test_real_run import CPU_SETTINGS
+
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("rlbench-med run --suite climb_vision --algos grpo --seeds 0 --runner openrlhf"):]
+    block = block[: block.index("```")]
+    sets = dict(item.split("=", 1) for item in re.findall(r"--set (\S+)", block))
+    assert sets.pop("model") == "/path/to/tiny-model" and sets == CPU_SETTINGS

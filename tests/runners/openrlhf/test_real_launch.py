@@ -1,10 +1,9 @@
-"""The real launch (OpenRLHF 0.11.2's ``train_ppo_ray`` with our trainer) under a local Ray cluster.
+"""How the real launch (OpenRLHF 0.11.2's ``train_ppo_ray`` with our trainer) refuses a cluster it cannot use.
 
 Ray is started in this process with *logical* GPUs (``num_gpus`` is only a scheduling resource),
-and the launch joins it like a multi-node run would (``ray_address``). On this CPU machine the
-launch gets as far as OpenRLHF goes without CUDA: placement groups, the vLLM engine actor, our
-trainer actor built by the real launch (tokenizer, real prompt dataset from our export), then the
-DeepSpeed policy actor, which stops at its first CUDA call. Every way it stops is one line.
+and the launch (``device=cuda``) joins it like a multi-node run would (``ray_address``). Every way
+it stops is one line. The launch that runs to the end on this CPU (``device=cpu``) is in
+``test_real_run.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from rlbench_med.runners.openrlhf.data import export_prompts
 from rlbench_med.runners.openrlhf.flags import launch_command
 from rlbench_med.runners.openrlhf.runner import context
 from rlbench_med.runners.openrlhf.runspec import RunSpec
-from rlbench_med.runners.openrlhf.startup import ERROR_MARK, find_error_line
+from rlbench_med.runners.openrlhf.startup import ERROR_MARK
 from rlbench_med.runners.openrlhf.tiny_model import write_tiny_chat_model
 from tests.runners.openrlhf.conftest import DOMAINS, local_ray, make_samples, require_openrlhf_stack
 
@@ -66,20 +65,6 @@ def last_error(log: str) -> str:
     lines = [line for line in log.splitlines() if line.startswith(ERROR_MARK)]
     assert lines, log[-3000:]
     return lines[-1][len(ERROR_MARK):]
-
-
-def test_the_real_launch_builds_our_trainer_and_stops_at_the_gpu_boundary(tmp_path, tiny_model):
-    code, log, _ = run_launch(tmp_path, tiny_model, dict(num_cpus=4, num_gpus=2), colocate=False, kl_coef=0.0,
-                              gpus_per_node=1, vllm_num_engines=1)
-    assert code == 1
-    # our trainer class was built by OpenRLHF's train() inside its Ray actor, on OpenRLHF's prompt dataset
-    assert "rlbench trainer ready: 4 prompts" in log, log[-3000:]
-    reason = last_error(log)
-    assert reason.startswith("PolicyModelActor.init_model_from_pretrained failed: "), reason
-    assert "openrlhf/utils/deepspeed/deepspeed.py:97 (setup_distributed) -> torch/cuda/__init__.py" in reason
-    assert "(set_device)" in reason and reason.endswith("(the GPU boundary: OpenRLHF's DeepSpeed actors and vLLM "
-                                                        "engines need CUDA GPUs)")
-    assert find_error_line(tmp_path / "out/openrlhf/grpo-seed0/launch.log") == reason
 
 
 def test_a_cluster_without_the_gpus_fails_at_once_with_what_is_missing(tmp_path, tiny_model):

@@ -1,8 +1,9 @@
 """``run`` around a stand-in launch: export, run spec, metrics streaming, predictions -> results rows.
 
-The real launch needs GPUs, vLLM and DeepSpeed; here ``launch_command`` is replaced by a small
-script that behaves like the trainer towards the runner (appends metrics lines, writes the
-predictions file of the exported test prompts), so everything around it runs for real.
+``run`` driving the real launch on the CPU is ``test_real_run.py`` (minutes); here, for the runner's
+own cases in seconds (a failing launch, a resume without a checkpoint, the export), ``launch_command``
+is replaced by a small script that behaves like the trainer towards the runner (appends metrics
+lines, writes the predictions file of the exported test prompts). Also the plan-time refusals.
 """
 
 from __future__ import annotations
@@ -184,15 +185,73 @@ def test_trainer_helpers(tmp_path, samples):
 
 
 def test_a_machine_without_the_gpus_is_refused_before_anything_is_launched(data_dir, tmp_path, monkeypatch):
-    from rlbench_med.runners.openrlhf.startup import LaunchError
-
     monkeypatch.setattr(runner, "_require_runtime", lambda: None)
     monkeypatch.setattr(runner, "local_gpus", lambda: 7)
     job = make_job(data_dir, tmp_path / "out")
-    with pytest.raises(LaunchError, match=r"the plan needs 8 GPU\(s\) \(actor, reference and vLLM engines colocated "
-                                          r"on 8\) but the Ray cluster the launch would start on .* has 7;"):
+    with pytest.raises(ConfigError, match=r"the plan needs 8 GPU\(s\) \(actor, reference and vLLM engines colocated "
+                                          r"on 8\) but the Ray cluster the launch would start on .* has 7;.*device=cpu"):
         runner.run(job, MemoryTracker(), resume=False)
     assert not LaunchPaths.for_job(job).log.exists()
     separate = make_job(data_dir, tmp_path / "out2", colocate=False, gpus_per_node=4, vllm_num_engines=3)
-    with pytest.raises(LaunchError, match=r"needs 11 GPU\(s\) \(4 actor \+ 4 reference \+ 3 vLLM\)"):
-        runner.run(separate, MemoryTracker(), resume=False)
+    with pytest.raises(ConfigError, match=r"needs 11 GPU\(s\) \(4 actor \+ 4 reference \+ 3 vLLM\)"):
+        runner.preflight(separate)
+    monkeypatch.setattr(runner, "local_gpus", lambda: 0)
+    runner.preflight(make_job(data_dir, tmp_path / "out3", device="cpu", colocate=False, gpus_per_node=1,
+                              vllm_num_engines=1))  # logical GPUs: nothing to count
+
+
+def test_resume_needs_a_complete_checkpoint_else_starts_from_scratch_saying_so(data_dir, tmp_path, capsys):
+    job = make_job(data_dir, tmp_path / "out")
+    actor = LaunchPaths.for_job(job).ckpt / "_actor"
+    assert not runner.resumable(job) and capsys.readouterr().err == ""  # nothing saved yet: a fresh start
+    (actor / "global_step1").mkdir(parents=True)  # stopped during its first save: DeepSpeed wrote no 'latest'
+    assert not runner.resumable(job)
+    err = capsys.readouterr().err
+    assert f"drpo seed 1: {actor} holds no complete checkpoint" in err and "training from scratch" in err
+    (actor / "latest").write_text("global_step1")
+    assert runner.resumable(job)
+
+
+def test_restore_states_starts_fresh_without_a_checkpoint_and_restores_the_estimator(capsys):
+    from rlbench_med.algorithms import make_estimator
+    from rlbench_med.runners.openrlhf.trainer import ESTIMATOR_STATE_KEY, FRESH_STATES, restore_states
+
+    estimator = make_estimator("drpo_release")
+    assert restore_states({}, estimator, "/runs/ckpt") == FRESH_STATES  # OpenRLHF loaded nothing: no KeyError
+    assert "no complete checkpoint in /runs/ckpt/_actor" in capsys.readouterr().out
+    saved = {"step": 3}  # what the estimator's state_dict() wrote at step 3
+    states = {"episode": 0, "global_step": 3, "total_consumed_prompts": 6, "data_loader_state_dict": {},
+              ESTIMATOR_STATE_KEY: saved}
+    seen = []
+    estimator.load_state_dict = seen.append
+    assert restore_states(states, estimator, "/runs/ckpt") is states and seen == [saved]
+    del states[ESTIMATOR_STATE_KEY]
+    with pytest.raises(RuntimeError, match=r"/runs/ckpt has no estimator state \(rlbench_estimator_state\)"):
+        restore_states(states, estimator, "/runs/ckpt")
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ([], "model: the openrlhf runner trains a Hugging Face model; --set model=/path/to/model"),
+        (["--set", "model=/models/m"], "the openrlhf runner needs rlbench_med_no_such_package on this machine"),
+        (["--set", "model=/models/m", "--set", "gpus_per_node=2", "--set", "vllm_num_engines=2"],
+         "the plan needs 2 GPU(s) (actor, reference and vLLM engines colocated on 2) but the Ray cluster"),
+    ],
+)
+def test_a_run_that_cannot_start_exits_2_before_anything_is_written(sets, message, tmp_path, monkeypatch, capsys):
+    from rlbench_med.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(runner, "local_gpus", lambda: 0)
+    if "model=/models/m" in sets and "gpus_per_node=2" not in sets:
+        monkeypatch.setattr(runner, "RUNTIME_PACKAGES", ("rlbench_med_no_such_package",))
+    else:
+        monkeypatch.setattr(runner, "_require_runtime", lambda: None)
+    code = main(["run", "--suite", "climb_vision", "--algos", "grpo", "--runner", "openrlhf", "--set", "vlm=true",
+                 *sets, "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no MLflow store, no data generated
