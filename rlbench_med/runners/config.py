@@ -104,6 +104,14 @@ class LocalConfig(RewardSettings):
     epochs: int = knob(1, "passes over each step's rollouts")
     minibatches: int = knob(1, "minibatches per epoch (each is one optimizer step)")
     grad_clip: float = knob(1.0, "max global gradient norm (0 disables clipping)")
+    adam_beta1: float = knob(0.9, "AdamW beta1 of the RL and sft-baseline updates (OpenRLHF: 0.9)")
+    adam_beta2: float = knob(0.999, "AdamW beta2 of the RL and sft-baseline updates (OpenRLHF: 0.95)")
+    lr_schedule: Literal["constant", "cosine"] = knob(
+        "constant", "learning rate over the job's optimizer updates: 'constant', or 'cosine' (OpenRLHF's "
+        "cosine_with_min_lr: from lr down to min_lr_ratio x lr); both after warmup_ratio of linear warmup from 0",
+    )
+    warmup_ratio: float = knob(0.0, "fraction of the job's optimizer updates with linear warmup from 0 (OpenRLHF: 0.03)")
+    min_lr_ratio: float = knob(0.1, "lr_schedule=cosine: the last learning rate as a fraction of lr (OpenRLHF: 0.1)")
     vf_coef: float = knob(0.5, "value-loss weight of the critic (estimators that require values)")
     critic_lr: float = knob(1e-3, "AdamW learning rate of the critic")
     # -- evaluation / bookkeeping ---------------------------------------------------------------
@@ -177,6 +185,12 @@ class LocalConfig(RewardSettings):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("warmup_ratio", "min_lr_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.clip_low < 1:
             raise ConfigError(f"clip_low must be in [0, 1) (ratio >= 1 - clip_low), got {self.clip_low}")
         if self.clip_high < 0:

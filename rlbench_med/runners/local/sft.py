@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 BASE_FORMAT = 2
 #: Config fields that do not change the base (RL, evaluation and bookkeeping knobs).
 _NOT_BASE = {
-    "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "encoder_lr_scale", "clip_low", "clip_high", "kl_coef", "kl_mode",
+    "steps", "prompts_per_step", "n_rollouts", "temperature", "lr", "encoder_lr_scale", "adam_beta1", "adam_beta2",
+    "lr_schedule", "warmup_ratio", "min_lr_ratio", "clip_low", "clip_high", "kl_coef", "kl_mode",
     "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward", "reward_weights", "iou_reduce",
     "accuracy_reward",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",

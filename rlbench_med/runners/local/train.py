@@ -41,6 +41,7 @@ from rlbench_med.runners.local.checkpoint import (
 )
 from rlbench_med.runners.local.inputs import EncodedSplit
 from rlbench_med.runners.local.loss import clipped_surrogate, k3_kl
+from rlbench_med.runners.local.optim import lr_factor, make_optimizer, set_learning_rate
 from rlbench_med.runners.local.policy import masked_mean
 from rlbench_med.runners.local.rollout import Rollouts
 from rlbench_med.runners.local.sft import draw_drop, load_or_train_base, optimizer_step, sft_update
@@ -193,8 +194,7 @@ class LocalTrainer:
         if cfg.encoder_lr_scale == 0 and hasattr(self.policy, "encoder_parameters"):
             for p in self.policy.encoder_parameters():
                 p.requires_grad_(False)  # frozen: no gradient computed for them
-        self.optimizer = torch.optim.AdamW(policy_param_groups(self.policy, cfg), lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(policy_param_groups(self.policy, cfg), cfg.lr, cfg)
         self.reward_fn = make_reward_fn(cfg)
         self.estimator = None
         self.critic = None
@@ -205,7 +205,7 @@ class LocalTrainer:
             self.estimator = make_estimator(job.estimator)
             if "values" in self.estimator.requires:
                 self.critic = agent.new_critic(self.policy)
-                self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
+                self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg)
         data = agent.encoded.data
         if cfg.group_by == "domain":
             self.group_names = tuple(data.domains)
@@ -259,6 +259,7 @@ class LocalTrainer:
         start = time.perf_counter()
         idx = torch.randint(len(self.split), (cfg.prompts_per_step,), generator=self.generator)
         self.policy.train()
+        self._schedule(self.step)
         loss = sft_update(self.agent, self.policy, self.optimizer, self.split, idx, self.drop_p, self.generator,
                           cfg.grad_clip)
         elapsed = time.perf_counter() - start
@@ -366,6 +367,7 @@ class LocalTrainer:
         for _ in range(cfg.epochs):
             order = torch.randperm(b, generator=self.generator).to(ro.mask.device)
             for rows in order.chunk(cfg.minibatches):
+                sums["train/lr"] += self._schedule(self.step * cfg.epochs * cfg.minibatches + n_updates)
                 mb = ro.subset(rows)
                 mask = mb.mask
                 logp = self.agent.logprobs(self.policy, mb, cfg.temperature)
@@ -384,6 +386,16 @@ class LocalTrainer:
                     sums["train/value_loss"] += float(v_loss.detach())
                 n_updates += 1
         return {k: v / n_updates for k, v in sums.items()}
+
+    def _schedule(self, update: int) -> float:
+        """Set the learning rates of optimizer update ``update`` (0-based) of the job's; returns the policy's."""
+        cfg = self.cfg
+        per_step = 1 if self.is_sft else cfg.epochs * cfg.minibatches
+        factor = lr_factor(update, self.total_steps * per_step, cfg)
+        set_learning_rate(self.optimizer, factor)
+        if self.critic_optimizer is not None:
+            set_learning_rate(self.critic_optimizer, factor)
+        return cfg.lr * factor
 
     def evaluate(self, inputs: str = "full", split: str = VALIDATION) -> list[dict[str, Any]]:
         """Greedy answers to ``split`` (validation: curves and choices; test: once, at the end)."""
