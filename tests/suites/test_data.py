@@ -90,8 +90,11 @@ def export_dir(tmp_path: Path) -> Path:
 
 def test_real_format_export_loads(export_dir: Path) -> None:
     findings = validate_dir(export_dir)
-    assert [(Path(p.file).name, p.line, p.field, p.level) for p in findings] == [("test.jsonl", 1, "record", "warning")]
-    assert f"same inputs as {export_dir / 'train.jsonl'}:1: a test record also in train" in str(findings[0])
+    assert [(Path(p.file).name, p.line, p.field, p.level) for p in findings] == [
+        ("train.jsonl", 4, "answer", "warning"), ("test.jsonl", 1, "record", "warning")]
+    # Georgia is declared single-label by the catalogue; its record "Normal, MI" contradicts that
+    assert "2 labels, but 'Georgia' is declared single-label by the catalogue" in str(findings[0])
+    assert f"same inputs as {export_dir / 'train.jsonl'}:1: a test record also in train" in str(findings[1])
     data = load_data(export_dir)
     assert len(data.train) == 8 and len(data.test) == 1
     cxr, derm, ecg_pt, ecg_wfdb, ecg_hea, ihm, los, custom = data.train
@@ -107,6 +110,8 @@ def test_real_format_export_loads(export_dir: Path) -> None:
     assert custom.domain == "mri" and custom.labels == ("Lesion",) and custom.classes == ("Lesion", "Clear")
     assert data.domains == ("cxr", "dermoscopy", "mri", "ecg", "los", "ihm48")
     assert data.tasks["MyScans"] == ("Lesion", "Clear")
+    assert data.multi_label["MIMIC-CXR"] and not data.multi_label["HAM10000"] and not data.multi_label["Georgia"]
+    assert not data.multi_label["MyScans"]  # declared nowhere, and no answer names two labels
     assert data.test[0].uid == "test:1" and data.train[1].uid == "train:2"
 
     np.testing.assert_array_equal(load_signal(ecg_pt.time_series[0]), np.load(export_dir / "ecg_pt_values.npy"))
@@ -125,6 +130,30 @@ def test_media_readers(export_dir: Path) -> None:
     mask = load_mask(export_dir / "cxr" / "mimic" / "a_mask.png")
     assert mask.shape == (30, 40) and mask.dtype == bool
     assert mask.sum() == 10 * 8 and mask[4:12, 5:15].all()
+
+
+def test_multi_label_is_declared_per_dataset_and_contradicting_records_are_warned(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png", (8, 8))
+    (tmp_path / "classes.json").write_text(json.dumps({
+        "Mine": {"domain": "mri", "classes": ["A", "B", "C"], "multi_label": False},
+        "Theirs": {"domain": "mri", "classes": ["A", "B"], "multi_label": True},
+        "Bad": {"domain": "mri", "classes": ["A", "B"], "multi_label": "yes"}}))
+    lines = [
+        {"problem": "p", "answer": "A", "images": ["x.png"], "dataset": "Mine"},
+        {"problem": "q", "answer": "A, B", "images": ["x.png"], "dataset": "Mine"},
+        {"problem": "r", "answer": "B", "images": ["x.png"], "dataset": "Mine", "multi_label": True},
+        {"problem": "s", "answer": "A", "images": ["x.png"], "dataset": "Theirs"},
+        {"problem": "t", "answer": "Melanoma", "images": ["x.png"], "dataset": "HAM10000", "multi_label": True},
+    ]
+    _write_jsonl(tmp_path / "train.jsonl", lines)
+    _write_jsonl(tmp_path / "test.jsonl", lines[:1])
+    found = [(Path(f.file).name, f.line, f.field, f.kind) for f in validate_dir(tmp_path) if f.level == "warning"]
+    assert ("train.jsonl", 2, "answer", "contradicting multi-label") in found
+    assert ("train.jsonl", 3, "multi_label", "contradicting multi-label") in found
+    assert ("train.jsonl", 5, "multi_label", "contradicting multi-label") in found
+    assert not any(line in (1, 4) for _, line, _, kind in found if kind == "contradicting multi-label")
+    problems = [str(f) for f in validate_dir(tmp_path) if f.level == "error"]
+    assert problems == [f"{tmp_path / 'classes.json'}:0: Bad.multi_label: must be true or false, got 'yes'"]
 
 
 def test_mimic_task_field_wins_over_inference(tmp_path: Path) -> None:
