@@ -110,13 +110,14 @@ def floor_files(out_dir: Path) -> list[Path]:
 
 
 def write_floors(plan: Plan) -> list[dict[str, Any]]:
-    """Score the trivial floors on the plan's test split; write their predictions; return their results rows."""
+    """Score the trivial floors on the test records the algorithms are scored on (``eval_max_samples``);
+    write their predictions; return their results rows."""
     from rlbench_med.suites import load_data
-    from rlbench_med.suites.floors import floor_predictions, floor_rows
+    from rlbench_med.suites.floors import floor_predictions, floor_rows, scored_records
 
     assert plan.data_source is not None
     data = plan.data if plan.data is not None else load_data(plan.data_source)  # the suite's records
-    floors = floor_predictions(data.train, data.test)
+    floors = floor_predictions(data.train, scored_records(data.test, getattr(plan.config, "eval_max_samples", 0)))
     write_floor_files(plan.out_dir, floors)
     return floor_rows(plan.suite.name, floors)
 
