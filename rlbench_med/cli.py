@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a data folder (train.jsonl, test.jsonl and the media they point to) or explicit files "
         "train=PATH,test=PATH. Every problem and warning is printed as file:line: field: message (warnings: "
         "duplicate records, test records also in train, a domain contradicting the catalogue or the path, "
-        "masks without foreground, classes taken from the answers); the exit code is 1 when there is a problem, "
+        "masks without foreground, classes taken from the answers, records contradicting their dataset's multi-label "
+        "declaration); the exit code is 1 when there is a problem, "
         "0 with warnings only.",
         formatter_class=_Formatter,
     )
