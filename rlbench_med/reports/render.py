@@ -162,13 +162,16 @@ def method_note(report: Report, pairs: list[tuple[str, str]]) -> str:
     """How the intervals and stars of ``pairs``' comparisons were made (one paragraph)."""
     chosen = [c for c in report.comparisons if (c.algo, c.baseline) in pairs]
     n = max((c.n_seeds for c in chosen), default=0)
-    if chosen and all(c.method in EVALUATION_ONLY for c in chosen):
-        what = ("percentile bootstrap intervals over the evaluation records (1 seed: evaluation noise only; another "
+    one_seed = ("percentile bootstrap intervals over the evaluation records (1 seed: evaluation noise only; another "
                 "training seed could land elsewhere)")
+    if chosen and all(c.method in EVALUATION_ONLY for c in chosen):
+        what = one_seed
     else:
         what = (f"paired intervals over {n} seeds: t with Satterthwaite degrees of freedom on the seed spread plus the "
                 "evaluation noise the seeds share (a bootstrap over the test records); the evaluation noise alone where "
                 "the seeds spread less than it")
+        if any(c.method in EVALUATION_ONLY for c in chosen):
+            what += f"; comparisons with one seed: {one_seed}"
     return (f"Difference of seed means with {what}. Testing plan, fixed before the numbers: overall {report.primary} is "
             "each comparison's one primary test (Holm across the algorithms facing the same baseline); its domains "
             f"with at least {MIN_TESTED_RECORDS} test records are tested only when the overall test is significant "
@@ -368,7 +371,8 @@ def sections(report: Report) -> list[Section]:
         out.append(Section(2, _title(metric), [f"`{metric}`: {METRIC_DEFINITIONS.get(metric, metric)}."],
                            _metric_tables(report, metric, groups), []))
         if pairs and metric not in DESCRIPTIVE_METRICS:
-            compared = comparison_table(report, metric, pairs)
+            compared = comparison_table(report, metric, pairs,
+                                        f"{metric}: algorithm − baseline (exploratory: 95% intervals, no test)")
             if compared.rows:
                 out[-1].tables.append(compared)
     if report.notes:

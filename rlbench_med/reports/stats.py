@@ -316,9 +316,9 @@ def estimate(d: np.ndarray, boot: np.ndarray) -> Estimate:
         se, df, floored = (float(x) for x in standard_error(s2, c, e, d.size))
         method = TIED if np.all(d == d[0]) else EVALUATION_FLOOR if floored else PAIRED_T
         return Estimate(diff, se, df, d.size, method, s2, c, e)
-    mean = boot[0][np.isfinite(boot[0])]
-    sd = float(mean.std(ddof=1)) if mean.size >= 2 else float("nan")
-    return Estimate(diff, sd, float("inf"), 1, BOOTSTRAP, 0.0, 0.0, sd**2, boot=mean)
+    reps = boot[0][np.isfinite(boot[0])]
+    sd = float(reps.std(ddof=1)) if reps.size >= 2 else float("nan")
+    return Estimate(diff, sd, float("inf"), 1, BOOTSTRAP, 0.0, 0.0, sd**2, boot=reps)
 
 
 def compare(

@@ -68,9 +68,9 @@ def minimum_detectable(c: Comparison, seeds: int | None = None, power: float = P
 
 def seeds_needed(c: Comparison, effect: float, power: float = POWER) -> int | None:
     """Fewest seeds (2 to :data:`MAX_SEEDS`) whose MDE, with ``c``'s noise, is at most ``|effect|``; None
-    when none is (the shared evaluation noise alone hides it, or it needs more than the maximum)."""
-    parts = _parts(c) if c.method != BOOTSTRAP else (
-        (c.estimate.se, 0.0, c.estimate.se) if c.estimate is not None else None)
+    when none is (the shared evaluation noise alone hides it, or it needs more than the maximum) and
+    for one seed (its training noise is unmeasured)."""
+    parts = _parts(c)  # one seed (a bootstrap) has no training noise measured: no seed count to promise
     if parts is None or effect == 0:
         return None
     seed_sd, shared_sd, eval_sd = parts
@@ -138,7 +138,9 @@ def _words(c: Comparison, kind: str, mde: float, needed: int | None) -> str:
     else:
         what = f"vs {ref}" if name != BASE else "whether it learned"
         seeds = f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}"
-        if needed is not None:
+        if c.method == BOOTSTRAP:
+            detail = f"MDE {mde:.3f} on evaluation noise alone; a second seed would measure the training noise"
+        elif needed is not None:
             detail = f"about {needed} seeds would detect {c.diff:+.3f}"
         elif c.diff == 0 or (c.alternative == GREATER and c.diff < 0) or math.isnan(mde):
             detail = f"MDE {mde:.3f}" if mde == mde else "no test"

@@ -190,3 +190,19 @@ def test_learned_lines_say_learned_did_not_learn_or_inconclusive_from_the_refere
     assert grpo.endswith("**did not learn (below base); not above the best floor (floor:random)**")
     # not significant, and its interval still allows a gain of the test's MDE: not a negative result
     assert "**inconclusive whether it learned with 4 seeds (about" in rloo and "would detect +0.060)" in rloo
+
+
+def test_the_method_note_says_evaluation_noise_only_for_one_seed_comparisons() -> None:
+    from rlbench_med.reports.render import method_note
+    from rlbench_med.reports.report import Report
+    from rlbench_med.reports.stats import BOOTSTRAP, PAIRED_T, Comparison
+
+    rows = [row(a, s, "overall", "f1_strict", 0.5) for a, s in (("drpo", 0), ("drpo", 1), ("rloo", 0), ("grpo", 0),
+                                                                   ("grpo", 1))]
+    comps = [Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -0.1, 0.1, 1.0, 2, PAIRED_T),
+             Comparison("rloo", "grpo", "overall", "f1_strict", 0.0, -0.1, 0.1, 1.0, 1, BOOTSTRAP)]
+    report = Report("climb_vision", "", "grpo", "f1_strict", Path("."), build_table(rows), {}, None, comps)
+    both = method_note(report, [("drpo", "grpo"), ("rloo", "grpo")])
+    assert "Satterthwaite" in both and "comparisons with one seed" in both and "evaluation noise only" in both
+    alone = method_note(report, [("rloo", "grpo")])
+    assert "evaluation noise only" in alone and "Satterthwaite" not in alone

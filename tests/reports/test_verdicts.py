@@ -70,11 +70,12 @@ def test_when_shared_evaluation_noise_hides_an_effect_more_seeds_cannot_help() -
 def test_one_seed_words_say_evaluation_noise_only() -> None:
     import numpy as np
 
-    boot = np.random.default_rng(0).normal(0.02, 0.03, 2000)
-    est = Estimate(0.02, float(boot.std(ddof=1)), math.inf, 1, BOOTSTRAP, boot=boot)
-    cell = Comparison("drpo", "grpo", "overall", "f1_strict", 0.02, 0, 0, 0, 1, BOOTSTRAP, estimate=est)
+    boot = np.random.default_rng(0).normal(0.04, 0.03, 2000)
+    est = Estimate(0.04, float(boot.std(ddof=1)), math.inf, 1, BOOTSTRAP, boot=boot)
+    cell = Comparison("drpo", "grpo", "overall", "f1_strict", 0.04, 0, 0, 0, 1, BOOTSTRAP, estimate=est)
     v = verdict(holm_family([cell], "primary")[0])
-    assert v.words.endswith("(1 seed: evaluation noise only)")
+    assert v.words.endswith("(1 seed: evaluation noise only)") and v.seeds is None
+    assert "a second seed would measure the training noise" in v.words
     assert minimum_detectable(v.comparison) == pytest.approx((1.959964 + 0.841621) * est.se, rel=1e-5)
 
 
