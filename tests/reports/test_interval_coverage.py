@@ -19,8 +19,11 @@ to 8 seeds: 0.44-0.68 in ``shared``, 0.78-0.87 in ``constant``, 0 in ``seeds``; 
 - ``seeds``: no algorithm-record effect; training noise dominates (a plain paired t is valid).
 
 A good interval covers the truth in about 95% of experiments (not 100%) in every scenario, rejects
-a true null in at most 7% of them, and in ``seeds`` has the power of a paired t-test on the seed
-differences (it may not widen what it need not). With 2,000 experiments a rate's Monte-Carlo
+a true null in at most 7% of them, uses what it knows (its median width at most 2.5 times that of
+an interval that knew the variance, ``2 x 1.96 x sd`` of the estimate over the experiments: the
+report's measured 1.0-1.35, and 2.24 at 2 seeds where training noise dominates; a paired t over 2
+seeds, which ignores the bootstrap's evidence on the evaluation noise, 2.7-4.6), and in ``seeds``
+has the power of a paired t-test on the seed differences (it may not widen what it need not). With 2,000 experiments a rate's Monte-Carlo
 standard error is at most 0.011 (0.005 at 95%), so the bounds [0.93, 0.97] sit three to four
 standard errors from 0.95; the power comparison uses the same experiments for both tests.
 """
@@ -52,6 +55,7 @@ EFFECT = (0.25, 0.0)  # skills of A and B: a true difference of about +0.06 macr
 NULL = (0.1, 0.1)
 COVERAGE = (0.93, 0.97)
 MAX_FALSE_POSITIVES = 0.07
+MAX_WIDTH = 2.5  # median width over the known-variance interval's
 #: Power below the paired t-test's allowed: at 8 seeds the evaluation floor (README) widens se where the
 #: training noise is small, and the shared covariance estimate is clipped at 0 (measured: +0.039 at 2
 #: seeds, -0.007 at 4, -0.018 at 8).
@@ -140,6 +144,9 @@ def failures(interval: Interval, seeds: int) -> list[str]:
         coverage = float(np.mean((low <= truth) & (truth <= high)))
         if not COVERAGE[0] <= coverage <= COVERAGE[1]:
             found.append(f"{scenario}: coverage {coverage:.3f} outside {COVERAGE}")
+        width = float(np.median(high - low)) / (2 * 1.959964 * float(d.mean(-1).std()))
+        if width > MAX_WIDTH:
+            found.append(f"{scenario}: median width {width:.2f} times the known-variance interval's")
         false_positives = float(np.mean(interval(d0, boot0)[2] <= 0.05))
         if false_positives > MAX_FALSE_POSITIVES:
             found.append(f"{scenario}: {false_positives:.3f} false positives")
@@ -157,7 +164,7 @@ def test_the_report_interval_covers_about_95_percent_with_the_power_of_a_paired_
 
 @pytest.mark.parametrize("seeds", [2, 4, 8])
 def test_a_naive_paired_t_that_ignores_the_shared_test_set_fails(seeds: int) -> None:
-    assert any("coverage" in f or "false positives" in f for f in failures(paired_t, seeds))
+    assert failures(paired_t, seeds)
 
 
 def test_an_infinite_interval_fails_by_covering_everything() -> None:
