@@ -77,7 +77,8 @@ def simulate(rng: np.random.Generator, seeds: int, skills: tuple[float, float], 
         m = n // K  # records per class; draw m - 1 of them, weighted m / (m - 1), as the report does
         draws = rng.integers(0, m, size=(experiments * replicates * K, m - 1))
         cells = (draws + m * np.arange(len(draws))[:, None]).ravel()  # counts per (experiment, replicate, class)
-        w = np.bincount(cells, minlength=len(draws) * m).reshape(experiments, replicates, n) * np.float32(m / (m - 1))
+        w = (np.bincount(cells, minlength=len(draws) * m).reshape(experiments, replicates, n) * (m / (m - 1))
+             ).astype(np.float32)  # float32 throughout: the batched matmul below stays in BLAS
         w = np.concatenate([np.ones((experiments, 1, n), np.float32), w], axis=1)  # replicate 0: the point estimate
         f1 = []
         for mu, runs in ((skills[0], seeds), (skills[1], 1 if constant else seeds)):
