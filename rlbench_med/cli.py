@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("sources", nargs="*", metavar="SOURCE",
                     help=SOURCE_HELP + "; sweeps of one suite are combined as compare does (default: the latest "
                     "sweep of every rlbench-med experiment in the tracking store)")
+    lb.add_argument("--figure", type=Path, default=None, metavar="FILE.png",
+                    help="also write the performance profiles over suites and seeds (a PNG) to this file")
     _add_format(lb)
 
     ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1 for the same tracking store", formatter_class=_Formatter)
@@ -167,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a data folder (train.jsonl, test.jsonl and the media they point to) or explicit files "
         "train=PATH,test=PATH. Every problem and warning is printed as file:line: field: message (warnings: "
         "duplicate records, test records also in train, a domain contradicting the catalogue or the path, "
-        "masks without foreground, classes taken from the answers); the exit code is 1 when there is a problem, "
+        "masks without foreground, classes taken from the answers, records contradicting their dataset's multi-label "
+        "declaration); the exit code is 1 when there is a problem, "
         "0 with warnings only.",
         formatter_class=_Formatter,
     )
@@ -203,7 +206,9 @@ from every sweep that ran it. Otherwise every algorithm is named by its sweep, e
 `grpo (s2)`, and compared with the baseline of its own sweep and with itself in the first sweep.
 Sweeps of other suites, or evaluated on other test records, are refused with the reason."""
 LEADERBOARD_DESCRIPTION = """Algorithms x suites: each suite's primary metric (overall), the mean over seeds with its 95%
-interval, beside `base` and the trivial floors. Rows are sorted by mean rank over the suites."""
+interval, beside `base` and the trivial floors. Rows are sorted by mean rank over the suites. With two
+suites or more: the interquartile mean over suites and seeds and the probability of improvement of
+each pair, with stratified-bootstrap intervals (--figure adds the performance profiles)."""
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -521,8 +526,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import tempfile
 
+    from rlbench_med.reports import figures
     from rlbench_med.reports.formats import render, rich_parts
-    from rlbench_med.reports.leaderboard import board_table, make_board
+    from rlbench_med.reports.leaderboard import across_tables, board_table, make_board
     from rlbench_med.reports.sweeps import load_sweeps
     from rlbench_med.reports.tracking import TrackingError, latest_sweeps, store_errors
     from rlbench_med.runners.sweep import tracking_uri
@@ -544,15 +550,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for sweep in sweeps:
             print(f"{sweep.suite}: {sweep.name} = {sweep.origin}", file=sys.stderr)
         board = make_board(sweeps, Path(scratch))
-    table = board_table(board)
+    tables = [board_table(board), *across_tables(board)]
+    if args.figure is not None:
+        fig = figures.performance_profiles(board.runs())
+        if fig is not None:
+            print(f"figure: {figures.save(fig, args.figure)}", file=sys.stderr)
     if args.format == "text":
         console = _console()
-        for part in rich_parts(table, console.width):
-            console.print(part, soft_wrap=True)
+        for table in tables:
+            for part in rich_parts(table, console.width):
+                console.print(part, soft_wrap=True)
         for note in board.notes:
             console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
         return EXIT_OK
-    sys.stdout.write(render([table], args.format, label="tab:leaderboard"))
+    sys.stdout.write(render(tables, args.format, label="tab:leaderboard"))
     for note in board.notes:
         print(f"note: {note}", file=sys.stderr)
     return EXIT_OK

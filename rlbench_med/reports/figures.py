@@ -97,6 +97,30 @@ def difference_bars(
     return fig
 
 
+def performance_profiles(runs: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "primary metric"
+                         ) -> Figure | None:
+    """Performance profiles (rliable): for each algorithm, the fraction of its runs scoring above ``tau``
+    (averaged over suites) against ``tau`` in [0, 1], with stratified-bootstrap 95% bands
+    (:func:`~rlbench_med.reports.across_suites.run_score_distribution`). ``runs``: algo -> suite -> per-seed values."""
+    from rlbench_med.reports.across_suites import run_score_distribution
+
+    if not runs:
+        return None
+    taus = np.linspace(0.0, 1.0, 101)
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for i, (algo, per_suite) in enumerate(runs.items()):
+        point, low, high = run_score_distribution(per_suite, taus)
+        ax.plot(taus, point, color=f"C{i % 10}", label=algo)
+        ax.fill_between(taus, low, high, color=f"C{i % 10}", alpha=0.2, linewidth=0)
+    ax.set_xlabel(f"threshold tau on the suite's {metric}")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Performance profiles over suites and seeds (95% stratified-bootstrap bands)", fontsize=10)
+    fig.tight_layout()
+    _legend_outside(fig, ax)
+    return fig
+
+
 def _mean_curve(curves: Curves, algo: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Steps and the mean over seeds at each step (a seed without the step is left out there)."""
     series = [dict(per[key]) for (a, _), per in curves.items() if a == algo and key in per and per[key]]

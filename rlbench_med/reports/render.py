@@ -32,7 +32,8 @@ from rlbench_med.reports.results import (
     is_reference,
     split_label,
 )
-from rlbench_med.reports.stats import BOOTSTRAP, Comparison
+from rlbench_med.reports.stats import EVALUATION_ONLY, Comparison
+from rlbench_med.reports.testing import MIN_TESTED_RECORDS
 from rlbench_med.runners.base import BASE
 from rlbench_med.suites.floors import is_floor
 from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
@@ -46,8 +47,9 @@ LOWER_IS_BETTER = {"advantage_ms"}
 PAPER_METRICS = ("acc", "f1")
 
 METRIC_DEFINITIONS = {
-    "f1_strict": "macro-F1 where, on a single-label dataset, an answer naming more than one label counts as no "
-                 "prediction (answering every class scores 0); equals f1 on multi-label datasets (ours)",
+    "f1_strict": "on a single-label dataset, macro-F1 where an answer naming more than one label counts as no "
+                 "prediction (answering every class scores 0); on a multi-label dataset, the record-wise set F1 "
+                 "2|P∩T|/(|P|+|T|) (answering every class scores far below naming the findings) (ours)",
     "exact": "fraction of answers whose label set equals the true set (ours)",
     "labels": "mean number of labels per answer (ours; compare with the truth's)",
     "f1": "macro-F1 over the classes in the ground truth, one-vs-rest on label sets (the paper's)",
@@ -85,6 +87,25 @@ def seeds_phrase(table: ResultTable, algos: list[str]) -> str:
     return f"Mean ± sample std over {how} seeds." + ref_note
 
 
+def significant_best(report: Report, domain: str, metric: str, algos: Sequence[str]) -> set[str]:
+    """The best trained algorithm of a cell among ``algos``, when a significant comparison of the report
+    puts it above every other trained algorithm there (else nothing: a best mean alone is not bolded)."""
+    table = report.table
+    trained = [a for a in algos if not is_reference(a) and table.cell(a, domain, metric) is not None]
+    best = table.best(domain, metric) & set(trained)
+    if len(best) != 1 or metric in DESCRIPTIVE_METRICS:
+        return set()
+    top = next(iter(best))
+    for other in trained:
+        if other == top:
+            continue
+        ahead = report.comparison(top, other).get((domain, metric))
+        behind = report.comparison(other, top).get((domain, metric))
+        if not ((ahead and ahead.significant and ahead.diff > 0) or (behind and behind.significant and behind.diff < 0)):
+            return set()
+    return {top}
+
+
 def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[str], list[list[Cell]]]:
     """Header and rows of one metric: rows = domains (``n`` beside each), columns = ``algos``."""
     table = report.table
@@ -94,7 +115,7 @@ def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[st
     for domain in table.domains:
         if not any(table.cell(a, domain, metric) for a in algos):
             continue
-        best = table.best(domain, metric, higher_is_better=metric not in LOWER_IS_BETTER | DESCRIPTIVE_METRICS)
+        best = significant_best(report, domain, metric, algos)
         n = table.n.get((domain, metric))
         row = [Cell(domain), Cell(str(n) if n else "–", numbers=(("", float(n)),) if n else ())]
         for algo in algos:
@@ -102,8 +123,7 @@ def metric_cells(report: Report, metric: str, algos: list[str]) -> tuple[list[st
             text = c.format(compact=True) if c else "–"
             mark = (algo, domain, metric) in report.floor_beats
             numbers = (("", c.mean), ("std", c.std if c.n_seeds > 1 else float("nan")), ("seeds", float(c.n_seeds))) if c else ()
-            row.append(Cell(text + (" †" if mark else ""), best=algo in best and metric not in DESCRIPTIVE_METRICS,
-                            mark=mark, numbers=numbers))
+            row.append(Cell(text + (" †" if mark else ""), best=algo in best, mark=mark, numbers=numbers))
         rows.append(row)
     return header, rows
 
@@ -139,26 +159,33 @@ def _interval_numbers(c: Comparison | None) -> tuple[tuple[str, float], ...]:
 
 
 def method_note(report: Report, pairs: list[tuple[str, str]]) -> str:
-    methods = {c.method for c in report.comparisons if (c.algo, c.baseline) in pairs}
-    n = max((c.n_seeds for c in report.comparisons if (c.algo, c.baseline) in pairs), default=0)
-    cells = max((len(report.comparison(*p)) for p in pairs), default=0)
-    if methods == {BOOTSTRAP}:
-        what = ("95% percentile bootstrap intervals over the evaluation records (1 seed: evaluation-sample "
-                "uncertainty only; another training seed could land elsewhere)")
+    """How the intervals and stars of ``pairs``' comparisons were made (one paragraph)."""
+    chosen = [c for c in report.comparisons if (c.algo, c.baseline) in pairs]
+    n = max((c.n_seeds for c in chosen), default=0)
+    one_seed = ("percentile bootstrap intervals over the evaluation records (1 seed: evaluation noise only; another "
+                "training seed could land elsewhere)")
+    if chosen and all(c.method in EVALUATION_ONLY for c in chosen):
+        what = one_seed
     else:
-        what = (f"95% paired t-intervals over {n} seeds (t with {n - 1} df), widened by the bootstrap variance "
-                "of the evaluation records; never narrower than the paired t-interval of the seed differences")
-    return (f"Difference of seed means with {what}. `*`: significant after Holm's correction over the {cells} "
-            "domain x metric cells of that comparison. All numbers are in comparisons.csv.")
+        what = (f"paired intervals over {n} seeds: t with Satterthwaite degrees of freedom on the seed spread plus the "
+                "evaluation noise the seeds share (a bootstrap over the test records); the evaluation noise alone where "
+                "the seeds spread less than it")
+        if any(c.method in EVALUATION_ONLY for c in chosen):
+            what += f"; comparisons with one seed: {one_seed}"
+    return (f"Difference of seed means with {what}. Testing plan, fixed before the numbers: overall {report.primary} is "
+            "each comparison's one primary test (Holm across the algorithms facing the same baseline); its domains "
+            f"with at least {MIN_TESTED_RECORDS} test records are tested only when the overall test is significant "
+            "(Holm across them); other metrics are exploratory: intervals, no test. `*`: significant; a tested cell's "
+            "interval is at the level its correction spends on it (95% for a test alone), so it excludes 0 exactly "
+            "when starred. All numbers, with each cell's family and adjusted p-value, are in comparisons.csv.")
 
 
 def learned_lines(report: Report) -> list[str]:
-    """Per trained algorithm, in words: its headline metric (overall) against the best floor (did it
-    learn at all?) and against ``base`` (did training change the starting policy?), with the intervals."""
+    """Per trained algorithm, in words: its overall headline metric against ``base`` (did it learn?) and
+    against the best floor (does it beat every answer that ignores the input?), from the reference
+    family's one-sided tests (:mod:`.verdicts`)."""
     table, metric = report.table, report.primary
-    floors = [f for f in table.floors if table.cell(f, "overall", metric)]
-    best_floor = max(floors, key=lambda f: table.cell(f, "overall", metric).mean) if floors else None
-    bases = {b for a, b in report.pairs() if split_label(b).name == BASE}
+    bases = {b for _, b in report.pairs() if split_label(b).name == BASE}
     lines = []
     for algo in table.trained:
         cell = table.cell(algo, "overall", metric)
@@ -167,19 +194,18 @@ def learned_lines(report: Report) -> list[str]:
         parts = [f"{algo}: overall {metric} {cell.format(compact=True)}"]
         verdicts = []
         base = next((b for b in bases if report.comparison(algo, b)), None)
-        for ref in (r for r in (best_floor, base) if r):
-            c = report.comparison(algo, ref).get(("overall", metric))
-            if c is None:
+        for ref in (r for r in (base, report.best_floor) if r):
+            v = report.verdict(algo, ref)
+            if v is None:
                 continue
-            parts.append(f"vs {ref} {comparison_cell(c)}")
-            if ref == best_floor:
-                verdicts.append("learned: above the best floor" if c.low > 0 else
-                                f"below the best floor ({ref})" if c.high < 0 else
-                                f"did not learn: its interval includes the best floor ({ref})")
-            else:
-                verdicts.append("above its starting policy" if c.low > 0 else
-                                "below its starting policy" if c.high < 0 else
-                                "no detectable change from its starting policy (the interval includes 0)")
+            c = v.comparison
+            p = f"p_adj={c.p_adjusted:.3g}" if c.p_adjusted == c.p_adjusted else "untested"
+            parts.append(f"vs {ref} {comparison_cell(c)} ({p})")
+            verdicts.append(v.words)
+        if base is None and verdicts:
+            verdicts.insert(0, "no base in this report to judge learning")
+        if report.best_floor is None and any(table.cell(f, "overall", metric) for f in table.floors):
+            verdicts.append("not compared with the floors (see the notes)")
         lines.append("; ".join(parts) + (f". **{'; '.join(verdicts)}**" if verdicts else ""))
     return lines
 
@@ -197,8 +223,10 @@ def detectable_lines(report: Report) -> list[str]:
         overall = f"{per['overall']:.3f} overall" if "overall" in per else ""
         spread = f"{min(domains):.3f} to {max(domains):.3f} per domain" if domains else ""
         n = seeds[(algo, base)]
-        lines.append(f"{algo} − {base} ({n} seed{'s' if n != 1 else ''}): "
-                     + ", ".join(x for x in (overall, spread) if x))
+        v = report.verdict(algo, base)
+        lines.append(f"{algo} − {base} ({n} seed{'s' if n != 1 else ''}"
+                     + ("; evaluation noise only" if n == 1 else "") + "): "
+                     + ", ".join(x for x in (overall, spread) if x) + (f". Overall: {v.words}" if v else ""))
     return lines
 
 
@@ -292,9 +320,11 @@ def sections(report: Report) -> list[Section]:
             [f"`{algo}` seed {seed}: {reason}" for algo, seed, reason in report.failed]))
     full_algos = groups[0][1] if groups else []
     out.append(Section(2, f"Headline: {primary}", [
-        f"`{primary}`: {METRIC_DEFINITIONS.get(primary, primary)}. No trivial floor can win it, so it leads.",
-        seeds_phrase(table, full_algos) + " `n`: test records of the domain. Bold: the best trained algorithm. "
-        "`†`: a floor (an answer that ignores the input) scores higher than this algorithm here.",
+        f"`{primary}`: {METRIC_DEFINITIONS.get(primary, primary)}."
+        + (" Answering every class cannot win it, so it leads." if primary == "f1_strict" else ""),
+        seeds_phrase(table, full_algos) + " `n`: test records of the domain. Bold: the best trained algorithm, only "
+        "where a significant comparison puts it above every other. `†`: a floor (an answer that ignores the input) "
+        "scores higher than this algorithm here.",
     ], _metric_tables(report, primary, groups), []))
     pairs = [p for p in report.pairs() if not is_floor(p[1])]
     if pairs:
@@ -303,15 +333,18 @@ def sections(report: Report) -> list[Section]:
     detectable = detectable_lines(report)
     if detectable:
         out.append(Section(3, f"How large a difference can this sweep detect on {primary}?", [
-            "Minimum detectable effect (80% power at the 5% level) of each comparison, from the noise behind its "
-            "interval (seed spread and evaluation records; with one seed, evaluation records only). A true "
-            "difference smaller than this is likely to be missed: not significant does not mean no difference."],
+            "Minimum detectable effect (80% power) of the test each comparison ran (its level and its noise: seed "
+            "spread and the evaluation noise the seeds share; with one seed, evaluation records only). A true "
+            "difference smaller than this is likely to be missed: not significant does not mean no difference; only "
+            "an interval that excludes effects of the MDE's size rules them out."],
             [], detectable))
     learned = learned_lines(report)
     if learned:
         out.append(Section(2, "Did each algorithm learn?", [
-            f"Overall {primary} against `base` (the shared starting policy) and the best floor, with the intervals "
-            "above: an algorithm learned when its interval lies above the best floor."], [], learned))
+            f"Overall {primary} against `base` (the shared starting policy) and the best floor, one-sided tests with "
+            "Holm's correction across all of them: an algorithm learned when it is significantly better than `base`; "
+            "it did not learn only when its interval rules out a gain of the test's minimum detectable effect; "
+            "otherwise the result is inconclusive, with the seeds that would settle it."], [], learned))
     if "labels" in table.metrics:
         paragraphs = [
             "Labels per answer beside the truth's, and exact match. Rule for the warnings: an algorithm's f1 exceeds its "
@@ -343,7 +376,8 @@ def sections(report: Report) -> list[Section]:
         out.append(Section(2, _title(metric), [f"`{metric}`: {METRIC_DEFINITIONS.get(metric, metric)}."],
                            _metric_tables(report, metric, groups), []))
         if pairs and metric not in DESCRIPTIVE_METRICS:
-            compared = comparison_table(report, metric, pairs)
+            compared = comparison_table(report, metric, pairs,
+                                        f"{metric}: algorithm − baseline (exploratory: 95% intervals, no test)")
             if compared.rows:
                 out[-1].tables.append(compared)
     if report.notes:
@@ -414,7 +448,7 @@ def paper_tables(report: Report) -> list[Table]:
     phrase = seeds_phrase(table, table.algos)
     headline = metric_table(report, primary, table.algos, f"{report.suite}: {primary} by domain")
     headline.notes = [f"{primary}: {METRIC_DEFINITIONS.get(primary, primary)}. {phrase} n: test records. "
-                      "Bold: best trained algorithm. †: a floor scores higher."]
+                      "Bold: best trained algorithm, where significantly above every other. †: a floor scores higher."]
     out = [headline]
     pairs = [p for p in report.pairs() if not is_floor(p[1])]
     if pairs:
@@ -438,9 +472,11 @@ def print_terminal_table(report: Report, console: Console, where: str | None = N
     for algo, base in report.pairs():
         c = report.comparison(algo, base).get(("overall", report.primary))
         if c is not None and not is_floor(base):
-            console.print(f"{algo} − {base}, overall {report.primary}: {comparison_cell(c)} (p={c.p_value:.3g}, "
-                          f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, {c.method})", highlight=False,
-                          soft_wrap=True, markup=False)
+            p = f"p_adj={c.p_adjusted:.3g}" if c.p_adjusted == c.p_adjusted else f"p={c.p_value:.3g}, untested"
+            console.print(f"{algo} − {base}, overall {report.primary}: {comparison_cell(c)} ({p}, "
+                          f"{c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, {c.method}"
+                          + ("; evaluation noise only" if c.method in EVALUATION_ONLY else "") + ")",
+                          highlight=False, soft_wrap=True, markup=False)
     for line in learned_lines(report):
         console.print(line.replace("**", ""), highlight=False, soft_wrap=True, markup=False)
     for warning in report.hedging:

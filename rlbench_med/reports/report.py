@@ -5,9 +5,10 @@ comparisons, floors, hedging, figures) and writes ``comparisons.csv``, ``report.
 ``report.html`` and ``figures/*.png`` into ``out_dir``. Anything that cannot be computed is said in
 the report's notes, never skipped silently.
 
-What is compared (``reports/stats.py`` gives the intervals): every trained algorithm against the
-``--baseline`` algorithm (paired by seed), against ``base`` (the shared starting policy) and
-against each floor; an input ablation ``algo@text`` against ``baseline@text`` and ``base@text``.
+What is compared (``reports/stats.py`` gives the intervals, ``reports/testing.py`` the testing
+plan, ``reports/verdicts.py`` the words): every trained algorithm against the ``--baseline``
+algorithm (paired by seed), against ``base`` (the shared starting policy) and against each floor;
+an input ablation ``algo@text`` against ``baseline@text`` and ``base@text``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from rlbench_med.reports.stats import (
     read_predictions,
     write_comparisons,
 )
+from rlbench_med.reports.testing import apply_plan, best_floor
+from rlbench_med.reports.verdicts import Verdict, minimum_detectable, verdict
 from rlbench_med.runners.base import BASE, FAILED_CSV, read_failed
 from rlbench_med.suites.floors import (
     BOX_FLOORS,
@@ -81,6 +84,7 @@ class Report:
     detectable: list[Detectable] = field(default_factory=list)
     #: Jobs of the sweep that failed and have no results (``failed.csv``): ``(algo, seed, reason)``.
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    best_floor: str | None = None
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(algo, baseline)`` of every comparison, in report order."""
@@ -89,6 +93,11 @@ class Report:
     def comparison(self, algo: str, baseline: str) -> dict[tuple[str, str], Comparison]:
         """``{(domain, metric): Comparison}`` of one pair."""
         return {(c.domain, c.metric): c for c in self.comparisons if c.algo == algo and c.baseline == baseline}
+
+    def verdict(self, algo: str, baseline: str) -> Verdict | None:
+        """The words of one pair's test on the overall primary metric (None when it was not compared)."""
+        c = self.comparison(algo, baseline).get(("overall", self.primary))
+        return verdict(c) if c is not None else None
 
 
 def _suite_variants(suite: str) -> dict[str, Any]:
@@ -185,10 +194,16 @@ def resolve_primary(table: ResultTable, metric: str) -> str:
     return next((m for m in (DEFAULT_PRIMARY, "f1", "iou") if m in table.metrics), metric)
 
 
+def floor_means(table: ResultTable, metric: str) -> dict[str, float]:
+    """Each floor's overall ``metric`` in the table (the floors that score it)."""
+    return {f: c.mean for f in table.floors if (c := table.cell(f, "overall", metric)) is not None}
+
+
 def compare_all(
-    run_dir: Path, table: ResultTable, baseline: str, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    run_dir: Path, table: ResultTable, baseline: str, primary: str, *, n_boot: int = 2000, seed: int = 0,
 ) -> tuple[list[Comparison], dict[str, float], list[str]]:
-    """Every comparison of :func:`comparison_pairs` from the predictions files; also the truth's labels per answer."""
+    """Every comparison of :func:`comparison_pairs` from the predictions files, tested by the plan
+    (:func:`~rlbench_med.reports.testing.apply_plan`); also the truth's labels per answer."""
     notes: list[str] = []
     if not any(m in table.metrics for m in ("acc", "f1", "iou")):
         return [], {}, notes
@@ -210,11 +225,12 @@ def compare_all(
     for algo, base, constant in comparison_pairs(table, baseline):
         try:
             comparisons += compare(evalset, algo, table.seeds.get(algo, []), base, run_seeds(table, base),
-                                   constant_baseline=constant, level=level,
+                                   constant_baseline=constant,
                                    metrics={"iou"} if split_label(base).name in BOX_FLOORS else None)
         except ComparisonError as exc:
             notes.append(f"{algo} vs {base}: no comparison ({exc}).")
-    return comparisons, truth_labels, notes
+    floor = best_floor(comparisons, primary, floor_means(table, primary))
+    return apply_plan(comparisons, primary, floor), truth_labels, notes
 
 
 def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float]) -> list[str]:
@@ -248,7 +264,7 @@ def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Detectable:
-    """The minimum detectable effect (80% power, 5% level) of one comparison cell with its own noise."""
+    """The minimum detectable effect (80% power) of the test one comparison cell ran, with its own noise."""
 
     algo: str
     baseline: str
@@ -259,29 +275,16 @@ class Detectable:
 
 
 def detectable_effects(comparisons: Sequence[Comparison], metric: str) -> list[Detectable]:
-    """The MDE of every comparison of two trained algorithms on ``metric``, from the noise behind its interval.
-
-    With ``S >= 2`` seeds the interval is ``diff ± t(S-1) se``, so one seed's difference has sd
-    ``se sqrt(S)`` (seed spread and evaluation noise together) and the MDE is the paired t-test's
-    (:func:`rlbench_med.suites.power.paired_t_mde`). With one seed, ``se`` is the bootstrap interval's
-    half-width over 1.96 and the MDE the normal one, ``(z_0.975 + z_0.8) se``: evaluation noise only.
-    """
-    from scipy import stats as sps
-
-    from rlbench_med.reports.stats import PAIRED_T
-    from rlbench_med.suites.power import paired_t_mde
-
+    """The MDE of every comparison of two trained algorithms on ``metric``
+    (:func:`~rlbench_med.reports.verdicts.minimum_detectable`: the test's method, level and sides,
+    seed spread and shared evaluation noise; with one seed, evaluation noise only)."""
     out = []
     for c in comparisons:
-        if c.metric != metric or is_reference(c.baseline) or not (c.high > c.low):
+        if c.metric != metric or is_reference(c.baseline):
             continue
-        if c.method == PAIRED_T and c.n_seeds >= 2:
-            se = (c.high - c.low) / 2 / float(sps.t.ppf(1 - (1 - c.level) / 2, c.n_seeds - 1))
-            mde = paired_t_mde(se * c.n_seeds**0.5, c.n_seeds, 1 - c.level)
-        else:
-            se = (c.high - c.low) / 2 / float(sps.norm.ppf(1 - (1 - c.level) / 2))
-            mde = float((sps.norm.ppf(1 - (1 - c.level) / 2) + sps.norm.ppf(0.8)) * se)
-        out.append(Detectable(c.algo, c.baseline, c.domain, c.metric, mde, c.n_seeds))
+        mde = minimum_detectable(c)
+        if mde == mde:
+            out.append(Detectable(c.algo, c.baseline, c.domain, c.metric, mde, c.n_seeds))
     return out
 
 
@@ -332,12 +335,13 @@ def make_report(
     primary = resolve_primary(table, primary or primary_metric_of(run_dir, suite))
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
-    comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, n_boot=n_boot, seed=seed)
+    comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, primary, n_boot=n_boot, seed=seed)
     report = Report(
         suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
         truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
         failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
+        best_floor=best_floor(comparisons, primary, floor_means(table, primary)),
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.detectable = detectable_effects(comparisons, primary)

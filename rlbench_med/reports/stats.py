@@ -1,27 +1,29 @@
-"""Comparisons of two algorithms with intervals that keep their promise.
+"""Comparisons of two algorithms: a difference, its standard error and an interval that keeps its promise.
 
 Every run of a report (algorithm x seed, ``base``, the floors) was evaluated on the same held-out
 records, so differences are paired. :class:`EvaluationSet` encodes those records once (metrics as
 in ``suites/metrics.py``) and draws one set of bootstrap weights for the whole report: replicate
-``r`` resamples the records of every dataset with replacement, the same draw for every run.
+``r`` resamples the records of every dataset (stratified by class,
+:func:`~rlbench_med.suites.metrics.bootstrap_weights`), the same draw for every run.
 
 For ``A - B`` on one (domain, metric) cell, with ``S`` seeds of ``A`` (and of ``B``, paired by
 seed; or a *constant* ``B``: ``base`` and the floors do not depend on the training seed), the
-seed-level differences are ``d_s = A_s - B_s`` and ``diff = mean(d_s)``.
+seed-level differences are ``d_s = A_s - B_s``, ``diff = mean(d_s)``, and ``D_s^r`` is ``d_s``
+under replicate ``r``. :func:`estimate` gives its :class:`Estimate`:
 
-- ``S >= 2`` (method ``paired-t``): ``se = sqrt(var(d_s) / S + var_eval)``, where ``var(d_s)`` is
-  the sample variance over seeds and ``var_eval`` the bootstrap variance of ``diff`` under
-  resampled evaluation records (the test set is shared by all seeds, so seed-to-seed spread alone
-  misses its sampling noise). The interval is ``diff ± t(S-1, 0.975) se`` and the p-value is the
-  two-sided Student-t tail of ``diff / se`` with ``S - 1`` degrees of freedom. Since
-  ``var_eval >= 0`` it is never narrower than the paired t-interval over seed-level differences.
-- ``S = 1`` (method ``bootstrap-samples``): the percentile interval of the bootstrap differences
-  and the two-sided bootstrap p-value ``min(1, 2 min(#{D_r <= 0}, #{D_r >= 0}) / R)``. It covers
-  evaluation-sample uncertainty only: a second training seed could land elsewhere.
+- ``S >= 2``: ``se^2 = s^2 / S + c`` with ``s^2`` the variance of the ``d_s`` over seeds and ``c``
+  the mean covariance of ``D_s`` and ``D_t`` (``s != t``) over replicates: the evaluation noise the
+  seeds share, which their spread cannot show. Degrees of freedom by Satterthwaite; where the
+  seed spread is below the evaluation noise the seeds do not share (``e``, tied seeds included) the
+  evaluation noise replaces it (:func:`rlbench_med.suites.power.standard_error`, derived in the
+  README). Method ``paired-satterthwaite``, ``evaluation-floor`` or ``seeds-tied``.
+- ``S = 1`` (method ``bootstrap-samples``): the percentile interval of the ``D^r`` and the
+  bootstrap p-value ``min(1, 2 min(#{D^r <= 0}, #{D^r >= 0}) / R)``. It covers evaluation-sample
+  uncertainty only: a second training seed could land elsewhere.
 
-``significant`` is decided after Holm's correction over the (domain, metric) cells of one
-comparison (one algorithm against one baseline), at level ``1 - level``. ``labels`` (a
-description, not a score) is not compared.
+:func:`compare` gives every cell its two-sided interval at ``level``; which cells are tested, and
+at which level, is the testing plan's (:mod:`.testing`). ``labels`` (a description, not a score) is
+not compared.
 """
 
 from __future__ import annotations
@@ -30,30 +32,40 @@ import csv
 import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 from rlbench_med.suites.metrics import (
     DESCRIPTIVE_METRICS,
     DatasetPredictions,
     DatasetTruth,
     aggregate,
+    bootstrap_weights,
     group_records,
     label_keys,
 )
+from rlbench_med.suites.power import GREATER, TWO_SIDED, standard_error
 
 Record = Mapping[str, Any]
 RunKey = tuple[str, int]  # (algo label, seed)
 
 COMPARISON_COLUMNS = (
     "algo", "baseline", "domain", "metric", "diff", "ci_low", "ci_high", "p_value", "n_seeds", "method", "significant",
+    "family", "p_adjusted",
 )
-PAIRED_T = "paired-t"
+PAIRED_T = "paired-satterthwaite"
+EVALUATION_FLOOR = "evaluation-floor"
+TIED = "seeds-tied"
 BOOTSTRAP = "bootstrap-samples"
+#: Methods whose interval covers evaluation noise only (no training seed variation measured).
+EVALUATION_ONLY = frozenset({BOOTSTRAP})
+#: Variances below this (an sd of 1e-10 on metrics of order 1) are rounding error: replicates that
+#: never move, seeds that tied, are exactly 0.
+ROUNDING_VAR = 1e-20
 
 
 class ComparisonError(ValueError):
@@ -61,8 +73,67 @@ class ComparisonError(ValueError):
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """``diff`` with its standard error (module docstring) and what it rests on.
+
+    ``seed_var`` (``s^2``), ``shared_var`` (``c``) and ``eval_var`` (``e``) are the variance parts
+    of ``S >= 2`` seeds; with one seed ``se`` is the sd of the bootstrap replicates ``boot``.
+    """
+
+    diff: float
+    se: float
+    df: float
+    n_seeds: int
+    method: str
+    seed_var: float = 0.0
+    shared_var: float = 0.0
+    eval_var: float = 0.0
+    boot: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def interval(self, alpha: float = 0.05, alternative: str = TWO_SIDED) -> tuple[float, float]:
+        """The interval of a test at level ``alpha``: two-sided ``1 - alpha``; for ``"greater"`` the
+        two-sided ``1 - 2 alpha`` interval, whose lower end is the one-sided bound."""
+        tail = alpha / 2 if alternative == TWO_SIDED else alpha
+        if self.method == BOOTSTRAP:
+            if self.boot is None or self.boot.size == 0:
+                return float("nan"), float("nan")
+            low, high = np.quantile(self.boot, [tail, 1 - tail])
+            return float(low), float(high)
+        half = _quantile(1 - tail, self.df) * self.se if self.se > 0 else 0.0
+        return self.diff - half, self.diff + half
+
+    def p_value(self, alternative: str = TWO_SIDED) -> float:
+        """Two-sided, or one-sided for ``"greater"`` (H1: the difference is positive); nan where
+        nothing varies but the difference is not 0 (no test can be made)."""
+        if self.method == BOOTSTRAP:
+            if self.boot is None or self.boot.size == 0:
+                return float("nan")
+            below, above = int((self.boot <= 0).sum()), int((self.boot >= 0).sum())
+            if alternative == GREATER:
+                return below / self.boot.size
+            return min(1.0, 2 * min(below, above) / self.boot.size)
+        if self.se == 0:
+            return 1.0 if self.diff == 0 else float("nan")
+        t = self.diff / self.se
+        upper = float(special.stdtr(self.df, -t))  # P(T >= t); the normal tail at infinite df
+        return upper if alternative == GREATER else min(1.0, 2 * float(special.stdtr(self.df, -abs(t))))
+
+
+def _quantile(q: float, df: float) -> float:
+    """Student t quantile (the normal one at infinite df); scipy.special's ufunc, not the slower distribution object."""
+    return float(special.stdtrit(df, q))
+
+
+@dataclass(frozen=True)
 class Comparison:
-    """``diff`` = mean over seeds of ``algo`` minus ``baseline``, with a ``level`` interval (module docstring)."""
+    """``diff`` = mean over seeds of ``algo`` minus ``baseline`` on one cell, with its interval and test.
+
+    ``low``/``high`` is the interval at ``level`` (two-sided; for a one-sided test, ``alternative``
+    ``"greater"``, the lower end is the one-sided bound). ``family`` and ``p_adjusted`` are the
+    testing plan's (:mod:`.testing`): ``significant`` is ``p_adjusted <= alpha`` within the family,
+    and a tested cell's interval is at the level its family's correction spends on it, so it excludes
+    0 exactly when the cell is significant.
+    """
 
     algo: str
     baseline: str
@@ -77,12 +148,26 @@ class Comparison:
     significant: bool = False
     n_samples: int = 0
     level: float = 0.95
+    family: str = ""
+    p_adjusted: float = float("nan")
+    alternative: str = TWO_SIDED
+    estimate: Estimate | None = field(default=None, repr=False, compare=False)
 
     def row(self) -> dict[str, Any]:
         """The comparisons.csv row."""
         return {"algo": self.algo, "baseline": self.baseline, "domain": self.domain, "metric": self.metric,
                 "diff": self.diff, "ci_low": self.low, "ci_high": self.high, "p_value": self.p_value,
-                "n_seeds": self.n_seeds, "method": self.method, "significant": self.significant}
+                "n_seeds": self.n_seeds, "method": self.method, "significant": self.significant,
+                "family": self.family, "p_adjusted": "" if math.isnan(self.p_adjusted) else self.p_adjusted}
+
+    def at(self, alpha: float, alternative: str = TWO_SIDED) -> Comparison:
+        """This cell tested at ``alpha`` (``alternative``): p-value and interval recomputed from its estimate."""
+        if self.estimate is None:
+            raise ValueError(f"{self.algo} − {self.baseline} {self.domain} {self.metric}: no estimate to test")
+        low, high = self.estimate.interval(alpha, alternative)
+        level = 1 - alpha if alternative == TWO_SIDED else 1 - 2 * alpha
+        return replace(self, low=low, high=high, p_value=self.estimate.p_value(alternative), level=level,
+                       alternative=alternative)
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
@@ -105,8 +190,9 @@ class EvaluationSet:
 
     Build it with :meth:`from_runs` (prediction records) or directly from encoded arrays:
     ``datasets`` (the truth of each dataset) and ``preds[run key]`` (that run's predictions of each
-    dataset, in the same order). Replicate ``r`` draws ``weights[d][r]`` (multinomial counts) for
-    the records of dataset ``d``, the same draw for every run.
+    dataset, in the same order). Replicate ``r`` draws ``weights[d][r]``
+    (:func:`~rlbench_med.suites.metrics.bootstrap_weights`) for the records of dataset ``d``, the
+    same draw for every run.
     """
 
     def __init__(
@@ -122,8 +208,7 @@ class EvaluationSet:
         self.preds = {k: list(v) for k, v in preds.items()}
         self.excluded = dict(excluded or {})
         rng = np.random.default_rng(seed)
-        self.weights = [rng.multinomial(t.n, np.full(t.n, 1 / t.n), size=n_boot).astype(np.float64)
-                        for t in self.datasets]
+        self.weights = [bootstrap_weights(t, n_boot, rng) for t in self.datasets]
         self._point: dict[RunKey, dict[tuple[str, str], float]] = {}
         self._boot: dict[RunKey, dict[tuple[str, str], np.ndarray]] = {}
         self.n_samples: dict[str, int] = {}
@@ -132,18 +217,23 @@ class EvaluationSet:
         self.n_samples["overall"] = sum(t.n for t in self.datasets)
 
     @classmethod
-    def from_runs(cls, runs: Mapping[RunKey, Sequence[Record]], *, n_boot: int = 2000, seed: int = 0) -> EvaluationSet:
+    def from_runs(
+        cls, runs: Mapping[RunKey, Sequence[Record]], *, n_boot: int = 2000, seed: int = 0,
+        multi_label: Mapping[str, bool] | None = None,
+    ) -> EvaluationSet:
         """From ``{(label, seed): prediction records}``.
 
         Records are matched by ``uid`` when every record has one, else by their order; a run whose
         records are not the first run's (other samples, another order) is left out and named in
-        :attr:`excluded`.
+        :attr:`excluded`. ``multi_label``: declarations beyond the catalogue's, as in
+        :func:`~rlbench_med.suites.metrics.compute_metrics`.
         """
         if not runs:
             raise ComparisonError("no predictions to compare")
         grouped = {key: _aligned_groups(records) for key, records in runs.items()}
         reference = next(iter(grouped.values()))
-        datasets = [DatasetTruth.from_records(d, ds, recs) for (d, ds), recs in reference.items()]
+        declared = multi_label or {}
+        datasets = [DatasetTruth.from_records(d, ds, recs, declared.get(ds)) for (d, ds), recs in reference.items()]
         preds: dict[RunKey, list[DatasetPredictions]] = {}
         excluded: dict[RunKey, str] = {}
         for key, groups in grouped.items():
@@ -193,32 +283,47 @@ def _mismatch(datasets: Sequence[DatasetTruth], groups: Mapping[tuple[str, str],
     return None
 
 
-def seed_interval(d: np.ndarray, boot: np.ndarray, level: float = 0.95) -> tuple[float, float, float, str]:
-    """``(low, high, p_value, method)`` of ``mean(d)`` (module docstring).
+def variance_parts(d: np.ndarray, boot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(s^2, c, e)`` of seed differences ``d [..., S]`` with replicates ``boot [..., S, R]`` (``S >= 2``).
 
-    Args:
-        d: ``[S]`` seed-level differences ``A_s - B_s``.
-        boot: ``[R]`` bootstrap replicates of ``mean(d)`` under resampled evaluation records
-            (nan where a replicate is undefined; those are left out).
+    ``s^2``: variance of ``d`` over seeds; ``c``: mean covariance of two seeds' replicates, from
+    ``var(sum_s D_s) = sum_s var(D_s) + sum_{s != t} cov(D_s, D_t)``, clipped at 0; ``e``: the mean
+    per-seed replicate variance less ``c`` (the evaluation noise a seed does not share), at least 0.
+    Replicates with a nan (a cell a resample left undefined) are left out.
     """
     d = np.asarray(d, dtype=np.float64)
     boot = np.asarray(boot, dtype=np.float64)
-    boot = boot[np.isfinite(boot)]
+    s = d.shape[-1]
+    ok = np.isfinite(boot).all(-2, keepdims=True)
+    r = ok.sum(-1)  # [..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = np.where(ok, boot - np.where(ok, boot, 0).sum(-1, keepdims=True) / np.maximum(r, 1)[..., None], 0)
+        cov = centred @ np.swapaxes(centred, -1, -2) / np.maximum(r - 1, 1)[..., None]  # [..., S, S]
+    per = np.trace(cov, axis1=-2, axis2=-1)
+    shared = np.maximum((cov.sum((-2, -1)) - per) / (s * (s - 1)), 0.0)
+    parts = (d.var(-1, ddof=1), shared, np.maximum(per / s - shared, 0.0))
+    return tuple(np.where(x < ROUNDING_VAR, 0.0, x) for x in parts)  # type: ignore[return-value]
+
+
+def estimate(d: np.ndarray, boot: np.ndarray) -> Estimate:
+    """The :class:`Estimate` of ``mean(d)`` (module docstring).
+
+    Args:
+        d: ``[S]`` seed-level differences ``A_s - B_s``.
+        boot: ``[S, R]`` their replicates under the shared bootstrap weights (row ``s``: ``D_s``;
+            nan where a replicate is undefined: left out).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    boot = np.asarray(boot, dtype=np.float64).reshape(d.size, -1)
     diff = float(d.mean())
-    alpha = 1 - level
     if d.size >= 2:
-        var_eval = float(boot.var(ddof=1)) if boot.size >= 2 else 0.0
-        se = math.sqrt(float(d.var(ddof=1)) / d.size + var_eval)
-        if se == 0.0:
-            return diff, diff, (1.0 if diff == 0 else 0.0), PAIRED_T
-        half = float(sps.t.ppf(1 - alpha / 2, d.size - 1)) * se
-        p = float(2 * sps.t.sf(abs(diff) / se, d.size - 1))
-        return diff - half, diff + half, p, PAIRED_T
-    if boot.size == 0:
-        return float("nan"), float("nan"), float("nan"), BOOTSTRAP
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    p = min(1.0, 2 * min(int((boot <= 0).sum()), int((boot >= 0).sum())) / boot.size)
-    return float(low), float(high), float(p), BOOTSTRAP
+        s2, c, e = (float(x) for x in variance_parts(d, boot))
+        se, df, floored = (float(x) for x in standard_error(s2, c, e, d.size))
+        method = TIED if np.all(d == d[0]) else EVALUATION_FLOOR if floored else PAIRED_T
+        return Estimate(diff, se, df, d.size, method, s2, c, e)
+    reps = boot[0][np.isfinite(boot[0])]
+    sd = float(reps.std(ddof=1)) if reps.size >= 2 else float("nan")
+    return Estimate(diff, sd, float("inf"), 1, BOOTSTRAP, 0.0, 0.0, sd**2, boot=reps)
 
 
 def compare(
@@ -232,7 +337,8 @@ def compare(
     level: float = 0.95,
     metrics: Collection[str] | None = None,
 ) -> list[Comparison]:
-    """``algo - baseline`` on every (domain, metric) cell, Holm-corrected (module docstring).
+    """``algo - baseline`` on every (domain, metric) cell with its two-sided ``level`` interval (module
+    docstring); untested until the testing plan (:mod:`.testing`) gives the cells their families.
 
     With ``constant_baseline`` the baseline's value is the mean over its runs ``b_seeds`` (one run
     for ``base``; the draws of ``floor:random``) and pairs with every seed of ``algo``; otherwise
@@ -264,33 +370,17 @@ def compare(
         if not np.isfinite(d).all():
             continue
         with np.errstate(invalid="ignore"):
-            boot = np.mean([ra[cell] - rb[cell] for ra, rb in zip(a_boot, b_boot)], axis=0)
-        low, high, p, method = seed_interval(d, boot, level)
-        out.append(Comparison(algo, baseline, domain, metric, float(d.mean()), low, high, p, len(seeds), method,
-                              n_samples=evalset.n_samples.get(domain, 0), level=level))
-    return holm(out, 1 - level)
+            boot = np.stack([ra[cell] - rb[cell] for ra, rb in zip(a_boot, b_boot)])
+        est = estimate(d, boot)
+        low, high = est.interval(1 - level)
+        out.append(Comparison(algo, baseline, domain, metric, est.diff, low, high, est.p_value(), len(seeds),
+                              est.method, n_samples=evalset.n_samples.get(domain, 0), level=level, estimate=est))
+    return out
 
 
 def _mean_dicts(items: Sequence[Mapping[tuple[str, str], Any]]) -> dict[tuple[str, str], Any]:
     keys = set(items[0]).intersection(*items[1:])
     return {k: np.mean([item[k] for item in items], axis=0) for k in keys}
-
-
-def holm(comparisons: Sequence[Comparison], alpha: float = 0.05) -> list[Comparison]:
-    """``significant`` by Holm's step-down procedure over the given cells (one comparison's family).
-
-    Sorted by p-value, the ``i``-th smallest (``i = 0, 1, ...``) is rejected while
-    ``p_(i) <= alpha / (m - i)``; the first failure stops the procedure.
-    """
-    order = sorted(range(len(comparisons)), key=lambda i: (math.isnan(comparisons[i].p_value), comparisons[i].p_value))
-    m = len(comparisons)
-    rejected = set()
-    for rank, i in enumerate(order):
-        p = comparisons[i].p_value
-        if math.isnan(p) or p > alpha / (m - rank):
-            break
-        rejected.add(i)
-    return [replace(c, significant=i in rejected) for i, c in enumerate(comparisons)]
 
 
 def write_comparisons(path: Path, comparisons: Iterable[Comparison]) -> Path:

@@ -67,7 +67,9 @@ class CatalogueEntry:
 
     ``classes`` is empty for the multimodal MIMIC-IV row (its tasks are :data:`MIMIC_TASKS`).
     ``dataset_folder`` is the dataset's folder in release image paths ("" where unknown);
-    ``aliases`` maps older class names to ``classes`` (``(("MEL", "Melanoma"), ...)``).
+    ``aliases`` maps older class names to ``classes`` (``(("MEL", "Melanoma"), ...)``);
+    ``multi_label`` declares whether a record may carry several labels (the metrics score the
+    dataset by this declaration, never by what one record says).
     """
 
     domain: str
@@ -77,6 +79,7 @@ class CatalogueEntry:
     test: int
     dataset_folder: str = ""
     aliases: tuple[tuple[str, str], ...] = ()
+    multi_label: bool = False
 
 
 def normalize_label(label: str) -> str:
@@ -95,6 +98,8 @@ def _read_catalogue() -> tuple[CatalogueEntry, ...]:
             (old.strip(), new.strip())
             for old, _, new in (pair.partition("->") for pair in row["aliases"].split(";") if pair.strip())
         )
+        if row["multi_label"] not in ("yes", "no"):
+            raise ValueError(f"climb_catalogue.csv: {row['dataset']}: multi_label is {row['multi_label']!r}, not yes or no")
         entries.append(
             CatalogueEntry(
                 domain=row["domain"].strip(),
@@ -104,6 +109,7 @@ def _read_catalogue() -> tuple[CatalogueEntry, ...]:
                 test=int(row["test"]),
                 dataset_folder=row["dataset_folder"].strip(),
                 aliases=aliases,
+                multi_label=row["multi_label"] == "yes",
             )
         )
     return tuple(entries)
@@ -129,6 +135,15 @@ def find_dataset(name: str, domain: str | None = None) -> CatalogueEntry | None:
         return _BY_FOLDER.get((domain, key))
     matches = [e for (_, folder), e in _BY_FOLDER.items() if folder == key]
     return matches[0] if len(matches) == 1 else None
+
+
+def declared_multi_label(dataset: str) -> bool | None:
+    """The catalogue's declaration of a dataset (True: a record may carry several labels), or None
+    for a dataset outside the catalogue. The MIMIC-IV tasks are single-label."""
+    if dataset in MIMIC_TASKS:
+        return False
+    entry = find_dataset(dataset)
+    return entry.multi_label if entry is not None else None
 
 
 def domain_of_folder(name: str) -> str | None:

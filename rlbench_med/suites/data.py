@@ -35,10 +35,16 @@ Fields of a record (media paths are relative to the JSONL file's folder):
 
 Class lists: ``classes.json`` (next to the train file, or ``classes=PATH``) maps a task (a dataset
 name, or ``los`` / ``ihm48``) to its class list, ``{"MyData": ["A", "B"]}``, or to
-``{"domain": "cxr", "classes": [...]}``; it wins over the catalogue. A dataset found in neither
-takes its classes from its answers (a warning says so). Labels compare case- and
+``{"domain": "cxr", "classes": [...], "multi_label": true}``; it wins over the catalogue. A dataset
+found in neither takes its classes from its answers (a warning says so). Labels compare case- and
 whitespace-insensitively (the catalogue's older names are aliases) and are stored with the class
 list's spelling.
+
+Multi-label: a dataset is multi-label (a record may carry several labels) by its declaration,
+``multi_label`` in classes.json, else the catalogue's; one declared nowhere is multi-label when
+one of its answers names several labels. A record that contradicts the declaration (several
+labels on a single-label dataset, or its own ``"multi_label"`` field) is a warning naming its
+file and line, and the declaration stands.
 
 Every media path must resolve (symlinks included) inside the folder of its JSONL file, unless the
 source allows paths outside (``--allow-outside-data``).
@@ -81,6 +87,7 @@ from rlbench_med.suites.records import (
     assign_classes,
     carve_validation,
     cross_record_warnings,
+    declare_multi_label,
     read_split,
     unicode_twins,
 )
@@ -148,7 +155,9 @@ class ClinicalData:
     """A loaded data set: its samples per split, the domains and the task label spaces.
 
     ``set_aside`` counts the records a suite selection left out, ``{domain: {split: n}}``, and
-    ``set_aside_reason`` says why per domain; ``warnings`` are the validation warnings.
+    ``set_aside_reason`` says why per domain; ``warnings`` are the validation warnings;
+    ``multi_label`` says per task whether a record may carry several labels (its declaration:
+    classes.json, else the catalogue; pass it to :func:`~rlbench_med.suites.metrics.compute_metrics`).
     """
 
     root: Path
@@ -160,6 +169,7 @@ class ClinicalData:
     set_aside: dict[str, dict[str, int]] = field(default_factory=dict)
     set_aside_reason: dict[str, str] = field(default_factory=dict)
     validation: list[Sample] = field(default_factory=list)
+    multi_label: dict[str, bool] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Sample]:
         """``train``, ``validation`` or ``test`` samples."""
@@ -282,6 +292,7 @@ class DataCheck:
     tasks: dict[str, tuple[str, ...]]
     records: dict[str, dict[str, int]]
     set_aside: dict[str, dict[str, int]]
+    multi_label: dict[str, bool] = field(default_factory=dict)
 
     def findings(self) -> list[Problem]:
         """Problems and warnings in line order: the train file's, the validation file's, the test file's, then
@@ -312,6 +323,7 @@ def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCh
         carve_validation(drafts)
     unicode_twins(drafts, reader)
     tasks = assign_classes(drafts, reader)
+    multi_label = declare_multi_label(drafts, reader)
     cross_record_warnings(drafts, reader)
     kept: list[Draft] = []
     for d in drafts:
@@ -331,7 +343,7 @@ def check_data(source: DataSource | Path | str, *, media: bool = True) -> DataCh
                 samples[d.split].append(sample)
     used = {d.task for d in kept if d.task}
     return DataCheck(source, samples, problems, warnings, {t: c for t, c in sorted(tasks.items()) if t in used},
-                     records, set_aside)
+                     records, set_aside, {t: m for t, m in sorted(multi_label.items()) if t in used})
 
 
 def validate_dir(source: DataSource | Path | str) -> list[Problem]:
@@ -351,7 +363,7 @@ def load_data(source: DataSource | Path | str) -> ClinicalData:
         root=root, train=samples["train"], validation=samples["validation"], test=samples["test"], domains=domains,
         tasks=check.tasks,
         warnings=check.warnings, set_aside=check.set_aside,
-        set_aside_reason={d: check.set_aside_reason(d) for d in check.set_aside},
+        set_aside_reason={d: check.set_aside_reason(d) for d in check.set_aside}, multi_label=check.multi_label,
     )
 
 

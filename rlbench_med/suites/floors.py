@@ -21,7 +21,9 @@ floors score ``iou`` only (ours, best box against the region, as the ``iou`` met
 
 Rows in results.csv carry seed 0 (floors do not depend on the training seed), and the predictions
 files let a report compare against them (``floor:random``'s draws are regenerated from
-``floor:all``'s file by :func:`random_draws`).
+``floor:all``'s file by :func:`random_draws`). Floors are scored on the records the algorithms are
+scored on (:func:`scored_records`: the first ``eval_max_samples`` of the test split when it is set),
+so their rows' ``n`` is theirs and every comparison with them is paired record by record.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def is_floor(algo: str) -> bool:
 def _record(sample: Sample, predicted: Sequence[str]) -> dict[str, Any]:
     return {"uid": sample.uid, "domain": sample.domain, "dataset": sample.dataset, "labels": list(sample.labels),
             "predicted": list(predicted)}
+
+
+def scored_records(test: Sequence[Sample], max_samples: int) -> list[Sample]:
+    """The test records an evaluation capped at ``max_samples`` scores (0: all): the first ones, as the
+    runners take them (``eval_max_samples``)."""
+    return list(test) if max_samples <= 0 else list(test[:max_samples])
 
 
 def majority_sets(train: Sequence[Sample]) -> dict[str, tuple[str, ...]]:

@@ -17,11 +17,15 @@ Both pay for hedging: answering a single-label question with every class of its 
 ``acc`` 0.5 and an ``f1`` that can beat a trained model. So beside them (ours):
 
 - ``exact``: the fraction of records whose predicted set equals the true set.
-- ``f1_strict``: macro-F1 as ``f1``, except that on a *single-label* dataset an answer naming more
-  than one label counts as no prediction (a miss for the true class, no false positive).
-  Predicting every class then scores 0. On a multi-label dataset it equals ``f1``. A dataset is
-  single-label when every one of its records has exactly one true label (a record may also say
-  ``"multi_label": true``).
+- ``f1_strict``, the headline, that answering every class cannot win on any dataset: on a
+  *single-label* dataset, macro-F1 as ``f1`` except that an answer naming more than one label
+  counts as no prediction (a miss for the true class, no false positive): predicting every class
+  scores 0. On a *multi-label* dataset, the record-wise set F1, the mean over records of
+  ``2 |P_i ∩ T_i| / (|P_i| + |T_i|)`` (1 when both are empty; every predicted label counts in
+  ``|P_i|``, known or not): predicting every one of ``C`` classes scores ``2 |T_i| / (C + |T_i|)``
+  per record, far below a model that names the findings. Whether a dataset is multi-label is its
+  declaration (``multi_label`` in the catalogue or in classes.json, passed as ``multi_label``);
+  a dataset declared nowhere is multi-label when one of its records has several true labels.
 - ``labels``: the mean number of distinct labels per answer (compare with the truth's mean).
 - ``iou``: the mean IoU of a domain's records that have one (pooled over its datasets, not a mean of
   dataset means); ``overall`` iou is the mean over the domains that have one.
@@ -50,7 +54,10 @@ class; ``overall`` is the mean over domains. ``n`` of a row is the number of rec
 ``iou``: those with an IoU).
 
 Every metric is computed from weighted counts (:func:`aggregate`), so the same code gives the
-plain metric (all weights 1) and its bootstrap replicates (``reports/stats.py``).
+plain metric (all weights 1) and its bootstrap replicates (``reports/stats.py``). The replicates'
+weights (:func:`bootstrap_weights`) resample a dataset's records within strata (each record's
+rarest true class), so every class of the point estimate stays in every replicate and a replicate
+measures the same metric: a resample that dropped a rare class would average over fewer classes.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbench_med.suites.catalogue import normalize_label, order_domains
+from rlbench_med.suites.catalogue import declared_multi_label, normalize_label, order_domains
 from rlbench_med.suites.release import multi_hot, release_class_accuracy, release_predicted, release_truth
 
 METRICS = ("acc", "f1", "exact", "f1_strict", "labels", "acc_release", "iou")
@@ -111,10 +118,16 @@ class DatasetTruth:
         return self.truth.shape[0]
 
     @classmethod
-    def from_records(cls, domain: str, dataset: str, records: Sequence[Mapping[str, Any]]) -> DatasetTruth:
+    def from_records(
+        cls, domain: str, dataset: str, records: Sequence[Mapping[str, Any]], multi_label: bool | None = None
+    ) -> DatasetTruth:
+        """The truth of one dataset's records; ``multi_label``: its declaration (None: the catalogue's,
+        else multi-label when a record has several true labels). A record's own field never decides."""
         keys = [label_keys(r["labels"]) for r in records]
         classes, truth = multi_hot(keys)
-        multi = any(len(k) > 1 for k in keys) or any(bool(r.get("multi_label")) for r in records)
+        multi = multi_label if multi_label is not None else declared_multi_label(dataset)
+        if multi is None:
+            multi = any(len(k) > 1 for k in keys)
         rel_classes, rel_truth = release_truth([", ".join(label_list(r["labels"])) for r in records])
         return cls(domain, dataset, classes, truth, keys, multi, rel_classes, rel_truth)
 
@@ -175,16 +188,49 @@ def _one_vs_rest(truth: np.ndarray, pred: np.ndarray, w: np.ndarray) -> tuple[np
     return acc, f1m
 
 
+def _set_f1(truth: np.ndarray, pred: DatasetPredictions) -> np.ndarray:
+    """Per record ``2 |P ∩ T| / (|P| + |T|)`` (1 when both are empty) -> ``[N]``."""
+    hits = (truth & pred.pred).sum(1).astype(np.float64)
+    size = pred.n_pred + truth.sum(1)
+    return np.where(size > 0, 2 * hits / np.maximum(size, 1), 1.0)
+
+
+def bootstrap_weights(truth: DatasetTruth, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, N]`` resampling weights of one dataset's records, stratified so every replicate keeps its classes.
+
+    Each record's stratum is its rarest true class (ties: the first in ``classes``; a record
+    without a true label is a stratum of its own kind). A stratum of ``m >= 2`` records draws
+    ``m - 1`` of them with replacement and weighs each draw ``m / (m - 1)``: its total weight stays
+    ``m``, and the bootstrap variance of a mean is the unbiased ``s^2 / m`` rather than the plain
+    bootstrap's ``(m - 1) / m`` of it, which matters for the small strata of a test split (McCarthy and
+    Snowden, 1985). A stratum of one record keeps it (weight 1): it has nothing to resample. Every
+    class present in the data is then present in every replicate of a single-label dataset (and of a
+    multi-label one unless a class only ever appears beside a rarer one).
+    """
+    t = truth.truth
+    counts = t.sum(0)
+    # a record's rarest class; records without a label get the stratum -1
+    rank = np.where(t, counts[None, :] * (t.shape[1] + 1) + np.arange(t.shape[1])[None, :], np.iinfo(np.int64).max)
+    strata = np.where(t.any(1), rank.argmin(1) if t.shape[1] else -1, -1)
+    w = np.ones((n_boot, truth.n))
+    for s in np.unique(strata):
+        members = np.flatnonzero(strata == s)
+        m = members.size
+        if m >= 2:
+            w[:, members] = rng.multinomial(m - 1, np.full(m, 1 / m), size=n_boot) * (m / (m - 1))
+    return w
+
+
 def dataset_values(truth: DatasetTruth, pred: DatasetPredictions, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Every metric but ``iou`` of one dataset under sample weights ``[R, N]`` (ones: the plain metric) -> ``[R]``."""
     w = np.asarray(weights, dtype=np.float64)
     acc, f1 = _one_vs_rest(truth.truth, pred.pred, w)
-    if truth.multi_label:
-        f1_strict = f1
-    else:
-        _, f1_strict = _one_vs_rest(truth.truth, pred.pred & (pred.n_pred <= 1)[:, None], w)
     total = w.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
+        if truth.multi_label:
+            f1_strict = (w @ _set_f1(truth.truth, pred)) / total
+        else:
+            _, f1_strict = _one_vs_rest(truth.truth, pred.pred & (pred.n_pred <= 1)[:, None], w)
         exact = (w @ pred.exact.astype(np.float64)) / total
         labels = (w @ pred.n_pred) / total
     out = {"acc": acc, "f1": f1, "exact": exact, "f1_strict": f1_strict, "labels": labels}
@@ -249,17 +295,21 @@ def group_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str],
     return dict(sorted(groups.items(), key=lambda item: order[item[0][0]]))
 
 
-def compute_metrics(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def compute_metrics(
+    records: Iterable[Mapping[str, Any]], multi_label: Mapping[str, bool] | None = None
+) -> list[dict[str, Any]]:
     """Rows ``{"domain", "metric", "value", "n"}`` per domain and ``overall``, metrics in :data:`METRICS` order.
 
     ``records``: mappings with ``domain``, ``dataset``, ``labels`` (true, list), ``predicted``
     (list) and optionally ``iou`` (float or None). ``iou`` rows appear where any record of the
-    domain has one.
+    domain has one. ``multi_label``: ``{dataset: declared multi-label}`` (e.g. a loaded data set's
+    ``multi_label``) for datasets whose declaration is not the catalogue's (module docstring).
     """
     groups = group_records(records)
+    declared = multi_label or {}
     encoded = []
     for (domain, dataset), recs in groups.items():
-        truth = DatasetTruth.from_records(domain, dataset, recs)
+        truth = DatasetTruth.from_records(domain, dataset, recs, declared.get(dataset))
         encoded.append((truth, truth.encode(recs)))
     values = aggregate(encoded, [np.ones((1, t.n)) for t, _ in encoded])
     counts: dict[str, int] = {}

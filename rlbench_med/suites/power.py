@@ -1,41 +1,40 @@
-"""Minimum detectable effect (MDE): the smallest difference between two algorithms a suite can detect.
+"""The test a report runs on a difference, its power, and the minimum detectable effect (MDE).
 
-Setting. Two algorithms A and B are trained with the same ``k`` seeds and scored on a test split
-of ``n`` records (per domain). The comparison is the two-sided paired test over the ``k`` seed-level
-differences ``d_s = m_A(s) - m_B(s)`` (a paired t-test for ``k >= 2``), at level ``alpha`` (0.05).
+The test. Algorithms A and B ran ``S`` seeds each, scored on one shared test split. One seed's
+difference is ``d_s = A_s - B_s`` and the estimate is ``mean(d_s)``. Its variance has two parts:
 
-Noise model. One algorithm's score on one seed varies around its mean by the seed-to-seed
-spread of training, ``seed_sd``, plus the evaluation noise of ``n`` test records,
-``record_sd / sqrt(n)`` (``record_sd``: the per-record standard deviation of the metric, i.e.
-``sqrt(n)`` times the bootstrap standard error of the metric on ``n`` records). The two
-algorithms' deviations are taken as independent, so one seed's difference has
+- the spread over seeds, which holds the training noise and the part of the evaluation noise that
+  differs from seed to seed: ``var(d_s) / S``;
+- the evaluation noise the seeds *share* (they answer the same records): ``c``, the mean
+  covariance between two seeds' differences over resampled test records (the bootstrap).
 
-    diff_sd = sqrt(2 * (seed_sd ** 2 + record_sd ** 2 / n)).
+So ``se^2 = s^2 / S + c`` with ``s^2`` the sample variance of the ``d_s`` (``S - 1`` degrees of
+freedom) and ``c`` known from the bootstrap; by Satterthwaite the degrees of freedom are
+``nu = (S - 1) (se^2 / (s^2 / S))^2``. The seed spread cannot be smaller than the part of the
+evaluation noise the seeds do not share, ``e = v - c`` (``v``: one seed's bootstrap variance):
+where ``s^2 < e`` (two seeds that tied included) ``e`` replaces ``s^2`` in ``se`` (``nu`` keeps
+``s^2``: the smaller the observed spread, the less the seed term weighs; infinite for a tie).
+The interval is ``diff ± t(nu) se`` (:func:`standard_error`); the README derives it.
 
-Pairing on the same test records can only lower the evaluation term, and a test split shared by
-every seed makes the seeds' evaluation noise positively correlated, so both choices err towards
-a larger (more cautious) MDE. When ``seed_sd`` is *observed* from a sweep's results it already
-contains the evaluation noise; pass the observed sd of the paired differences to
-:func:`paired_t_mde` directly.
+Power. With normal seed differences (``s^2 ~ sigma^2 chi2_{S-1} / (S - 1)``, independent of the
+mean), the power of that test at a true difference ``delta`` is an integral over ``s^2``
+(:func:`seed_test_power`, exact up to quadrature); with ``c = e = 0`` it is the plain paired t-test's
+(the noncentral t). The MDE is the ``delta`` with power ``power`` (:func:`seed_test_mde`). With one
+seed the test is a bootstrap over the records (evaluation noise only) and its MDE the normal one,
+``(z_{1 - alpha/2} + z_{power}) sd``.
 
-MDE (``k >= 2``). Under a true mean difference ``delta`` the paired t statistic
-``T = mean(d) / (sd(d) / sqrt(k))`` follows a noncentral t distribution with ``k - 1`` degrees
-of freedom and noncentrality ``lambda = delta * sqrt(k) / diff_sd``. The power is
-``P(|T| > t_{1 - alpha/2, k-1})``; the MDE is the ``delta`` at which the power equals ``power``
-(0.8), solved exactly (Brent's method on the noncentral t). For large ``k`` it tends to the
-normal approximation ``(z_{1 - alpha/2} + z_{power}) * diff_sd / sqrt(k)``
-(``2.80 * diff_sd / sqrt(k)`` at 5 % / 80 %).
+Planning before a sweep (:func:`minimum_detectable_effect`). One algorithm's score on one seed
+varies by the training noise ``seed_sd`` and by the evaluation noise of ``n`` records,
+``record_sd / sqrt(n)``. For a difference of two algorithms: seed part ``2 seed_sd^2``,
+evaluation part ``2 record_sd^2 / n``. How much of the evaluation part the seeds share is unknown
+before a sweep (seeds of one estimator that answer alike share most of it), so the MDE is the larger
+of the two extremes, all shared and none shared.
 
-MDE (``k = 1``). One seed cannot measure training noise at all; the only available test is
-evaluation-sample uncertainty (a bootstrap over the test records), whose MDE is the normal one
-with the evaluation term alone: ``(z_{1 - alpha/2} + z_{power}) * sqrt(2) * record_sd / sqrt(n)``.
-Its ``method`` says so, and any difference smaller than the training noise can still pass it.
-
-Worked example: ``n = 100``, ``record_sd = 0.5``, ``seed_sd = 0.03``, ``k = 4``:
-``diff_sd = sqrt(2 (0.0009 + 0.0025)) = 0.0825``; the exact MDE is ``0.175 = 2.13 diff_sd``
-(the normal approximation gives ``2.80 * 0.0825 / 2 = 0.116``; 3 degrees of freedom cost the
-rest). Checked against statsmodels' ``TTestPower().solve_power`` (agreement to 1e-7) for 2 to 64
-seeds.
+Worked example: ``n = 100``, ``record_sd = 0.5``, ``seed_sd = 0.03``, ``k = 4``: one seed's
+difference has sd ``sqrt(2 (0.0009 + 0.0025)) = 0.0825``. All evaluation noise shared: seed part
+``0.0018``, ``c = 0.005``, ``se = sqrt(0.0018 / 4 + 0.005) = 0.0738`` at 440 degrees of freedom, MDE
+0.208. None shared: the seed differences have sd 0.0825, of which ``e = 0.005`` is evaluation noise,
+MDE 0.174 (a plain paired t-test: 0.175). The MDE is 0.208.
 """
 
 from __future__ import annotations
@@ -49,13 +48,109 @@ import numpy as np
 
 ALPHA = 0.05
 POWER = 0.8
-PAIRED_T = "paired t over seeds"
+SEEDS_AND_SHARED = "seed spread + shared evaluation noise (Satterthwaite t)"
 EVALUATION_ONLY = "evaluation sample only (1 seed)"
+TWO_SIDED = "two-sided"
+GREATER = "greater"
+#: Quadrature nodes over the seed variance's distribution (each side of the floor).
+_NODES = 96
+
+
+def standard_error(seed_var: Any, shared_var: Any, eval_var: Any, seeds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(se, df, floored)`` of a mean over ``seeds`` seed differences (module docstring), element-wise.
+
+    Args:
+        seed_var: ``s^2``, the sample variance of the seed differences.
+        shared_var: ``c``, the evaluation covariance shared by two seeds (``>= 0``).
+        eval_var: ``e``, the evaluation variance one seed does not share with the others (``>= 0``).
+        seeds: ``S >= 2``.
+
+    ``se = sqrt(max(s^2, e) / S + c)``, ``df = (S - 1) (se^2 / (s^2 / S))^2`` (inf where ``s^2 = 0``);
+    ``floored`` marks where ``s^2 < e``, the evaluation noise standing in for the seed spread.
+    """
+    s2 = np.asarray(seed_var, dtype=np.float64)
+    c = np.asarray(shared_var, dtype=np.float64)
+    e = np.asarray(eval_var, dtype=np.float64)
+    floored = s2 < e
+    se2 = np.maximum(s2, e) / seeds + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(s2 > 0, (seeds - 1) * (se2 / np.where(s2 > 0, s2 / seeds, 1.0)) ** 2, np.inf)
+    return np.sqrt(se2), df, floored
+
+
+def _critical(alpha: float, alternative: str) -> float:
+    return alpha / 2 if alternative == TWO_SIDED else alpha
+
+
+def seed_test_power(
+    delta: float, seed_sd: float, seeds: int, *, shared_sd: float = 0.0, eval_sd: float = 0.0,
+    alpha: float = ALPHA, alternative: str = TWO_SIDED,
+) -> float:
+    """Power of the report's test (module docstring) at a true mean difference ``delta``.
+
+    Args:
+        seed_sd: sd of one seed's difference around the mean, evaluation noise it does not share
+            with other seeds included (``sigma``; ``s^2`` estimates ``sigma^2``).
+        seeds: ``S >= 2``.
+        shared_sd: ``sqrt(c)``; eval_sd: ``sqrt(e)`` (``<= seed_sd``).
+        alternative: ``"two-sided"`` or ``"greater"`` (rejects for a positive difference only).
+    """
+    from scipy import stats
+
+    if seeds < 2:
+        raise ValueError(f"the seed test needs >= 2 seeds, got {seeds}; with one seed use the evaluation-only MDE")
+    if eval_sd > seed_sd:
+        raise ValueError(f"eval_sd ({eval_sd}) cannot exceed seed_sd ({seed_sd}): the seed spread contains it")
+    df = seeds - 1
+    sd_mean = math.sqrt(seed_sd**2 / seeds + shared_sd**2)
+    if sd_mean == 0:
+        return 1.0 if delta != 0 else 0.0
+    # s^2 = seed_sd^2 chi2_df / df; integrate over its quantile u, split where se has its kink (s^2 = e).
+    cut = float(stats.chi2.cdf(eval_sd**2 / seed_sd**2 * df, df)) if seed_sd > 0 else 1.0
+    x, w = np.polynomial.legendre.leggauss(_NODES)
+    parts = [(lo, hi) for lo, hi in ((0.0, cut), (cut, 1.0)) if hi > lo]
+    u = np.concatenate([lo + (hi - lo) * (x + 1) / 2 for lo, hi in parts])
+    weights = np.concatenate([w * (hi - lo) / 2 for lo, hi in parts])
+    s2 = seed_sd**2 * stats.chi2.ppf(u, df) / df
+    se, nu, _ = standard_error(s2, shared_sd**2, eval_sd**2, seeds)
+    crit = stats.t.ppf(1 - _critical(alpha, alternative), nu) * se
+    reject = stats.norm.sf((crit - delta) / sd_mean)
+    if alternative == TWO_SIDED:
+        reject = reject + stats.norm.cdf((-crit - delta) / sd_mean)
+    return float(np.sum(weights * reject))
+
+
+def seed_test_mde(
+    seed_sd: float, seeds: int, *, shared_sd: float = 0.0, eval_sd: float = 0.0, alpha: float = ALPHA,
+    power: float = POWER, alternative: str = TWO_SIDED,
+) -> float:
+    """Smallest true difference :func:`seed_test_power` detects with probability ``power``."""
+    from scipy.optimize import brentq
+
+    if not 0 < alpha < power < 1:
+        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    scale = math.sqrt(seed_sd**2 + shared_sd**2)
+    if scale == 0:
+        return 0.0
+    # Power grows with delta from at most alpha at 0 to 1; double until it passes ``power``.
+    hi = scale
+    while seed_test_power(hi, seed_sd, seeds, shared_sd=shared_sd, eval_sd=eval_sd, alpha=alpha,
+                     alternative=alternative) < power:
+        hi *= 2.0
+    return float(brentq(lambda d: seed_test_power(d, seed_sd, seeds, shared_sd=shared_sd, eval_sd=eval_sd, alpha=alpha,
+                                             alternative=alternative) - power, 0.0, hi, xtol=1e-7 * scale))
+
+
+def evaluation_mde(sd: float, alpha: float = ALPHA, power: float = POWER, alternative: str = TWO_SIDED) -> float:
+    """MDE of the one-seed test, evaluation noise only: ``(z_{1 - alpha/2} + z_{power}) sd`` (``z_{1 - alpha}`` one-sided)."""
+    from scipy.stats import norm
+
+    return float((norm.ppf(1 - _critical(alpha, alternative)) + norm.ppf(power)) * sd)
 
 
 @dataclass(frozen=True)
 class DetectableEffect:
-    """The MDE of one comparison and what it rests on (see the module docstring)."""
+    """The MDE of one planned comparison and what it rests on (see the module docstring)."""
 
     mde: float
     diff_sd: float
@@ -73,48 +168,20 @@ def difference_sd(n: int, seed_sd: float, record_sd: float) -> float:
     return math.sqrt(2.0 * (seed_sd**2 + record_sd**2 / n))
 
 
-def paired_t_power(delta: float, diff_sd: float, seeds: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided paired t-test over ``seeds`` differences of sd ``diff_sd`` at mean ``delta``."""
-    from scipy import stats
-
-    df = seeds - 1
-    crit = stats.t.ppf(1.0 - alpha / 2.0, df)
-    nc = delta * math.sqrt(seeds) / diff_sd
-    # P(T < -crit) as the upper tail of -T (noncentrality -nc): scipy's nct.cdf returns NaN far in the tail.
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
-
-
-def paired_t_mde(diff_sd: float, seeds: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest mean difference the paired t-test over ``seeds`` (>= 2) detects with probability ``power``."""
-    from scipy.optimize import brentq
-
-    if seeds < 2:
-        raise ValueError(f"a paired t-test needs >= 2 seeds, got {seeds}")
-    if not 0 < alpha < 1 or not alpha < power < 1:
-        raise ValueError(f"need 0 < alpha < power < 1, got alpha={alpha}, power={power}")
-    if diff_sd == 0:
-        return 0.0
-    # Power grows with delta; at delta = 0 it is alpha < power, and it reaches 1 long before 100 sd.
-    hi = diff_sd
-    while paired_t_power(hi, diff_sd, seeds, alpha) < power:
-        hi *= 2.0
-    return float(brentq(lambda d: paired_t_power(d, diff_sd, seeds, alpha) - power, 0.0, hi, xtol=1e-10 * diff_sd))
-
-
 def minimum_detectable_effect(
     n: int, seeds: int, seed_sd: float, record_sd: float, alpha: float = ALPHA, power: float = POWER
 ) -> DetectableEffect:
-    """The MDE for ``n`` test records, ``seeds`` seeds and the given spreads (module docstring)."""
-    from scipy.stats import norm
-
+    """The planning MDE for ``n`` test records, ``seeds`` seeds and the given spreads (module docstring)."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    if seeds == 1:
-        sd = difference_sd(n, 0.0, record_sd)
-        mde = (norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power)) * sd
-        return DetectableEffect(float(mde), sd, 1, n, EVALUATION_ONLY)
     sd = difference_sd(n, seed_sd, record_sd)
-    return DetectableEffect(paired_t_mde(sd, seeds, alpha, power), sd, seeds, n, PAIRED_T)
+    evaluation = math.sqrt(2.0) * record_sd / math.sqrt(n)
+    if seeds == 1:
+        return DetectableEffect(evaluation_mde(evaluation, alpha, power), evaluation, 1, n, EVALUATION_ONLY)
+    training = math.sqrt(2.0) * seed_sd
+    shared = seed_test_mde(training, seeds, shared_sd=evaluation, alpha=alpha, power=power)
+    apart = seed_test_mde(sd, seeds, eval_sd=evaluation, alpha=alpha, power=power)
+    return DetectableEffect(max(shared, apart), sd, seeds, n, SEEDS_AND_SHARED)
 
 
 def record_sd(
@@ -123,9 +190,9 @@ def record_sd(
     """``{domain: (record_sd, n)}`` of a metric, from a bootstrap of scored test records.
 
     ``records`` are what :func:`rlbench_med.suites.metrics.compute_metrics` scores. Records are
-    resampled with replacement inside each dataset (so every draw keeps the datasets' sizes);
-    ``record_sd = sqrt(n) * sd`` of the domain's metric over ``draws`` resamples, ``n`` the
-    domain's record count. ``overall`` is included.
+    resampled as the report resamples them (:func:`~rlbench_med.suites.metrics.bootstrap_weights`:
+    inside each dataset, stratified by class); ``record_sd = sqrt(n) * sd`` of the domain's metric
+    over ``draws`` resamples, ``n`` the domain's record count. ``overall`` is included.
     """
     return record_sds(records, [metric], draws=draws, seed=seed)[metric]
 
@@ -134,24 +201,29 @@ def record_sds(
     records: Sequence[Mapping[str, Any]], metrics: Sequence[str], *, draws: int = 200, seed: int = 0
 ) -> dict[str, dict[str, tuple[float, int]]]:
     """:func:`record_sd` of several metrics from one bootstrap (the same resamples as each alone)."""
-    from rlbench_med.suites.metrics import compute_metrics
+    from rlbench_med.suites.metrics import DatasetTruth, aggregate, bootstrap_weights, group_records
 
     rng = np.random.default_rng(seed)
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for rec in records:
-        groups.setdefault((str(rec["domain"]), str(rec["dataset"])), []).append(rec)
-    values: dict[tuple[str, str], list[float]] = {}
-    sizes: dict[str, dict[str, int]] = {m: {} for m in metrics}
-    for row in compute_metrics(records):
-        if row["metric"] in sizes:
-            sizes[row["metric"]][row["domain"]] = int(row["n"])
-    for _ in range(draws):
-        resampled = [group[i] for group in groups.values() for i in rng.integers(len(group), size=len(group))]
-        for row in compute_metrics(resampled):
-            if row["metric"] in sizes and np.isfinite(row["value"]):
-                values.setdefault((row["metric"], row["domain"]), []).append(float(row["value"]))
-    return {m: {d: (float(np.std(values[(m, d)], ddof=1) * math.sqrt(n)), n)
-                for d, n in sizes[m].items() if len(values.get((m, d), [])) > 1} for m in metrics}
+    encoded = []
+    for (domain, dataset), recs in group_records(records).items():
+        truth = DatasetTruth.from_records(domain, dataset, recs)
+        encoded.append((truth, truth.encode(recs)))
+    weights = [bootstrap_weights(t, draws, rng) for t, _ in encoded]
+    values = aggregate(encoded, weights)
+    sizes: dict[str, int] = {}
+    for truth, pred in encoded:
+        sizes[truth.domain] = sizes.get(truth.domain, 0) + truth.n
+    sizes["overall"] = sum(t.n for t, _ in encoded)
+    scored = {d: sum(int((~np.isnan(p.iou)).sum()) for t, p in encoded if d in ("overall", t.domain)) for d in sizes}
+    out: dict[str, dict[str, tuple[float, int]]] = {m: {} for m in metrics}
+    for (domain, metric), reps in values.items():
+        if metric not in out:
+            continue
+        finite = reps[np.isfinite(reps)]
+        n = scored[domain] if metric == "iou" else sizes[domain]
+        if finite.size > 1 and n > 0:
+            out[metric][domain] = (float(np.std(finite, ddof=1) * math.sqrt(n)), n)
+    return out
 
 
 def mde_rows(
@@ -188,8 +260,9 @@ def render_mde(rows: Sequence[Mapping[str, Any]], seed_sd: float) -> str:
     keys = list(dict.fromkeys((r["domain"], r["metric"]) for r in rows))
     by_key = {(r["domain"], r["metric"], int(r["seeds"])): r for r in rows}
     lines = [
-        f"minimum detectable effect (two-sided paired test, alpha {ALPHA}, power {POWER}; evaluation noise: the "
-        f"largest bootstrap record sd among the probe's input sets, random guess included; training noise: seed sd {seed_sd} assumed; "
+        f"minimum detectable effect (the report's two-sided test over seeds, alpha {ALPHA}, power {POWER}; evaluation "
+        "noise: the largest bootstrap record sd among the probe's input sets, random guess included, taken as shared "
+        f"by the seeds or not, whichever detects less; training noise: seed sd {seed_sd} assumed; "
         "1 seed: evaluation noise only)",
         "domain".ljust(12) + "metric".ljust(10) + "n".rjust(6) + "record_sd".rjust(11)
         + "".join(f"MDE@{k}seed{'s' if k > 1 else ''}".rjust(14) for k in counts),

@@ -26,6 +26,7 @@ from rlbench_med.suites.catalogue import (
     MIMIC_DATASET,
     MIMIC_TASKS,
     class_lookup,
+    declared_multi_label,
     find_dataset,
     normalize_label,
 )
@@ -40,7 +41,7 @@ from rlbench_med.suites.release_format import (
 from rlbench_med.suites.source import REQUIRED_SPLITS, DataSource, carve_count, carve_rank
 
 WARNING_KINDS = ("duplicate", "test record in train", "validation record in train", "contradicting domain", "empty mask",
-                 "classes from answers")
+                 "classes from answers", "contradicting multi-label")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Problem:
 class _TaskInfo:
     classes: tuple[str, ...]
     domain: str | None
+    multi_label: bool | None = None  # None: classes.json does not say
 
 
 def _read_classes_json(path: Path | None, problems: list[Problem]) -> dict[str, _TaskInfo]:
@@ -88,13 +90,18 @@ def _read_classes_json(path: Path | None, problems: list[Problem]) -> dict[str, 
     out: dict[str, _TaskInfo] = {}
     for task, value in raw.items():
         domain = None
+        multi = None
         classes = value
         if isinstance(value, dict):
             domain = value.get("domain")
             classes = value.get("classes")
+            multi = value.get("multi_label")
             if domain is not None and (not isinstance(domain, str) or not domain.strip()):
                 problems.append(Problem(where, 0, f"{task}.domain", "must be a non-empty string"))
                 domain = None
+            if multi is not None and not isinstance(multi, bool):
+                problems.append(Problem(where, 0, f"{task}.multi_label", f"must be true or false, got {multi!r}"))
+                multi = None
         if (
             not isinstance(classes, list)
             or not classes
@@ -109,7 +116,8 @@ def _read_classes_json(path: Path | None, problems: list[Problem]) -> dict[str, 
                 f"class names cannot contain an answer separator (', ', ' and ', ' & ', ',', '&'): {bad}",
             ))
             continue
-        out[normalize_label(task)] = _TaskInfo(tuple(c.strip() for c in classes), domain.strip() if domain else None)
+        out[normalize_label(task)] = _TaskInfo(tuple(c.strip() for c in classes), domain.strip() if domain else None,
+                                               multi)
     return out
 
 
@@ -179,6 +187,7 @@ class Draft:
     ok: bool = True
     labels: tuple[str, ...] = ()
     classes: tuple[str, ...] = ()
+    says_multi_label: bool | None = None  # the record's own "multi_label" field, checked against the declaration
 
     def inputs_key(self) -> tuple:
         """What a model sees of this record: duplicates share it."""
@@ -227,6 +236,14 @@ class RecordReader:
             return MIMIC_TASKS[task], ()
         entry = find_dataset(task)
         return (entry.classes, entry.aliases) if entry is not None else ((), ())
+
+    def multi_label_of(self, task: str) -> tuple[bool, str] | None:
+        """A task's declaration and where it comes from: classes.json, else the catalogue; None when neither says."""
+        info = self.tasks.get(normalize_label(task))
+        if info is not None and info.multi_label is not None:
+            return info.multi_label, "classes.json"
+        declared = declared_multi_label(task)
+        return (declared, "the catalogue") if declared is not None else None
 
     def _mimic_task(
         self, rec: dict[str, Any], answers: list[str], dataset: str | None, where: str, line: int
@@ -332,8 +349,10 @@ class RecordReader:
             return Draft(split, where, line, "", problem_text, answers, dataset or "", task or "", domain or "",
                           images, videos, series, mask, bbox, ok=False)
         uid = rec.get("id")
+        says = rec.get("multi_label")
         return Draft(split, where, line, str(uid) if uid is not None else f"{split}:{line}", problem_text, answers,
-                      dataset, task, domain, images, videos, series, mask, bbox)
+                      dataset, task, domain, images, videos, series, mask, bbox,
+                      says_multi_label=says if isinstance(says, bool) else None)
 
     def _bbox(self, raw: Any, where: str, line: int) -> tuple[float, float, float, float] | None:
         if raw is None or raw == []:
@@ -502,8 +521,9 @@ def assign_classes(drafts: list[Draft], reader: RecordReader) -> dict[str, tuple
         tasks[task] = tuple(labels)
         d = first[task]
         reader.warn(d.where, d.line, "dataset", f"{task!r} is not in the CLIMB catalogue or classes.json; its "
-                     f"{len(labels)} classes are taken from the answers ({'; '.join(labels)}); list them in "
-                     "classes.json to fix the class list", "classes from answers")
+                     f"{len(labels)} classes are taken from the answers ({'; '.join(labels)}), and it is multi-label "
+                     "if an answer names several; list them in classes.json (with \"multi_label\") to fix both",
+                     "classes from answers")
     lookups = {task: class_lookup(classes, aliases[task]) for task, classes in tasks.items()}
     for d in drafts:
         if not d.ok:
@@ -532,6 +552,36 @@ def carve_validation(drafts: list[Draft]) -> None:
     for task_drafts in by_task.values():
         for d in sorted(task_drafts, key=lambda d: carve_rank(d.uid))[: carve_count(len(task_drafts))]:
             d.split = "validation"
+
+
+def declare_multi_label(drafts: list[Draft], reader: RecordReader) -> dict[str, bool]:
+    """Whether each task is multi-label: its declaration (classes.json, else the catalogue); a task
+    declared nowhere is multi-label when one of its answers names several labels (its classes come
+    from the answers too, and a warning says so). A record that contradicts its task's declaration
+    (several labels on a single-label task, or its own ``"multi_label"`` field) is a warning; the
+    declaration stands."""
+    out: dict[str, bool] = {}
+    for d in drafts:
+        if d.task and d.task not in out:
+            found = reader.multi_label_of(d.task)
+            out[d.task] = found[0] if found is not None else any(
+                len(e.labels or e.answers) > 1 for e in drafts if e.task == d.task)
+    for d in drafts:
+        found = reader.multi_label_of(d.task) if d.task else None
+        if found is None:
+            continue
+        multi, where = found
+        n = len(d.labels or d.answers)
+        kind = "single" if not multi else "multi"
+        if not multi and n > 1:
+            reader.warn(d.where, d.line, "answer", f"{n} labels, but {d.task!r} is declared single-label by {where}; "
+                         "an answer naming several labels scores as no prediction in f1_strict (declare "
+                         f'{{"{d.task}": {{"classes": [...], "multi_label": true}}}} in classes.json if it is '
+                         "multi-label)", "contradicting multi-label")
+        elif d.says_multi_label is not None and d.says_multi_label != multi:
+            reader.warn(d.where, d.line, "multi_label", f"{str(d.says_multi_label).lower()} contradicts {where}, which "
+                         f"declares {d.task!r} {kind}-label; the declaration is used", "contradicting multi-label")
+    return out
 
 
 def cross_record_warnings(drafts: list[Draft], reader: RecordReader) -> None:

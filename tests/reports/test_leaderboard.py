@@ -12,7 +12,8 @@ import pytest
 from scipy import stats as sps
 
 from rlbench_med.cli import main
-from rlbench_med.reports.leaderboard import board_table, make_board
+from rlbench_med.reports.leaderboard import across_tables, board_table, make_board
+from rlbench_med.reports.stats import EvaluationSet, estimate, read_predictions
 from rlbench_med.reports.sweeps import load_sweeps
 from rlbench_med.runners import sweep
 from rlbench_med.suites import compute_metrics
@@ -23,7 +24,7 @@ from tests.reports.test_stats import CLASSES, make_records
 DATASETS = (("cxr", "MIMIC-CXR"), ("ct", "X"))
 
 
-def write_folder(out: Path) -> None:
+def write_folder(out: Path, grpo_quality: float = 0.6) -> None:
     """A climb_vision-like output folder: drpo, grpo, a constant answerer, base and the floors."""
     rows = []
     (out / "predictions").mkdir(parents=True)
@@ -35,7 +36,7 @@ def write_folder(out: Path) -> None:
 
     for seed in range(3):
         add("drpo", seed, make_records(10 + seed, 0.9, n=30, datasets=DATASETS))
-        add("grpo", seed, make_records(20 + seed, 0.6, n=30, datasets=DATASETS))
+        add("grpo", seed, make_records(20 + seed, grpo_quality, n=30, datasets=DATASETS))
         add("const", seed, [{**r, "predicted": ["x"]} for r in make_records(0, 1.0, n=30, datasets=DATASETS)])
     add("base", 0, make_records(5, 0.5, n=30, datasets=DATASETS))
     every = [{**r, "predicted": list(CLASSES)} for r in make_records(0, 1.0, n=30, datasets=DATASETS)]
@@ -59,18 +60,24 @@ def sweeps(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "vision", tmp_path / "fake"
 
 
-def test_scores_are_seed_means_with_intervals_no_narrower_than_t(tmp_path: Path, sweeps) -> None:
+def test_scores_are_seed_means_with_the_comparisons_intervals(tmp_path: Path, sweeps) -> None:
     vision, fake = sweeps
     board = make_board(load_sweeps([str(vision), str(fake)], "sqlite:///none.db", tmp_path / "s"), tmp_path / "s",
                        n_boot=400)
     assert [(c.suite, c.metric) for c in board.columns] == [("climb_vision", "f1_strict"), ("fake_suite", "f1_strict")]
     for col, folder in zip(board.columns, (vision, fake)):
+        runs = {(a, s): read_predictions(folder / "predictions" / f"{a}-seed{s}.jsonl")
+                for a in ("drpo", "grpo") for s in range(len(overall(folder, a)))}
+        evalset = EvaluationSet.from_runs(runs, n_boot=400)
         for algo in ("drpo", "grpo"):
             values = np.array(overall(folder, algo))
             s = col.scores[algo]
             assert s.mean == pytest.approx(values.mean()) and s.n_seeds == len(values)
-            low, high = sps.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=values.std(ddof=1) / len(values) ** 0.5)
-            assert s.low <= max(low, 0) + 1e-12 and s.high >= min(high, 1) - 1e-12  # clipped to [0, 1] only
+            assert col.runs[algo] == pytest.approx(list(values))
+            # the interval of a score is the comparisons' (seed spread + shared evaluation noise), clipped to [0, 1]
+            boot = np.stack([evalset.replicates((algo, k))[("overall", "f1_strict")] for k in range(len(values))])
+            low, high = estimate(values, boot).interval(0.05)
+            assert (s.low, s.high) == pytest.approx((max(low, 0.0), min(high, 1.0)), abs=0.02)
             assert 0 <= s.low <= s.mean <= s.high <= 1
     vis = board.columns[0].scores
     assert vis[FLOOR_RANDOM].mean == pytest.approx(overall(vision, FLOOR_RANDOM)[0])  # the mean of the draws
@@ -79,10 +86,39 @@ def test_scores_are_seed_means_with_intervals_no_narrower_than_t(tmp_path: Path,
     assert board.algos()[:2] == ["drpo", "grpo"] and board.algos()[-2:] == ["floor:all", "floor:random"]
     table = board_table(board)
     by = {r[0].text: r for r in table.rows}
-    assert by["drpo"][1].best and not by["grpo"][1].best
-    assert by["const"][1].mark and by["const"][1].text.endswith("†")  # floor:random scores higher
+    # drpo is significantly better than every other trained algorithm of the vision suite: bold
+    assert board.columns[0].best == "drpo" and by["drpo"][1].best and not by["grpo"][1].best
+    assert by["const"][1].mark and "†" in by["const"][1].text  # floor:random scores higher
     assert by["const"][2].text == "–" and by["rloo"][1].text == "–"
     assert not by["drpo"][1].mark
+
+
+def test_bold_needs_a_significant_best_and_base_marks_the_algorithms_it_beats(tmp_path: Path) -> None:
+    vision = tmp_path / "vision"
+    write_folder(vision, grpo_quality=0.9)  # grpo as good as drpo: no significant best
+    board = make_board(load_sweeps([str(vision)], "sqlite:///none.db", tmp_path / "s"), tmp_path / "s", n_boot=200)
+    column = board.columns[0]
+    assert column.best is None
+    by = {r[0].text: r for r in board_table(board).rows}
+    assert not any(r[1].best for r in by.values())
+    assert column.scores["base"].mean > column.scores["const"].mean and by["const"][1].text.endswith("‡")
+    assert not by["drpo"][1].text.endswith("‡")
+
+
+def test_across_suites_iqm_and_probability_of_improvement(tmp_path: Path, sweeps) -> None:
+    vision, fake = sweeps
+    board = make_board(load_sweeps([str(vision), str(fake)], "sqlite:///none.db", tmp_path / "s"), tmp_path / "s",
+                       n_boot=200)
+    iqm, poi = across_tables(board, n_boot=500)
+    rows = {r[0].text: r for r in iqm.rows}
+    runs = overall(vision, "drpo") + overall(fake, "drpo")
+    assert dict(rows["drpo"][1].numbers)[""] == pytest.approx(sps.trim_mean(runs, 0.25))
+    assert rows["rloo"][3].text == "climb_vision"  # the suites it did not run
+    # P(drpo > grpo): on each suite the share of (drpo run, grpo run) pairs drpo wins, averaged over suites
+    expected = np.mean([np.mean([x > y for x in overall(f, "drpo") for y in overall(f, "grpo")]) for f in (vision, fake)])
+    header = poi.header
+    drpo = next(r for r in poi.rows if r[0].text == "drpo")
+    assert dict(drpo[header.index("grpo")].numbers)[""] == pytest.approx(expected)
 
 
 def test_a_floor_scored_on_another_metric_is_not_shown_as_zero(tmp_path: Path) -> None:
@@ -123,6 +159,14 @@ def test_cli_leaderboard_fits_80_columns_and_writes_every_format(tmp_path: Path,
     assert "\\begin{tabular}{lr}" in tex and "climb\\_vision f1\\_strict (n=60)" in tex
     assert main(["leaderboard", str(vision), "--format", "md"]) == 0
     assert "| Algorithm | climb_vision f1_strict (n=60) |" in capsys.readouterr().out
+    figure = tmp_path / "profiles.png"
+    assert main(["leaderboard", str(vision), str(fake), "--format", "md", "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "interquartile mean over suites and seeds" in out and "probability of improvement" in out
+    from PIL import Image
+
+    with Image.open(figure) as im:  # the performance profiles, within a 1400-px page
+        assert im.size[0] <= 1400
 
 
 def test_leaderboard_of_the_store_takes_each_experiments_latest_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -57,13 +57,16 @@ def test_report_files_hold_the_table_paper_numbers_and_marked_comparison(tmp_pat
     report = make_report(tmp_path, n_boot=300)
     md = report.markdown.read_text()
     html = report.html.read_text()
-    overall = report.table.cell("drpo", "overall", "f1")
-    assert f"**{overall.format(compact=True)}**" in md  # best overall F1 in bold
+    overall = report.table.cell("drpo", "overall", "f1_strict")
+    assert f"**{overall.format(compact=True)}**" in md  # significantly best overall f1_strict in bold
+    f1 = report.table.cell("drpo", "overall", "f1")
+    assert f"**{f1.format(compact=True)}**" not in md  # f1 is exploratory: no test, so no bold
     assert "arXiv 2506.00711" in md and "the paper's numbers" in md
     # the paper's DRPO CXR Acc / F1 (Table 2), domains as rows like every table
     assert "| Domain | drpo Acc | drpo F1 |" in md and "| cxr | 0.687 | 0.115 |" in md
     comp = report.comparison("drpo", "grpo")
-    assert comp[("overall", "f1")].significant
+    assert comp[("overall", "f1_strict")].significant and comp[("overall", "f1_strict")].family == "primary"
+    assert not comp[("overall", "f1")].significant and comp[("overall", "f1")].family == "exploratory"
     assert re.search(r"\| overall \| \+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\] \*", md)
     assert "data:image/png;base64," in html and "<img" in html
     assert not re.search(r"src=['\"](?!data:)", html)  # self-contained: no external files
@@ -120,7 +123,8 @@ def test_hedging_is_warned_and_floor_wins_are_marked(tmp_path: Path) -> None:
     assert "One training seed: each cell is one run's value" in md and "mean ± std" not in md.lower().split("##")[1]
     assert "| fundus | 60 |" in md
     comps = (tmp_path / "comparisons.csv").read_text().splitlines()
-    assert comps[0] == "algo,baseline,domain,metric,diff,ci_low,ci_high,p_value,n_seeds,method,significant"
+    assert comps[0] == ("algo,baseline,domain,metric,diff,ci_low,ci_high,p_value,n_seeds,method,significant,"
+                        "family,p_adjusted")
     assert any(line.startswith("hedger,grpo,overall,f1_strict,") and ",1,bootstrap-samples," in line for line in comps)
 
 
@@ -139,45 +143,70 @@ def test_detectable_effect_has_80_percent_power_by_simulation() -> None:
     from scipy import stats as sps
 
     from rlbench_med.reports.report import detectable_effects
-    from rlbench_med.reports.stats import BOOTSTRAP, PAIRED_T, Comparison
+    from rlbench_med.reports.stats import BOOTSTRAP, PAIRED_T, Comparison, Estimate
 
-    # One seed's difference has sd 0.1, so with 4 seeds se = 0.05 and the interval is ± t(3) x 0.05.
-    half = sps.t.ppf(0.975, 3) * 0.05
-    paired = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -half, half, 1.0, 4, PAIRED_T)
+    # One seed's difference has sd 0.1 and no evaluation noise: the test is a paired t over 4 seeds.
+    est = Estimate(0.0, 0.05, 3.0, 4, PAIRED_T, seed_var=0.01)
+    paired = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -0.1, 0.1, 1.0, 4, PAIRED_T, estimate=est)
     [effect] = detectable_effects([paired], "f1_strict")
     rng = np.random.default_rng(0)
     d = rng.normal(effect.mde, 0.1, size=(40000, 4))
     t = d.mean(1) / (d.std(1, ddof=1) / 2)
     power = np.mean(np.abs(t) > sps.t.ppf(0.975, 3))
     assert power == pytest.approx(0.8, abs=0.01)
-    # One seed: a bootstrap interval of half-width 1.96 x 0.05 -> (1.96 + 0.84) x 0.05 = 0.140
-    single = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -1.959964 * 0.05, 1.959964 * 0.05, 1.0, 1, BOOTSTRAP)
+    # One seed: bootstrap replicates of sd 0.05 -> (1.96 + 0.84) x 0.05 = 0.140
+    single = Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -0.098, 0.098, 1.0, 1, BOOTSTRAP,
+                        estimate=Estimate(0.0, 0.05, float("inf"), 1, BOOTSTRAP, boot=np.zeros(10)))
     assert detectable_effects([single], "f1_strict")[0].mde == pytest.approx((1.959964 + 0.841621) * 0.05, rel=1e-4)
     # comparisons with base or a floor are not about two algorithms: no MDE line
-    assert detectable_effects([Comparison("drpo", "base", "overall", "f1_strict", 0, -1, 1, 1, 4, PAIRED_T)],
-                              "f1_strict") == []
+    assert detectable_effects([Comparison("drpo", "base", "overall", "f1_strict", 0, -1, 1, 1, 4, PAIRED_T,
+                                          estimate=est)], "f1_strict") == []
 
 
-def test_learned_lines_judge_the_best_floor_and_the_starting_policy_from_the_intervals() -> None:
+def test_learned_lines_say_learned_did_not_learn_or_inconclusive_from_the_reference_tests() -> None:
     from rlbench_med.reports.render import learned_lines
     from rlbench_med.reports.report import Report
-    from rlbench_med.reports.stats import PAIRED_T, Comparison
+    from rlbench_med.reports.stats import PAIRED_T, Comparison, Estimate
+    from rlbench_med.reports.testing import REFERENCE, holm_family
+    from rlbench_med.suites.power import standard_error
 
     rows = [row(a, s, "overall", "f1_strict", v) for a, s, v in
-            [("drpo", 0, 0.5), ("drpo", 1, 0.52), ("grpo", 0, 0.31), ("grpo", 1, 0.29), ("base", 0, 0.45),
-             ("floor:random", 0, 0.3), ("floor:majority", 0, 0.2)]]
-    comps = [  # the intervals decide, not the point estimates
-        Comparison("drpo", "floor:random", "overall", "f1_strict", 0.21, 0.1, 0.3, 0.01, 2, PAIRED_T),
-        Comparison("drpo", "base", "overall", "f1_strict", 0.06, -0.02, 0.14, 0.1, 2, PAIRED_T),
-        Comparison("grpo", "floor:random", "overall", "f1_strict", 0.0, -0.05, 0.05, 0.9, 2, PAIRED_T),
-        Comparison("grpo", "base", "overall", "f1_strict", -0.15, -0.2, -0.1, 0.01, 2, PAIRED_T),
-    ]
+            [("drpo", 0, 0.5), ("drpo", 1, 0.52), ("grpo", 0, 0.31), ("grpo", 1, 0.29), ("rloo", 0, 0.46),
+             ("rloo", 1, 0.44), ("base", 0, 0.45), ("floor:random", 0, 0.3), ("floor:majority", 0, 0.2)]]
+
+    def cell(algo, baseline, diff, seed_var, seeds=2):
+        se, df, _ = (float(x) for x in standard_error(seed_var, 0.0001, 0.0001, seeds))
+        est = Estimate(diff, se, df, seeds, PAIRED_T, seed_var, 0.0001, 0.0001)
+        return Comparison(algo, baseline, "overall", "f1_strict", diff, 0, 0, 0, seeds, PAIRED_T, estimate=est)
+
+    cells = [cell("drpo", "base", 0.06, 0.0002), cell("drpo", "floor:random", 0.21, 0.0002),
+             cell("grpo", "base", -0.15, 0.0002), cell("grpo", "floor:random", 0.0, 0.0002),
+             cell("rloo", "base", 0.06, 0.004, seeds=4), cell("rloo", "floor:random", 0.15, 0.0002, seeds=4)]
+    comps = holm_family(cells, REFERENCE, "greater")
+    report = Report("climb_vision", "", "grpo", "f1_strict", Path("."), build_table(rows), {}, None, comps,
+                    best_floor="floor:random")
+    drpo, grpo, rloo = learned_lines(report)
+    assert comps[0].significant and comps[1].significant
+    assert drpo.endswith("**learned (better than base); above the best floor (floor:random)**")
+    assert grpo.endswith("**did not learn (below base); not above the best floor (floor:random)**")
+    # not significant, and its interval still allows a gain of the test's MDE: not a negative result
+    assert "**inconclusive whether it learned with 4 seeds (about" in rloo and "would detect +0.060)" in rloo
+
+
+def test_the_method_note_says_evaluation_noise_only_for_one_seed_comparisons() -> None:
+    from rlbench_med.reports.render import method_note
+    from rlbench_med.reports.report import Report
+    from rlbench_med.reports.stats import BOOTSTRAP, PAIRED_T, Comparison
+
+    rows = [row(a, s, "overall", "f1_strict", 0.5) for a, s in (("drpo", 0), ("drpo", 1), ("rloo", 0), ("grpo", 0),
+                                                                   ("grpo", 1))]
+    comps = [Comparison("drpo", "grpo", "overall", "f1_strict", 0.0, -0.1, 0.1, 1.0, 2, PAIRED_T),
+             Comparison("rloo", "grpo", "overall", "f1_strict", 0.0, -0.1, 0.1, 1.0, 1, BOOTSTRAP)]
     report = Report("climb_vision", "", "grpo", "f1_strict", Path("."), build_table(rows), {}, None, comps)
-    drpo, grpo = learned_lines(report)
-    assert drpo.endswith("**learned: above the best floor; no detectable change from its starting policy "
-                         "(the interval includes 0)**")
-    assert grpo.endswith("**did not learn: its interval includes the best floor (floor:random); "
-                         "below its starting policy**")
+    both = method_note(report, [("drpo", "grpo"), ("rloo", "grpo")])
+    assert "Satterthwaite" in both and "comparisons with one seed" in both and "evaluation noise only" in both
+    alone = method_note(report, [("rloo", "grpo")])
+    assert "evaluation noise only" in alone and "Satterthwaite" not in alone
 
 
 def test_a_truncated_predictions_file_is_named_with_its_line(tmp_path: Path) -> None:

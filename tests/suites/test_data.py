@@ -107,6 +107,8 @@ def test_real_format_export_loads(export_dir: Path) -> None:
     assert custom.domain == "mri" and custom.labels == ("Lesion",) and custom.classes == ("Lesion", "Clear")
     assert data.domains == ("cxr", "dermoscopy", "mri", "ecg", "los", "ihm48")
     assert data.tasks["MyScans"] == ("Lesion", "Clear")
+    assert data.multi_label["MIMIC-CXR"] and data.multi_label["Georgia"] and not data.multi_label["HAM10000"]
+    assert not data.multi_label["MyScans"]  # declared nowhere, and no answer names two labels
     assert data.test[0].uid == "test:1" and data.train[1].uid == "train:2"
 
     np.testing.assert_array_equal(load_signal(ecg_pt.time_series[0]), np.load(export_dir / "ecg_pt_values.npy"))
@@ -125,6 +127,30 @@ def test_media_readers(export_dir: Path) -> None:
     mask = load_mask(export_dir / "cxr" / "mimic" / "a_mask.png")
     assert mask.shape == (30, 40) and mask.dtype == bool
     assert mask.sum() == 10 * 8 and mask[4:12, 5:15].all()
+
+
+def test_multi_label_is_declared_per_dataset_and_contradicting_records_are_warned(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png", (8, 8))
+    (tmp_path / "classes.json").write_text(json.dumps({
+        "Mine": {"domain": "mri", "classes": ["A", "B", "C"], "multi_label": False},
+        "Theirs": {"domain": "mri", "classes": ["A", "B"], "multi_label": True},
+        "Bad": {"domain": "mri", "classes": ["A", "B"], "multi_label": "yes"}}))
+    lines = [
+        {"problem": "p", "answer": "A", "images": ["x.png"], "dataset": "Mine"},
+        {"problem": "q", "answer": "A, B", "images": ["x.png"], "dataset": "Mine"},
+        {"problem": "r", "answer": "B", "images": ["x.png"], "dataset": "Mine", "multi_label": True},
+        {"problem": "s", "answer": "A", "images": ["x.png"], "dataset": "Theirs"},
+        {"problem": "t", "answer": "Melanoma", "images": ["x.png"], "dataset": "HAM10000", "multi_label": True},
+    ]
+    _write_jsonl(tmp_path / "train.jsonl", lines)
+    _write_jsonl(tmp_path / "test.jsonl", lines[:1])
+    found = [(Path(f.file).name, f.line, f.field, f.kind) for f in validate_dir(tmp_path) if f.level == "warning"]
+    assert ("train.jsonl", 2, "answer", "contradicting multi-label") in found
+    assert ("train.jsonl", 3, "multi_label", "contradicting multi-label") in found
+    assert ("train.jsonl", 5, "multi_label", "contradicting multi-label") in found
+    assert not any(line in (1, 4) for _, line, _, kind in found if kind == "contradicting multi-label")
+    problems = [str(f) for f in validate_dir(tmp_path) if f.level == "error"]
+    assert problems == [f"{tmp_path / 'classes.json'}:0: Bad.multi_label: must be true or false, got 'yes'"]
 
 
 def test_mimic_task_field_wins_over_inference(tmp_path: Path) -> None:

@@ -89,3 +89,22 @@ def test_box_floors_by_hand(tmp_path) -> None:
     assert rows[(FLOOR_BOX_IMAGE, "derm", "iou")] == pytest.approx(8 / 200)  # region 8 pixels of 20 x 10
     assert rows[(FLOOR_BOX_NONE, "derm", "iou")] == 0.0
     assert not any(k[0] in (FLOOR_BOX_MEAN, FLOOR_BOX_IMAGE) and k[2] != "iou" for k in rows)  # iou only
+
+
+def test_floors_are_scored_on_the_records_the_algorithms_are_scored_on(tmp_path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from rlbench_med.runners.sweep.results import write_floors
+    from rlbench_med.suites.floors import scored_records
+
+    test = [sample(f"s{i}", (CLASSES[i % 3],)) for i in range(9)]
+    assert [s.uid for s in scored_records(test, 4)] == ["s0", "s1", "s2", "s3"]  # the first ones, as the runners
+    assert scored_records(test, 0) == test
+    data = SimpleNamespace(train=[sample("t", ("A",), split="train")], test=test)
+    plan = SimpleNamespace(data_source="unused", data=data, out_dir=tmp_path, suite=SimpleNamespace(name="s"),
+                           config=SimpleNamespace(eval_max_samples=4))
+    rows = write_floors(plan)
+    assert {r["n"] for r in rows if r["domain"] == "overall"} == {4}  # n: the records actually scored
+    lines = (tmp_path / "predictions" / "floor_all-seed0.jsonl").read_text().splitlines()
+    assert [json.loads(line)["uid"] for line in lines] == ["s0", "s1", "s2", "s3"]

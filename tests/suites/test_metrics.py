@@ -7,9 +7,11 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, multilabel_confusion_matrix
+from sklearn.preprocessing import MultiLabelBinarizer
 
-from rlbench_med.suites.catalogue import order_domains
-from rlbench_med.suites.metrics import compute_metrics, dataset_scores
+from rlbench_med.reports.stats import EvaluationSet
+from rlbench_med.suites.catalogue import CATALOGUE, order_domains
+from rlbench_med.suites.metrics import DatasetTruth, compute_metrics, dataset_scores
 
 
 def _rows(rows: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
@@ -146,7 +148,7 @@ def test_predicting_every_class_wins_f1_but_scores_zero_f1_strict_and_exact() ->
     assert got[("fundus", "labels")][0] == 4.0
 
 
-def test_f1_strict_equals_f1_on_multi_label_datasets_and_sklearn_on_single_label_ones() -> None:
+def test_f1_strict_is_set_f1_on_multi_label_datasets_and_voided_macro_f1_on_single_label_ones() -> None:
     rng = np.random.default_rng(3)
     letters = "ABCD"
     single, multi = [], []
@@ -156,8 +158,14 @@ def test_f1_strict_equals_f1_on_multi_label_datasets_and_sklearn_on_single_label
         truth = list(rng.choice(list(letters), size=int(rng.integers(1, 3)), replace=False))
         multi.append({"domain": "cxr", "dataset": "M", "labels": truth, "predicted": pred})
     got = _rows(compute_metrics(single + multi))
-    assert got[("cxr", "f1_strict")][0] == got[("cxr", "f1")][0]
-    # Independent: an answer of more than one label becomes "no label"; scikit-learn's macro-F1 over the
+    # Independent: scikit-learn's sample-averaged F1 on label indicators ("#", never true, is a label it
+    # predicts), an empty answer to a non-empty truth scoring 0.
+    binarizer = MultiLabelBinarizer(classes=list(letters + "#"))
+    y = binarizer.fit_transform([r["labels"] for r in multi])
+    p = binarizer.transform([r["predicted"] for r in multi])
+    assert got[("cxr", "f1_strict")][0] == pytest.approx(f1_score(y, p, average="samples", zero_division=0))
+    assert got[("cxr", "f1_strict")][0] != pytest.approx(got[("cxr", "f1")][0])
+    # Single-label: an answer of more than one label becomes "no label"; scikit-learn's macro-F1 over the
     # classes present in the truth, with "no label" as an extra predicted class that is never true.
     y = [r["labels"][0] for r in single]
     p = [r["predicted"][0] if len(r["predicted"]) == 1 else "<none>" for r in single]
@@ -169,10 +177,76 @@ def test_f1_strict_equals_f1_on_multi_label_datasets_and_sklearn_on_single_label
     assert got[("cxr", "labels")][0] == pytest.approx(n_labels)
 
 
-def test_a_record_can_declare_its_dataset_multi_label() -> None:
-    records = [
-        {"domain": "cxr", "dataset": "C", "labels": ["A"], "predicted": ["A", "B"], "multi_label": True},
-        {"domain": "cxr", "dataset": "C", "labels": ["B"], "predicted": ["B"], "multi_label": True},
-    ]
-    got = _rows(compute_metrics(records))
-    assert got[("cxr", "f1_strict")][0] == got[("cxr", "f1")][0]
+def test_answering_every_class_cannot_win_f1_strict_on_a_multi_label_dataset() -> None:
+    # 14 CheXpert classes; truths of 1 or 2 findings. The hedger names all 14: per record 2k / (14 + k).
+    classes = [c for e in CATALOGUE if e.dataset == "CheXpert" for c in e.classes]
+    truths = [[classes[i % 14]] if i % 3 else [classes[i % 14], classes[(i + 5) % 14]] for i in range(30)]
+    hedge = [{"domain": "cxr", "dataset": "CheXpert", "labels": t, "predicted": classes} for t in truths]
+    model = [{"domain": "cxr", "dataset": "CheXpert", "labels": t, "predicted": t[:1]} for t in truths]
+    expected = np.mean([2 * len(t) / (14 + len(t)) for t in truths])
+    hedged = _rows(compute_metrics(hedge))
+    assert hedged[("cxr", "f1_strict")][0] == pytest.approx(expected) and expected < 0.2
+    assert _rows(compute_metrics(model))[("cxr", "f1_strict")][0] > 0.8  # naming one true finding
+
+
+def test_one_record_cannot_switch_a_datasets_hedging_rule() -> None:
+    # HAM10000 is declared single-label (the catalogue): a record that says multi_label, or that carries
+    # two labels, does not turn off the voiding of hedged answers for the whole dataset.
+    hedge = [{"domain": "dermoscopy", "dataset": "HAM10000", "labels": [c], "predicted": ["Melanoma", "Nevus"]}
+             for c in ("Melanoma", "Nevus", "Melanoma")]
+    hedge[0]["multi_label"] = True
+    hedge.append({"domain": "dermoscopy", "dataset": "HAM10000", "labels": ["Melanoma", "Nevus"],
+                  "predicted": ["Melanoma", "Nevus"]})
+    assert _rows(compute_metrics(hedge))[("dermoscopy", "f1_strict")][0] == 0.0
+    # CheXpert is declared multi-label: a test split whose records all have one finding stays multi-label.
+    single = [{"domain": "cxr", "dataset": "CheXpert", "labels": ["Edema"], "predicted": ["Edema", "Fracture"]}]
+    assert _rows(compute_metrics(single))[("cxr", "f1_strict")][0] == pytest.approx(2 / 3)
+    # A caller holding the data passes a dataset's declaration (classes.json): it wins over the truth.
+    mine = [{"domain": "mri", "dataset": "Mine", "labels": ["a", "b"], "predicted": ["a", "b"]},
+            {"domain": "mri", "dataset": "Mine", "labels": ["a"], "predicted": ["a", "b"]}]
+    assert DatasetTruth.from_records("mri", "Mine", mine).multi_label  # undeclared: the truth decides
+    assert _rows(compute_metrics(mine, multi_label={"Mine": False}))[("mri", "f1_strict")][0] == 0.0
+
+
+def test_the_generator_gives_several_labels_only_to_datasets_declared_multi_label() -> None:
+    from rlbench_med.suites.synth import MULTI_LABEL_DATASETS
+
+    declared = {e.dataset for e in CATALOGUE if e.multi_label}
+    assert set(MULTI_LABEL_DATASETS) <= declared
+    assert declared == {"MIMIC-CXR", "CheXpert", "PTB-XL", "Chapman-Shaoxing", "Georgia", "CPSC"}
+
+
+def _rare_class_runs() -> dict:
+    """One single-label dataset with a common, a middling and two rare classes, and two runs answering it."""
+    rng = np.random.default_rng(11)
+    sizes = {"A": 40, "B": 20, "C": 3, "D": 2}
+    truth = [c for c, n in sizes.items() for _ in range(n)]
+    runs = {}
+    for seed in range(2):
+        runs[("m", seed)] = [{"uid": f"r{i}", "domain": "derm", "dataset": "X", "labels": [c],
+                              "predicted": [c if rng.random() < 0.7 else str(rng.choice(list(sizes)))]}
+                             for i, c in enumerate(truth)]
+    runs[("every", 0)] = [{"uid": f"r{i}", "domain": "derm", "dataset": "X", "labels": [c], "predicted": list(sizes)}
+                          for i, c in enumerate(truth)]
+    return runs
+
+
+def test_bootstrap_replicates_keep_every_class_and_count_every_record_once_on_average() -> None:
+    evalset = EvaluationSet.from_runs(_rare_class_runs(), n_boot=4000, seed=1)
+    [weights], [truth] = evalset.weights, evalset.datasets
+    # every class of the point estimate is in every replicate: each replicate is the same macro-F1
+    per_class = weights @ truth.truth.astype(float)  # [R, C] weighted records of each class
+    assert (per_class > 0).all()
+    # each record weighs 1 on average (within Monte-Carlo error: 4,000 replicates), so every count of the
+    # confusion matrix (TP, FP, FN, TN of every class) has the point estimate's expectation
+    se = weights.std(0) / np.sqrt(len(weights))
+    assert np.all(np.abs(weights.mean(0) - 1) <= 4 * se + 1e-12)
+
+
+def test_answering_every_class_has_replicates_centred_on_its_point_estimate() -> None:
+    # The hedger's F1 depends only on the class counts: replicates that drop a rare class averaged +0.05
+    # above the point estimate on climb_vision; with the class counts kept they equal it.
+    evalset = EvaluationSet.from_runs(_rare_class_runs(), n_boot=2000, seed=1)
+    point = evalset.point(("every", 0))[("derm", "f1")]
+    replicates = evalset.replicates(("every", 0))[("derm", "f1")]
+    assert np.allclose(replicates, point)

@@ -169,16 +169,19 @@ def floor_files(out_dir: Path) -> list[Path]:
 
 
 def write_floors(plan: Plan) -> list[dict[str, Any]]:
-    """Score the trivial floors on the plan's test split (results rows, returned) and write their
-    predictions of the test and validation splits."""
+    """Score the trivial floors on the records the algorithms are scored on (the first ``eval_max_samples``
+    of each split): the test split's results rows (returned) and the predictions of the test and
+    validation splits."""
     from rlbench_med.suites import load_data
-    from rlbench_med.suites.floors import floor_predictions, floor_rows
+    from rlbench_med.suites.floors import floor_predictions, floor_rows, scored_records
 
     assert plan.data_source is not None
     data = plan.data if plan.data is not None else load_data(plan.data_source)  # the suite's records
+    limit = getattr(plan.config, "eval_max_samples", 0)
     if data.validation:
-        write_floor_files(plan.out_dir, floor_predictions(data.train, data.validation), VALIDATION)
-    floors = floor_predictions(data.train, data.test)
+        write_floor_files(plan.out_dir, floor_predictions(data.train, scored_records(data.validation, limit)),
+                          VALIDATION)
+    floors = floor_predictions(data.train, scored_records(data.test, limit))
     write_floor_files(plan.out_dir, floors)
     return floor_rows(plan.suite.name, floors)
 
