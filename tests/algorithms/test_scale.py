@@ -156,7 +156,7 @@ def test_rewards_at_float32s_limit_give_finite_advantages(name: str) -> None:
     out = make_estimator(name)(AdvantageInputs(**fields))  # type: ignore[arg-type]
     assert torch.isfinite(out.advantages).all() and torch.isfinite(out.returns).all()
     assert all(math.isfinite(v) for v in out.diagnostics.values())
-    assert out.advantages.abs().max() > 0
+    assert (out.advantages.abs().max() > 0) == (name != "control:zero")  # zero gives 0 by design
 
 
 @pytest.mark.parametrize("name", ["reinforce_pp", "reinforce_pp_baseline", "ppo"])

@@ -101,10 +101,13 @@ def test_floors_are_scored_on_the_records_the_algorithms_are_scored_on(tmp_path)
     test = [sample(f"s{i}", (CLASSES[i % 3],)) for i in range(9)]
     assert [s.uid for s in scored_records(test, 4)] == ["s0", "s1", "s2", "s3"]  # the first ones, as the runners
     assert scored_records(test, 0) == test
-    data = SimpleNamespace(train=[sample("t", ("A",), split="train")], test=test)
+    validation = [sample(f"v{i}", (CLASSES[i % 3],)) for i in range(6)]
+    data = SimpleNamespace(train=[sample("t", ("A",), split="train")], validation=validation, test=test)
     plan = SimpleNamespace(data_source="unused", data=data, out_dir=tmp_path, suite=SimpleNamespace(name="s"),
                            config=SimpleNamespace(eval_max_samples=4))
     rows = write_floors(plan)
     assert {r["n"] for r in rows if r["domain"] == "overall"} == {4}  # n: the records actually scored
     lines = (tmp_path / "predictions" / "floor_all-seed0.jsonl").read_text().splitlines()
     assert [json.loads(line)["uid"] for line in lines] == ["s0", "s1", "s2", "s3"]
+    lines = (tmp_path / "predictions" / "validation" / "floor_all-seed0.jsonl").read_text().splitlines()
+    assert [json.loads(line)["uid"] for line in lines] == ["v0", "v1", "v2", "v3"]
