@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import signal
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
                      "(default: a tenth of its steps)")
 
+    _add_calibrate_parser(sub, run)
+
     lst = sub.add_parser("list", help="list registered algorithms or suites", formatter_class=_Formatter)
     lst.add_argument("what", choices=("algos", "suites"), help="what to list")
     lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
@@ -197,6 +200,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_calibrate_parser(sub: Any, run: argparse.ArgumentParser) -> None:
+    cal = sub.add_parser(
+        "calibrate", help="can this profile rank estimators? reference estimators vs controls, on the validation split",
+        formatter_class=_Formatter, description=CALIBRATE_DESCRIPTION,
+    )
+    for action in run._actions:  # the sweep flags of `run`, shared (the algorithms are the calibration's own)
+        if action.dest not in ("help", "algos", "baseline", "resume"):
+            cal._add_action(action)
+    cal.add_argument("--reference", default="grpo,rloo",
+                     help="comma-separated reference estimators: the standard ones the suite must let learn")
+
+
+CALIBRATE_DESCRIPTION = """Train the reference estimators (default grpo and rloo) and the controls control:zero (no
+signal), control:shuffle (no information) and control:negate (the wrong sign) at the profile's seeds,
+then test on the validation split, overall primary metric, Holm across the tests: is each reference
+above control:zero, and control:negate below it? The verdict says whether the profile can rank
+estimators and how large an effect between two estimators it detects (80% power). It is written to
+<out>/calibration.json and calibration.md and kept in the cache, where every report of the same
+suite, data, config and code shows it in one line. Finished jobs come from the job cache, as in run."""
 SOURCE_HELP = ("an output folder of `rlbench-med run`, an MLflow experiment (its latest sweep) or a sweep run id; "
                "NAME=SOURCE names it in the tables")
 COMPARE_DESCRIPTION = """One report across several sweeps of the same suite (output folders and/or MLflow sweeps), with
@@ -237,7 +259,7 @@ def _console() -> Any:
     tables are split by columns to fit it, text lines are never cut."""
     from rich.console import Console
 
-    return Console()
+    return Console(emoji=False)  # ":zero:" in control:zero is a label, not an emoji code
 
 
 def _one_line(exc: BaseException) -> str:
@@ -279,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupt_on_signals():
             if args.command == "run":
                 return cmd_run(args)
+            if args.command == "calibrate":
+                return cmd_calibrate(args)
             if args.command == "list":
                 return cmd_list(args)
             if args.command == "report":
@@ -306,6 +330,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    from rlbench_med.runners import sweep
+
+    algos = sweep.parse_algos(args.algos) if args.algos is not None else None  # '' is refused, not the default
+    return _sweep_command(args, algos, args.baseline, resume=args.resume)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """A sweep of the references and the controls, then the calibration of its validation predictions."""
+    from rlbench_med.algorithms.controls import is_control
+    from rlbench_med.reports.calibration import CONTROLS, calibrate
+    from rlbench_med.runners import sweep
+    from rlbench_med.runners.sweep.calibration import calibration_key, store_calibration
+    from rlbench_med.typed_config import ConfigError
+
+    references = sweep.parse_algos(args.reference)
+    if any(is_control(r) for r in references):
+        raise ConfigError(f"--reference {args.reference!r}: the controls are trained anyway; name estimators")
+
+    def after(plan: Any, outcome: Any) -> int:
+        if not outcome.results_csv.exists():
+            return EXIT_JOB_FAILED
+        found = calibrate(plan.out_dir, plan.primary_metric, references)
+        doc = {**found.to_json(), "profile": plan.profile}
+        (plan.out_dir / "calibration.json").write_text(json.dumps(doc, indent=1, default=str))
+        (plan.out_dir / "calibration.md").write_text(found.markdown())
+        key = calibration_key(plan)
+        if key is not None and not outcome.failures:
+            store_calibration(key, doc)
+        print(found.markdown().split("\n\n", 2)[1].replace("**", ""))
+        for q in found.questions:
+            print(f"  {q.algo} − {q.baseline} ({q.family}): {q.diff:+.3f} [{q.low:+.3f}, {q.high:+.3f}]: {q.words}")
+        print(f"calibration: {plan.out_dir / 'calibration.md'} (and calibration.json)")
+        return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
+
+    return _sweep_command(args, (*references, *CONTROLS), references[0], resume=False, after=after)
+
+
+def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, baseline_arg: str | None, *,
+                   resume: bool, after: Any = None) -> int:
+    """Plan, run and report a sweep (``run``; ``calibrate`` with ``after``, called once the sweep ended)."""
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
     from rlbench_med.reports.report import Report, make_report
@@ -322,19 +386,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     request = sweep.SweepRequest(
         suite=args.suite,
-        algos=sweep.parse_algos(args.algos) if args.algos is not None else None,  # '' is refused, not the default
+        algos=algos,
         seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
-        plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
+        plugins=tuple(args.plugin), resume=resume, allow_outside_data=args.allow_outside_data,
         reuse=not args.no_reuse,
     )
     plan = sweep.build_plan(request)
     labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
-    if args.baseline is not None and args.baseline not in labels:
-        raise ConfigError(f"--baseline {args.baseline!r} is not an algorithm of this sweep; choose one of "
+    if baseline_arg is not None and baseline_arg not in labels:
+        raise ConfigError(f"--baseline {baseline_arg!r} is not an algorithm of this sweep; choose one of "
                           f"{', '.join(labels)} (or leave it out: grpo when the sweep has it)")
-    baseline = args.baseline or "grpo"
+    baseline = baseline_arg or "grpo"
     if not args.dry_run:
         sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -359,7 +423,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
         try:
             report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=baseline,
-                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
+                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})",
+                                 calibration="" if after is not None else _calibration_of(plan.out_dir, plan.suite.name))
         except OSError as exc:
             if exc.filename is not None:
                 raise
@@ -390,7 +455,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("rlbench-med: interrupted; finished jobs are kept in results.csv (rerun with --resume)", file=sys.stderr)
     if outcome.interrupted:
         return 128 + (outcome.signum or signal.SIGINT)
+    if after is not None:
+        return after(plan, outcome)
     return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
+
+
+def _calibration_of(folder: Path, suite: str) -> str:
+    """The report's calibration line of a sweep folder: its config.yaml's calibration key looked up in the cache."""
+    from rlbench_med.reports.calibration import calibration_line
+    from rlbench_med.runners.sweep.calibration import DamagedCalibration, find_calibration
+
+    import yaml
+
+    saved = Path(folder) / "config.yaml"
+    key = (yaml.safe_load(saved.read_text()) or {}).get("calibration_key") if saved.is_file() else None
+    try:
+        return calibration_line(find_calibration(key), suite)
+    except DamagedCalibration as exc:
+        return f"Calibration: {exc}."
 
 
 #: errno values of a full disk, a quota, and a file-size limit (``ulimit -f``).
@@ -449,6 +531,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import ResultsError, load_results
+    from rlbench_med.reports.sweeps import parent_config
     from rlbench_med.reports.tracking import find_parent_run, latest_sweep, rebuild_results, store_errors
     from rlbench_med.runners.base import FAILED_CSV, read_failed
     from rlbench_med.runners.sweep import ResultsWriter, tracking_uri
@@ -461,7 +544,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not rows and not read_failed(args.results / FAILED_CSV):
             raise ResultsError(f"{args.results / 'results.csv'} has no rows (no job of that run finished); nothing to report")
         report = make_report(args.out or args.results, rows=rows, baseline=args.baseline, run_dir=args.results,
-                             source=str(args.results / "results.csv"))
+                             source=str(args.results / "results.csv"),
+                             calibration=_calibration_of(args.results, str(rows[0]["suite"]) if rows else ""))
     else:
         uri = tracking_uri()
         with store_errors(uri):
@@ -481,8 +565,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                       + (f" ({name})" if name else ""), file=sys.stderr)
             out = args.out or Path("reports") / f"{experiment.replace('/', '_')}-report"
             rows, curves = rebuild_results(uri, parent, out)
+            parent_config(uri, parent, out)  # config.yaml: the primary metric and the calibration key
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
+                             calibration=_calibration_of(out, experiment.removeprefix("rlbench-med/")),
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
     _print_report(report, args.format)
     return EXIT_OK

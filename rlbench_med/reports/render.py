@@ -326,6 +326,8 @@ def sections(report: Report) -> list[Section]:
         "where a significant comparison puts it above every other. `†`: a floor (an answer that ignores the input) "
         "scores higher than this algorithm here.",
     ], _metric_tables(report, primary, groups), []))
+    if report.calibration:
+        out.append(Section(3, "Can these settings rank estimators?", [report.calibration], [], []))
     pairs = [p for p in report.pairs() if not is_floor(p[1])]
     if pairs:
         out.append(Section(3, f"Comparisons on {primary}", [method_note(report, pairs)],
@@ -481,5 +483,7 @@ def print_terminal_table(report: Report, console: Console, where: str | None = N
         console.print(line.replace("**", ""), highlight=False, soft_wrap=True, markup=False)
     for warning in report.hedging:
         console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True, markup=False)
+    if report.calibration:
+        console.print(report.calibration, highlight=False, soft_wrap=True, markup=False)
     if where:
         console.print(f"report: {where}", highlight=False, soft_wrap=True, markup=False)

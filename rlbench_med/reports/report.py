@@ -43,7 +43,7 @@ from rlbench_med.reports.stats import (
 )
 from rlbench_med.reports.testing import apply_plan, best_floor
 from rlbench_med.reports.verdicts import Verdict, minimum_detectable, verdict
-from rlbench_med.runners.base import BASE, FAILED_CSV, read_failed
+from rlbench_med.runners.base import BASE, FAILED_CSV, TEST, predictions_dir, read_failed
 from rlbench_med.suites.floors import (
     BOX_FLOORS,
     FLOOR_ALL,
@@ -85,6 +85,8 @@ class Report:
     #: Jobs of the sweep that failed and have no results (``failed.csv``): ``(algo, seed, reason)``.
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     best_floor: str | None = None
+    #: One line: the latest calibration of the same suite, data, config and code, or that none exists.
+    calibration: str = ""
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(algo, baseline)`` of every comparison, in report order."""
@@ -159,8 +161,9 @@ def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, 
     return pairs
 
 
-def load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
-    """``{(algo, seed): prediction records}`` of every run of ``table`` in ``run_dir``, with
+def load_runs(run_dir: Path, table: ResultTable, notes: list[str],
+              split: str = TEST) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """``{(algo, seed): prediction records}`` of ``split`` of every run of ``table`` in ``run_dir``, with
     ``floor:random``'s draws derived from ``floor:all``'s answers; a missing file goes to ``notes``."""
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     randoms = [a for a in table.algos if split_label(a).name == FLOOR_RANDOM]
@@ -168,10 +171,10 @@ def load_runs(run_dir: Path, table: ResultTable, notes: list[str]) -> dict[tuple
         if algo in randoms:
             continue
         for seed in table.seeds.get(algo, []):
-            path = predictions_path(run_dir, algo, seed)
+            path = predictions_path(run_dir, algo, seed, split)
             if path is None:
-                notes.append(f"{algo} seed {seed}: no predictions file in {run_dir / 'predictions'}; left out of its "
-                             "comparisons.")
+                notes.append(f"{algo} seed {seed}: no predictions file in {predictions_dir(run_dir, split)}; left out "
+                             "of its comparisons.")
                 continue
             runs[(algo, seed)] = read_predictions(path)
     for random in randoms:  # its draws come from floor:all's answers (of the same sweep)
@@ -316,8 +319,11 @@ def make_report(
     seed: int = 0,
     run_dir: Path | None = None,
     notes: Sequence[str] = (),
+    calibration: str = "",
 ) -> Report:
     """Compute and write the report into ``out_dir``.
+
+    ``calibration`` is the one line about the suite's calibration (:mod:`.calibration`) the report shows.
 
     ``run_dir`` (default ``out_dir``) is the run's output folder: its ``predictions/`` feed the
     comparisons, its config.yaml names the primary metric (unless ``primary`` is given), its
@@ -341,7 +347,7 @@ def make_report(
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
         truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
         failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
-        best_floor=best_floor(comparisons, primary, floor_means(table, primary)),
+        best_floor=best_floor(comparisons, primary, floor_means(table, primary)), calibration=calibration,
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.detectable = detectable_effects(comparisons, primary)

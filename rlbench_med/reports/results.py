@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.reports.stats import mean_std
-from rlbench_med.runners.base import BASE, ResultsError, read_results, run_slug
+from rlbench_med.runners.base import BASE, TEST, ResultsError, predictions_dir, read_results, run_slug
 from rlbench_med.suites.catalogue import order_domains
 from rlbench_med.suites.floors import FLOORS, is_floor
 from rlbench_med.suites.metrics import METRICS
@@ -148,20 +148,22 @@ def build_table(rows: Iterable[Mapping[str, Any]], algo_order: Sequence[str] | N
     return ResultTable(", ".join(suites), algos, domains, metrics, cells, {a: sorted(s) for a, s in seeds.items()}, n)
 
 
-def predictions_path(out_dir: Path, algo: str, seed: int) -> Path | None:
-    """The predictions file of (algo, seed) in an output folder (``predictions/index.json`` first)."""
+def predictions_path(out_dir: Path, algo: str, seed: int, split: str = TEST) -> Path | None:
+    """The predictions file of (algo, seed) in an output folder: of the test split (``predictions/``) or the
+    validation split (``predictions/validation/``), the folder's ``index.json`` first."""
     out_dir = Path(out_dir)
-    index = out_dir / "predictions" / "index.json"
+    folder = predictions_dir(out_dir, split)
+    index = folder / "index.json"
     if index.exists():
         rel = json.loads(index.read_text()).get(f"{algo}|{seed}")
         if rel and (out_dir / rel).exists():
             return out_dir / rel
-    path = out_dir / "predictions" / f"{run_slug(algo, seed)}.jsonl"
+    path = folder / f"{run_slug(algo, seed)}.jsonl"
     if path.exists():
         return path
     base, at, inputs = algo.partition("@")
     if at:
-        path = out_dir / "predictions" / f"{run_slug(base, seed)}@{inputs}.jsonl"
+        path = folder / f"{run_slug(base, seed)}@{inputs}.jsonl"
         if path.exists():
             return path
     return None

@@ -80,7 +80,7 @@ def load_sweep(text: str, uri: str, scratch: Path) -> Sweep:
     parent = _mlflow_sweep(source, uri)
     dest = scratch / parent.info.run_id
     rows, curves = rebuild_results(uri, parent, dest)
-    config = _parent_config(uri, parent, dest)
+    config = parent_config(uri, parent, dest)
     when = _dt.datetime.fromtimestamp(parent.info.start_time / 1000).isoformat(timespec="minutes")
     return Sweep(name or parent.info.run_name or parent.info.run_id[:8],
                  f"MLflow run {parent.info.run_id} ({parent.info.run_name}, started {when})",
@@ -105,7 +105,7 @@ def _mlflow_sweep(source: str, uri: str) -> Any:
     return run
 
 
-def _parent_config(uri: str, parent: Any, dest: Path) -> dict[str, Any]:
+def parent_config(uri: str, parent: Any, dest: Path) -> dict[str, Any]:
     """The sweep's config.yaml (attached to its parent run), or {} when absent."""
     from rlbench_med.reports.tracking import client_for
 

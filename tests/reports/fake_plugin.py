@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from rlbench_med.algorithms import AdvantageInputs, AdvantageOutput, Estimator, register_estimator
-from rlbench_med.runners.base import RUNNERS, Job, JobResult, RunnerSpec, Tracker
+from rlbench_med.runners.base import RUNNERS, VALIDATION, Job, JobResult, RunnerSpec, Tracker, predictions_dir
 from rlbench_med.suites import SUITES, SuiteSpec, compute_metrics
-from rlbench_med.typed_config import ConfigError
+from rlbench_med.typed_config import ConfigError, parse_spec
 
 #: Probability that the fake policy predicts the true label, per estimator.
-QUALITY = {"drpo": 0.85, "grpo": 0.6, "rloo": 0.5, "fake_const": 0.3}
+QUALITY = {"drpo": 0.85, "grpo": 0.6, "rloo": 0.5, "fake_const": 0.3, "control:zero": 0.3, "control:shuffle": 0.25,
+           "control:negate": 0.05}
 DOMAINS = {"alpha": ("A1", "A2"), "beta": ("B1",)}
 CLASSES = ("x", "y", "z")
 N_PER_DATASET = 30
@@ -43,17 +44,17 @@ class FakeConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
 
 
-def _records(job: Job) -> list[dict[str, Any]]:
-    truth_rng = np.random.default_rng(1234)  # the held-out set: the same for every job
-    rng = np.random.default_rng(1000 * job.seed + sum(map(ord, job.algo)))
-    q = QUALITY.get(job.estimator.split(":")[0], 0.5)
+def _records(job: Job, split: str = "test") -> list[dict[str, Any]]:
+    truth_rng = np.random.default_rng(1234 if split == "test" else 4321)  # a held-out split: the same for every job
+    rng = np.random.default_rng(1000 * job.seed + sum(map(ord, job.algo)) + (0 if split == "test" else 7))
+    q = QUALITY.get(parse_spec(job.estimator)[0], 0.5)
     out = []
     for domain, datasets in DOMAINS.items():
         for dataset in datasets:
             for i in range(N_PER_DATASET):
                 label = CLASSES[int(truth_rng.integers(len(CLASSES)))]
                 pred = label if rng.random() < q else CLASSES[int(rng.integers(len(CLASSES)))]
-                out.append({"uid": f"{dataset}:{i}", "domain": domain, "dataset": dataset,
+                out.append({"uid": f"{split}:{dataset}:{i}", "domain": domain, "dataset": dataset,
                             "labels": [label], "predicted": [pred]})
     return out
 
@@ -84,8 +85,11 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
     pred = job.out_dir / "predictions" / f"{job.slug}.jsonl"
     pred.parent.mkdir(parents=True, exist_ok=True)
     pred.write_text("".join(json.dumps(r) + "\n" for r in records))
+    val = predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl"
+    val.parent.mkdir(parents=True, exist_ok=True)
+    val.write_text("".join(json.dumps(r) + "\n" for r in _records(job, VALIDATION)))
     return JobResult(job=job, rows=rows, predictions={job.algo: pred}, wall_s=time.perf_counter() - start,
-                     timings=timings)
+                     timings=timings, validation={job.algo: val})
 
 
 def _check(job: Job) -> None:

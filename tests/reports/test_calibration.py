@@ -1,0 +1,97 @@
+"""Calibration: references against the controls on the validation split, and the line every report shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rlbench_med.cli import main
+from rlbench_med.reports.calibration import CONTROLS, Calibration, CalibrationError, calibrate
+from rlbench_med.runners import sweep
+from rlbench_med.suites.metrics import compute_metrics
+from tests.reports.conftest import PLUGIN
+from tests.reports.test_sweep import fake_synth  # noqa: F401 (fixture)
+
+
+def _sweep(tmp_path: Path, algos: tuple[str, ...], seeds: tuple[int, ...] = (0, 1, 2, 3)) -> Path:
+    plan = sweep.build_plan(sweep.SweepRequest(suite="fake_suite", runner="fake", out=tmp_path / "cal",
+                                               plugins=(PLUGIN,), seeds=seeds, algos=algos))
+    sweep.run_sweep(plan)
+    return plan.out_dir
+
+
+def _validation_score(folder: Path, algo: str, seed: int) -> float:
+    slug = algo.replace(":", "_")
+    records = [json.loads(x) for x in (folder / "predictions" / "validation" / f"{slug}-seed{seed}.jsonl").open()]
+    return next(r["value"] for r in compute_metrics(records) if r["domain"] == "overall" and r["metric"] == "f1_strict")
+
+
+def test_references_above_zero_and_negate_below_can_rank(tmp_path: Path) -> None:
+    folder = _sweep(tmp_path, ("grpo", "rloo", *CONTROLS))
+    found = calibrate(folder, "f1_strict", ("grpo", "rloo"), n_boot=400)
+    tests = {(q.algo, q.baseline): q for q in found.tests}
+    assert set(tests) == {("grpo", "control:zero"), ("rloo", "control:zero"), ("control:zero", "control:negate")}
+    assert found.can_rank and all(q.significant for q in tests.values())
+    assert found.verdict.startswith("this profile can rank estimators whose effects on f1_strict exceed ")
+    # the differences are the validation split's, computed from the prediction files independently
+    for (a, b), q in tests.items():
+        expected = np.mean([_validation_score(folder, a, s) - _validation_score(folder, b, s) for s in range(4)])
+        assert q.diff == pytest.approx(expected, abs=1e-9) and q.low > 0
+    # the sensitivity: the MDE of the references' own comparison, an exploratory interval
+    between = next(q for q in found.questions if (q.algo, q.baseline) == ("grpo", "rloo"))
+    assert between.family == "exploratory" and found.detectable == pytest.approx(between.mde)
+    assert f"exceed {found.detectable:.3f}" in found.verdict
+    assert found.scores["grpo"][0] == pytest.approx(np.mean([_validation_score(folder, "grpo", s) for s in range(4)]))
+    assert Calibration.from_json(json.loads(json.dumps(found.to_json()))) == found
+
+
+def test_a_reference_no_better_than_zero_cannot_rank(tmp_path: Path) -> None:
+    # fake_const predicts as well as control:zero (quality 0.3): no signal to find
+    folder = _sweep(tmp_path, ("fake_const", "rloo", *CONTROLS))
+    found = calibrate(folder, "f1_strict", ("fake_const", "rloo"), n_boot=400)
+    assert not found.can_rank
+    assert found.verdict.startswith("this profile cannot rank estimators on f1_strict with 4 seeds (fake_const − "
+                                    "control:zero: ")
+    assert "rloo − control:zero" not in found.verdict  # only the failed tests are named
+
+
+def test_a_folder_without_the_controls_is_refused(tmp_path: Path) -> None:
+    folder = _sweep(tmp_path, ("grpo", "rloo"), seeds=(0,))
+    with pytest.raises(CalibrationError, match="no results of control:zero, control:shuffle, control:negate"):
+        calibrate(folder, "f1_strict")
+
+
+def _argv(out: str, *extra: str) -> list[str]:
+    return ["--suite", "climb_vision", "--runner", "fake_cached", "--plugin", PLUGIN, "--seeds", "0,1,2",
+            "--out", out, *extra]
+
+
+def test_calibrate_stores_its_verdict_and_reports_of_the_same_settings_show_it(
+    tmp_path: Path, fake_synth: list[tuple], capsys: pytest.CaptureFixture[str],  # noqa: F811
+) -> None:
+    assert main(["calibrate", *_argv("c")]) == 0
+    out = capsys.readouterr().out
+    assert "This profile can rank estimators whose effects on f1_strict exceed" in out
+    doc = json.loads((tmp_path / "c" / "calibration.json").read_text())
+    assert doc["can_rank"] and doc["profile"] == "quick" and (tmp_path / "c" / "calibration.md").is_file()
+    key = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["calibration_key"]
+    assert json.loads((tmp_path / "cache" / "calibration" / f"{key}.json").read_text()) == doc
+    # a run of the same suite, data, config and code shows it in one line; another config says none exists
+    assert main(["run", *_argv("same"), "--algos", "drpo,grpo"]) == 0
+    report = (tmp_path / "same" / "report.md").read_text()
+    line = Calibration.from_json(doc).line()
+    assert line in report and line in capsys.readouterr().out
+    assert main(["run", *_argv("other"), "--algos", "drpo,grpo", "--set", "lr=0.2"]) == 0
+    assert "Calibration: none for this suite's data, config and code" in (tmp_path / "other" / "report.md").read_text()
+    # `report --results` finds it through the folder's config.yaml
+    assert main(["report", "--results", str(tmp_path / "same"), "--out", str(tmp_path / "again")]) == 0
+    assert line in (tmp_path / "again" / "report.md").read_text()
+
+
+def test_calibrate_refuses_a_control_as_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["calibrate", *_argv("c"), "--reference", "grpo,control:zero"]) == 2
+    assert "the controls are trained anyway" in capsys.readouterr().err
