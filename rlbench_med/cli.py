@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe = dsub.add_parser(
         "probe", help="how much each modality and their union explain: a linear probe per task, and the MDE",
         description="Fit a logistic-regression probe per task on each modality's features, on every combination "
-        "of modalities and on nothing (the training split), score the test split with the suite's metrics, and "
+        "of modalities and on nothing (the training split), score the validation split (the test split when there is "
+        "none) with the suite's metrics, and "
         "print the minimum detectable effect of a paired comparison per domain (see README, Suites and data).",
         formatter_class=_Formatter,
     )

@@ -3,7 +3,8 @@
 A suite can only compare estimators if a policy can learn something from it. The probe checks
 that independently of the policy: for every task (a CLIMB dataset, or a MIMIC-IV task) it fits a
 simple supervised model on the training split, from each modality's features alone, from each
-combination of modalities, and from nothing, and scores the test split with the suite's own
+combination of modalities, and from nothing, and scores the validation split (the split every
+choice reads; the test split when the data has no validation records) with the suite's own
 metrics (:func:`rlbench_med.suites.metrics.compute_metrics`). A suite is sound when the union of
 its modalities explains more than any single one, and every modality more than nothing.
 
@@ -130,18 +131,25 @@ def _text_varies(samples: Sequence[Sample]) -> bool:
     return any(len(problems) > 1 for problems in by_task.values())
 
 
+def held_out(data: ClinicalData) -> tuple[str, list[Sample]]:
+    """The split the probe scores: ``validation`` (every choice reads it), else ``test`` when it is empty."""
+    return ("validation", data.validation) if data.validation else ("test", data.test)
+
+
 def extract_features(data: ClinicalData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{modality: (train [n_train, f], test [n_test, f])}`` for every modality the data carries."""
+    """``{modality: (train [n_train, f], held-out [n, f])}`` for every modality the data carries
+    (the held-out split of :func:`held_out`)."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    held = held_out(data)[1]
     for name, paths, encode in (("vision", lambda s: s.images, image_features),
                                 ("ecg", lambda s: s.time_series, signal_features)):
         train = _media_features(data.train, paths, encode)
         if train is not None:
-            test = _media_features(data.test, paths, encode)
-            out[name] = (train, test if test is not None else np.zeros((len(data.test), train.shape[1]), np.float32))
+            test = _media_features(held, paths, encode)
+            out[name] = (train, test if test is not None else np.zeros((len(held), train.shape[1]), np.float32))
     if _text_varies(data.train):
         vocabulary = _text_vocabulary(data.train)
-        out["text"] = (text_features(data.train, vocabulary), text_features(data.test, vocabulary))
+        out["text"] = (text_features(data.train, vocabulary), text_features(held, vocabulary))
     return out
 
 
@@ -249,7 +257,7 @@ class ProbeResult:
     """Scores of every input set and the records behind them.
 
     ``rows``: ``{"inputs", "domain", "metric", "value", "n"}`` from ``compute_metrics`` of each
-    input set's test predictions (``inputs`` is ``random``, ``none``, a modality, or a
+    input set's predictions of the held-out split ``split`` (``validation``, else ``test``) (``inputs`` is ``random``, ``none``, a modality, or a
     ``+``-joined combination; the last one in ``inputs`` is the union). ``records[inputs]``: the per-sample
     records (``domain``, ``dataset``, ``labels``, ``predicted``, ``iou`` where scored).
     """
@@ -258,6 +266,7 @@ class ProbeResult:
     inputs: tuple[str, ...]
     rows: list[dict[str, Any]]
     records: dict[str, list[dict[str, Any]]]
+    split: str = "validation"
 
     def value(self, inputs: str, domain: str, metric: str) -> float:
         """The score of one input set on one domain (``overall`` too) and metric."""
@@ -289,21 +298,22 @@ def _probe(data: ClinicalData, seed: int) -> ProbeResult:
     train_by_task: dict[str, list[int]] = {}
     for i, s in enumerate(data.train):
         train_by_task.setdefault(s.task, []).append(i)
+    split, held = held_out(data)
     test_by_task: dict[str, list[int]] = {}
-    for i, s in enumerate(data.test):
+    for i, s in enumerate(held):
         test_by_task.setdefault(s.task, []).append(i)
     records: dict[str, list[dict[str, Any]]] = {name: [] for name in sets}
     for task, test_idx in test_by_task.items():
         train_idx = train_by_task.get(task, [])
         if not train_idx:
-            raise ValueError(f"task {task!r} has test records but no training records; the probe cannot fit it")
+            raise ValueError(f"task {task!r} has {split} records but no training records; the probe cannot fit it")
         y_train = [data.train[i].labels for i in train_idx]
         train_boxes = [_box_fraction(data.train[i]) for i in train_idx]
         boxed = [i for i, b in enumerate(train_boxes) if b is not None]
         for name in sets:
             if name == RANDOM:
                 rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
-                classes = data.test[test_idx[0]].classes
+                classes = held[test_idx[0]].classes
                 predicted = [(classes[int(i)],) for i in rng.integers(len(classes), size=len(test_idx))]
                 x_train = x_test = np.zeros((0, 0))
             elif name == NONE:
@@ -320,14 +330,14 @@ def _probe(data: ClinicalData, seed: int) -> ProbeResult:
                 boxes = (np.repeat(target.mean(0, keepdims=True), len(test_idx), 0) if name == NONE
                          else _fit_predict_boxes(x_train[boxed], target, x_test))
             for row, (k, labels) in enumerate(zip(test_idx, predicted)):
-                sample = data.test[k]
+                sample = held[k]
                 record: dict[str, Any] = {"domain": sample.domain, "dataset": sample.dataset,
                                           "labels": list(sample.labels), "predicted": list(labels)}
                 if boxes is not None and sample.has_region and sample.image_size is not None:
                     record["iou"] = iou.iou(sample, [_to_pixels(boxes[row], sample.image_size)])
                 records[name].append(record)
     rows = [{"inputs": name, **row} for name in sets for row in compute_metrics(records[name])]
-    return ProbeResult(modalities=modalities, inputs=tuple(sets), rows=rows, records=records)
+    return ProbeResult(modalities=modalities, inputs=tuple(sets), rows=rows, records=records, split=split)
 
 
 def _to_pixels(box: np.ndarray, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -375,5 +385,5 @@ def render_probe(result: ProbeResult, metrics: Sequence[str]) -> str:
             except KeyError:
                 cells.append("-".rjust(max(12, len(d) + len(m) + 2)))
         lines.append(label.ljust(width) + "".join(cells))
-    lines.append("n (test records): " + ", ".join(f"{d} {n[d]}" for d in domains if d in n))
+    lines.append(f"n ({result.split} records): " + ", ".join(f"{d} {n[d]}" for d in domains if d in n))
     return "\n".join(lines)

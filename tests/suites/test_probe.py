@@ -84,6 +84,8 @@ def _write_toy(root: Path, n_train: int = 40, n_test: int = 24) -> None:
                     "segmentation_path": None, "bbox": bbox,
                 }))
         (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    # the probe scores the validation split: here the test records again (the assertions are about the probe)
+    (root / "validation.jsonl").write_text((root / "test.jsonl").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +229,13 @@ def test_mimic_fusion_quick_data_show_the_designed_fusion_order(tmp_path: Path) 
         # every pair of modalities adds to each of its members
         for pair in ("vision+ecg", "vision+text", "ecg+text"):
             assert all(result.value(pair, task, "acc") > result.value(m, task, "acc") for m in pair.split("+"))
+
+
+def test_the_probe_scores_the_validation_split_and_the_test_split_only_without_one(toy: ProbeResult) -> None:
+    from rlbench_med.suites.data import ClinicalData
+    from rlbench_med.suites.probe import held_out
+
+    assert toy.split == "validation"
+    train, val, test = ["t"], ["v"], ["x"]
+    assert held_out(ClinicalData(Path("."), train, test, (), validation=val)) == ("validation", val)
+    assert held_out(ClinicalData(Path("."), train, test, (), validation=[])) == ("test", test)

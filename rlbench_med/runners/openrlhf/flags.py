@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlbench_med.runners.base import Job
+from rlbench_med.runners.base import VALIDATION, Job, predictions_dir
 from rlbench_med.runners.openrlhf.config import OpenRLHFConfig
 
 #: The module run as the Ray driver; it starts OpenRLHF's ``train_ppo_ray`` with our trainer.
@@ -34,12 +34,14 @@ class LaunchPaths:
     run_dir: Path
     train_prompts: Path
     eval_prompts: Path
+    validation_prompts: Path
     spec: Path
     ckpt: Path
     model_out: Path
     log: Path
     metrics: Path
     predictions: Path
+    validation_predictions: Path
 
     @classmethod
     def for_job(cls, job: Job) -> LaunchPaths:
@@ -49,12 +51,14 @@ class LaunchPaths:
             run_dir=run_dir,
             train_prompts=run_dir / "prompts" / "train.jsonl",
             eval_prompts=run_dir / "prompts" / "test.jsonl",
+            validation_prompts=run_dir / "prompts" / "validation.jsonl",
             spec=run_dir / "run_spec.json",
             ckpt=run_dir / "ckpt",
             model_out=run_dir / "model",
             log=run_dir / "launch.log",
             metrics=run_dir / "metrics.jsonl",
-            predictions=out / "predictions" / f"{job.slug}.jsonl",
+            predictions=predictions_dir(out) / f"{job.slug}.jsonl",
+            validation_predictions=predictions_dir(out, VALIDATION) / f"{job.slug}.jsonl",
         )
 
 

@@ -134,7 +134,8 @@ def plan(job: Job) -> list[str]:
         f"{cfg.n_samples_per_prompt} rollouts x {cfg.rollout_batch_size} prompts per step, "
         f"train batch {cfg.train_batch_size}, lr {cfg.lr}, clip [{cfg.clip_low}, {cfg.clip_high}], "
         f"KL {cfg.kl_mode} {cfg.kl_coef} ({cfg.kl_estimator_name})",
-        f"  data: {job.data_dir} -> {ctx.paths.train_prompts} and {ctx.paths.eval_prompts} "
+        f"  data: {job.data_dir} -> {ctx.paths.train_prompts}, {ctx.paths.validation_prompts} and "
+        f"{ctx.paths.eval_prompts} "
         f"(chat template, label JSON{f', images, videos as {cfg.video_frames} frames' if ctx.vlm else ''}); "
         f"reward: {reward_module_path()} "
         f"(reward {cfg.reward}, weights {cfg.reward_weights}, iou {cfg.iou_reduce}, accuracy {cfg.accuracy_reward})",
@@ -143,7 +144,8 @@ def plan(job: Job) -> list[str]:
         lines.append("  baseline: one greedy vLLM response per prompt (n=1, temperature 0) scored by the same reward")
     every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
     lines += [
-        f"  eval: greedy vLLM answers on the test split {every}at the end -> {ctx.paths.predictions}; "
+        f"  eval: greedy vLLM answers on the validation split {every}at the end (curves, "
+        f"{ctx.paths.validation_predictions}), on the test split once at the end -> {ctx.paths.predictions}; "
         f"metrics -> MLflow via {ctx.paths.metrics}",
         f"  command: {shell_command(launch_command(ctx))}",
     ]
@@ -193,7 +195,8 @@ def _domain_names(data: Any, group_by: str) -> tuple[str, ...]:
 
 
 def export_job_data(job: Job, paths: LaunchPaths, vlm: bool) -> dict[str, Any]:
-    """Export the train and test splits; returns ``{"train": summary, "test": summary, "domain_names": ...}``."""
+    """Export the train, validation and test splits; returns ``{"train": summary, "validation": summary,
+    "test": summary, "domain_names": ...}`` (``validation`` None when the data has no validation records)."""
     from rlbench_med.runners.openrlhf.data import export_prompts
     from rlbench_med.suites.data import load_data
 
@@ -204,13 +207,17 @@ def export_job_data(job: Job, paths: LaunchPaths, vlm: bool) -> dict[str, Any]:
                   video_frames=cfg.video_frames)
     train = export_prompts(data.train, paths.train_prompts, **common)  # type: ignore[arg-type]
     test = export_prompts(data.test, paths.eval_prompts, limit=cfg.eval_max_samples, **common)  # type: ignore[arg-type]
-    most = max(train["max_images"], test["max_images"])
+    validation = (export_prompts(data.validation, paths.validation_prompts, limit=cfg.eval_max_samples,
+                                 **common)  # type: ignore[arg-type]
+                  if data.validation else None)
+    most = max(train["max_images"], test["max_images"], validation["max_images"] if validation else 0)
     if vlm and most > cfg.max_images_per_prompt:
         raise ConfigError(
             f"max_images_per_prompt: a prompt of {job.data_dir} has {most} images (video frames included); "
             f"--set max_images_per_prompt={most}"
         )
-    return {"train": train, "test": test, "domain_names": _domain_names(data, cfg.group_by)}
+    return {"train": train, "validation": validation, "test": test,
+            "domain_names": _domain_names(data, cfg.group_by)}
 
 
 class _MetricsTail:
@@ -307,6 +314,8 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         metrics_path=str(paths.metrics),
         predictions_path=str(paths.predictions),
         eval_prompts=str(paths.eval_prompts),
+        validation_prompts=str(paths.validation_prompts) if exported["validation"] else "",
+        validation_predictions_path=str(paths.validation_predictions) if exported["validation"] else "",
         eval_every=cfg.eval_every,
         max_new_tokens=cfg.max_new_tokens,
         max_len=cfg.max_len,
@@ -339,5 +348,6 @@ def run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
     tracker.log_artifact(paths.spec)
     rows = rows_from_predictions(job, paths.predictions)
     timings = {**tail.seconds, "steps": float(tail.last_step)}
+    validation = {job.algo: paths.validation_predictions} if paths.validation_predictions.is_file() else {}
     return JobResult(job=job, rows=rows, predictions={job.algo: paths.predictions},
-                     wall_s=time.perf_counter() - start, timings=timings)
+                     wall_s=time.perf_counter() - start, timings=timings, validation=validation)

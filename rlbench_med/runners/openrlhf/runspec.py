@@ -25,8 +25,11 @@ class RunSpec:
         group_by: ``domain`` or ``dataset``.
         kl_mode: ``loss`` or ``reward``; kl_coef: its coefficient (the trainer uses its KL controller's value).
         metrics_path: JSONL the trainer appends ``{"step": s, "metrics": {...}}`` to, one line per step.
-        predictions_path: JSONL of the final greedy evaluation, one line per test sample.
-        eval_prompts: the exported test prompts; eval_every: steps between evaluations (0: only at the end).
+        predictions_path: JSONL of the final greedy evaluation of the test split, one line per sample.
+        eval_prompts: the exported test prompts (scored once, at the end).
+        validation_prompts, validation_predictions_path: the exported validation prompts, evaluated every
+        ``eval_every`` steps (0: only at the end) for the curves, and their final predictions ('': no
+        validation split).
         max_new_tokens, max_len: generation limits of evaluation and of the ReMax greedy baseline.
         ray_address: the Ray cluster to join ('' starts a local one).
         startup_timeout_s: bound of every wait before training starts (placement groups, actors, model loading); 0: none.
@@ -48,6 +51,8 @@ class RunSpec:
     ray_address: str = ""
     startup_timeout_s: float = 1800.0
     device: str = "cuda"
+    validation_prompts: str = ""
+    validation_predictions_path: str = ""
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

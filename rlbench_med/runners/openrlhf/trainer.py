@@ -221,6 +221,8 @@ def make_trainer_class(spec: RunSpec) -> type:
                 settings=settings,
             )
             self.eval_prompts: list[ExportedPrompt] = read_prompts(Path(spec.eval_prompts))
+            self.validation_prompts: list[ExportedPrompt] = (
+                read_prompts(Path(spec.validation_prompts)) if spec.validation_prompts else [])
             print(f"rlbench trainer ready: {len(self.prompts_dataloader.dataset)} prompts, {self.max_steps} steps, "
                   f"estimator {spec.estimator}", flush=True)
 
@@ -273,10 +275,10 @@ def make_trainer_class(spec: RunSpec) -> type:
                     sample.info[BASELINE_INFO_KEY] = value
 
         @torch.no_grad()
-        def evaluate_greedy(self) -> list[dict[str, Any]]:
-            """Greedy answers to the exported test prompts; one predictions record per prompt."""
+        def evaluate_greedy(self, items: list[ExportedPrompt]) -> list[dict[str, Any]]:
+            """Greedy answers to exported prompts (a split's); one predictions record per prompt."""
             prompts, labels, images = [], [], []
-            for item in self.eval_prompts:
+            for item in items:
                 data = {"input": [dict(m) for m in item.messages], "label": item.label.to_json()}
                 prompt, label = preprocess_data(
                     data, None, "input", "label", apply_chat_template=self.tokenizer.apply_chat_template
@@ -285,7 +287,7 @@ def make_trainer_class(spec: RunSpec) -> type:
                 labels.append(label)
                 images.append(list(item.images) or None)
             records = []
-            for item, response in zip(self.eval_prompts, self._greedy(prompts, labels, images)):
+            for item, response in zip(items, self._greedy(prompts, labels, images)):
                 start, end = response["action_ranges"][0]
                 text = self.tokenizer.decode(response["observation_tokens"][start:end], skip_special_tokens=True)
                 records.append(prediction_record(item.label, text))
@@ -338,20 +340,27 @@ def make_trainer_class(spec: RunSpec) -> type:
                         ESTIMATOR_STATE_KEY: self.estimator.state_dict(),
                     }
                     self.save_logs_and_checkpoints(global_step, status, client_states)
-                    if spec.eval_every > 0 and global_step % spec.eval_every == 0:
-                        for row in compute_metrics(self.evaluate_greedy()):
-                            metrics[f"eval/{row['domain']}/{row['metric']}"] = float(row["value"])
+                    if spec.eval_every > 0 and global_step % spec.eval_every == 0 and self.validation_prompts:
+                        for row in compute_metrics(self.evaluate_greedy(self.validation_prompts)):
+                            metrics[f"val/{row['domain']}/{row['metric']}"] = float(row["value"])
                     append_metrics(Path(spec.metrics_path), global_step, metrics)
                     if is_exhausted:
                         break
 
-            records = self.evaluate_greedy()
-            path = Path(spec.predictions_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", encoding="utf-8") as fh:
-                for record in records:
-                    fh.write(json.dumps(record) + "\n")
-            final = {f"eval/{r['domain']}/{r['metric']}": float(r["value"]) for r in compute_metrics(records)}
+            final: dict[str, float] = {}
+            # the validation split (the curves' last point), then the test split, scored once
+            for items, where, prefix in ((self.validation_prompts, spec.validation_predictions_path, "val"),
+                                         (self.eval_prompts, spec.predictions_path, "eval")):
+                if not items:
+                    continue
+                records = self.evaluate_greedy(items)
+                path = Path(where)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("w", encoding="utf-8") as fh:
+                    for record in records:
+                        fh.write(json.dumps(record) + "\n")
+                final.update({f"{prefix}/{r['domain']}/{r['metric']}": float(r["value"])
+                              for r in compute_metrics(records)})
             append_metrics(Path(spec.metrics_path), global_step, final)
             if self.wandb_logger:
                 self.wandb_logger.close()

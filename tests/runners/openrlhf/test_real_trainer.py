@@ -118,6 +118,7 @@ def build(root: Path, model: Path, groups: Groups, estimator: str, *, eval_every
     samples = samples if samples is not None else make_samples(root, 6)
     export_prompts(samples[:4], ctx.paths.train_prompts, vlm=False, reward="release")
     export_prompts(samples, ctx.paths.eval_prompts, vlm=False, reward="release")
+    export_prompts(samples[3:], ctx.paths.validation_prompts, vlm=False, reward="release")
     if break_label is not None:
         lines = ctx.paths.train_prompts.read_text().splitlines()
         record = json.loads(lines[break_label])
@@ -127,6 +128,8 @@ def build(root: Path, model: Path, groups: Groups, estimator: str, *, eval_every
     spec = RunSpec(estimator=estimator, n_samples_per_prompt=N, domain_names=DOMAINS, group_by="domain",
                    kl_mode=cfg.kl_mode, kl_coef=cfg.kl_coef, metrics_path=str(ctx.paths.metrics),
                    predictions_path=str(ctx.paths.predictions), eval_prompts=str(ctx.paths.eval_prompts),
+                   validation_prompts=str(ctx.paths.validation_prompts),
+                   validation_predictions_path=str(ctx.paths.validation_predictions),
                    eval_every=eval_every, max_new_tokens=cfg.max_new_tokens, max_len=cfg.max_len, device="cpu")
     from openrlhf.utils import get_strategy
 
@@ -323,10 +326,15 @@ def test_fit_logs_each_step_checkpoints_the_estimator_and_evaluates_greedily(tmp
             want = sum(getattr(s, name) for s in scores) / len(scores)
             assert metrics[f"train/{name}_reward"] == pytest.approx(want, abs=1e-6), name
 
-    # greedy evaluation after each step and at the end; the last line is the predictions file's metrics
+    # greedy evaluation of the validation split after each step and at the end (the curves), of the test
+    # split once, at the end; the last line holds both predictions files' metrics
     records = [json.loads(x) for x in Path(spec.predictions_path).read_text().splitlines()]
-    assert len(records) == 6 and all("eval/cxr/acc" in line["metrics"] for line in lines)
+    validation = [json.loads(x) for x in Path(spec.validation_predictions_path).read_text().splitlines()]
+    assert len(records) == 6 and len(validation) == 3
+    assert all("val/cxr/acc" in line["metrics"] for line in lines)
+    assert not any(k.startswith("eval/") for line in lines[:-1] for k in line["metrics"])
     final = {f"eval/{r['domain']}/{r['metric']}": r["value"] for r in compute_metrics(records)}
+    final.update({f"val/{r['domain']}/{r['metric']}": r["value"] for r in compute_metrics(validation)})
     assert lines[-1]["metrics"] == pytest.approx(final)
 
     # DeepSpeed checkpoints after each step, holding the estimator's state of that step
@@ -355,7 +363,7 @@ def test_the_greedy_pass_wakes_a_sleeping_engine_first_and_puts_it_back_to_sleep
     batch_vllm_engine_call(groups.engines, "sleep")  # as create_vllm_engines leaves them with sleep mode
     done: list[Any] = []
     try:
-        greedy = threading.Thread(target=lambda: done.append(trainer.evaluate_greedy()), daemon=True)
+        greedy = threading.Thread(target=lambda: done.append(trainer.evaluate_greedy(trainer.eval_prompts)), daemon=True)
         greedy.start()
         greedy.join(timeout=180)
         assert done and len(done[0]) == 6, "the greedy pass did not finish: it generated on a sleeping engine"
