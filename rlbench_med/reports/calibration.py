@@ -39,7 +39,7 @@ from rlbench_med.reports.stats import EvaluationSet, mean_std
 from rlbench_med.reports.testing import EXPLORATORY, PRIMARY
 from rlbench_med.reports.verdicts import Pair, judge_pairs, minimum_detectable
 from rlbench_med.runners.base import BASE, VALIDATION
-from rlbench_med.suites.floors import is_floor
+from rlbench_med.suites.floors import BOX_FLOORS, is_floor
 from rlbench_med.suites.power import GREATER, TWO_SIDED
 
 #: The standard estimators a suite must let learn.
@@ -77,7 +77,7 @@ class Calibration:
     seeds: list[int]
     references: list[str]
     questions: list[Question]
-    scores: dict[str, list[float]]  # label -> [mean, sd over seeds, seeds] on the validation split
+    scores: dict[str, list[float]]  # label -> [mean, sd over its runs, runs] on the validation split
     can_rank: bool
     detectable: float
     verdict: str
@@ -120,7 +120,7 @@ class Calibration:
             p = f"{q.p_adjusted:.2g}" if q.p_adjusted == q.p_adjusted else ""
             lines.append(f"| {q.algo} − {q.baseline} | {q.family} | {q.diff:+.3f} | [{q.low:+.3f}, {q.high:+.3f}] | {p} "
                          f"| {q.mde:.3f} | {q.words} |")
-        lines += ["", f"| run | mean {self.metric} | sd over seeds | seeds |", "| --- | --- | --- | --- |"]
+        lines += ["", f"| run | mean {self.metric} | sd | runs (seeds; floor:random: draws) |", "| --- | --- | --- | --- |"]
         for label, (mean, sd, n) in self.scores.items():
             lines.append(f"| {label} | {mean:.3f} | {sd:.3f} | {int(n)} |")
         return "\n".join(lines) + "\n"
@@ -160,7 +160,8 @@ def calibrate(out_dir: Path, metric: str, references: Sequence[str] = REFERENCES
                            if q.family != EXPLORATORY and not q.significant)
         verdict = f"this profile cannot rank estimators on {metric} with {len(seeds)} seeds ({failed})"
     scores = {}
-    for label in [*references, *CONTROLS, *(a for a in table.algos if a == BASE or is_floor(a))]:
+    floors = [a for a in table.algos if is_floor(a) and (metric == "iou" or a not in BOX_FLOORS)]
+    for label in [*references, *CONTROLS, *(a for a in table.algos if a == BASE), *floors]:
         values = [evalset.point((label, s))[("overall", metric)] for s in run_seeds(table, label)
                   if (label, s) in evalset]
         if values:
