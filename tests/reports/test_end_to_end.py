@@ -65,7 +65,7 @@ def test_climb_vision_local_and_ray_executors_give_the_same_table(
     assert {(c["algo"], c["baseline"]) for c in comps} >= {("drpo", "grpo"), ("drpo", "base"), ("grpo", "floor:all")}
     md = (local / "report.md").read_text()
     assert md.index("## Headline: f1_strict") < md.index("## Beside the paper: acc and f1")
-    assert "Mean ± sample std over 2 seeds" in md and "| cxr | 128 |" in md
+    assert "Mean ± sample std over 2 seeds" in md and "| cxr | 225 |" in md
     for algo in ("drpo", "grpo"):
         for seed in (0, 1):
             lines = (local / "predictions" / f"{algo}-seed{seed}.jsonl").read_text().splitlines()
