@@ -303,3 +303,8 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rlbench-med"
     )
     return Path(root)
+
+
+def jobs_dir() -> Path:
+    """Where the job cache keeps finished jobs: ``cache_dir()/jobs`` (``runners/sweep/jobcache.py``)."""
+    return cache_dir() / "jobs"

@@ -5,16 +5,13 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rlbench_med.runners.base import Job, JobResult, ResultsError
+from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import Progress
 from rlbench_med.runners.sweep.results import FailedJobs, ResultsWriter
 from rlbench_med.runners.sweep.signals import shielded, signal_of
 from rlbench_med.runners.sweep.tracking import SweepTracking
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
 
 
 @dataclass

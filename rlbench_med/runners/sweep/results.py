@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -31,9 +31,8 @@ from rlbench_med.runners.base import (
     read_results,
     run_slug,
 )
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.calibration import calibration_key
+from rlbench_med.runners.sweep.plan import Plan
 
 
 class ResultsWriter:
@@ -112,9 +111,6 @@ class FailedJobs:
 def save_config(plan: Plan) -> Path:
     """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
     the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
-    from rlbench_med.runners.sweep.calibration import calibration_key
-    from rlbench_med.runners.sweep.plan import data_fingerprint
-
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     path = plan.out_dir / "config.yaml"
     doc = {
@@ -126,7 +122,7 @@ def save_config(plan: Plan) -> Path:
         "estimators": list(dict.fromkeys(j.estimator for j in plan.jobs)),
         "seeds": plan.seeds,
         "data": str(plan.data_dir) if plan.data_dir else None,
-        "data_fingerprint": data_fingerprint(plan),  # what --resume compares
+        "data_fingerprint": plan.data_fingerprint(),  # what --resume compares
         "data_settings": plan.data_settings.as_dict(),
         "primary_metric": plan.primary_metric,
         "calibration_key": calibration_key(plan),
