@@ -8,6 +8,8 @@ same methods, so the RL and SFT loops are written once:
 - ``teacher(split, idx, drop, generator) -> (Rollouts, loss_mask)``: the labelled answers.
 - ``logprobs(model, rollouts, temperature) -> [B, T]`` and ``values(critic, rollouts) -> [B, T]``.
 - ``answers(rollouts) -> list[Answer]``: what ``suites.rewards`` scores.
+- ``train_mode_is_eval_mode``: whether the model's train-mode forward computes what its eval-mode
+  one does (an ``hf:`` model may have dropout: False).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class Rollouts:
 
 class BuiltinAgent:
     """The modality-encoder policy of :mod:`~rlbench_med.runners.local.policy`."""
+
+    #: Its model computes the same log-probabilities in train and eval mode (no dropout, no batch
+    #: statistics), so the trainer may take a step's old log-probs from the update's own forward.
+    train_mode_is_eval_mode = True
 
     def __init__(self, config: LocalConfig, encoded: EncodedData, device: torch.device) -> None:
         self.config = config
