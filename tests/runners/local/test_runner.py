@@ -414,3 +414,46 @@ def test_generation_runs_the_prefix_once_per_prompt_and_samples_what_a_repeated_
             att = torch.cat([att, torch.ones(15, 1, dtype=att.dtype)], 1)
     assert torch.equal(tokens, torch.stack(expected, 1))
     assert bool(state.done.all())
+
+
+@pytest.mark.parametrize("reasoning", [0, 2])
+def test_teacher_answers_are_the_labels_encoded_one_by_one_and_replayed(
+    tiny_root: Path, make_job: MakeJob, reasoning: int
+) -> None:
+    config = make_job(reasoning_tokens=reasoning).config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    split, vocab = agent.encoded.train, agent.vocab
+    for seed in range(3):
+        idx = torch.randint(len(split), (7,), generator=torch.Generator().manual_seed(seed))
+        ro, loss_mask = agent.teacher(split, idx, None, torch.Generator().manual_seed(seed))
+        # Independently: each sample's answer encoded, padded to the batch's longest, the grammar replayed.
+        draws = torch.randint(vocab.reasoning_vocab, (7, reasoning), generator=torch.Generator().manual_seed(seed))
+        rows = []
+        for i, k in enumerate(idx.tolist()):
+            sample, box = split.samples[k], split.boxes[k]
+            bins = vocab.box_to_bins(box, sample.image_size) if box is not None else None
+            rows.append(vocab.encode(vocab.task_index(sample.task), sample.labels, bins, draws[i].tolist()))
+        width = max(map(len, rows))
+        tokens = torch.tensor([row + [0] * (width - len(row)) for row in rows])
+        supervised = torch.tensor([[0.0] * reasoning + [1.0] * (len(row) - reasoning) + [0.0] * (width - len(row))
+                                   for row in rows])
+        allowed, mask = agent.grammar.replay(tokens, split.prompts.task[idx], split.prompts.grounded[idx])
+        assert torch.equal(ro.tokens, tokens)
+        assert torch.equal(ro.extra["allowed"], allowed) and torch.equal(ro.mask, mask)
+        assert torch.equal(loss_mask, supervised * mask)
+
+
+def test_a_split_is_encoded_for_supervision_once(tiny_root: Path, make_job: MakeJob,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.runners.local.vocab import AnswerVocab
+
+    config = make_job().config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    calls: list[int] = []
+    encode = AnswerVocab.encode
+    monkeypatch.setattr(AnswerVocab, "encode", lambda self, *a: calls.append(1) or encode(self, *a))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        agent.teacher(agent.encoded.train, torch.randint(len(agent.encoded.train), (8,), generator=generator), None,
+                      generator)
+    assert len(calls) == len(agent.encoded.train)  # every sample once, on the first step
