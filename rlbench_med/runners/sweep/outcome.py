@@ -34,6 +34,10 @@ class SweepOutcome:
     report_interrupted: bool = False  # stopped while the report was being built (results.csv is complete)
     failed_jobs: FailedJobs | None = None  # <out>/failed.csv, once the jobs run
 
+    def rank(self, job: Job) -> int:
+        """The job's place in the plan: where its rows go in results.csv."""
+        return next(i for i, j in enumerate(self.plan.jobs) if (j.algo, j.seed) == (job.algo, job.seed))
+
     @property
     def ok(self) -> bool:
         return not self.failures and not self.interrupted
@@ -67,7 +71,7 @@ def record_result(
         record_failure(failure_of(job, exc), tracking, progress, outcome)
         return False
     with shielded():
-        writer.add(rows)
+        writer.add(rows, rank=outcome.rank(job))
         if outcome.failed_jobs is not None:
             outcome.failed_jobs.discard(job)
         outcome.results.append(result)

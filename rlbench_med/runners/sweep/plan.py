@@ -9,12 +9,14 @@ imports run one way. :mod:`.planner` builds it (``build_plan(request)``); ``Plan
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from rlbench_med.runners.base import BASE, Job, RunnerSpec, jobs_dir
-from rlbench_med.runners.sweep.settings import DataSettings, ReportSettings
+from rlbench_med.runners.sweep.settings import DataSettings, ExecutorSettings, ReportSettings
 from rlbench_med.suites.floors import LABEL_FLOORS
 from rlbench_med.typed_config import to_plain_dict
 
@@ -50,6 +52,7 @@ class Plan:
     resume: bool
     data_settings: DataSettings = field(default_factory=DataSettings)
     report_settings: ReportSettings = field(default_factory=ReportSettings)
+    executor_settings: ExecutorSettings = field(default_factory=ExecutorSettings)
     done: set[tuple[str, int]] = field(default_factory=set)
     data_source: Any = None  # suites.data.DataSource the jobs read (None without data)
     data_problems: int = 0  # problems found in --data without opening its media (a run would refuse it)
@@ -71,6 +74,16 @@ class Plan:
     def resources(self, job: Job) -> dict[str, float]:
         """Ray resources declared by one job: its cpu_threads CPUs, and 1 GPU when its config asks for CUDA."""
         return {"num_cpus": max(1, int(getattr(job.config, "cpu_threads", 1))), "num_gpus": 1 if _wants_gpu(job.config) else 0}
+
+    def side_by_side(self, jobs: Sequence[Job]) -> int:
+        """How many of ``jobs`` the local executor runs at once, each in a worker process: ``--set workers``
+        (0: the cores this process may use, divided by the threads of a job), at most one per job; 1 (in
+        this process, one after another) when the runner's jobs must run alone (``RunnerSpec.threads``)."""
+        threads = [self.runner.threads(job) for job in jobs] if self.runner.threads is not None else [None]
+        if not jobs or any(t is None for t in threads):
+            return 1
+        wanted = self.executor_settings.workers or usable_cores() // max(int(t or 1) for t in threads)
+        return max(1, min(wanted, len(jobs)))
 
     def config_dict(self) -> dict[str, Any]:
         return to_plain_dict(self.config)
@@ -112,7 +125,12 @@ class Plan:
                 f"(num_cpus={res['num_cpus']}, num_gpus={res['num_gpus']} each)"
             )
         else:
-            lines.append("  executor   local: jobs one after another in this process")
+            workers = self.side_by_side(self.to_train)
+            if workers > 1:
+                lines.append(f"  executor   local: {workers} jobs side by side, each in a worker process with its "
+                             f"cpu_threads thread(s) (--set workers=1: one after another)")
+            else:
+                lines.append("  executor   local: jobs one after another in this process")
         changed = _non_default(self.config)
         shown = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(runner defaults)"
         lines.append(f"  config     {shown}")
@@ -149,6 +167,14 @@ class Plan:
             return f"{jobs_dir()}: finished jobs are reused; jobs of a --resume sweep are not stored"
         return (f"{jobs_dir()}: a finished job with the same data, base, config, estimator, seed and code is "
                 "reused (--no-reuse trains it again)")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _wants_gpu(config: Any) -> bool:

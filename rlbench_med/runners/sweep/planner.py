@@ -66,7 +66,7 @@ def build_plan(request: SweepRequest) -> Plan:
         profile_run = {**suite.data_params(request.profile), **profile_run}
     config, sources = resolve_config(runner, profile_run, request.config_file, request.overrides)
     setting_sources = [(f"--config {request.config_file}", read_config_file(request.config_file))] if request.config_file else []
-    data_settings, report_settings = resolve_settings(
+    data_settings, report_settings, executor_settings = resolve_settings(
         [*setting_sources, ("--set", request.overrides)], suite_primary=suite.primary_metric,
         sizes=suite.data_params(request.profile) if suite.data != "none" else None,
     )
@@ -149,7 +149,7 @@ def build_plan(request: SweepRequest) -> Plan:
         config_sources=sources, data_dir=data_dir, data_note=data_note, generates_data=generates_data,
         algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
-        report_settings=report_settings, data_source=source, notes=notes, reuse=request.reuse,
+        report_settings=report_settings, executor_settings=executor_settings, data_source=source, notes=notes, reuse=request.reuse,
         data_problems=data_problems,
     )
     _check_out_dir(plan)

@@ -39,12 +39,15 @@ class ResultsWriter:
     """Keeps results.csv complete on disk: rewritten atomically (tmp file + rename) after each job.
 
     Rows are checked as its readers check them (:func:`~rlbench_med.runners.base.check_result_row`),
-    so the file never holds a row they would refuse.
+    so the file never holds a row they would refuse. The file lists rows by ``rank`` (a job's place
+    in the plan; the rows it was opened with and the floors first), then in the order they came:
+    jobs that run side by side and end in any order still give the same file.
     """
 
     def __init__(self, path: Path, existing: Sequence[Mapping[str, Any]] = ()) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = [dict(r) for r in existing]
+        self._ranks: list[int] = [-1] * len(self.rows)
 
     def check(self, rows: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
         """``rows`` as they would be written; :class:`~rlbench_med.runners.base.ResultsError` naming
@@ -52,8 +55,11 @@ class ResultsWriter:
         seen = {tuple(r[c] for c in RESULT_KEY): f"{self.path} (already written)" for r in self.rows}
         return check_result_rows(rows, where, seen)
 
-    def add(self, rows: Sequence[Mapping[str, Any]], where: str = "result rows") -> None:
-        self.rows.extend(self.check(rows, where))
+    def add(self, rows: Sequence[Mapping[str, Any]], where: str = "result rows", rank: int = -1) -> None:
+        checked = self.check(rows, where)
+        merged, ranks = [*self.rows, *checked], [*self._ranks, *[rank] * len(checked)]
+        order = sorted(range(len(merged)), key=ranks.__getitem__)  # stable: equal ranks keep their order
+        self.rows, self._ranks = [merged[i] for i in order], [ranks[i] for i in order]
         self.flush()
 
     def flush(self) -> None:
