@@ -139,6 +139,13 @@ def test_a_signal_ends_the_workers_and_marks_their_jobs_killed(tmp_path: Path, t
                 for c in child_runs(tracked, tracking.client.get_run(tracking.parent_id))}
     assert statuses == {"grpo": "FINISHED", "drpo": "KILLED"}
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    # --resume trains what was killed, side by side again, and keeps what finished.
+    (plan.out_dir / "release").write_text("")
+    plan = sweep.build_plan(request(tmp_path, sig.name, algos=("grpo", "drpo"), seeds=(0,), resume=True,
+                                    overrides={"workers": "2", "hold": "drpo"}))
+    assert [(j.algo, j.seed) for j in plan.pending] == [("drpo", 0)]
+    assert sweep.run_sweep(plan, MLflowSweepTracking(tracked)).ok
+    assert {r["algo"] for r in sweep.read_results(plan.out_dir / "results.csv")} == {"grpo", "drpo"}
 
 
 def test_how_many_jobs_run_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
