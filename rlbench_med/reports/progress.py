@@ -1,9 +1,10 @@
 """Progress of a sweep: rich bars on a terminal, plain lines in a log.
 
-On a terminal: one bar for the jobs, one for the current job's steps (reward, rollouts/s). When
+On a terminal: one bar for the jobs, one for each running job's steps (reward, rollouts/s). When
 stdout is not a terminal (redirected to a file, a batch job's log) the bars would print nothing
 useful, so progress is written as lines instead: each phase (data, SFT base), each job's start
-and end, and every ``log_every`` steps of a job (default: a tenth of its steps)::
+and end, and every ``log_every`` steps of a job (default: a tenth of its steps). Every line names
+its job, so jobs running side by side interleave readably::
 
     job 1/2 drpo seed 0: started (150 steps)
     drpo seed 0: step 15/150  reward 0.412  318 rollouts/s  ETA 1m12s
@@ -38,15 +39,19 @@ def duration(seconds: float) -> str:
 
 @dataclass
 class _JobClock:
-    """The current job in a log: when it started, from which step (a resumed job starts later)."""
+    """A running job: when it started, from which step (a resumed job starts later), its step bar."""
 
     label: str
     total: int | None
     every: int
     started: float
     first_step: int | None = None
+    first_seen: float = 0.0  # when its first step was reported: the rate counts from there (the setup before it,
+    # a worker's start, the data, the first evaluation, is not a step's)
     last_line: int = -1
     reward: float | None = None
+    bar: Any = None  # its rich task on a terminal
+    stats: str = ""
 
 
 class RichProgress:
@@ -61,8 +66,6 @@ class RichProgress:
             TextColumn("{task.fields[stats]}"), console=console, transient=False,
         )
         self.jobs: Any = None
-        self.steps: Any = None
-        self._stats: dict[int, str] = {}
         self._total_jobs = 0
         self._started_jobs = 0
         self._clocks: dict[tuple[str, int], tuple[int, _JobClock]] = {}
@@ -90,30 +93,35 @@ class RichProgress:
             self.note(f"job {self._started_jobs}/{self._total_jobs} {label}: started{steps}")
             return
         if total_steps:
-            if self.steps is None:
-                self.steps = self.progress.add_task("steps", total=total_steps, stats="")
-            self.progress.reset(self.steps, total=total_steps, description=label, stats="")
+            clock.bar = self.progress.add_task(label, total=total_steps, stats="")
 
-    def step(self, step: int, metrics: Mapping[str, float]) -> None:
+    def _clock(self, job: Any) -> _JobClock | None:
+        if job is None:
+            return self._current
+        found = self._clocks.get((job.algo, job.seed))
+        return found[1] if found is not None else None
+
+    def step(self, step: int, metrics: Mapping[str, float], job: Any = None) -> None:
+        """A step of ``job`` (None: of the job started last)."""
+        clock = self._clock(job)
+        if clock is None:
+            return
         if not self.enabled:
-            self._log_step(step, metrics)
+            self._log_step(clock, step, metrics)
             return
-        if self.steps is None:
+        if clock.bar is None:
             return
-        stats = self._stats.get(id(self.steps), "")
         if "train/reward_mean" in metrics:
-            stats = f"reward {metrics['train/reward_mean']:.3f}"
+            clock.stats = f"reward {metrics['train/reward_mean']:.3f}"
             if "train/rollouts_per_s" in metrics:
-                stats += f"  {metrics['train/rollouts_per_s']:.0f} rollouts/s"
-            self._stats[id(self.steps)] = stats
-        self.progress.update(self.steps, completed=step, stats=stats)
+                clock.stats += f"  {metrics['train/rollouts_per_s']:.0f} rollouts/s"
+        self.progress.update(clock.bar, completed=step, stats=clock.stats)
 
-    def _log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        clock = self._current
-        if clock is None or step < 1:
+    def _log_step(self, clock: _JobClock, step: int, metrics: Mapping[str, float]) -> None:
+        if step < 1:
             return
         if clock.first_step is None:  # a resumed job starts after its checkpoint: its rate counts from there
-            clock.first_step = step - 1
+            clock.first_step, clock.first_seen = step - 1, time.perf_counter()
         if "train/reward_mean" in metrics:
             clock.reward = float(metrics["train/reward_mean"])
         if step <= clock.last_line or not (step % clock.every == 0 or step == clock.total):
@@ -125,14 +133,19 @@ class RichProgress:
         if "train/rollouts_per_s" in metrics:
             parts.append(f"{metrics['train/rollouts_per_s']:.0f} rollouts/s")
         if clock.total:
-            elapsed = time.perf_counter() - clock.started
-            parts.append(f"ETA {duration(elapsed / (step - clock.first_step) * (clock.total - step))}")
+            now, first = time.perf_counter(), clock.first_step + 1
+            per_step = ((now - clock.first_seen) / (step - first) if step > first
+                        else (now - clock.started) / (step - clock.first_step))
+            parts.append(f"ETA {duration(per_step * (clock.total - step))}")
         self.note("  ".join(parts))
 
     def job_finished(self, job: Any, ok: bool, error: str = "") -> None:
         """A job's end; a failed one's one-line reason (``error``) is printed on a terminal and in logs alike."""
         number, clock = self._clocks.get((job.algo, job.seed), (0, None))
         if self.enabled:
+            if clock is not None and clock.bar is not None:
+                self.progress.remove_task(clock.bar)
+                clock.bar = None
             if self.jobs is not None:
                 self.progress.advance(self.jobs)
             if not ok and error:

@@ -241,6 +241,10 @@ class RunnerSpec:
     - ``preflight(job)``: for a real run (not ``--dry-run``), raise ``ConfigError`` if the job cannot
       start on this machine (missing packages, model or GPUs); called at plan time, before anything
       is written.
+    - ``threads(job)``: the CPU threads the job computes with, when it may run beside other jobs of
+      the sweep (each in a worker process of this machine), or None when it must run alone (it uses
+      a GPU); a runner without it runs its jobs one after another (``openrlhf`` starts its own
+      cluster, ``timing`` measures the machine).
     """
 
     name: str
@@ -253,6 +257,7 @@ class RunnerSpec:
     evaluates_base: bool = False
     identity: Callable[[Job], dict[str, str]] | None = None
     preflight: Callable[[Job], None] | None = None
+    threads: Callable[[Job], int | None] | None = None
 
 
 def make_job_estimator(job: Job) -> Estimator:
@@ -303,3 +308,8 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rlbench-med"
     )
     return Path(root)
+
+
+def jobs_dir() -> Path:
+    """Where the job cache keeps finished jobs: ``cache_dir()/jobs`` (``runners/sweep/jobcache.py``)."""
+    return cache_dir() / "jobs"

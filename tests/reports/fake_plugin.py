@@ -8,6 +8,8 @@ computes results rows with the suite's metrics, and logs per-step metrics like a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ class FakeConfig:
     fail_estimator: str = ""
     sleep_s: float = 0.0
     marker: str = ""
+    rendezvous: int = 0  # each job waits (at most 60 s) until this many jobs of its sweep have started
+    hold: str = ""  # jobs of this estimator wait (at most 120 s) until <out>/release exists
+    die: str = ""  # a job of this estimator kills its own process (SIGKILL): a worker that dies
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -66,6 +71,15 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         Path(cfg.marker).write_text(job.slug)
     if cfg.sleep_s:
         time.sleep(cfg.sleep_s)
+    if cfg.rendezvous:
+        started = job.out_dir / "started"
+        started.mkdir(parents=True, exist_ok=True)
+        (started / job.slug).write_text(str(os.getpid()))
+        _wait_for(lambda: len(list(started.iterdir())) >= cfg.rendezvous, 60, f"{cfg.rendezvous} jobs started")
+    if cfg.hold and job.estimator == cfg.hold:
+        _wait_for((job.out_dir / "release").exists, 120, "release")
+    if cfg.die and job.estimator == cfg.die:
+        os.kill(os.getpid(), signal.SIGKILL)
     if cfg.fail_estimator and job.estimator == cfg.fail_estimator:
         raise RuntimeError(f"fake failure of {job.slug}")
     records = _records(job)
@@ -92,6 +106,14 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
                      timings=timings, validation={job.algo: val})
 
 
+def _wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {seconds} s for {what}")
+        time.sleep(0.05)
+
+
 def _check(job: Job) -> None:
     if job.estimator == "sft":
         raise ConfigError("the fake runner has no sft")
@@ -112,6 +134,11 @@ RUNNERS.register("fake", RUNNER)
 CACHED_RUNNER = RunnerSpec(name="fake_cached", description="fakes training, reusable (tests)", config_cls=FakeConfig,
                            check=_check, prepare=_prepare, run=_run, plan=_plan, identity=lambda job: {"fake": "v1"})
 RUNNERS.register("fake_cached", CACHED_RUNNER)
+#: The same runner declaring that its jobs may run side by side, one thread each.
+PARALLEL_RUNNER = RunnerSpec(name="fake_parallel", description="fakes training, side by side (tests)",
+                             config_cls=FakeConfig, check=_check, prepare=_prepare, run=_run, plan=_plan,
+                             threads=lambda job: 1)
+RUNNERS.register("fake_parallel", PARALLEL_RUNNER)
 
 SUITE = SuiteSpec(
     name="fake_suite", description="two tiny domains (tests)", data="none", domains=tuple(DOMAINS),

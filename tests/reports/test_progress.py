@@ -60,3 +60,43 @@ def test_a_resumed_job_counts_its_rate_from_its_first_step(clock: list[float]) -
     assert log_of(progress)[1:] == ["grpo seed 1: step 15/20  reward 0.250  ETA 10s",
                                     "grpo seed 1: step 20/20  reward 0.250  ETA 0s",
                                     "job 1/1 grpo seed 1: failed (20s)"]
+
+
+def test_jobs_side_by_side_get_their_own_lines_and_rates(clock: list[float]) -> None:
+    progress = P.RichProgress(Console(file=io.StringIO(), width=200), log_every=2)
+    a, b = SimpleNamespace(algo="drpo", seed=0), SimpleNamespace(algo="grpo", seed=3)
+    progress.start(2)
+    progress.job_started(a, 4)
+    progress.job_started(b, 4)
+    clock[0] = 30.0  # both spend 30 s starting up (a worker process, the data) before their first step
+    for step in range(1, 5):
+        clock[0] = 30.0 + 2.0 * step
+        progress.step(step, {"train/reward_mean": 0.5}, a)
+        clock[0] += 0.5
+        progress.step(step, {"train/reward_mean": 0.25}, b)
+    progress.job_finished(b, True)
+    progress.job_finished(a, True)
+    # step 2: 2 s a step since the first one, 2 steps left -> 4 s (counting the start-up would say 34 s)
+    assert log_of(progress)[2:] == ["drpo seed 0: step 2/4  reward 0.500  ETA 4s",
+                                    "grpo seed 3: step 2/4  reward 0.250  ETA 4s",
+                                    "drpo seed 0: step 4/4  reward 0.500  ETA 0s",
+                                    "grpo seed 3: step 4/4  reward 0.250  ETA 0s",
+                                    "job 2/2 grpo seed 3: finished (38s)",
+                                    "job 1/2 drpo seed 0: finished (38s)"]
+
+
+def test_on_a_terminal_each_running_job_has_its_own_step_bar() -> None:
+    progress = P.RichProgress(Console(file=io.StringIO(), width=200, force_terminal=True))
+    assert progress.enabled
+    a, b = SimpleNamespace(algo="drpo", seed=0), SimpleNamespace(algo="grpo", seed=1)
+    progress.start(2)
+    progress.job_started(a, 10)
+    progress.job_started(b, 20)
+    progress.step(3, {"train/reward_mean": 0.5, "train/rollouts_per_s": 99.0}, a)
+    progress.step(7, {"train/reward_mean": 0.25}, b)
+    bars = {t.description: (t.completed, t.total, t.fields["stats"]) for t in progress.progress.tasks}
+    assert bars == {"jobs": (0, 2, ""), "drpo seed 0": (3, 10, "reward 0.500  99 rollouts/s"),
+                    "grpo seed 1": (7, 20, "reward 0.250")}
+    progress.job_finished(a, True)
+    assert [t.description for t in progress.progress.tasks] == ["jobs", "grpo seed 1"]
+    progress.stop()

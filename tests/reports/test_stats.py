@@ -261,3 +261,27 @@ def test_runs_on_other_records_are_left_out_with_the_reason() -> None:
 def test_mean_std_is_sample_std() -> None:
     assert mean_std([0.2, 0.4, 0.9]) == pytest.approx((0.5, 0.13**0.5, 3))
     assert mean_std([0.7]) == (0.7, 0.0, 1)
+
+
+def test_bootstrap_replicates_use_one_blas_thread_and_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import rlbench_med.reports.stats as stats_module
+    from rlbench_med.suites.metrics import aggregate
+
+    rng = np.random.default_rng(3)
+    truth = [{"uid": str(i), "domain": "d", "dataset": "x", "labels": [str(rng.integers(4))]} for i in range(60)]
+    runs = {("a", 0): [{**r, "predicted": [str(rng.integers(4))]} for r in truth]}
+    threads: list[int] = []
+
+    def counting(*args, **kwargs):
+        threads.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return aggregate(*args, **kwargs)
+
+    monkeypatch.setattr(stats_module, "aggregate", counting)
+    evalset = EvaluationSet.from_runs(runs, n_boot=500)
+    with threadpool_limits(2, user_api="blas"):  # what a 2-core machine gives numpy by default
+        got = evalset.replicates(("a", 0))
+        expected = aggregate(list(zip(evalset.datasets, evalset.preds[("a", 0)])), evalset.weights)
+    assert threads == [1]
+    assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k], equal_nan=True) for k in got)

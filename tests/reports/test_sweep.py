@@ -156,6 +156,23 @@ def fake_synth(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     return calls
 
 
+def test_results_csv_lists_jobs_in_plan_order_whatever_order_they_end_in(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    existing = [{"suite": "s", "algo": "old", "seed": 0, "domain": "d", "metric": "f1", "value": 0.1, "n": 3}]
+    writer = sweep.ResultsWriter(path, existing)
+
+    def rows(algo: str) -> list[dict]:
+        return [{"suite": "s", "algo": algo, "seed": 0, "domain": d, "metric": "f1", "value": 0.5, "n": 3}
+                for d in ("d", "overall")]
+
+    writer.add(rows("floor:all"))  # the floors: no place in the plan, first after what was there
+    writer.add(rows("third"), rank=2)
+    writer.add(rows("first"), rank=0)
+    writer.add(rows("second"), rank=1)
+    assert [r["algo"] for r in sweep.read_results(path)] == [
+        "old", "floor:all", "floor:all", "first", "first", "second", "second", "third", "third"]
+
+
 def test_generated_data_is_cached_and_reused(tmp_path: Path, fake_synth: list[tuple]) -> None:
     plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", runner="fake", out=tmp_path / "o",
                                                plugins=(PLUGIN,)))

@@ -5,7 +5,7 @@
 
 from rlbench_med.runners.base import RunnerSpec
 from rlbench_med.runners.config import LocalConfig
-from rlbench_med.runners.local.runner import check, identity, plan, prepare, run
+from rlbench_med.runners.local.runner import check, identity, plan, prepare, run, threads
 
 RUNNER = RunnerSpec(
     name="local",
@@ -17,6 +17,7 @@ RUNNER = RunnerSpec(
     plan=plan,
     evaluates_base=True,
     identity=identity,
+    threads=threads,
 )
 
 __all__ = ["RUNNER", "LocalConfig"]

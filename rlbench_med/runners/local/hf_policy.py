@@ -64,6 +64,9 @@ def prompt_text(sample: Sample) -> str:
 class HFAgent:
     """Text policy over a local HF causal LM (prompts left-padded, KV-cached sampling)."""
 
+    #: A hub model may have dropout: the old log-probs of a step come from an eval-mode forward.
+    train_mode_is_eval_mode = False
+
     def __init__(self, config: LocalConfig, encoded: TextData, device: torch.device) -> None:
         from transformers import AutoTokenizer
 

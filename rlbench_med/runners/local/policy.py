@@ -170,8 +170,7 @@ class PolicyModel(nn.Module):
         (a single allowed token) get log-probability 0.
         """
         hidden = self.hidden(prefix, prefix_mask, tokens)
-        logits = self.lm_head(hidden).float() / temperature
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = _tempered(self.lm_head(hidden).float(), temperature).masked_fill(~allowed, float("-inf"))
         logp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1)
         return logp.masked_fill(~allowed.gather(-1, tokens[..., None]).squeeze(-1), 0.0), hidden
 
@@ -194,28 +193,35 @@ class PolicyModel(nn.Module):
         from transformers import DynamicCache
 
         prefix, prefix_mask = self.prefix(prompts)
-        prefix = prefix.repeat_interleave(repeats, 0)
-        mask = prefix_mask.repeat_interleave(repeats, 0)
         task = prompts.task.repeat_interleave(repeats, 0)
         grounded = prompts.grounded.repeat_interleave(repeats, 0)
-        b = prefix.shape[0]
+        b = task.shape[0]
         max_len = self.vocab.max_length(grammar.reasoning_tokens, bool(grounded.any()))
         cache = DynamicCache()
         embed = self.backbone.get_input_embeddings()
         state = grammar.start(b, self.device)
         cache_kwarg = _cache_kwarg(self.backbone)
+        # The prefix is the same for every answer to a prompt: it runs once per prompt, and each answer
+        # starts from a copy of its prompt's keys, values and last hidden state (on the CPU bitwise the
+        # numbers of a forward over the prefix repeated per answer; tests/runners/local/test_runner.py).
+        hidden = self.backbone(inputs_embeds=prefix, attention_mask=prefix_mask, use_cache=True,
+                               **{cache_kwarg: cache}).last_hidden_state[:, -1]
+        if repeats > 1:
+            cache.batch_repeat_interleave(repeats)
+            hidden = hidden.repeat_interleave(repeats, 0)
+        mask = prefix_mask.repeat_interleave(repeats, 0)
         tokens, allowed_all, active = [], [], []
-        inputs = prefix
-        for _ in range(max_len):
-            hidden = self.backbone(inputs_embeds=inputs, attention_mask=mask, use_cache=True,
-                                   **{cache_kwarg: cache}).last_hidden_state[:, -1]
+        for position in range(max_len):
+            if position > 0:
+                hidden = self.backbone(inputs_embeds=embed(tokens[-1])[:, None], attention_mask=mask, use_cache=True,
+                                       **{cache_kwarg: cache}).last_hidden_state[:, -1]
             allowed = grammar.allowed(state, task, grounded)
             logits = self.lm_head(hidden).float().masked_fill(~allowed, float("-inf"))
             if greedy:
                 token = logits.argmax(-1)
             else:
                 # Drawn on the CPU generator, so a seed gives the same draws on every device.
-                probs = torch.softmax(logits / temperature, -1).cpu()
+                probs = torch.softmax(_tempered(logits, temperature), -1).cpu()
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
             tokens.append(token)
             allowed_all.append(allowed)
@@ -223,9 +229,13 @@ class PolicyModel(nn.Module):
             state = grammar.advance(state, token, grounded)
             if bool(state.done.all()):
                 break
-            inputs = embed(token)[:, None]
             mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=mask.device)], 1)
         return torch.stack(tokens, 1), torch.stack(allowed_all, 1), torch.stack(active, 1).float()
+
+
+def _tempered(logits: Tensor, temperature: float) -> Tensor:
+    """``logits / temperature``; at temperature 1 the logits themselves (the same numbers, one op less)."""
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def _cache_kwarg(model: nn.Module) -> str:

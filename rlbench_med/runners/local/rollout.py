@@ -8,6 +8,8 @@ same methods, so the RL and SFT loops are written once:
 - ``teacher(split, idx, drop, generator) -> (Rollouts, loss_mask)``: the labelled answers.
 - ``logprobs(model, rollouts, temperature) -> [B, T]`` and ``values(critic, rollouts) -> [B, T]``.
 - ``answers(rollouts) -> list[Answer]``: what ``suites.rewards`` scores.
+- ``train_mode_is_eval_mode``: whether the model's train-mode forward computes what its eval-mode
+  one does (an ``hf:`` model may have dropout: False).
 """
 
 from __future__ import annotations
@@ -54,8 +56,25 @@ class Rollouts:
                         self.mask[rows], {k: v[rows] for k, v in self.extra.items()})
 
 
+@dataclass
+class TeacherAnswers:
+    """The labelled answers of a split's samples (row ``i``: sample ``i``), padded to the longest:
+    ``tokens [N, T]`` (reasoning slots hold a placeholder), ``lengths [N]``, the grammar's ``allowed
+    [N, T, V]`` and response ``mask [N, T]``, and ``supervised [N, T]`` (1 on label and box tokens)."""
+
+    tokens: Tensor
+    lengths: Tensor
+    allowed: Tensor
+    mask: Tensor
+    supervised: Tensor
+
+
 class BuiltinAgent:
     """The modality-encoder policy of :mod:`~rlbench_med.runners.local.policy`."""
+
+    #: Its model computes the same log-probabilities in train and eval mode (no dropout, no batch
+    #: statistics), so the trainer may take a step's old log-probs from the update's own forward.
+    train_mode_is_eval_mode = True
 
     def __init__(self, config: LocalConfig, encoded: EncodedData, device: torch.device) -> None:
         self.config = config
@@ -63,6 +82,7 @@ class BuiltinAgent:
         self.vocab = encoded.vocab
         self.device = device
         self.grammar = AnswerGrammar(encoded.vocab, config.reasoning_tokens, device)
+        self._teacher: dict[int, tuple[EncodedSplit, TeacherAnswers]] = {}
 
     def new_model(self) -> PolicyModel:
         return PolicyModel(self.config, self.vocab, use_image=self.encoded.use_image,
@@ -92,26 +112,45 @@ class BuiltinAgent:
     ) -> tuple[Rollouts, Tensor]:
         """Labelled answers; reasoning tokens (if any) are random and not supervised."""
         prompts = self._prompts(split, idx, drop)
-        rows, supervised = [], []
         r = self.config.reasoning_tokens
-        reasoning = torch.randint(self.vocab.reasoning_vocab, (len(idx), r), generator=generator).tolist()
-        for i, k in enumerate(idx.tolist()):
-            sample = split.samples[k]
-            box = split.boxes[k]
-            bins = self.vocab.box_to_bins(box, sample.image_size) if box is not None else None
-            toks = self.vocab.encode(self.vocab.task_index(sample.task), sample.labels, bins, reasoning[i])
-            rows.append(toks)
-            supervised.append([0.0] * r + [1.0] * (len(toks) - r))
-        width = max(len(t) for t in rows)
-        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
-        loss_mask = torch.zeros(len(rows), width)
-        for i, (toks, sup) in enumerate(zip(rows, supervised)):
-            tokens[i, : len(toks)] = torch.tensor(toks)
-            loss_mask[i, : len(sup)] = torch.tensor(sup)
-        tokens = tokens.to(self.device)
-        allowed, mask = self.grammar.replay(tokens, prompts.task, prompts.grounded)
+        reasoning = torch.randint(self.vocab.reasoning_vocab, (len(idx), r), generator=generator)
+        answers = self._answers(split)
+        width = int(answers.lengths[idx].max())
+        tokens = answers.tokens[idx, :width].clone()
+        tokens[:, :r] = self.vocab.reasoning_start + reasoning.to(self.device)
+        mask = answers.mask[idx, :width]
         group = torch.arange(len(idx), device=self.device)
-        return Rollouts(idx, group, prompts, tokens, mask, {"allowed": allowed}), loss_mask.to(self.device) * mask
+        ro = Rollouts(idx, group, prompts, tokens, mask, {"allowed": answers.allowed[idx, :width]})
+        return ro, answers.supervised[idx, :width] * mask
+
+    def _answers(self, split: EncodedSplit) -> TeacherAnswers:
+        """Every labelled answer of ``split``, encoded once (a supervised step only picks rows).
+
+        The grammar's masks of a position depend only on the tokens before it in the same answer, and
+        in the reasoning slots not on which reasoning token was drawn, so the rows padded to the longest
+        answer of the split, cut to the longest of a batch, are the masks of that batch.
+        """
+        found = self._teacher.get(id(split))
+        if found is not None and found[0] is split:
+            return found[1]
+        r = self.config.reasoning_tokens
+        rows = []
+        for sample, box in zip(split.samples, split.boxes):
+            bins = self.vocab.box_to_bins(box, sample.image_size) if box is not None else None
+            rows.append(self.vocab.encode(self.vocab.task_index(sample.task), sample.labels, bins, [0] * r))
+        lengths = torch.tensor([len(t) for t in rows])
+        width = int(lengths.max())
+        tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
+        supervised = torch.zeros(len(rows), width)
+        for i, toks in enumerate(rows):
+            tokens[i, : len(toks)] = torch.tensor(toks)
+            supervised[i, r : len(toks)] = 1.0
+        tokens = tokens.to(self.device)
+        prompts = split.prompts.to(self.device)
+        allowed, mask = self.grammar.replay(tokens, prompts.task, prompts.grounded)
+        answers = TeacherAnswers(tokens, lengths, allowed, mask, supervised.to(self.device))
+        self._teacher[id(split)] = (split, answers)
+        return answers
 
     def logprobs(self, model: PolicyModel, ro: Rollouts, temperature: float = 1.0) -> Tensor:
         prefix, prefix_mask = model.prefix(ro.prompts)

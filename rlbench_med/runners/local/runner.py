@@ -83,6 +83,14 @@ def _base_of(job: Job) -> tuple[torch.device, float, Path]:
     return device, drop_p, base_path(base_key(job.data_dir, job.config, drop_p, device.type))
 
 
+def threads(job: Job) -> int | None:
+    """The CPU threads ``job`` computes with (``cpu_threads``) when it runs on the CPU; None on a GPU,
+    where jobs do not share the device side by side."""
+    from rlbench_med.runners.local.train import resolve_device
+
+    return None if resolve_device(job.config).type != "cpu" else int(job.config.cpu_threads)
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch intra-op threads, then restore the previous count."""

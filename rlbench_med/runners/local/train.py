@@ -5,7 +5,9 @@ An RL step:
 1. sample ``prompts_per_step`` training prompts (image / signal dropped with ``modality_dropout``);
 2. sample ``n_rollouts`` answers each at ``temperature``; score them with ``suites.rewards``;
 3. old log-probs (current policy), reference log-probs (frozen base); critic values and a greedy
-   rollout per prompt only when the estimator ``requires`` them;
+   rollout per prompt only when the estimator ``requires`` them. With ``epochs = minibatches = 1``
+   the old log-probs are those of the update's own forward, computed here (the policy has not
+   moved yet), not by a second forward;
 4. ``AdvantageInputs`` -> the estimator (the only algorithm-specific line);
 5. ``epochs`` x ``minibatches`` AdamW updates of the token-level clipped surrogate
    ``-min(r A, clip(r, 1 - clip_low, 1 + clip_high) A)`` with ``r = exp(logp - old)``, token-mean
@@ -140,9 +142,10 @@ def eval_metrics(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Timings:
     """Seconds spent per phase, summed over the run's steps (kept across a resume).
 
-    ``generate_s``: sampling plus the forward passes that prepare the estimator's inputs (old and
-    reference log-probs, critic values, the greedy baseline); ``score_s``: rewards;
-    ``advantage_s``: the estimator call; ``update_s``: the optimizer steps (all of an SFT step);
+    ``generate_s``: sampling plus the gradient-free forward passes that prepare the estimator's inputs
+    (reference log-probs, critic values, the greedy baseline, and old log-probs where the update does
+    not give them); ``score_s``: rewards; ``advantage_s``: the estimator call; ``update_s``: the
+    update's forward and backward passes and optimizer steps (all of an SFT step);
     ``step_s``: whole training steps; ``eval_s``: held-out evaluations (not part of ``step_s``).
     """
 
@@ -173,6 +176,16 @@ def policy_param_groups(policy: torch.nn.Module, cfg: LocalConfig) -> list[dict[
     if cfg.encoder_lr_scale > 0:
         groups.append({"params": encoders, "lr": cfg.lr * cfg.encoder_lr_scale})
     return groups
+
+
+@dataclass
+class FirstForward:
+    """The forward of a step's single update: the rows in update order, their log-probs (with the graph)
+    and the same log-probs detached, in rollout order (the step's old log-probs)."""
+
+    order: Tensor
+    logprobs: Tensor
+    old_logprobs: Tensor
 
 
 class LocalTrainer:
@@ -289,9 +302,11 @@ class LocalTrainer:
         t1 = time.perf_counter()
         outcome, scores = self._score(ro)
         t2 = time.perf_counter()
+        first = self._first_update_forward(ro)
+        t_first = time.perf_counter()
         requires = est.requires
         with torch.no_grad():
-            old_lp = agent.logprobs(self.policy, ro, cfg.temperature)
+            old_lp = first.old_logprobs if first is not None else agent.logprobs(self.policy, ro, cfg.temperature)
             ref_lp = agent.logprobs(self.reference, ro, cfg.temperature)
             values = agent.values(self.critic, ro) if self.critic is not None else None
             baseline = None
@@ -321,14 +336,15 @@ class LocalTrainer:
         )
         out, advantage_s = run_estimator(est, inputs, self.step + 1)  # the only algorithm-specific line
         t4 = time.perf_counter()
-        stats = self._update(ro, out.advantages.to(ro.mask.device), out.returns.to(ro.mask.device), old_lp, ref_lp)
+        stats = self._update(ro, out.advantages.to(ro.mask.device), out.returns.to(ro.mask.device), old_lp, ref_lp,
+                             first)
         t5 = time.perf_counter()
 
         tm = self.timings
-        tm.generate_s += (t1 - t0) + (t3 - t2)
+        tm.generate_s += (t1 - t0) + (t3 - t_first)
         tm.score_s += t2 - t1
         tm.advantage_s += advantage_s
-        tm.update_s += t5 - t4
+        tm.update_s += (t5 - t4) + (t_first - t2)
         tm.step_s += t5 - t0
         tm.rollouts += len(ro)
         metrics = {
@@ -343,9 +359,9 @@ class LocalTrainer:
                 torch.tensor([s.accuracy for s in scores], dtype=torch.float64), inputs.group_ids),
             "time/advantage_s": advantage_s,
             "time/step_s": t5 - t0,
-            "time/generate_s": (t1 - t0) + (t3 - t2),
+            "time/generate_s": (t1 - t0) + (t3 - t_first),
             "time/score_s": t2 - t1,
-            "time/update_s": t5 - t4,
+            "time/update_s": (t5 - t4) + (t_first - t2),
             "train/rollouts_per_s": len(ro) / (t5 - t0),
             **stats,
         }
@@ -358,19 +374,39 @@ class LocalTrainer:
             metrics[f"adv/{key}"] = float(value)
         return metrics
 
-    def _update(self, ro: Rollouts, adv: Tensor, returns: Tensor, old_lp: Tensor, ref_lp: Tensor) -> dict[str, float]:
+    def _first_update_forward(self, ro: Rollouts) -> FirstForward | None:
+        """The update's forward, done before the estimator when it is the step's only one.
+
+        With ``epochs = minibatches = 1`` the policy has not moved when the update's log-probs are
+        computed, so they are the step's old log-probs: one forward (the one the update backpropagates
+        through) gives both, where a second, gradient-free forward used to compute the same numbers.
+        Needs a model that computes the same in train and eval mode (``agent.train_mode_is_eval_mode``);
+        otherwise, and with several updates per step, None: the old log-probs get their own forward.
+        """
+        cfg = self.cfg
+        if cfg.epochs != 1 or cfg.minibatches != 1 or not getattr(self.agent, "train_mode_is_eval_mode", False):
+            return None
+        order = torch.randperm(len(ro), generator=self.generator).to(ro.mask.device)  # _update's draw, made early
+        self.policy.train()
+        logp = self.agent.logprobs(self.policy, ro.subset(order), cfg.temperature)
+        old = torch.empty_like(logp, requires_grad=False)
+        old[order] = logp.detach()
+        return FirstForward(order, logp, old)
+
+    def _update(self, ro: Rollouts, adv: Tensor, returns: Tensor, old_lp: Tensor, ref_lp: Tensor,
+                first: FirstForward | None = None) -> dict[str, float]:
         cfg = self.cfg
         self.policy.train()
         b = len(ro)
         sums: dict[str, float] = defaultdict(float)
         n_updates = 0
         for _ in range(cfg.epochs):
-            order = torch.randperm(b, generator=self.generator).to(ro.mask.device)
+            order = first.order if first is not None else torch.randperm(b, generator=self.generator).to(ro.mask.device)
             for rows in order.chunk(cfg.minibatches):
                 sums["train/lr"] += self._schedule(self.step * cfg.epochs * cfg.minibatches + n_updates)
                 mb = ro.subset(rows)
                 mask = mb.mask
-                logp = self.agent.logprobs(self.policy, mb, cfg.temperature)
+                logp = first.logprobs if first is not None else self.agent.logprobs(self.policy, mb, cfg.temperature)
                 pg_loss, clip_frac = clipped_surrogate(logp, old_lp[rows], adv[rows], mask, cfg.clip_low,
                                                        cfg.clip_high)
                 loss = pg_loss

@@ -4,8 +4,9 @@ Read in this order:
 
 - :mod:`.request`: what the user asked for (``SweepRequest``) and the flag parsing / config
   resolution (runner defaults < suite profile < ``--config`` < ``--set``);
-- :mod:`.plan`: ``build_plan(request)`` resolves everything without running anything;
-  ``Plan.render()`` is what ``rlbench-med run`` prints first;
+- :mod:`.planner`: ``build_plan(request)`` resolves everything into a :class:`~.plan.Plan` without
+  running anything; ``Plan.render()`` is what ``rlbench-med run`` prints first. :mod:`.plan`
+  holds ``Plan`` below every module that reads it, so the sweep's imports run one way;
 - :mod:`.lifecycle`: ``run_sweep(plan, tracking, progress, report)``, the whole life of a sweep
   in one place (data, runs opened, shared work, jobs, report, runs closed in every exit path);
 - :mod:`.signals`: SIGINT and SIGTERM handled alike until exit;
@@ -19,8 +20,8 @@ Read in this order:
 from rlbench_med.runners.sweep.datacache import DATA_SEED, data_cache_path, ensure_data
 from rlbench_med.runners.sweep.lifecycle import LOCK_NAME, run_sweep
 from rlbench_med.runners.sweep.outcome import JobFailure, SweepOutcome
-from rlbench_med.runners.sweep.plan import (
-    Plan,
+from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.planner import (
     build_plan,
     default_out_dir,
     latest_out_dir,

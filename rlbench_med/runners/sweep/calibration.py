@@ -17,14 +17,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlbench_med.runners.base import cache_dir
 from rlbench_med.runners.sweep.jobcache import NOT_RESULT_FIELDS, code_version
+from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.typed_config import to_plain_dict
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
 
 
 def calibration_dir() -> Path:

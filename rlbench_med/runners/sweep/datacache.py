@@ -15,14 +15,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rlbench_med.locks import file_lock
 from rlbench_med.runners.base import cache_dir
+from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.settings import DataSettings
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
 
 #: What ``tempfile.mkdtemp(prefix=name + ".")`` appends: only such folders are a killed generator's.
 _TEMP_SUFFIX = re.compile(r"\.[a-z0-9_]{8}")

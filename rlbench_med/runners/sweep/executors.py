@@ -1,5 +1,5 @@
-"""Executors: run a sweep's pending jobs one after another in this process, or as Ray tasks;
-take the ones the job cache holds from it.
+"""Executors: run a sweep's pending jobs in this process one after another, side by side in worker
+processes of this machine (:mod:`.workers`), or as Ray tasks; take the ones the job cache holds from it.
 
 All record each job through :mod:`.outcome` (results.csv rows at once, child run closed), and
 re-raise ``KeyboardInterrupt`` (SIGINT or SIGTERM) after marking the jobs still open KILLED. A job
@@ -9,16 +9,17 @@ that trained is then stored in the job cache (:mod:`.jobcache`) with the metrics
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import BASE, RUNNERS, Job, JobResult, NullTracker
+from rlbench_med.runners.base import BASE, Job, JobResult
 from rlbench_med.runners.sweep import jobcache
 from rlbench_med.runners.sweep.outcome import (
+    JobFailure,
     SweepOutcome,
     failure_of,
     record_failure,
@@ -28,7 +29,8 @@ from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import NullProgress, Progress, StepCounting
 from rlbench_med.runners.sweep.results import ResultsWriter
 from rlbench_med.runners.sweep.signals import interrupt_reason, shielded
-from rlbench_med.runners.sweep.tracking import ChildRun, SweepTracking
+from rlbench_med.runners.sweep.tracking import SweepTracking
+from rlbench_med.runners.sweep.workers import Task, WorkerPool, run_job_here
 
 #: Environment variables a Ray worker inherits from the driver.
 WORKER_ENV_PREFIXES = ("RLBENCH_MED_", "MLFLOW_", "NUMBA_")
@@ -58,17 +60,33 @@ def _keep(plan: Plan, result: JobResult, recorder: jobcache.RecordingTracker, pr
         progress.note(f"job cache: {result.job.algo} seed {result.job.seed} not stored ({exc})")
 
 
+def _quiet(job: Job) -> Job:
+    """The job without the runner's own progress bar: the sweep's display shows its steps."""
+    if hasattr(job.config, "progress"):
+        return dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
+    return job
+
+
+def _steps(job: Job) -> int | None:
+    return 0 if job.estimator == BASE else getattr(job.config, "steps", None)
+
+
 def run_local(
     plan: Plan, jobs: Sequence[Job], tracking: SweepTracking, progress: Progress,
     writer: ResultsWriter, outcome: SweepOutcome,
 ) -> None:
+    """The jobs side by side in worker processes when the machine has cores for several
+    (:meth:`Plan.side_by_side`), else one after another in this process."""
+    workers = plan.side_by_side(jobs)
+    if workers > 1:
+        run_side_by_side(plan, jobs, tracking, progress, writer, outcome, workers)
+        return
     for job in jobs:
         with shielded():
             child = tracking.child(job)
-        if getattr(progress, "enabled", False) and hasattr(job.config, "progress"):
-            # The sweep's display shows the job's steps; a second (runner) bar would fight it.
-            job = dataclasses.replace(job, config=dataclasses.replace(job.config, progress=False))
-        progress.job_started(job, 0 if job.estimator == BASE else getattr(job.config, "steps", None))
+        if getattr(progress, "enabled", False):  # a second (runner) bar would fight the sweep's
+            job = _quiet(job)
+        progress.job_started(job, _steps(job))
         recorder = jobcache.RecordingTracker(StepCounting(child.open(), progress))
         try:
             result = plan.runner.run(job, recorder, plan.resume)
@@ -84,17 +102,58 @@ def run_local(
             _keep(plan, result, recorder, progress)
 
 
-def _job_in_worker(
-    runner_name: str, plugins: tuple[str, ...], job: Job, child: ChildRun, resume: bool
-) -> tuple[JobResult, jobcache.RecordingTracker]:
-    """What one Ray task runs: load plugins, look the runner up, run the job with its tracker."""
-    for plugin in plugins:
-        load_plugin(plugin)
-    runner = RUNNERS.get(runner_name)
-    recorder = jobcache.RecordingTracker(child.open())
-    result = runner.run(job, recorder, resume)
-    recorder.inner = NullTracker()  # the history goes back to the driver, the MLflow client does not
-    return result, recorder
+def run_side_by_side(
+    plan: Plan, jobs: Sequence[Job], tracking: SweepTracking, progress: Progress,
+    writer: ResultsWriter, outcome: SweepOutcome, workers: int,
+) -> None:
+    """The jobs in ``workers`` worker processes (:mod:`.workers`), each handed the next job in plan order
+    when it is free. This process opens each job's child run, shows every running job's steps and
+    records each job as it ends, as :func:`run_local` does; on SIGINT or SIGTERM it ends the workers
+    and marks the running jobs KILLED."""
+    waiting = [_quiet(job) for job in jobs]  # a worker's own bar would draw over the sweep's display
+    running: dict[int, Job] = {}  # task number -> job
+    numbers = itertools.count()
+    pool = WorkerPool(workers, plan.plugins)
+    ended = False
+    try:
+        while waiting or running:
+            for index in pool.idle[: len(waiting)]:
+                job, number = waiting.pop(0), next(numbers)
+                with shielded():
+                    child = tracking.child(job)
+                progress.job_started(job, _steps(job))
+                running[number] = job
+                pool.submit(index, Task(number, plan.runner.name, job, child, plan.resume))
+            kind, number, *rest = pool.next_event()
+            job = running.get(number)
+            if job is None:  # a late step of a job whose worker died: the job is recorded already
+                continue
+            if kind == "step":
+                progress.step(rest[0], rest[1], job)
+                continue
+            del running[number]
+            if kind == "done":
+                result, recorder = rest
+                if record_result(result, tracking, progress, writer, outcome):
+                    _keep(plan, result, recorder, progress)
+            elif kind == "failed":
+                record_failure(rest[0], tracking, progress, outcome)
+            else:  # died
+                record_failure(JobFailure(job, rest[0], rest[0]), tracking, progress, outcome)
+        ended = True
+    except KeyboardInterrupt as exc:
+        pool.kill()
+        with shielded():
+            for job in running.values():
+                tracking.close_child(job, None, "KILLED", interrupt_reason(exc))
+        for job in running.values():
+            progress.job_finished(job, False)
+        raise
+    finally:
+        if ended:
+            pool.close()
+        else:
+            pool.kill()
 
 
 def _ray_init(plan: Plan) -> Any:
@@ -127,7 +186,7 @@ def run_ray(
         if getattr(module, "__file__", None) and str(Path(module.__file__).resolve()) in plugin_files:
             cloudpickle.register_pickle_by_value(module)
 
-    remote = ray.remote(_job_in_worker)
+    remote = ray.remote(run_job_here)
     futures: dict[Any, Job] = {}
     for job in jobs:
         with shielded():

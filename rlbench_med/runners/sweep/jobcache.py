@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rlbench_med.locks import file_lock
 from rlbench_med.runners.base import (
@@ -63,13 +63,11 @@ from rlbench_med.runners.base import (
     Job,
     JobResult,
     Tracker,
-    cache_dir,
+    jobs_dir,
     predictions_dir,
 )
+from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.typed_config import to_plain_dict
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
 
 #: Bump when the entry layout or the key's document changes (3: entries carry checksums and validation predictions).
 CACHE_FORMAT = 3
@@ -82,11 +80,6 @@ LIBRARIES = ("torch", "numpy", "scipy", "transformers", "numba", "scikit-learn",
 #: Parts of the package that only read, track and render results (left out of the code version).
 READ_ONLY_PARTS = ("reports", "cli.py")
 History = list[tuple[int, dict[str, float]]]
-
-
-def jobs_dir() -> Path:
-    """Where entries live: ``cache_dir()/jobs``."""
-    return cache_dir() / "jobs"
 
 
 # --------------------------------------------------------------------------------------------

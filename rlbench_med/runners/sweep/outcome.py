@@ -5,16 +5,13 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rlbench_med.runners.base import Job, JobResult, ResultsError
+from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.progress import Progress
 from rlbench_med.runners.sweep.results import FailedJobs, ResultsWriter
 from rlbench_med.runners.sweep.signals import shielded, signal_of
 from rlbench_med.runners.sweep.tracking import SweepTracking
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
 
 
 @dataclass
@@ -36,6 +33,10 @@ class SweepOutcome:
     signum: int | None = None  # the signal that stopped the sweep
     report_interrupted: bool = False  # stopped while the report was being built (results.csv is complete)
     failed_jobs: FailedJobs | None = None  # <out>/failed.csv, once the jobs run
+
+    def rank(self, job: Job) -> int:
+        """The job's place in the plan: where its rows go in results.csv."""
+        return next(i for i, j in enumerate(self.plan.jobs) if (j.algo, j.seed) == (job.algo, job.seed))
 
     @property
     def ok(self) -> bool:
@@ -70,7 +71,7 @@ def record_result(
         record_failure(failure_of(job, exc), tracking, progress, outcome)
         return False
     with shielded():
-        writer.add(rows)
+        writer.add(rows, rank=outcome.rank(job))
         if outcome.failed_jobs is not None:
             outcome.failed_jobs.discard(job)
         outcome.results.append(result)

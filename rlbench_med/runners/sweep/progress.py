@@ -10,7 +10,7 @@ from rlbench_med.runners.base import Job, Tracker
 
 
 class Progress(Protocol):
-    """Progress display: overall jobs, and the current job's steps (local executor only)."""
+    """Progress display: overall jobs, and the running jobs' steps (local executor only)."""
 
     def note(self, message: str) -> None: ...
 
@@ -18,7 +18,8 @@ class Progress(Protocol):
 
     def job_started(self, job: Job, total_steps: int | None) -> None: ...
 
-    def step(self, step: int, metrics: Mapping[str, float]) -> None: ...
+    def step(self, step: int, metrics: Mapping[str, float], job: Job | None = None) -> None:
+        """A step of ``job`` (None: of the job started last; jobs side by side name theirs)."""
 
     def job_finished(self, job: Job, ok: bool, error: str = "") -> None: ...
 
@@ -37,7 +38,7 @@ class NullProgress:
     def job_started(self, job: Job, total_steps: int | None) -> None:
         pass
 
-    def step(self, step: int, metrics: Mapping[str, float]) -> None:
+    def step(self, step: int, metrics: Mapping[str, float], job: Job | None = None) -> None:
         pass
 
     def job_finished(self, job: Job, ok: bool, error: str = "") -> None:

@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -31,21 +31,23 @@ from rlbench_med.runners.base import (
     read_results,
     run_slug,
 )
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.calibration import calibration_key
+from rlbench_med.runners.sweep.plan import Plan
 
 
 class ResultsWriter:
     """Keeps results.csv complete on disk: rewritten atomically (tmp file + rename) after each job.
 
     Rows are checked as its readers check them (:func:`~rlbench_med.runners.base.check_result_row`),
-    so the file never holds a row they would refuse.
+    so the file never holds a row they would refuse. The file lists rows by ``rank`` (a job's place
+    in the plan; the rows it was opened with and the floors first), then in the order they came:
+    jobs that run side by side and end in any order still give the same file.
     """
 
     def __init__(self, path: Path, existing: Sequence[Mapping[str, Any]] = ()) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = [dict(r) for r in existing]
+        self._ranks: list[int] = [-1] * len(self.rows)
 
     def check(self, rows: Sequence[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
         """``rows`` as they would be written; :class:`~rlbench_med.runners.base.ResultsError` naming
@@ -53,8 +55,11 @@ class ResultsWriter:
         seen = {tuple(r[c] for c in RESULT_KEY): f"{self.path} (already written)" for r in self.rows}
         return check_result_rows(rows, where, seen)
 
-    def add(self, rows: Sequence[Mapping[str, Any]], where: str = "result rows") -> None:
-        self.rows.extend(self.check(rows, where))
+    def add(self, rows: Sequence[Mapping[str, Any]], where: str = "result rows", rank: int = -1) -> None:
+        checked = self.check(rows, where)
+        merged, ranks = [*self.rows, *checked], [*self._ranks, *[rank] * len(checked)]
+        order = sorted(range(len(merged)), key=ranks.__getitem__)  # stable: equal ranks keep their order
+        self.rows, self._ranks = [merged[i] for i in order], [ranks[i] for i in order]
         self.flush()
 
     def flush(self) -> None:
@@ -112,9 +117,6 @@ class FailedJobs:
 def save_config(plan: Plan) -> Path:
     """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
     the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
-    from rlbench_med.runners.sweep.calibration import calibration_key
-    from rlbench_med.runners.sweep.plan import data_fingerprint
-
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     path = plan.out_dir / "config.yaml"
     doc = {
@@ -126,7 +128,7 @@ def save_config(plan: Plan) -> Path:
         "estimators": list(dict.fromkeys(j.estimator for j in plan.jobs)),
         "seeds": plan.seeds,
         "data": str(plan.data_dir) if plan.data_dir else None,
-        "data_fingerprint": data_fingerprint(plan),  # what --resume compares
+        "data_fingerprint": plan.data_fingerprint(),  # what --resume compares
         "data_settings": plan.data_settings.as_dict(),
         "primary_metric": plan.primary_metric,
         "calibration_key": calibration_key(plan),

@@ -1,12 +1,15 @@
-"""Settings of a sweep that are not the runner's: the generated data and the report's headline metric.
+"""Settings of a sweep that are not the runner's: the generated data, the report's headline metric
+and how many jobs run at once.
 
 ``--set`` (and ``--config``) keys are routed by name: ``data.<field>`` sets :class:`DataSettings`
-(SynthCLIMB's generator: they key the data cache, so another value generates other data), and
-``primary_metric`` sets :class:`ReportSettings`; every other key is a runner config field.
+(SynthCLIMB's generator: they key the data cache, so another value generates other data),
+``primary_metric`` sets :class:`ReportSettings` and ``workers`` :class:`ExecutorSettings`; every
+other key is a runner config field.
 
     rlbench-med run --suite climb_vision --set data.imbalance=0      # every domain the same size
     rlbench-med run --suite climb_vision --set data.seed=3           # another draw of SynthCLIMB
     rlbench-med run --suite climb_vision --set primary_metric=exact  # the report's headline metric
+    rlbench-med run --suite climb_vision --set workers=1             # jobs one after another
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rlbench_med.typed_config import ConfigError, apply_overrides, knob, to_plai
 
 DATA_PREFIX = "data."
 REPORT_KEYS = frozenset({"primary_metric"})
+EXECUTOR_KEYS = frozenset({"workers"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,21 @@ class ReportSettings:
         return to_plain_dict(self)
 
 
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """How the local executor runs a sweep's jobs (``--set workers=N``); no job's results depend on it."""
+
+    workers: int = knob(
+        0, "jobs of the local executor run side by side, each in its own worker process with its cpu_threads "
+        "threads: 0 (default) runs as many as this machine's cores allow, 1 runs them one after another in "
+        "the sweep's own process, N at most N at once",
+    )
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.workers, int) and 0 <= self.workers <= 1024):
+            raise ConfigError(f"workers: must be an integer from 0 (one per free core) to 1024, got {self.workers!r}")
+
+
 def _size(key: str, raw: Any, default: Any) -> Any:
     kind = float if isinstance(default, float) else int
     try:
@@ -82,25 +101,31 @@ def _size(key: str, raw: Any, default: Any) -> Any:
     return value
 
 
-def split_settings(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``(runner keys, data keys without the prefix, report keys)`` of a ``--set``/``--config`` mapping."""
+def split_settings(
+    values: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(runner keys, data keys without the prefix, report keys, executor keys)`` of a
+    ``--set``/``--config`` mapping."""
     runner: dict[str, Any] = {}
     data: dict[str, Any] = {}
     report: dict[str, Any] = {}
+    executor: dict[str, Any] = {}
     for key, value in values.items():
         if key.startswith(DATA_PREFIX):
             data[key[len(DATA_PREFIX):]] = value
         elif key in REPORT_KEYS:
             report[key] = value
+        elif key in EXECUTOR_KEYS:
+            executor[key] = value
         else:
             runner[key] = value
-    return runner, data, report
+    return runner, data, report, executor
 
 
 def resolve_settings(
     sources: list[tuple[str, Mapping[str, Any]]], *, suite_primary: str, sizes: Mapping[str, Any] | None = None
-) -> tuple[DataSettings, ReportSettings]:
-    """Apply the data and report keys of ``[(what, mapping), ...]`` in order.
+) -> tuple[DataSettings, ReportSettings, ExecutorSettings]:
+    """Apply the data, report and executor keys of ``[(what, mapping), ...]`` in order.
 
     ``sizes`` are the suite profile's generator sizes: ``data.<name>`` for one of them overrides it
     (converted to the type of the profile's value, which must be positive).
@@ -109,8 +134,9 @@ def resolve_settings(
 
     sizes = dict(sizes or {})
     data, report = DataSettings(), ReportSettings(primary_metric=suite_primary or "f1_strict")
+    executor = ExecutorSettings()
     for what, values in sources:
-        _, d, r = split_settings(values)
+        _, d, r, e = split_settings(values)
         size_keys = {k: v for k, v in d.items() if k in sizes and k not in ("imbalance", "seed")}
         rest = {k: v for k, v in d.items() if k not in size_keys}
         if "sizes" in rest:  # set one size at a time, by its name
@@ -128,8 +154,10 @@ def resolve_settings(
             data = DataSettings(data.imbalance, data.seed, tuple(sorted(merged.items())))
         if r:
             report = apply_overrides(report, r, what=what)
+        if e:
+            executor = apply_overrides(executor, e, what=what)
     metric = report.primary_metric
     allowed = [m for m in METRICS if m not in DESCRIPTIVE_METRICS]
     if metric not in allowed:
         raise ConfigError(f"primary_metric: {metric!r} is not a metric that scores answers; use one of {', '.join(allowed)}")
-    return data, report
+    return data, report, executor

@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from rlbench_med.runners.base import Job, JobResult, Tracker
-
-if TYPE_CHECKING:
-    from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.plan import Plan
 
 
 def tracking_uri() -> str:

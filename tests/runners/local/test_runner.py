@@ -337,3 +337,123 @@ def test_an_estimator_output_the_runner_cannot_train_on_fails_the_job_naming_it(
     job = make_job(algo=name, steps=4, prompts_per_step=4, n_rollouts=3)  # B = 12 rollouts a step
     with pytest.raises(EstimatorFailed, match=f"^estimator '{name}' {message}"):
         _run(job)
+
+
+def _count_logprob_forwards(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record every policy/reference log-prob forward (whether it builds a graph)."""
+    calls: list[bool] = []
+    original = BuiltinAgent.logprobs
+
+    def counting(self, model, ro, temperature=1.0):
+        calls.append(torch.is_grad_enabled())
+        return original(self, model, ro, temperature)
+
+    monkeypatch.setattr(BuiltinAgent, "logprobs", counting)
+    return calls
+
+
+@pytest.mark.parametrize("algo", ["grpo", "drpo", "ppo"])
+def test_one_update_a_step_takes_the_old_logprobs_from_its_own_forward(
+    make_job: MakeJob, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, algo: str
+) -> None:
+    # drpo damps by the KL of the old log-probs; ppo trains a critic beside the policy.
+    job = make_job(algo, steps=3, eval_every=0, checkpoint_every=0, out=tmp_path / "one")
+    calls = _count_logprob_forwards(monkeypatch)
+    rows, tracker = _run(job)
+    # Per step: the update's forward (with its graph) and the reference's; no gradient-free copy of the first.
+    assert calls == [True, False] * 3
+    # The same numbers as the two-forward path: the removed forward computed what the update's computes.
+    monkeypatch.setattr(BuiltinAgent, "train_mode_is_eval_mode", False)
+    calls.clear()
+    rows_two, tracker_two = _run(dataclasses.replace(job, out_dir=tmp_path / "two"))
+    assert calls == [False, False, True] * 3
+    assert rows == rows_two
+    assert _train_metrics(tracker) == _train_metrics(tracker_two)
+
+
+def test_several_updates_a_step_keep_a_forward_for_the_old_logprobs(
+    make_job: MakeJob, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_logprob_forwards(monkeypatch)
+    _run(make_job("grpo", steps=2, epochs=2, eval_every=0, checkpoint_every=0))
+    assert calls == [False, False, True, True] * 2
+
+
+def test_generation_runs_the_prefix_once_per_prompt_and_samples_what_a_repeated_prefix_samples(
+    tiny_root: Path, make_job: MakeJob
+) -> None:
+    from transformers import DynamicCache
+
+    from rlbench_med.runners.local.policy import _cache_kwarg
+
+    config = make_job().config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    torch.manual_seed(0)
+    model = agent.new_model().eval()
+    prompts = agent.encoded.train.prompts.index(torch.arange(5))
+    rows: list[int] = []
+    hook = model.backbone.register_forward_pre_hook(lambda m, args, kw: rows.append(kw["inputs_embeds"].shape[0]),
+                                                    with_kwargs=True)
+    tokens, allowed, mask = model.generate(prompts, agent.grammar, repeats=3, generator=torch.Generator().manual_seed(7))
+    hook.remove()
+    assert rows[0] == 5 and set(rows[1:]) == {15}
+    # The former loop: the prefix repeated for every answer, every answer's tokens drawn after it.
+    with torch.no_grad():
+        prefix, prefix_mask = model.prefix(prompts)
+        inputs, att = prefix.repeat_interleave(3, 0), prefix_mask.repeat_interleave(3, 0)
+        task, grounded = prompts.task.repeat_interleave(3, 0), prompts.grounded.repeat_interleave(3, 0)
+        state, cache, generator, expected = agent.grammar.start(15), DynamicCache(), torch.Generator().manual_seed(7), []
+        for _ in range(tokens.shape[1]):
+            hidden = model.backbone(inputs_embeds=inputs, attention_mask=att, use_cache=True,
+                                    **{_cache_kwarg(model.backbone): cache}).last_hidden_state[:, -1]
+            logits = model.lm_head(hidden).masked_fill(~agent.grammar.allowed(state, task, grounded), float("-inf"))
+            token = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            expected.append(token)
+            state = agent.grammar.advance(state, token, grounded)
+            inputs = model.backbone.get_input_embeddings()(token)[:, None]
+            att = torch.cat([att, torch.ones(15, 1, dtype=att.dtype)], 1)
+    assert torch.equal(tokens, torch.stack(expected, 1))
+    assert bool(state.done.all())
+
+
+@pytest.mark.parametrize("reasoning", [0, 2])
+def test_teacher_answers_are_the_labels_encoded_one_by_one_and_replayed(
+    tiny_root: Path, make_job: MakeJob, reasoning: int
+) -> None:
+    config = make_job(reasoning_tokens=reasoning).config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    split, vocab = agent.encoded.train, agent.vocab
+    for seed in range(3):
+        idx = torch.randint(len(split), (7,), generator=torch.Generator().manual_seed(seed))
+        ro, loss_mask = agent.teacher(split, idx, None, torch.Generator().manual_seed(seed))
+        # Independently: each sample's answer encoded, padded to the batch's longest, the grammar replayed.
+        draws = torch.randint(vocab.reasoning_vocab, (7, reasoning), generator=torch.Generator().manual_seed(seed))
+        rows = []
+        for i, k in enumerate(idx.tolist()):
+            sample, box = split.samples[k], split.boxes[k]
+            bins = vocab.box_to_bins(box, sample.image_size) if box is not None else None
+            rows.append(vocab.encode(vocab.task_index(sample.task), sample.labels, bins, draws[i].tolist()))
+        width = max(map(len, rows))
+        tokens = torch.tensor([row + [0] * (width - len(row)) for row in rows])
+        supervised = torch.tensor([[0.0] * reasoning + [1.0] * (len(row) - reasoning) + [0.0] * (width - len(row))
+                                   for row in rows])
+        allowed, mask = agent.grammar.replay(tokens, split.prompts.task[idx], split.prompts.grounded[idx])
+        assert torch.equal(ro.tokens, tokens)
+        assert torch.equal(ro.extra["allowed"], allowed) and torch.equal(ro.mask, mask)
+        assert torch.equal(loss_mask, supervised * mask)
+
+
+def test_a_split_is_encoded_for_supervision_once(tiny_root: Path, make_job: MakeJob,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.runners.local.vocab import AnswerVocab
+
+    config = make_job().config
+    agent = BuiltinAgent(config, encode_data(tiny_root, config), torch.device("cpu"))
+    calls: list[int] = []
+    encode = AnswerVocab.encode
+    monkeypatch.setattr(AnswerVocab, "encode", lambda self, *a: calls.append(1) or encode(self, *a))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        agent.teacher(agent.encoded.train, torch.randint(len(agent.encoded.train), (8,), generator=generator), None,
+                      generator)
+    assert len(calls) == len(agent.encoded.train)  # every sample once, on the first step
