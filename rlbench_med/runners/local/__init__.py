@@ -5,7 +5,7 @@
 
 from rlbench_med.runners.base import RunnerSpec
 from rlbench_med.runners.config import LocalConfig
-from rlbench_med.runners.local.runner import check, identity, plan, prepare, run
+from rlbench_med.runners.local.runner import TUNABLE, check, identity, plan, prepare, run
 
 RUNNER = RunnerSpec(
     name="local",
@@ -17,6 +17,8 @@ RUNNER = RunnerSpec(
     plan=plan,
     evaluates_base=True,
     identity=identity,
+    validation_only=True,
+    tunable=TUNABLE,
 )
 
 __all__ = ["RUNNER", "LocalConfig"]
