@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,7 @@ def tune_sections(scores: TuneScores, out_dir: Path) -> list[Section]:
         out.append(Section(2, "Failed trials", ["A trial missing a seed has no score; it is left out of the choice."],
                            [], [f"`{algo}` seed {s}: {why}" for algo, s, why in scores.failed]))
     rows = []
-    for algo, tuning in scores.algos.items():
+    for algo in scores.algos:
         chosen = record.chosen.get(algo)
         if chosen is None:
             rows.append([algo, "none (no trial scored)", "–", "–", "–", "–"])

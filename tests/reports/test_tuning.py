@@ -259,3 +259,24 @@ def test_a_tuned_run_is_compared_with_its_shared_run_whichever_finished_first() 
     pairs = {(a, b) for a, b, _ in comparison_pairs(table, "grpo")}
     assert pairs == {("drpo (tuned)", "grpo (tuned)"), ("drpo", "grpo"), ("grpo (tuned)", "grpo"),
                      ("drpo (tuned)", "drpo")}
+
+
+@pytest.mark.slow
+def test_a_tune_on_the_ray_executor_scores_and_chooses_as_the_local_one(tmp_path: Path) -> None:
+    import ray  # a required dependency: missing is a failure, not a skip
+
+    from rlbench_med.reports.tuning import finish_tune
+
+    def tuned(executor: str) -> dict:
+        request = sweep.SweepRequest(suite="fake_suite", runner="fake", executor=executor, ray_num_cpus=2,
+                                     algos=("drpo", "grpo"), out=tmp_path / executor, plugins=(PLUGIN,))
+        tune = tune_plan(request, budget=3, space="lr", search_seed=0)
+        outcome = sweep.run_sweep(tune.plan, report=lambda _: finish_tune(tune.plan.out_dir, tune.record)[1])
+        assert outcome.ok and len(outcome.results) == 2 * 3 * 2
+        return {"scores": tune.record.scores, "chosen": tune.record.chosen}
+
+    try:
+        local, remote = tuned("local"), tuned("ray")
+    finally:
+        ray.shutdown()
+    assert remote == local and set(local["chosen"]) == {"drpo", "grpo"}
