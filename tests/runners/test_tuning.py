@@ -155,3 +155,12 @@ def test_the_local_runner_declares_what_tune_needs() -> None:
     assert LOCAL.validation_only and LOCAL.tunable == TUNABLE
     assert not RUNNERS.get("openrlhf").validation_only  # its jobs always score the test split
     assert math.isclose(DEFAULT_DIMENSIONS["kl_coef"].high, 0.3)
+
+
+def test_the_readme_names_every_default_range() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("**The space.**"):text.index("**The test split is untouched")]
+    for d in DEFAULT_DIMENSIONS.values():
+        shown = ("`{}`".format(d.name), *(str(v) for v in d.values))
+        assert all(part in section for part in shown), d.name
+    assert "`lr` log-uniform on [1e-4, 1e-2]" in section and "`kl_coef` log-uniform on [1e-3, 0.3]" in section

@@ -116,7 +116,7 @@ DEFAULT_DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
     Dimension("epochs", "choice", values=(1, 2)),
     Dimension("minibatches", "choice", values=(1, 2, 4)),
     Dimension("encoder_lr_scale", "log", 0.1, 1.0),
-    Dimension("adam_beta1", "choice", values=(0.9,)),
+    Dimension("adam_beta1", "linear", 0.8, 0.95),
     Dimension("adam_beta2", "choice", values=(0.95, 0.999)),
     Dimension("lr_schedule", "choice", values=("constant", "cosine")),
     Dimension("warmup_ratio", "linear", 0.0, 0.1),
