@@ -75,8 +75,9 @@ class AlgoTuning:
 
     @property
     def range(self) -> float:
-        best, worst = self.best, self.worst
-        return best.score - worst.score if best is not None and worst is not None else float("nan")  # type: ignore[operator]
+        """Best minus worst score; nan without a scored trial."""
+        scores = [t.score for t in self.scored]
+        return max(scores) - min(scores) if scores else float("nan")  # type: ignore[type-var,operator]
 
     @property
     def sd(self) -> float:
@@ -171,13 +172,14 @@ def choose(scores: TuneScores) -> None:
             continue
         record.chosen[algo] = {
             "trial": best.trial, "setting": dict(record.trials[best.trial]["setting"]), "score": best.score,
-            "se": best.se, "default_score": tuning.trials[0].score, "worst_score": tuning.worst.score,  # type: ignore[union-attr]
-            "range": tuning.range, "sd": tuning.sd,
-            "trials_scored": len(tuning.scored), "gain": _interval(tuning.gain), "spread": _interval(tuning.spread),
+            "se": best.se, "default_score": tuning.trials[0].score, "worst_score": min(t.score for t in tuning.scored),
+            "range": tuning.range, "sd": tuning.sd, "trials_scored": len(tuning.scored),
+            "gain": _interval(tuning.gain), "spread": _interval(tuning.spread),
         }
 
 
-def finish_tune(out_dir: Path, record: TuneRecord, *, n_boot: int = 2000, seed: int = 0) -> tuple[TuneScores, list[Path]]:
+def finish_tune(out_dir: Path, record: TuneRecord, *, n_boot: int = 2000,
+                seed: int = 0) -> tuple[TuneScores, list[Path]]:
     """Score the trials, choose, and write ``tune.json``, ``tuned/<algo>.yaml``, ``trials.csv``,
     ``report.md`` and ``report.html`` into ``out_dir``; returns the scores and the files written."""
     out_dir = Path(out_dir)
@@ -329,16 +331,17 @@ def tuned_sections(record: TuneRecord, folder: Path, baseline: str) -> Any:
             if tuned is None or shared is None:
                 continue
             same = (tuned.diff > 0) == (shared.diff > 0)
+            noise = tuned.low <= 0 <= tuned.high or shared.low <= 0 <= shared.high
             bullets.append(f"`{a}` − `{b}`: {tuned.diff:+.3f} at the tuned settings, {shared.diff:+.3f} at the shared "
-                           "one: " + ("the same direction" if same else "the direction flips: the shared setting's "
-                                      "ranking reflects the setting more than the estimators"))
+                           "one: " + ("the same direction" if same else "the direction flips")
+                           + ("; an interval includes 0, so the direction is within the noise" if noise else ""))
         bullets += [sensitivity_line(a, record.chosen[a]) for a in algos]
         return [Section(2, "Tuned against the shared setting", [
             protocol_line(record) + f" Tune: {folder}.",
-            f"This run trained each algorithm twice at its seeds: at the shared setting (`{algos[0] if algos else 'algo'}`)"
-            f" and at its tuned one (`{tuned_label(algos[0]) if algos else 'algo (tuned)'}`), and scored the test split "
-            "once. The tuned comparison asks which estimator is better when each gets the same tuning budget; the "
-            "shared one, which is better at one setting chosen for none of them."], [settings, table], bullets)]
+            "This run trained each algorithm twice at its seeds, at the shared setting (`grpo`) and at its tuned one "
+            "(`grpo (tuned)`), and scored the test split once. The tuned comparison asks which estimator is better "
+            "when each gets the same tuning budget; the shared one, which is better at one setting chosen for none "
+            "of them."], [settings, table], bullets)]
 
     return build
 

@@ -280,3 +280,13 @@ def test_a_tune_on_the_ray_executor_scores_and_chooses_as_the_local_one(tmp_path
     finally:
         ray.shutdown()
     assert remote == local and set(local["chosen"]) == {"drpo", "grpo"}
+
+
+def test_compare_keeps_a_tuned_runs_label_apart_from_the_shared_one(tmp_path: Path, tracked: str) -> None:
+    assert main([*TUNE, "--budget", "2", "--out", str(tmp_path / "t")]) == 0
+    assert main(["run", *FAKE, "--tuned", str(tmp_path / "t"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["run", *FAKE, "--set", "tag=other", "--out", str(tmp_path / "b")]) == 0
+    assert main(["compare", "a=" + str(tmp_path / "a"), "b=" + str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    rows = sweep.read_results(tmp_path / "c" / "results.csv")
+    assert {r["algo"] for r in rows if not r["algo"].startswith(("floor", "base"))} == {
+        "drpo (a)", "drpo (tuned, a)", "grpo (a)", "grpo (tuned, a)", "drpo (b)", "grpo (b)"}

@@ -432,7 +432,8 @@ def _resume_differences(plan: Plan, previous: dict[str, Any]) -> list[str]:
         then = previous.get(what, now)  # (a config.yaml written before the key existed: as now)
         if then != now:
             differ = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
-            out.append(f"the {what} settings differ ({', '.join(f'{k}: {then.get(k)} then, {now.get(k)} now' for k in differ[:2])})")
+            shown = ", ".join(f"{k}: {then.get(k)} then, {now.get(k)} now" for k in differ[:2])
+            out.append(f"the {what} settings differ ({shown}{', ...' if len(differ) > 2 else ''})")
     config, now_config = previous.get("config"), plan.config_dict()
     if config != now_config:
         keys = sorted(k for k in {*(config or {}), *now_config} if (config or {}).get(k) != now_config.get(k))

@@ -389,8 +389,8 @@ def write_record(record: TuneRecord, out_dir: Path) -> Path:
         header = (f"# {algo}: its tuned setting on {record.suite} ({record.profile}), trial {choice['trial']} of "
                   f"{record.budget} by `rlbench-med tune`: validation {record.primary_metric} {choice['score']:.4f}, "
                   f"mean over seeds {','.join(map(str, record.seeds))}.\n# Train with it: rlbench-med run --suite "
-                  f"{record.suite} --profile {record.profile} --algos {algo} --config {(out_dir / name).resolve()} (or every tuned algorithm: "
-                  f"run --tuned {out_dir.resolve()}).\n")
+                  f"{record.suite} --profile {record.profile} --algos {algo} --config {(out_dir / name).resolve()}\n"
+                  f"# (every tuned algorithm: run --tuned {out_dir.resolve()}).\n")
         _write_atomically(out_dir / name, header + yaml.safe_dump(body, sort_keys=False))
     return _write_atomically(out_dir / RECORD, record.to_json())
 
