@@ -25,6 +25,8 @@ EPILOG = """examples:
   rlbench-med run --suite climb_vision --algos drpo,grpo --seeds 0,1,2,3
   rlbench-med run --suite climb_vision --algos drpo:k_max=3,grpo --set steps=20 --dry-run
   rlbench-med run --suite climb_vision --executor ray --ray-address auto
+  rlbench-med tune --suite climb_vision --algos drpo,grpo --budget 8 --out reports/tune-cv
+  rlbench-med run --suite climb_vision --tuned reports/tune-cv
   rlbench-med report --experiment rlbench-med/climb_vision
   rlbench-med compare reports/climb_vision-A reports/climb_vision-B --format latex
   rlbench-med leaderboard --format md
@@ -198,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--n-seeds", default="1,4", help="comma-separated numbers of seeds to give the MDE for")
     probe.add_argument("--out", type=Path, default=None, help="also write the probe and MDE rows as JSON here")
     add_score_parser(sub)
+    add_tune_parser(sub)
+    add_tuned_option(run)
     return parser
 
 
@@ -316,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_ui(args)
             if args.command == "score":
                 return cmd_score(args)
+            if args.command == "tune":
+                return cmd_tune(args)
             return cmd_data(args)
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
@@ -385,16 +391,21 @@ def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, base
     from rlbench_med.runners.base import BASE
     from rlbench_med.typed_config import ConfigError
 
+    tuned = tuned_record(args)
     request = sweep.SweepRequest(
         suite=args.suite,
-        algos=algos,
+        algos=algos if algos is not None else (tuple(tuned.chosen) if tuned is not None else None),
         seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
         profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
         data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
         plugins=tuple(args.plugin), resume=resume, allow_outside_data=args.allow_outside_data,
-        reuse=not args.no_reuse,
+        reuse=not args.no_reuse, tuned=tuned.tuned_settings() if tuned is not None else None,
     )
     plan = sweep.build_plan(request)
+    if tuned is not None:
+        from rlbench_med.runners.sweep.tuning import check_tuned
+
+        check_tuned(plan, tuned, args.tuned)
     labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
     if baseline_arg is not None and baseline_arg not in labels:
         raise ConfigError(f"--baseline {baseline_arg!r} is not an algorithm of this sweep; choose one of "
@@ -425,7 +436,8 @@ def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, base
         try:
             report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=baseline,
                                  source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})",
-                                 calibration="" if after is not None else _calibration_of(plan.out_dir, plan.suite.name))
+                                 calibration="" if after is not None else _calibration_of(plan.out_dir, plan.suite.name),
+                                 extra_sections=tuned_sections(tuned, getattr(args, "tuned", None), baseline))
         except OSError as exc:
             if exc.filename is not None:
                 raise
@@ -833,6 +845,131 @@ def cmd_probe(args: argparse.Namespace) -> int:
         args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# tune: every algorithm tuned with the same budget on the validation split; run --tuned
+# --------------------------------------------------------------------------------------------
+TUNE_DESCRIPTION = """Give every algorithm the same tuning budget: N trials of the same settings (trial 0 is the
+shared setting `run` uses, the others Ray Tune's random search of --space), each trained at the
+same seeds and scored on the validation split's overall primary metric with the report's own
+metrics. The test split is neither answered nor scored. Writes validation.csv, trials.csv,
+tune.json, tuned/<algo>.yaml (one file per algorithm that `run --config` accepts), report.md and
+report.html; `rlbench-med run --tuned DIR` then trains every algorithm at its tuned setting beside
+the shared one and scores the test split once. Exit codes as for run."""
+SPACE_HELP = ("comma-separated settings to search: NAME (its default range), NAME=LOW:HIGH[:log|:linear] or "
+              "NAME=A|B|C, e.g. lr,kl_coef=0.01:0.3,n_rollouts=4|8 (defaults: lr log 1e-4..1e-2, kl_coef log "
+              "1e-3..0.3, temperature 0.7..1.3, clip_low, clip_high, n_rollouts, epochs, ...; see README)")
+
+
+def add_tune_parser(sub: Any) -> None:
+    """``rlbench-med tune``: the flags of ``run`` that apply, and the budget, space and search seed."""
+    from rlbench_med.runners.sweep.tuning import DEFAULT_SPACE, TUNE_SEED_OFFSET
+
+    tune = sub.add_parser("tune", help="tune every algorithm with the same budget on the validation split",
+                          description=TUNE_DESCRIPTION, formatter_class=_Formatter)
+    tune.add_argument("--suite", required=True, help="suite name (see `rlbench-med list suites`)")
+    tune.add_argument("--algos", default=None, help="comma-separated estimator specs, as for run (default: the suite's)")
+    tune.add_argument("--budget", type=_positive_int, required=True, metavar="N",
+                      help="trials per algorithm, trial 0 (the shared setting) included")
+    tune.add_argument("--space", default=DEFAULT_SPACE, help=SPACE_HELP)
+    tune.add_argument("--search-seed", type=int, default=0, help="seed of the random search (the same trials for it)")
+    tune.add_argument("--seeds", default=None,
+                      help=f"training seeds of every trial (default: the profile's plus {TUNE_SEED_OFFSET}, so that "
+                      "run --tuned, at the profile's seeds, does not repeat the trial that won)")
+    tune.add_argument("--profile", default="quick", help="suite profile, as for run")
+    tune.add_argument("--runner", default="local", help="runner; it must leave the test split out of a job (local)")
+    tune.add_argument("--executor", default="local", choices=("local", "ray"), help="as for run")
+    tune.add_argument("--ray-address", default=None, help="as for run")
+    tune.add_argument("--data", default=None, metavar="DIR | train=PATH,test=PATH", help="as for run")
+    tune.add_argument("--allow-outside-data", action="store_true", help="as for run")
+    tune.add_argument("--out", type=Path, default=None, help="output folder (default: reports/tune-<suite>-<timestamp>/)")
+    tune.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                      help="override one setting of every trial, as for run")
+    tune.add_argument("--config", type=Path, default=None, help="YAML file of runner config fields, as for run")
+    tune.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="as for run")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue the tune in --out (default: the latest reports/tune-<suite>-*)")
+    tune.add_argument("--dry-run", action="store_true", help="print the trials and the plan, and stop")
+    tune.add_argument("--no-reuse", action="store_true", help="train every trial, even one the job cache holds")
+    tune.add_argument("--log-every", type=_positive_int, default=None, metavar="N", help="as for run")
+
+
+def add_tuned_option(run: argparse.ArgumentParser) -> None:
+    """``run --tuned DIR``."""
+    run.add_argument("--tuned", type=Path, default=None, metavar="DIR",
+                     help="the output folder of `rlbench-med tune`: every algorithm (default: the tuned ones) also "
+                     "trains at its tuned setting, labelled '<algo> (tuned)', and the report compares both")
+
+
+def tuned_record(args: argparse.Namespace) -> Any:
+    """The tune record of ``run --tuned DIR`` (None without the flag)."""
+    if getattr(args, "tuned", None) is None:  # (calibrate has no --tuned)
+        return None
+    from rlbench_med.runners.sweep.tuning import read_record
+
+    return read_record(args.tuned)
+
+
+def tuned_sections(record: Any, folder: Path | None, baseline: str) -> Any:
+    """The report's tuning section builder for ``run --tuned`` (None without it)."""
+    if record is None:
+        return None
+    from rlbench_med.reports.tuning import tuned_sections as build
+
+    return build(record, folder, baseline)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rlbench_med.reports.progress import RichProgress
+    from rlbench_med.reports.tracking import MLflowSweepTracking, experiment_name, open_store
+    from rlbench_med.reports.tuning import finish_tune, log_tune_summary, summary_lines
+    from rlbench_med.runners import sweep
+    from rlbench_med.runners.sweep.tuning import tune_plan
+
+    request = sweep.SweepRequest(
+        suite=args.suite, algos=sweep.parse_algos(args.algos) if args.algos is not None else None,
+        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None, profile=args.profile,
+        runner=args.runner, executor=args.executor, ray_address=args.ray_address, data=args.data, out=args.out,
+        overrides=sweep.parse_set(args.sets), config_file=args.config, plugins=tuple(args.plugin), resume=args.resume,
+        allow_outside_data=args.allow_outside_data, reuse=not args.no_reuse,
+    )
+    tune = tune_plan(request, budget=args.budget, space=args.space, search_seed=args.search_seed)
+    plan = tune.plan
+    if not args.dry_run:
+        sweep.preflight(plan)
+    open_store(plan.tracking_uri, None if args.dry_run else experiment_name(plan.suite.name))
+    console = _console()
+    print(tune.render(), flush=True)
+    if args.dry_run:
+        return EXIT_OK
+    tracking = MLflowSweepTracking(plan.tracking_uri, role="tune")
+
+    def build_report(outcome: sweep.SweepOutcome) -> list[Path]:
+        tune.record.data_fingerprint = plan.data_fingerprint()
+        _, files = finish_tune(plan.out_dir, tune.record)
+        log_tune_summary(plan.tracking_uri, tracking.parent_id, tune.record)
+        return files
+
+    try:
+        outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+    except OSError as exc:
+        print(f"rlbench-med: error: {_write_error(exc, plan.out_dir)}; finished trials are kept in "
+              f"{plan.results_csv}: finish with `rlbench-med tune ... --resume --out {plan.out_dir}`", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    for failure in outcome.failures:
+        print(f"trial {failure.job.algo} seed {failure.job.seed} failed: {failure.error}", file=sys.stderr)
+    if tune.record.chosen:
+        for line in summary_lines(tune.record):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+        print(f"tuned settings: {plan.out_dir / 'tuned'}; report: {plan.out_dir / 'report.html'}; next: "
+              f"rlbench-med run --suite {plan.suite.name} --profile {plan.profile} --tuned {plan.out_dir}")
+    print(f"validation: {plan.results_csv}  ({outcome.wall_s:.1f} s, {len(outcome.results)} job(s) done)")
+    if outcome.interrupted:
+        print(f"rlbench-med: interrupted; finished trials are kept (rerun with --resume --out {plan.out_dir})",
+              file=sys.stderr)
+        return 128 + (outcome.signum or signal.SIGINT)
+    return EXIT_JOB_FAILED if outcome.failures or not tune.record.chosen else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["ui"], ["--port", "5000"]),
         (["data", "synth"], ["--suite", "--out", "--seed", "--profile"]),
         (["data", "validate"], ["file:line: field: message"]),
+        (["tune"], ["--suite", "--algos", "--budget", "--space", "--search-seed", "--seeds", "--out", "--resume",
+                    "--dry-run", "validation split", "tuned/<algo>.yaml"]),
     ],
 )
 def test_help_of_every_command(argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]) -> None:

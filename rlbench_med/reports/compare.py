@@ -163,8 +163,11 @@ def combine(sweeps: Sequence[Sweep]) -> Combined:
 
 
 def _qualified(label: str, sweep: str) -> Label:
-    """``label`` of sweep ``sweep`` (parentheses in the sweep's name would break the label's grammar)."""
-    return replace(split_label(label), sweep=sweep.replace("(", "_").replace(")", "_"))
+    """``label`` of sweep ``sweep`` (parentheses in the sweep's name would break the label's grammar); a
+    label that names its setting already (``grpo (tuned)`` of ``run --tuned``) keeps it: ``grpo (tuned, s2)``."""
+    parts = split_label(label)
+    name = sweep.replace("(", "_").replace(")", "_")
+    return replace(parts, sweep=f"{parts.sweep}, {name}" if parts.sweep else name)
 
 
 def write_combined(combined: Combined, out: Path) -> Path:

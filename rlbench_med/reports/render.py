@@ -328,6 +328,7 @@ def sections(report: Report) -> list[Section]:
     ], _metric_tables(report, primary, groups), []))
     if report.calibration:
         out.append(Section(3, "Can these settings rank estimators?", [report.calibration], [], []))
+    out += report.extra_sections
     pairs = [p for p in report.pairs() if not is_floor(p[1])]
     if pairs:
         out.append(Section(3, f"Comparisons on {primary}", [method_note(report, pairs)],
@@ -396,11 +397,10 @@ def _summary_lines(report: Report) -> list[str]:
             f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
 
 
-def markdown_report(report: Report, secs: Sequence[Section] | None = None) -> str:
-    """The report as Markdown; ``secs``: its :func:`sections`, when the caller has built them already."""
-    out = [f"# rlbench-med report: {report.suite}", ""]
-    out += [f"- {line}" for line in _summary_lines(report)]
-    for sec in sections(report) if secs is None else secs:
+def sections_markdown(secs: Sequence[Section]) -> list[str]:
+    """Markdown lines of ``secs``: each heading, its paragraphs, tables and bullets."""
+    out: list[str] = []
+    for sec in secs:
         out += ["", "#" * sec.level + " " + sec.title]
         for p in sec.paragraphs:
             out += ["", p]
@@ -409,6 +409,26 @@ def markdown_report(report: Report, secs: Sequence[Section] | None = None) -> st
         if sec.bullets:
             out.append("")
             out += [f"- {b}" for b in sec.bullets]
+    return out
+
+
+def sections_html(secs: Sequence[Section]) -> list[str]:
+    """HTML parts of ``secs``, as :func:`sections_markdown` lays them out."""
+    parts: list[str] = []
+    for sec in secs:
+        parts.append(f"<h{sec.level}>{html.escape(sec.title)}</h{sec.level}>")
+        parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
+        parts += [to_html(t) for t in sec.tables]
+        if sec.bullets:
+            parts.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in sec.bullets) + "</ul>")
+    return parts
+
+
+def markdown_report(report: Report, secs: Sequence[Section] | None = None) -> str:
+    """The report as Markdown; ``secs``: its :func:`sections`, when the caller has built them already."""
+    out = [f"# rlbench-med report: {report.suite}", ""]
+    out += [f"- {line}" for line in _summary_lines(report)]
+    out += sections_markdown(sections(report) if secs is None else secs)
     if report.figures:
         out += ["", "## Figures", ""]
         for title, path in report.figures:
@@ -429,12 +449,7 @@ def html_report(report: Report, secs: Sequence[Section] | None = None) -> str:
     e = html.escape
     parts = [f"<h1>rlbench-med report: {e(report.suite)}</h1>",
              "<p>" + "<br>".join(e(line) for line in _summary_lines(report)) + "</p>"]
-    for sec in sections(report) if secs is None else secs:
-        parts.append(f"<h{sec.level}>{e(sec.title)}</h{sec.level}>")
-        parts += [f"<p>{_inline(p)}</p>" for p in sec.paragraphs]
-        parts += [to_html(t) for t in sec.tables]
-        if sec.bullets:
-            parts.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in sec.bullets) + "</ul>")
+    parts += sections_html(sections(report) if secs is None else secs)
     if report.figures:
         parts.append("<h2>Figures</h2>")
         for title, path in report.figures:

@@ -13,7 +13,7 @@ an input ablation ``algo@text`` against ``baseline@text`` and ``base@text``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,8 @@ class Report:
     best_floor: str | None = None
     #: One line: the latest calibration of the same suite, data, config and code, or that none exists.
     calibration: str = ""
+    #: Sections a caller adds after the headline (``run --tuned``: the tuning protocol and both comparisons).
+    extra_sections: list[Any] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(algo, baseline)`` of every comparison, in report order."""
@@ -146,7 +148,9 @@ def comparison_pairs(table: ResultTable, baseline: str) -> list[tuple[str, str, 
         if paired is not None and paired != algo:
             pairs.append((algo, paired, False))
     first: dict[tuple[str, str], str] = {}
-    for algo in table.trained:
+    # A label without a sweep comes first (stable otherwise): ``grpo (tuned)`` of ``run --tuned`` is
+    # compared with ``grpo``, whichever of the two finished first.
+    for algo in sorted(table.trained, key=lambda a: split_label(a).sweep != ""):
         parts = split_label(algo)
         earlier = first.setdefault((parts.name, parts.inputs), algo)
         if earlier != algo:
@@ -320,6 +324,7 @@ def make_report(
     run_dir: Path | None = None,
     notes: Sequence[str] = (),
     calibration: str = "",
+    extra_sections: Callable[[Report], Sequence[Any]] | None = None,
 ) -> Report:
     """Compute and write the report into ``out_dir``.
 
@@ -329,7 +334,9 @@ def make_report(
     comparisons, its config.yaml names the primary metric (unless ``primary`` is given), its
     results.csv is read when ``rows`` is not given, and its failed.csv names the jobs that failed
     (the report lists them with their reasons, also when no job finished). ``notes`` (e.g. how
-    ``compare`` combined its sweeps) lead the report's notes.
+    ``compare`` combined its sweeps) lead the report's notes. ``extra_sections(report)``: sections
+    (:class:`~rlbench_med.reports.render.Section`) built from the computed record, placed after the
+    headline.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -370,6 +377,8 @@ def make_report(
             report.figures.append((title, F.save(fig, fig_dir / name)))
     if curves is None:
         report.notes.append("Learning curves and advantage timings come from MLflow; none were given for this report.")
+    if extra_sections is not None:
+        report.extra_sections = list(extra_sections(report))
     secs = sections(report)
     report.markdown = out_dir / "report.md"
     report.markdown.write_text(markdown_report(report, secs))

@@ -397,6 +397,9 @@ class MLflowSweepTracking:
     #: Child runs of the reopened parent, newest first per (algo, seed): what ``child`` continues.
     previous: dict[tuple[str, int], Any] = field(default_factory=dict)
     sha: str = ""
+    #: The parent run's ``rlbench.role``: ``sweep`` (what report, compare and leaderboard read), or
+    #: ``tune`` (a tune's trials, which they leave alone: no test-split result).
+    role: str = "sweep"
 
     @property
     def client(self) -> Any:
@@ -428,7 +431,7 @@ class MLflowSweepTracking:
                     "rlbench.runner": plan.runner.name,
                     "rlbench.executor": plan.executor,
                     "rlbench.out_dir": out,
-                    "rlbench.role": "sweep",
+                    "rlbench.role": self.role,
                 },
             )
             self.parent_id = run.info.run_id
@@ -440,10 +443,10 @@ class MLflowSweepTracking:
         )
 
     def _sweep_runs(self, client: Any) -> Iterator[Any]:
-        """The experiment's sweep (parent) runs, newest first."""
+        """The experiment's parent runs of this role, newest first."""
         token = None
         while True:
-            page = client.search_runs([self.experiment_id], filter_string="tags.`rlbench.role` = 'sweep'",
+            page = client.search_runs([self.experiment_id], filter_string=f"tags.`rlbench.role` = '{self.role}'",
                                       order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
             yield from page
             token = page.token
@@ -529,7 +532,9 @@ class MLflowSweepTracking:
         self.closed.add((job.algo, job.seed))
 
     def _log_result(self, client: Any, tracker: MLflowTracker, handle: MLflowChild, job: Job, result: JobResult) -> None:
-        metrics, labels = final_metrics(job, result.rows)
+        # A tuning trial's rows are the validation split's, which its val/ curve already ends with:
+        # nothing goes under eval/ (the test split's keys).
+        metrics, labels = final_metrics(job, result.rows) if job.score_test else ({}, {})
         latest = client.get_run(handle.run_id).data.metrics
         changed = {k: v for k, v in metrics.items() if k not in latest or not _same(latest[k], v)}
         step = int(getattr(job.config, "steps", 0) or 0)
@@ -537,7 +542,8 @@ class MLflowSweepTracking:
         # they never add a point to the per-step series (time/advantage_s, time/step_s, ...).
         extra = {total_key(k): float(v) for k, v in result.timings.items()}
         tracker.log_metrics({**changed, **extra, "time/job_s": float(result.wall_s)}, step=step)
-        client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
+        if labels:
+            client.set_tag(handle.run_id, LABELS_TAG, json.dumps(labels, sort_keys=True))
         if result.reused_from is not None:
             client.set_tag(handle.run_id, REUSED_TAG, result.reused_from)
         for path in result.predictions.values():

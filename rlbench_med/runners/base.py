@@ -85,6 +85,8 @@ class Job:
     ``sft`` for the supervised baseline. ``config`` is the runner's resolved config dataclass.
     ``data_dir`` is what :func:`rlbench_med.suites.load_data` reads: a data folder, or the data
     source file the sweep writes (``*.source.json``: the split files and the suite's selection).
+    ``score_test``: whether the job answers and scores the test split at its end (results.csv);
+    a tuning trial does not: it answers the validation split only, whose rows it returns instead.
     """
 
     suite: str
@@ -94,6 +96,7 @@ class Job:
     config: Any
     data_dir: Path
     out_dir: Path
+    score_test: bool = True
 
     @property
     def slug(self) -> str:
@@ -209,9 +212,10 @@ def read_failed(path: Path) -> list[dict[str, Any]]:
 class JobResult:
     """What a finished job hands back to the sweep (which alone writes results.csv).
 
-    ``predictions`` are the test split's (what results.csv scores); ``validation`` the validation
-    split's, with full inputs (what calibration and tuning read; empty for a runner that does not
-    score validation).
+    ``rows`` score the test split (results.csv); for a job with ``score_test`` False, the validation
+    split (a tune's validation.csv). ``predictions`` are the test split's (none without
+    ``score_test``); ``validation`` the validation split's, with full inputs (what calibration and
+    tuning read; empty for a runner that does not score validation).
     """
 
     job: Job
@@ -245,6 +249,11 @@ class RunnerSpec:
       the sweep (each in a worker process of this machine), or None when it must run alone (it uses
       a GPU); a runner without it runs its jobs one after another (``openrlhf`` starts its own
       cluster, ``timing`` measures the machine).
+    - ``validation_only``: ``run`` honours ``Job.score_test`` False (answers and scores the validation
+      split only, writes no test predictions): what ``rlbench-med tune`` needs of a runner.
+    - ``tunable``: the config fields ``tune --space`` may search: fields that change a job's updates,
+      but not the shared starting checkpoint every estimator trains from, the evaluation or the
+      number of steps.
     """
 
     name: str
@@ -258,6 +267,8 @@ class RunnerSpec:
     identity: Callable[[Job], dict[str, str]] | None = None
     preflight: Callable[[Job], None] | None = None
     threads: Callable[[Job], int | None] | None = None
+    validation_only: bool = False
+    tunable: frozenset[str] = frozenset()
 
 
 def make_job_estimator(job: Job) -> Estimator:

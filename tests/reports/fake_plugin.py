@@ -1,8 +1,10 @@
 """A plugin for the sweep/report tests: a tiny suite, a runner that fakes training, an estimator.
 
 Loaded with ``--plugin tests/reports/fake_plugin.py`` (or ``load_plugin``). The runner writes
-deterministic predictions whose quality depends on the estimator (``QUALITY``) and the seed,
-computes results rows with the suite's metrics, and logs per-step metrics like a real runner.
+deterministic predictions of a validation and a test split whose quality depends on the estimator
+(``QUALITY``, at the default lr 0.1; ``LR_SLOPE`` per decade of lr below it) and the seed, computes
+results rows with the suite's metrics, and logs per-step metrics like a real runner. A job with
+``score_test`` False answers the validation split only (its rows are the validation split's).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from rlbench_med.typed_config import ConfigError, parse_spec
 #: Probability that the fake policy predicts the true label, per estimator.
 QUALITY = {"drpo": 0.85, "grpo": 0.6, "rloo": 0.5, "fake_const": 0.3, "control:zero": 0.3, "control:shuffle": 0.25,
            "control:negate": 0.05}
+#: Change of that probability per decade of lr below 0.1: drpo suits the default lr, grpo a lower one.
+LR_SLOPE = {"drpo": -0.2, "grpo": 0.15}
+#: The held-out records of each split: the truth's generator seed and the uid prefix.
+SPLIT_TRUTH = {"test": (1234, ""), "validation": (4321, "val-")}
 DOMAINS = {"alpha": ("A1", "A2"), "beta": ("B1",)}
 CLASSES = ("x", "y", "z")
 N_PER_DATASET = 30
@@ -49,19 +55,34 @@ class FakeConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
 
 
+def quality(estimator: str, lr: float) -> float:
+    """Probability that the fake policy of ``estimator`` trained at ``lr`` predicts the true label."""
+    name = parse_spec(estimator)[0]
+    q = QUALITY.get(name, 0.5) + LR_SLOPE.get(name, 0.0) * float(np.log10(0.1 / lr))
+    return min(0.95, max(0.05, q))
+
+
 def _records(job: Job, split: str = "test") -> list[dict[str, Any]]:
-    truth_rng = np.random.default_rng(1234 if split == "test" else 4321)  # a held-out split: the same for every job
-    rng = np.random.default_rng(1000 * job.seed + sum(map(ord, job.algo)) + (0 if split == "test" else 7))
-    q = QUALITY.get(parse_spec(job.estimator)[0], 0.5)
+    truth_seed, prefix = SPLIT_TRUTH[split]
+    truth_rng = np.random.default_rng(truth_seed)  # the held-out set: the same for every job
+    seed = 1000 * job.seed + sum(map(ord, job.algo))
+    rng = np.random.default_rng(seed if split == "test" else [seed, truth_seed])
+    q = quality(job.estimator, job.config.lr)
     out = []
     for domain, datasets in DOMAINS.items():
         for dataset in datasets:
             for i in range(N_PER_DATASET):
                 label = CLASSES[int(truth_rng.integers(len(CLASSES)))]
                 pred = label if rng.random() < q else CLASSES[int(rng.integers(len(CLASSES)))]
-                out.append({"uid": f"{split}:{dataset}:{i}", "domain": domain, "dataset": dataset,
+                out.append({"uid": f"{prefix}{dataset}:{i}", "domain": domain, "dataset": dataset,
                             "labels": [label], "predicted": [pred]})
     return out
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
 def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
@@ -82,7 +103,9 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         os.kill(os.getpid(), signal.SIGKILL)
     if cfg.fail_estimator and job.estimator == cfg.fail_estimator:
         raise RuntimeError(f"fake failure of {job.slug}")
-    records = _records(job)
+    val_records = _records(job, "validation")
+    val_rows = [{"suite": job.suite, "algo": job.algo, "seed": job.seed, **r} for r in compute_metrics(val_records)]
+    records = _records(job) if job.score_test else []
     rows = [{"suite": job.suite, "algo": job.algo, "seed": job.seed, **r} for r in compute_metrics(records)]
     timings = {"advantage_s": 0.0, "steps": float(cfg.steps)}  # run totals, like the real runners' JobResult.timings
     for step in range(1, cfg.steps + 1):
@@ -91,19 +114,18 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         for domain in DOMAINS:
             metrics[f"train/{domain}/reward_mean"] = step / cfg.steps / 2
         if step % cfg.eval_every == 0 or step == cfg.steps:  # validation curves (the real runners' val/ keys)
-            for r in rows:
+            for r in val_rows:
                 metrics[f"val/{r['domain']}/{r['metric']}"] = r["value"] * step / cfg.steps
-        if step == cfg.steps:  # the test split, once
+        if step == cfg.steps and job.score_test:  # the test split, once
             metrics.update({f"eval/{r['domain']}/{r['metric']}": r["value"] for r in rows})
         tracker.log_metrics(metrics, step=step)
-    pred = job.out_dir / "predictions" / f"{job.slug}.jsonl"
-    pred.parent.mkdir(parents=True, exist_ok=True)
-    pred.write_text("".join(json.dumps(r) + "\n" for r in records))
-    val = predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl"
-    val.parent.mkdir(parents=True, exist_ok=True)
-    val.write_text("".join(json.dumps(r) + "\n" for r in _records(job, VALIDATION)))
+    validation = {job.algo: _write(predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl", val_records)}
+    if not job.score_test:
+        return JobResult(job=job, rows=val_rows, predictions={}, wall_s=time.perf_counter() - start, timings=timings,
+                         validation=validation)
+    pred = _write(job.out_dir / "predictions" / f"{job.slug}.jsonl", records)
     return JobResult(job=job, rows=rows, predictions={job.algo: pred}, wall_s=time.perf_counter() - start,
-                     timings=timings, validation={job.algo: val})
+                     timings=timings, validation=validation)
 
 
 def _wait_for(condition: Any, seconds: float, what: str) -> None:
@@ -128,11 +150,12 @@ def _plan(job: Job) -> list[str]:
 
 
 RUNNER = RunnerSpec(name="fake", description="fakes training (tests)", config_cls=FakeConfig, check=_check,
-                    prepare=_prepare, run=_run, plan=_plan)
+                    prepare=_prepare, run=_run, plan=_plan, validation_only=True, tunable=frozenset({"lr"}))
 RUNNERS.register("fake", RUNNER)
 #: The same runner declaring a job identity, so the job cache may reuse its jobs.
 CACHED_RUNNER = RunnerSpec(name="fake_cached", description="fakes training, reusable (tests)", config_cls=FakeConfig,
-                           check=_check, prepare=_prepare, run=_run, plan=_plan, identity=lambda job: {"fake": "v1"})
+                           check=_check, prepare=_prepare, run=_run, plan=_plan, identity=lambda job: {"fake": "v1"},
+                           validation_only=True, tunable=frozenset({"lr"}))
 RUNNERS.register("fake_cached", CACHED_RUNNER)
 #: The same runner declaring that its jobs may run side by side, one thread each.
 PARALLEL_RUNNER = RunnerSpec(name="fake_parallel", description="fakes training, side by side (tests)",

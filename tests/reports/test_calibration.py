@@ -31,10 +31,11 @@ def _validation_score(folder: Path, algo: str, seed: int) -> float:
 
 
 def test_references_above_zero_and_negate_below_can_rank(tmp_path: Path) -> None:
-    folder = _sweep(tmp_path, ("grpo", "rloo", *CONTROLS))
-    found = calibrate(folder, "f1_strict", ("grpo", "rloo"), n_boot=400)
+    # the fake policies' qualities (fake_plugin.QUALITY): drpo 0.85, grpo 0.6, zero 0.3, negate 0.05
+    folder = _sweep(tmp_path, ("grpo", "drpo", *CONTROLS))
+    found = calibrate(folder, "f1_strict", ("grpo", "drpo"), n_boot=400)
     tests = {(q.algo, q.baseline): q for q in found.tests}
-    assert set(tests) == {("grpo", "control:zero"), ("rloo", "control:zero"), ("control:zero", "control:negate")}
+    assert set(tests) == {("grpo", "control:zero"), ("drpo", "control:zero"), ("control:zero", "control:negate")}
     assert found.can_rank and all(q.significant for q in tests.values())
     assert found.verdict.startswith("this profile can rank estimators whose effects on f1_strict exceed ")
     # the differences are the validation split's, computed from the prediction files independently
@@ -42,7 +43,7 @@ def test_references_above_zero_and_negate_below_can_rank(tmp_path: Path) -> None
         expected = np.mean([_validation_score(folder, a, s) - _validation_score(folder, b, s) for s in range(4)])
         assert q.diff == pytest.approx(expected, abs=1e-9) and q.low > 0
     # the sensitivity: the MDE of the references' own comparison, an exploratory interval
-    between = next(q for q in found.questions if (q.algo, q.baseline) == ("grpo", "rloo"))
+    between = next(q for q in found.questions if (q.algo, q.baseline) == ("grpo", "drpo"))
     assert between.family == "exploratory" and found.detectable == pytest.approx(between.mde)
     assert f"exceed {found.detectable:.3f}" in found.verdict
     assert found.scores["grpo"][0] == pytest.approx(np.mean([_validation_score(folder, "grpo", s) for s in range(4)]))
@@ -51,12 +52,12 @@ def test_references_above_zero_and_negate_below_can_rank(tmp_path: Path) -> None
 
 def test_a_reference_no_better_than_zero_cannot_rank(tmp_path: Path) -> None:
     # fake_const predicts as well as control:zero (quality 0.3): no signal to find
-    folder = _sweep(tmp_path, ("fake_const", "rloo", *CONTROLS))
-    found = calibrate(folder, "f1_strict", ("fake_const", "rloo"), n_boot=400)
+    folder = _sweep(tmp_path, ("fake_const", "drpo", *CONTROLS))
+    found = calibrate(folder, "f1_strict", ("fake_const", "drpo"), n_boot=400)
     assert not found.can_rank
     assert found.verdict.startswith("this profile cannot rank estimators on f1_strict with 4 seeds (fake_const − "
                                     "control:zero: ")
-    assert "rloo − control:zero" not in found.verdict  # only the failed tests are named
+    assert "drpo − control:zero" not in found.verdict  # only the failed tests are named
 
 
 def test_a_folder_without_the_controls_is_refused(tmp_path: Path) -> None:
@@ -66,14 +67,14 @@ def test_a_folder_without_the_controls_is_refused(tmp_path: Path) -> None:
 
 
 def _argv(out: str, *extra: str) -> list[str]:
-    return ["--suite", "climb_vision", "--runner", "fake_cached", "--plugin", PLUGIN, "--seeds", "0,1,2",
+    return ["--suite", "climb_vision", "--runner", "fake_cached", "--plugin", PLUGIN, "--seeds", "0-3",
             "--out", out, *extra]
 
 
 def test_calibrate_stores_its_verdict_and_reports_of_the_same_settings_show_it(
     tmp_path: Path, fake_synth: list[tuple], capsys: pytest.CaptureFixture[str],  # noqa: F811
 ) -> None:
-    assert main(["calibrate", *_argv("c")]) == 0
+    assert main(["calibrate", *_argv("c"), "--reference", "grpo,drpo"]) == 0  # far above control:zero
     out = capsys.readouterr().out
     assert "This profile can rank estimators whose effects on f1_strict exceed" in out
     doc = json.loads((tmp_path / "c" / "calibration.json").read_text())

@@ -63,16 +63,16 @@ def test_sweeps_with_one_config_pool_their_seeds_and_pair_them(tmp_path: Path) -
 
 def test_another_config_names_each_sweeps_runs_and_compares_them(tmp_path: Path) -> None:
     run(tmp_path, "a")
-    run(tmp_path, "b", overrides={"lr": "0.2"})
+    run(tmp_path, "b", overrides={"tag": "other"})
     report = compare(tmp_path, "first=a", "second=b")
     assert report.table.trained == ["drpo (first)", "drpo (second)", "grpo (first)", "grpo (second)"]
-    assert any("named by their sweep" in n and "config differs between first and second: lr 0.1 vs 0.2" in n
+    assert any("named by their sweep" in n and "config differs between first and second: tag default vs other" in n
                for n in report.notes)
     pairs = report.pairs()
     assert ("drpo (second)", "grpo (second)") in pairs and ("drpo (first)", "grpo (first)") in pairs
     assert ("drpo (second)", "drpo (first)") in pairs and ("grpo (second)", "grpo (first)") in pairs
     assert ("drpo (second)", "grpo (first)") not in pairs
-    # the fake runner's results do not depend on lr: the sweeps' difference is exactly 0
+    # the fake runner's results do not depend on tag: the sweeps' difference is exactly 0
     c = report.comparison("drpo (second)", "drpo (first)")[("overall", "f1_strict")]
     assert (c.diff, c.low, c.high, c.n_seeds) == (0.0, 0.0, 0.0, 2)
     assert "(first)" in (tmp_path / "cmp" / "report.md").read_text()

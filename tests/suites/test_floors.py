@@ -104,10 +104,27 @@ def test_floors_are_scored_on_the_records_the_algorithms_are_scored_on(tmp_path)
     validation = [sample(f"v{i}", (CLASSES[i % 3],)) for i in range(6)]
     data = SimpleNamespace(train=[sample("t", ("A",), split="train")], validation=validation, test=test)
     plan = SimpleNamespace(data_source="unused", data=data, out_dir=tmp_path, suite=SimpleNamespace(name="s"),
-                           config=SimpleNamespace(eval_max_samples=4))
+                           config=SimpleNamespace(eval_max_samples=4), score_test=True)
     rows = write_floors(plan)
     assert {r["n"] for r in rows if r["domain"] == "overall"} == {4}  # n: the records actually scored
     lines = (tmp_path / "predictions" / "floor_all-seed0.jsonl").read_text().splitlines()
     assert [json.loads(line)["uid"] for line in lines] == ["s0", "s1", "s2", "s3"]
     lines = (tmp_path / "predictions" / "validation" / "floor_all-seed0.jsonl").read_text().splitlines()
     assert [json.loads(line)["uid"] for line in lines] == ["v0", "v1", "v2", "v3"]
+
+
+def test_a_tune_scores_the_floors_on_the_validation_split_only(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from rlbench_med.runners.sweep.results import write_floors
+
+    test = [sample(f"s{i}", (CLASSES[i % 3],)) for i in range(9)]
+    validation = [sample(f"v{i}", (CLASSES[0],)) for i in range(6)]  # every validation answer is A
+    data = SimpleNamespace(train=[sample("t", ("A",), split="train")], validation=validation, test=test)
+    plan = SimpleNamespace(data_source="unused", data=data, out_dir=tmp_path, suite=SimpleNamespace(name="s"),
+                           config=SimpleNamespace(eval_max_samples=0), score_test=False)
+    rows = write_floors(plan)
+    majority = {r["metric"]: r["value"] for r in rows if r["algo"] == "floor:majority" and r["domain"] == "overall"}
+    assert majority["exact"] == 1.0 and {r["n"] for r in rows if r["domain"] == "overall"} == {6}
+    assert not list((tmp_path / "predictions").glob("*.jsonl"))  # no test predictions
+    assert len((tmp_path / "predictions" / "validation" / "floor_all-seed0.jsonl").read_text().splitlines()) == 6

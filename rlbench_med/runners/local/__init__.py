@@ -5,7 +5,7 @@
 
 from rlbench_med.runners.base import RunnerSpec
 from rlbench_med.runners.config import LocalConfig
-from rlbench_med.runners.local.runner import check, identity, plan, prepare, run, threads
+from rlbench_med.runners.local.runner import TUNABLE, check, identity, plan, prepare, run, threads
 
 RUNNER = RunnerSpec(
     name="local",
@@ -18,6 +18,8 @@ RUNNER = RunnerSpec(
     evaluates_base=True,
     identity=identity,
     threads=threads,
+    validation_only=True,
+    tunable=TUNABLE,
 )
 
 __all__ = ["RUNNER", "LocalConfig"]

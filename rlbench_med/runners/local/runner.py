@@ -22,6 +22,14 @@ SUPPORTED_INPUTS = {
 _WHY_MISSING = {
     ("hf", "values"): "the hf: policy has no critic; use policy=builtin or an estimator without a critic",
 }
+#: Fields ``rlbench-med tune --space`` may search: they shape the RL updates (samples per step, the
+#: surrogate, the optimizer, the KL), not the SFT base every estimator starts from (``sft._NOT_BASE``
+#: lists what the base ignores), the evaluation, the reward or the number of steps.
+TUNABLE = frozenset({
+    "lr", "kl_coef", "kl_mode", "temperature", "clip_low", "clip_high", "n_rollouts", "prompts_per_step", "epochs",
+    "minibatches", "encoder_lr_scale", "adam_beta1", "adam_beta2", "lr_schedule", "warmup_ratio", "min_lr_ratio",
+    "vf_coef", "critic_lr",
+})
 
 
 def check(job: Job) -> None:

@@ -455,6 +455,12 @@ def _eval_log(rows: list[dict[str, Any]], prefix: str = "val") -> dict[str, floa
     return {f"{prefix}/{r['domain']}/{r['metric']}": float(r["value"]) for r in rows}
 
 
+def _result_rows(job: Job, label: str, metric_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metric rows of one evaluation as the job's result rows (results.csv columns) under ``label``."""
+    return [{"suite": job.suite, "algo": label, "seed": job.seed, "domain": r["domain"], "metric": r["metric"],
+             "value": float(r["value"]), "n": int(r["n"])} for r in metric_rows]
+
+
 def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
     """Write prediction records as JSONL (one per line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -571,10 +577,15 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
     # The validation split, full inputs: the last point of the curves, and what calibration and tuning read.
     val_records = trainer.evaluate()
     val_path = write_records(predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl", val_records)
-    tracker.log_metrics(_eval_log(eval_metrics(val_records)), step=trainer.total_steps)
-    # The test split, scored once: results.csv.
+    val_rows = eval_metrics(val_records)
+    tracker.log_metrics(_eval_log(val_rows), step=trainer.total_steps)
     rows: list[dict[str, Any]] = []
     predictions: dict[str, Path] = {}
+    if not job.score_test:  # a tuning trial: the test split is neither answered nor scored
+        return JobResult(job=job, rows=_result_rows(job, job.algo, val_rows), predictions=predictions,
+                         wall_s=time.perf_counter() - wall, timings=trainer.timings.as_dict(),
+                         validation={job.algo: val_path})
+    # The test split, scored once: results.csv.
     pred_dir = predictions_dir(job.out_dir)
     for inputs in eval_inputs:
         records = trainer.evaluate(inputs, TEST)
@@ -591,9 +602,7 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
             safe = inputs.replace("+", "_")
             tracker.log_metrics({f"eval_inputs/{safe}/{r['domain']}/{r['metric']}": float(r["value"])
                                  for r in metric_rows}, step=trainer.total_steps)
-        for r in metric_rows:
-            rows.append({"suite": job.suite, "algo": label, "seed": job.seed, "domain": r["domain"],
-                         "metric": r["metric"], "value": float(r["value"]), "n": int(r["n"])})
+        rows += _result_rows(job, label, metric_rows)
     timings = trainer.timings.as_dict()
     return JobResult(job=job, rows=rows, predictions=predictions, wall_s=time.perf_counter() - wall, timings=timings,
                      validation={job.algo: val_path})

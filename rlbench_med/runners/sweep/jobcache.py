@@ -2,7 +2,8 @@
 
 A job's **key** is the sha256 of one JSON document holding everything its results depend on:
 
-- the suite, the results.csv label (``algo``), the estimator spec, the seed and the runner;
+- the suite, the results.csv label (``algo``), the estimator spec, the seed, whether the job
+  scores the test split (a tuning trial does not; its rows are the validation split's) and the runner;
 - the resolved runner config, every field but ``progress`` (a display switch);
 - the data: the data source fingerprint (split files, class list and the suite's record
   selection; :meth:`~rlbench_med.suites.data.DataSource.fingerprint`), ``None`` for a suite
@@ -69,8 +70,9 @@ from rlbench_med.runners.base import (
 from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.typed_config import to_plain_dict
 
-#: Bump when the entry layout or the key's document changes (3: entries carry checksums and validation predictions).
-CACHE_FORMAT = 3
+#: Bump when the entry layout or the key's document changes (3: entries carry checksums and validation
+#: predictions; 4: the key says whether the job scores the test split).
+CACHE_FORMAT = 4
 #: Config fields that cannot change a job's results.
 NOT_RESULT_FIELDS = frozenset({"progress"})
 #: Libraries whose version is part of the code version: the training and metric math runs on them,
@@ -172,7 +174,7 @@ def job_key(plan: Plan, job: Job) -> JobKey | None:
     runner_file = inspect.getsourcefile(plan.runner.run)
     parts = {
         "format": CACHE_FORMAT, "suite": job.suite, "algo": job.algo, "estimator": job.estimator, "seed": job.seed,
-        "runner": plan.runner.name, "config": config, "data": data, "identity": plan.runner.identity(job),
+        "score_test": job.score_test, "runner": plan.runner.name, "config": config, "data": data, "identity": plan.runner.identity(job),
         "code": code_version(plan.plugins, [*_estimator_file(job), *([Path(runner_file)] if runner_file else [])]),
     }
     blob = json.dumps(parts, sort_keys=True, default=str)

@@ -63,7 +63,7 @@ def run_sweep(
     tracking = tracking or NullSweepTracking()
     progress = progress or NullProgress()
     start = time.perf_counter()
-    outcome = SweepOutcome(plan, [], [], False, plan.out_dir / "results.csv", 0.0)
+    outcome = SweepOutcome(plan, [], [], False, plan.results_csv, 0.0)
     with interrupt_on_signals():
         try:
             try:
@@ -168,5 +168,5 @@ def _run_jobs(plan: Plan, tracking: SweepTracking, progress: Progress, outcome: 
             run_local(plan, to_train, tracking, progress, writer, outcome)
     finally:
         progress.stop()
-        if any(r.predictions for r in outcome.results):
+        if any(r.predictions or r.validation for r in outcome.results):
             write_predictions_index(plan, outcome.results)

@@ -60,6 +60,18 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     reuse: bool = True  # --no-reuse: False
     reused: dict[tuple[str, int], StoredJob] = field(default_factory=dict)  # pending jobs the job cache holds
+    #: False for a tune: the jobs answer the validation split only, their rows go to validation.csv.
+    score_test: bool = True
+    #: ``{label: runner overrides}`` applied to every algorithm (the suite's variants, or a tune's trials).
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``run --tuned``: ``{algo: runner overrides}`` of each algorithm's tuned setting.
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    command: str = "run"  # the command the plan is printed for
+
+    @property
+    def results_csv(self) -> Path:
+        """Where the jobs' rows go: ``results.csv`` (the test split), or a tune's ``validation.csv``."""
+        return self.out_dir / ("results.csv" if self.score_test else "validation.csv")
 
     @property
     def pending(self) -> list[Job]:
@@ -108,7 +120,7 @@ class Plan:
     def render(self) -> str:
         """Human-readable plan: suite, data, algos x seeds, runner, executor, output, tracking."""
         suite = self.suite
-        lines = ["rlbench-med run plan"]
+        lines = [f"rlbench-med {self.command} plan"]
         lines.append(f"  suite      {suite.name}: {suite.description} (profile {self.profile})")
         lines.append(f"  data       {self.data_note}")
         lines.append(
@@ -175,6 +187,21 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+#: The results.csv label suffix of an algorithm's run at its tuned setting (``run --tuned``): the
+#: report's sweep grammar, so it is compared with the baseline's tuned run and with its own default.
+TUNED = "tuned"
+
+
+def variant_label(algo: str, variant: str) -> str:
+    """``grpo``, ``trial1`` -> ``grpo[trial1]``: the results.csv label of an algorithm in a variant."""
+    return f"{algo}[{variant}]"
+
+
+def tuned_label(algo: str) -> str:
+    """``grpo`` -> ``grpo (tuned)``."""
+    return f"{algo} ({TUNED})"
 
 
 def _wants_gpu(config: Any) -> bool:

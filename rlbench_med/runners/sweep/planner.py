@@ -16,7 +16,7 @@ from rlbench_med.registry import load_plugin
 from rlbench_med.runners.base import BASE, RUNNERS, Job, cache_dir, folder_problem, safe_name
 from rlbench_med.runners.sweep.datacache import data_cache_path, data_complete, source_folder
 from rlbench_med.runners.sweep.jobcache import find_reusable
-from rlbench_med.runners.sweep.plan import Plan
+from rlbench_med.runners.sweep.plan import Plan, tuned_label, variant_label
 from rlbench_med.runners.sweep.request import (
     EXECUTORS,
     SUITE_RUNNERS,
@@ -33,12 +33,14 @@ from rlbench_med.typed_config import ConfigError, apply_overrides
 
 
 def default_out_dir(suite: str) -> Path:
+    """``reports/<suite>-<timestamp>`` (a tune passes ``tune-<suite>``)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("reports") / f"{suite}-{stamp}"
 
 
 def latest_out_dir(suite: str) -> Path | None:
-    """The most recent ``reports/<suite>-*`` folder (what ``--resume`` without ``--out`` continues)."""
+    """The most recent ``reports/<suite>-*`` folder (what ``--resume`` without ``--out`` continues; a
+    tune passes ``tune-<suite>``)."""
     candidates = sorted(p for p in Path("reports").glob(f"{suite}-*") if (p / "config.yaml").is_file())
     return candidates[-1] if candidates else None
 
@@ -114,26 +116,40 @@ def build_plan(request: SweepRequest) -> Plan:
             raise SweepError(f"--resume: no earlier run of {suite.name} under reports/; pass --out DIR")
     out_dir = Path(out if out is not None else default_out_dir(suite.name)).resolve()
 
-    variants = dict(getattr(suite, "variants", {}) or {})
+    variants = {str(k): dict(v) for k, v in (request.variants if request.variants is not None
+                                             else getattr(suite, "variants", {}) or {}).items()}
+    tuned = {str(k): dict(v) for k, v in (request.tuned or {}).items()}
+    if tuned and variants:
+        raise ConfigError(f"--tuned: suite {suite.name} runs every algorithm in variants ({', '.join(variants)}); "
+                          "tuned settings apply to a suite without variants")
+    untuned = [a for a in algos if request.tuned is not None and a not in tuned]
+    if untuned:
+        raise SweepError(f"--tuned: {untuned[0]} has no tuned setting (tuned: {', '.join(tuned) or 'none'}); "
+                         "tune it, or leave it out of --algos")
     user_keys = set(request.overrides) | (set(read_config_file(request.config_file)) if request.config_file else set())
     jobs: list[Job] = []
     notes: list[str] = []
     for spec in algos:
-        for variant, variant_overrides in (variants.items() if variants else [(None, {})]):
-            job_config = (
-                apply_overrides(config, dict(variant_overrides), what=f"suite variant {variant}") if variant else config
-            )
-            if _groups_by_dataset(spec, job_config, user_keys | set(variant_overrides)):
+        settings: list[tuple[str, dict[str, Any], str]] = [
+            (variant_label(spec, variant), overrides,
+             variant if request.variants is not None else f"suite variant {variant}")
+            for variant, overrides in variants.items()
+        ] or [(spec, {}, "")]
+        if spec in tuned:
+            settings.append((tuned_label(spec), tuned[spec], f"the tuned setting of {spec}"))
+        for label, overrides, what in settings:
+            job_config = apply_overrides(config, overrides, what=what) if overrides else config
+            if _groups_by_dataset(spec, job_config, user_keys | set(overrides)):
                 job_config = apply_overrides(job_config, {"group_by": "dataset"}, what=f"{spec} default")
                 note = (f"{spec} groups by dataset (group_by=dataset), as the QoQ-Med release keys DRPO on "
                         "`dataset`; --set group_by=domain to change")
                 notes += [note] if note not in notes else []
-            label = f"{spec}[{variant}]" if variant else spec
             for seed in seeds:
                 jobs.append(
                     Job(
                         suite=suite.name, algo=label, estimator=spec, seed=seed, config=job_config,
                         data_dir=job_data if job_data is not None else out_dir, out_dir=out_dir,
+                        score_test=request.score_test,
                     )
                 )
     labels = list(dict.fromkeys(j.algo for j in jobs))
@@ -142,7 +158,8 @@ def build_plan(request: SweepRequest) -> Plan:
         # The shared starting policy, evaluated once (it does not depend on the training seed).
         base_seed = int(getattr(config, "base_seed", 0))
         jobs.insert(0, Job(suite=suite.name, algo=BASE, estimator=BASE, seed=base_seed, config=config,
-                           data_dir=job_data if job_data is not None else data_dir, out_dir=out_dir))
+                           data_dir=job_data if job_data is not None else data_dir, out_dir=out_dir,
+                           score_test=request.score_test))
     plan = Plan(
         suite=suite, profile=request.profile, runner=runner, executor=request.executor,
         ray_address=request.ray_address, ray_num_cpus=request.ray_num_cpus, config=config,
@@ -150,8 +167,11 @@ def build_plan(request: SweepRequest) -> Plan:
         algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
         report_settings=report_settings, executor_settings=executor_settings, data_source=source, notes=notes, reuse=request.reuse,
-        data_problems=data_problems,
+        data_problems=data_problems, score_test=request.score_test, variants=variants, tuned=tuned,
     )
+    if not request.score_test and not runner.validation_only:
+        raise ConfigError(f"runner {runner.name} cannot leave the test split out of a job; tuning needs a runner that "
+                          "answers the validation split only (local)")
     _check_out_dir(plan)
     check_cache_folder()
     for job in jobs:
@@ -197,7 +217,7 @@ def _groups_by_dataset(spec: str, config: Any, user_keys: set[str]) -> bool:
 
 def _check_out_dir(plan: Plan) -> None:
     _check_writable_folder(plan.out_dir)
-    results = plan.out_dir / "results.csv"
+    results = plan.results_csv
     saved = plan.out_dir / "config.yaml"
     if not plan.resume:
         if results.exists() or saved.exists():
@@ -242,6 +262,12 @@ def _resume_differences(plan: Plan, previous: dict[str, Any]) -> list[str]:
         out.append(f"it used the data in {previous.get('data')}, this run {plan.data_dir}")
     if previous.get("data_settings", DataSettings().as_dict()) != plan.data_settings.as_dict():
         out.append(f"data settings {previous.get('data_settings')} then, {plan.data_settings.as_dict()} now")
+    for what, now in (("variants", plan.variants), ("tuned", plan.tuned)):
+        then = previous.get(what, now)  # (a config.yaml written before the key existed: as now)
+        if then != now:
+            differ = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
+            shown = ", ".join(f"{k}: {then.get(k)} then, {now.get(k)} now" for k in differ[:2])
+            out.append(f"the {what} settings differ ({shown}{', ...' if len(differ) > 2 else ''})")
     config, now_config = previous.get("config"), plan.config_dict()
     if config != now_config:
         keys = sorted(k for k in {*(config or {}), *now_config} if (config or {}).get(k) != now_config.get(k))

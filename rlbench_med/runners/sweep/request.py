@@ -52,6 +52,13 @@ class SweepRequest:
     resume: bool = False
     allow_outside_data: bool = False  # let media paths of --data resolve outside its folder
     reuse: bool = True  # take finished jobs from the job cache (--no-reuse: train every job)
+    #: False for a tune: every job answers the validation split only; the sweep writes validation.csv.
+    score_test: bool = True
+    #: ``{label: runner overrides}`` run for every algorithm instead of the suite's variants (a tune's trials).
+    variants: Mapping[str, Mapping[str, Any]] | None = None
+    #: ``{algo: runner overrides}`` (``run --tuned``): every algorithm also runs with its own setting,
+    #: labelled ``<algo> (tuned)``, beside its run at the shared config.
+    tuned: Mapping[str, Mapping[str, Any]] | None = None
 
 
 #: Most seeds one sweep takes: a typo such as ``0-1000000`` (for ``0-10``) is refused at once, before

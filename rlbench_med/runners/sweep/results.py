@@ -134,6 +134,9 @@ def save_config(plan: Plan) -> Path:
         "calibration_key": calibration_key(plan),
         "config_sources": plan.config_sources,
         "config": plan.config_dict(),
+        "score_test": plan.score_test,  # false: a tune (validation.csv; the test split untouched)
+        "variants": plan.variants,  # what --resume compares (a tune's trials)
+        "tuned": plan.tuned,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -142,10 +145,9 @@ def save_config(plan: Plan) -> Path:
 def write_predictions_index(plan: Plan, results: Sequence[JobResult]) -> None:
     """``<out>/predictions/index.json``: results.csv (algo, seed) -> test predictions file (relative); and
     ``<out>/predictions/validation/index.json`` for the validation predictions."""
-    add_to_predictions_index(
-        plan.out_dir,
-        {(label, r.job.seed): Path(pred) for r in results for label, pred in r.predictions.items()},
-    )
+    test = {(label, r.job.seed): Path(pred) for r in results for label, pred in r.predictions.items()}
+    if test:
+        add_to_predictions_index(plan.out_dir, test)
     validation = {(label, r.job.seed): Path(pred) for r in results for label, pred in r.validation.items()}
     if validation:
         add_to_predictions_index(plan.out_dir, validation, VALIDATION)
@@ -173,16 +175,19 @@ def floor_files(out_dir: Path) -> list[Path]:
 def write_floors(plan: Plan) -> list[dict[str, Any]]:
     """Score the trivial floors on the records the algorithms are scored on (the first ``eval_max_samples``
     of each split): the test split's results rows (returned) and the predictions of the test and
-    validation splits."""
+    validation splits; for a tune (``plan.score_test`` False) the validation split's rows and
+    predictions only."""
     from rlbench_med.suites import load_data
     from rlbench_med.suites.floors import floor_predictions, floor_rows, scored_records
 
     assert plan.data_source is not None
     data = plan.data if plan.data is not None else load_data(plan.data_source)  # the suite's records
     limit = getattr(plan.config, "eval_max_samples", 0)
-    if data.validation:
-        write_floor_files(plan.out_dir, floor_predictions(data.train, scored_records(data.validation, limit)),
-                          VALIDATION)
+    validation = floor_predictions(data.train, scored_records(data.validation, limit)) if data.validation else {}
+    if validation:
+        write_floor_files(plan.out_dir, validation, VALIDATION)
+    if not plan.score_test:
+        return floor_rows(plan.suite.name, validation) if validation else []
     floors = floor_predictions(data.train, scored_records(data.test, limit))
     write_floor_files(plan.out_dir, floors)
     return floor_rows(plan.suite.name, floors)
