@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=_Formatter,
     )
+    from rlbench_med import __version__
+
+    parser.add_argument("--version", action="version", version=f"rlbench-med {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -74,15 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Config precedence: suite/profile defaults < --config FILE < --set key=value.",
         formatter_class=_Formatter,
     )
-    run.add_argument("--suite", required=True, help="suite name (see `rlbench-med list suites`)")
+    run.add_argument("--suite", default=None, metavar=_choices("suite"),
+                     help="suite name (see `rlbench-med list suites`); required unless the --config file gives it")
     run.add_argument("--algos", default=None,
                      help="comma-separated estimator specs or sft, e.g. drpo,grpo or drpo:k_max=3,grpo "
                      "(default: the suite's)")
     run.add_argument("--seeds", default=None, help="comma-separated seeds or a range like 0-3 (default: the profile's)")
-    run.add_argument("--profile", default="quick", help="suite profile: quick (minutes on a CPU) or full (the paper's scale)")
-    run.add_argument("--runner", default="local", help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed)")
-    run.add_argument("--executor", default="local", choices=("local", "ray"),
-                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed)")
+    run.add_argument("--profile", default=None, metavar=_choices("profile"),
+                     help="suite profile: quick (minutes on a CPU) or full (the paper's scale) (default: quick)")
+    run.add_argument("--runner", default=None, metavar=_choices("runner"),
+                     help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed) (default: local)")
+    run.add_argument("--executor", default=None, choices=("local", "ray"),
+                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed) (default: local)")
     run.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     run.add_argument("--data", default=None, metavar="DIR | train=PATH,test=PATH",
                      help="data in the CLIMB / QoQ-Med JSONL format: a folder holding train.jsonl and test.jsonl, "
@@ -92,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "folder of their JSONL file (refused by default)")
     run.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<timestamp>/)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one runner config field; repeatable, e.g. --set steps=20 --set lr=1e-3")
-    run.add_argument("--config", type=Path, default=None, help="YAML file of runner config fields (a flat mapping)")
+                     help="override one setting; repeatable, e.g. --set steps=20 --set lr=1e-3 (every setting, its type, "
+                     "default and meaning: rlbench-med list settings)")
+    run.add_argument("--config", type=Path, default=None, metavar="EXPERIMENT.yaml",
+                     help="an experiment file (YAML: suite, profile, algos, seeds, runner, settings, algo_settings, data, "
+                     "report; see the README), e.g. OUT/experiment.yaml of an earlier run; the flags override it")
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                      help="import a module or .py file that registers estimators/suites/runners; repeatable")
     run.add_argument("--resume", action="store_true",
@@ -109,9 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when stdout is not a terminal (a log file), print a progress line every N steps of a job "
                      "(default: a tenth of its steps)")
 
-    lst = sub.add_parser("list", help="list registered algorithms or suites", formatter_class=_Formatter)
-    lst.add_argument("what", choices=("algos", "suites"), help="what to list")
-    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
+    add_list_parser(sub)
+    add_completion_parser(sub)
 
     rep = sub.add_parser(
         "report", help="rebuild a report from MLflow (or from a results folder)", formatter_class=_Formatter,
@@ -155,13 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port to listen on")
     ui.add_argument("--workers", type=int, default=1, help="server worker processes")
 
-    data = sub.add_parser("data", help="generate or validate data folders", formatter_class=_Formatter)
+    data = sub.add_parser("data", help="generate (synth), check (validate) or probe the signal of data folders",
+                          formatter_class=_Formatter)
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = dsub.add_parser("synth", help="write SynthCLIMB data of a suite in the export format", formatter_class=_Formatter)
-    synth.add_argument("--suite", required=True, help="suite whose data to generate")
+    synth.add_argument("--suite", required=True, metavar=_choices("suite"), help="suite whose data to generate")
     synth.add_argument("--out", type=Path, required=True, help="empty or new folder")
     synth.add_argument("--seed", type=int, default=0, help="generator seed")
-    synth.add_argument("--profile", default="quick", help="suite profile (sizes)")
+    synth.add_argument("--profile", default="quick", metavar=_choices("profile"), help="suite profile (sizes)")
     synth.add_argument("--imbalance", type=float, default=None,
                        help="domain skew exponent: 0 balanced, 1 the catalogue's skew (default: 0.55, as `run`)")
     validate = dsub.add_parser(
@@ -185,15 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
         "print the minimum detectable effect of a paired comparison per domain (see README, Suites and data).",
         formatter_class=_Formatter,
     )
-    probe.add_argument("--suite", required=True, help="suite whose data and metrics to use")
+    probe.add_argument("--suite", required=True, metavar=_choices("suite"), help="suite whose data and metrics to use")
     probe.add_argument("--data", type=Path, default=None,
                        help="data folder in the export format (default: the suite's generated SynthCLIMB, cached)")
-    probe.add_argument("--profile", default="quick", help="suite profile of the generated data")
+    probe.add_argument("--profile", default="quick", metavar=_choices("profile"), help="suite profile of the generated data")
     probe.add_argument("--seed-sd", type=float, default=0.03,
                        help="assumed seed-to-seed sd of one algorithm's score (training noise) for the MDE")
     probe.add_argument("--n-seeds", default="1,4", help="comma-separated numbers of seeds to give the MDE for")
     probe.add_argument("--out", type=Path, default=None, help="also write the probe and MDE rows as JSON here")
     add_score_parser(sub)
+    _add_completers(parser)
     return parser
 
 
@@ -268,7 +278,9 @@ def configure_environment() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _complete(parser)
+    args = parser.parse_args(argv)
     configure_environment()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # when MLflow was imported before main() (tests)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -291,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_ui(args)
             if args.command == "score":
                 return cmd_score(args)
+            if args.command == "completion":
+                return cmd_completion(args)
             return cmd_data(args)
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
@@ -317,24 +331,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         open_store,
     )
     from rlbench_med.runners import sweep
-    from rlbench_med.runners.base import BASE
-    from rlbench_med.typed_config import ConfigError
 
-    request = sweep.SweepRequest(
-        suite=args.suite,
-        algos=sweep.parse_algos(args.algos) if args.algos is not None else None,  # '' is refused, not the default
-        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
-        profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
-        data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
-        plugins=tuple(args.plugin), resume=args.resume, allow_outside_data=args.allow_outside_data,
-        reuse=not args.no_reuse,
-    )
-    plan = sweep.build_plan(request)
-    labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
-    if args.baseline is not None and args.baseline not in labels:
-        raise ConfigError(f"--baseline {args.baseline!r} is not an algorithm of this sweep; choose one of "
-                          f"{', '.join(labels)} (or leave it out: grpo when the sweep has it)")
-    baseline = args.baseline or "grpo"
+    plan = sweep.build_plan(run_request(args))
+    baseline = plan.report_baseline
     if not args.dry_run:
         sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -393,6 +392,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
 
 
+def run_request(args: argparse.Namespace) -> Any:
+    """The ``run`` flags over the ``--config`` experiment file, as a :class:`~rlbench_med.runners.sweep.SweepRequest`."""
+    from rlbench_med.runners import sweep
+    from rlbench_med.runners.sweep.experiment import merge_request, read_experiment
+
+    experiment = read_experiment(args.config) if args.config is not None else None
+    return merge_request(
+        experiment, suite=args.suite,
+        algos=sweep.parse_algos(args.algos) if args.algos is not None else None,  # '' is refused, not the default
+        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
+        profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
+        data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), plugins=tuple(args.plugin),
+        resume=args.resume or None, allow_outside_data=args.allow_outside_data, reuse=not args.no_reuse,
+        baseline=args.baseline,
+    )
+
+
 #: errno values of a full disk, a quota, and a file-size limit (``ulimit -f``).
 SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -428,11 +444,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for plugin in args.plugin:
         load_plugin(plugin)
+    if args.what == "settings":
+        return cmd_list_settings(args)
     if args.what == "algos":
         from rlbench_med.algorithms import list_algorithms, list_controls
 
         sections = [("", list_algorithms()),
                     ("controls (yardsticks for `rlbench-med calibrate`; never defaults):", list_controls())]
+    elif args.what == "rewards":
+        from rlbench_med.suites.rewards import list_rewards
+
+        sections = [("", list_rewards())]
     else:
         from rlbench_med.suites import get_suite, list_suites
 
@@ -443,6 +465,132 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"\n{heading}")
         for name, description in items:
             print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# discoverability: `list settings`, choices in --help, shell completion
+# --------------------------------------------------------------------------------------------
+def add_list_parser(sub: Any) -> None:
+    lst = sub.add_parser(
+        "list", help="list registered algorithms, suites, rewards, or every setting with its meaning",
+        formatter_class=_Formatter,
+        description="algos, suites, rewards: the registered names with a line each. settings: every setting "
+        "`run --set` (and the experiment file) takes, with its type, default, allowed values and meaning: the "
+        "runner's (--runner), then the sweep's (data.*, primary_metric); with --suite, the suite profile's "
+        "values beside the defaults.",
+    )
+    lst.add_argument("what", choices=("algos", "suites", "rewards", "settings"), help="what to list")
+    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
+    lst.add_argument("--runner", default="local", metavar=_choices("runner"), help="settings: whose runner settings")
+    lst.add_argument("--suite", default=None, metavar=_choices("suite"),
+                     help="settings: show this suite profile's values and generator sizes")
+    lst.add_argument("--profile", default="quick", metavar=_choices("profile"), help="settings: the suite's profile")
+
+
+def cmd_list_settings(args: argparse.Namespace) -> int:
+    """Every setting: name, type, default (and the suite profile's value), allowed values, help."""
+    import textwrap
+
+    from rlbench_med.runners.base import RUNNERS
+    from rlbench_med.runners.sweep.settings import sweep_setting_docs
+    from rlbench_med.typed_config import ConfigError, describe_settings
+
+    runner = RUNNERS.get(args.runner)
+    profile_run: dict[str, Any] = {}
+    sizes = None
+    if args.suite is not None:
+        from rlbench_med.suites import get_suite
+
+        suite = get_suite(args.suite)
+        if args.profile not in suite.profiles:
+            raise ConfigError(f"--profile {args.profile!r}: suite {suite.name} has profiles {', '.join(suite.profiles)}")
+        profile_run = dict(suite.run_overrides(args.profile))
+        sizes = suite.data_params(args.profile) if suite.data != "none" else {}
+    sections = [(f"runner settings ({runner.name}: {runner.config_cls.__name__})", describe_settings(runner.config_cls)),
+                ("sweep settings (data: generated SynthCLIMB only; report)", sweep_setting_docs(sizes))]
+    width = min(100, max(_console().width, 60))
+    for title, docs in sections:
+        print(f"{title}:")
+        for doc in docs:
+            line = f"  {doc.name}  {doc.type}, default {doc.default!r}"
+            if doc.name in profile_run and profile_run[doc.name] != doc.default:
+                line += f"; {args.suite} {args.profile}: {profile_run[doc.name]!r}"
+            if doc.allowed:
+                line += f"; one of {', '.join(doc.allowed)}"
+            print(line)
+            print(textwrap.fill(doc.help, width=width, initial_indent="      ", subsequent_indent="      "))
+        print()
+    print("Set one with `rlbench-med run --set KEY=VALUE`, or under settings: / data: / report: of an experiment "
+          "file (`run --config FILE`).")
+    return EXIT_OK
+
+
+def _names(kind: str) -> list[str]:
+    """The registered names a flag takes (what --help shows and the shell completes); plugins may add more."""
+    if kind == "suite":
+        from rlbench_med.suites import list_suites
+
+        return list_suites()
+    if kind == "profile":
+        from rlbench_med.suites import get_suite, list_suites
+
+        return sorted({p for name in list_suites() for p in get_suite(name).profiles})
+    if kind == "runner":
+        from rlbench_med.runners.base import RUNNERS
+        from rlbench_med.runners.sweep.request import SUITE_RUNNERS
+
+        return [n for n in RUNNERS.names() if n not in SUITE_RUNNERS.values()]
+    from rlbench_med.suites.rewards import REWARD_FUNCTIONS
+
+    return REWARD_FUNCTIONS.names()
+
+
+def _choices(kind: str) -> str:
+    """``{a,b,c}``: a flag's metavar naming its registered values. Not argparse ``choices``: a plugin loaded
+    by ``--plugin`` may add names after parsing, and the registry's refusal says "did you mean"."""
+    return "{" + ",".join(_names(kind)) + "}"
+
+
+#: Flags (by dest) whose values are registry names, completed by the shell.
+_COMPLETED = {"suite": "suite", "profile": "profile", "runner": "runner", "reward": "reward"}
+
+
+def _add_completers(parser: argparse.ArgumentParser) -> None:
+    """Give each registry-named flag an argcomplete completer (its names), recursively over sub-commands."""
+    from argcomplete.completers import ChoicesCompleter
+
+    for action in parser._actions:  # argparse exposes no public iterator over its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_completers(child)
+        elif action.dest in _COMPLETED and action.option_strings:
+            action.completer = ChoicesCompleter(_names(_COMPLETED[action.dest]))  # type: ignore[attr-defined]
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (argcomplete sets ``_ARGCOMPLETE``), else return at once."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+
+
+def add_completion_parser(sub: Any) -> None:
+    comp = sub.add_parser(
+        "completion", help="print the shell code that completes rlbench-med's commands, flags and names",
+        formatter_class=_Formatter,
+        description="Tab completion of commands, flags, suites, profiles, runners and rewards (argcomplete). "
+        "Enable it for the current shell with  eval \"$(rlbench-med completion bash)\"  (or zsh, fish), or "
+        "add that line to ~/.bashrc.",
+    )
+    comp.add_argument("shell", nargs="?", default="bash", choices=("bash", "zsh", "fish", "tcsh"), help="your shell")
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["rlbench-med"], shell=args.shell))
     return EXIT_OK
 
 
@@ -649,9 +797,11 @@ def add_score_parser(sub: Any) -> None:
                            description=SCORE_DESCRIPTION, formatter_class=_Formatter)
     score.add_argument("--data", type=Path, required=True, help="data folder (train.jsonl, test.jsonl) the responses answer")
     score.add_argument("--responses", type=Path, required=True, help="JSONL of {id or index, response}")
-    score.add_argument("--reward", default="paper",
-                       help="reward function: paper (the paper's components as this project defines them) or "
-                       "release (the QoQ-Med release's medical_compute_score)")
+    score.add_argument("--reward", default="paper", metavar=_choices("reward"),
+                       help="reward function: paper (the paper's components as this project defines them), "
+                       "release (the QoQ-Med release's medical_compute_score) or one a --plugin registers")
+    score.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                       help="import a module or .py file that registers a reward function; repeatable")
     score.add_argument("--reward-weights", default="auto",
                        help="auto (the reward's own), paper (0.6,0.2,0.1,0.1) or 'acc,iou,format,length' numbers")
     score.add_argument("--box-frame", default="original",
@@ -674,6 +824,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rlbench_med.suites.rewards import BOX_FRAMES, reward_settings_problem
     from rlbench_med.typed_config import ConfigError
 
+    from rlbench_med.registry import load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
     problem = reward_settings_problem(args.reward, args.reward_weights, "max")
     if problem is not None:
         raise ConfigError(f"--{problem[0].replace('_', '-')}: {problem[1]}")

@@ -82,7 +82,7 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
     [
         (["run", "--suite", "climb_visoin"], "unknown suite 'climb_visoin'. Did you mean 'climb_vision'"),
         (["run", "--suite", "climb_vision", "--algos", "grpoo"], "unknown estimator 'grpoo'. Did you mean 'grpo'"),
-        (["run", "--suite", "climb_vision", "--set", "stepz=3"], "--set: unknown key 'stepz'; accepted fields:"),
+        (["run", "--suite", "climb_vision", "--set", "stepz=3"], "--set: unknown key 'stepz'. Did you mean 'steps'"),
         (["run", "--suite", "climb_vision", "--set", "steps=many"], "expected an integer, got 'many'"),
         (["run", "--suite", "climb_vision", "--profile", "huge"], "--profile 'huge' is not a profile"),
         (["run", "--suite", "climb_vision", "--config", "missing.yaml"], "--config missing.yaml: cannot read"),
@@ -104,7 +104,13 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["run", *FAKE, "--seeds", "0-1000000", "--dry-run"], "--seeds '0-1000000' asks for 1000001 seeds; a sweep "
                                                               "takes at most"),
         (["run", *FAKE, "--algos", "drpo", "--baseline", "grpoo"],
-         "--baseline 'grpoo' is not an algorithm of this sweep; choose one of drpo"),
+         "--baseline 'grpoo' is not an algorithm of this sweep. Did you mean 'drpo'? Choose one of drpo (or"),
+        (["run", *FAKE, "--algos", "drpo,grpo", "--baseline", "grpoo"],
+         "--baseline 'grpoo' is not an algorithm of this sweep. Did you mean 'grpo'"),
+        (["run", "--set", "steps=3"], "--suite is required; e.g. --suite climb_vision"),
+        (["run", "--suite", "climb_visio"], "unknown suite 'climb_visio'. Did you mean 'climb_vision'"),
+        (["run", "--suite", "climb_vision", "--set", "primary_metric=f1_strct"], "Did you mean 'f1_strict'"),
+        (["run", "--suite", "climb_vision", "--set", "reward=paperr"], "Did you mean 'paper'"),
         (["run", *FAKE, "--config", "twice.yaml"], "--config twice.yaml: not valid YAML (line 3: key 'steps' given "
                                                    "twice, first on line 1)"),
         (["run", *FAKE, "--config", "binary.yaml"], "--config binary.yaml: not UTF-8 text (a binary file?)"),

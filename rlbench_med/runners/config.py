@@ -1,6 +1,6 @@
 """Every knob of the local runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
-Each field carries its help text in ``metadata["help"]`` (see :func:`rlbench_med.typed_config.describe_fields`); invariants
+Each field carries its help text in ``metadata["help"]`` (see :func:`rlbench_med.typed_config.describe_settings`; ``rlbench-med list settings`` prints them); invariants
 are checked once in ``__post_init__`` and raise :class:`~rlbench_med.typed_config.ConfigError`
 saying which field to change and how.
 """
@@ -59,9 +59,10 @@ class RewardSettings:
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward: Literal["paper", "release"] = knob(
+    reward: str = knob(
         "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
-        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
+        "0.6/0.2/0.1/0.1), 'release' (the QoQ-Med release's medical_compute_score, exactly) or one a --plugin "
+        "registers (rlbench-med list rewards)"
     )
     reward_weights: str = knob(
         "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "

@@ -24,7 +24,6 @@ from rlbench_med.runners.sweep.request import (
     SweepError,
     SweepRequest,
     check_algo,
-    read_config_file,
     resolve_config,
 )
 from rlbench_med.runners.sweep.results import read_results
@@ -65,6 +64,16 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     reuse: bool = True  # --no-reuse: False
     reused: dict[tuple[str, int], CacheEntry] = field(default_factory=dict)  # pending jobs the job cache holds
+    specs: list[str] = field(default_factory=list)  # the algorithms as asked for (--algos, or the suite's)
+    requested_runner: str = "local"  # --runner (a suite such as runtime runs its own runner instead)
+    user_keys: tuple[str, ...] = ()  # the settings the user named (--config file and --set)
+    algo_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # runner settings of one algorithm
+    baseline: str | None = None  # --baseline: what the report compares every algorithm against (None: grpo)
+
+    @property
+    def report_baseline(self) -> str:
+        """The baseline the report uses: ``--baseline``, else ``grpo`` (the report notes when the sweep lacks it)."""
+        return self.baseline or "grpo"
 
     @property
     def pending(self) -> list[Job]:
@@ -117,6 +126,8 @@ class Plan:
         shown = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(runner defaults)"
         lines.append(f"  config     {shown}")
         lines.append(f"             from {' < '.join(self.config_sources)}")
+        for algo, own in self.algo_settings.items():
+            lines.append(f"             {algo}: " + ", ".join(f"{k}={v}" for k, v in own.items()) + " (algo_settings)")
         if self.data_dir is not None:
             extra = "; base (the shared SFT start, step 0)" if any(j.estimator == BASE for j in self.jobs) else ""
             boxes = ", box floors (whole image, mean training box, no box)" if "iou" in suite.metrics else ""
@@ -203,8 +214,12 @@ def build_plan(request: SweepRequest) -> Plan:
     profile_run = suite.run_overrides(request.profile)
     if suite.name in SUITE_RUNNERS:
         profile_run = {**suite.data_params(request.profile), **profile_run}
-    config, sources = resolve_config(runner, profile_run, request.config_file, request.overrides)
-    setting_sources = [(f"--config {request.config_file}", read_config_file(request.config_file))] if request.config_file else []
+    from rlbench_med.runners.sweep.experiment import settings_of
+
+    file_label, file_settings, algo_settings = settings_of(request)
+    config, sources = resolve_config(runner, profile_run, (file_label, file_settings) if file_label else None,
+                                     request.overrides)
+    setting_sources = [(file_label, file_settings)] if file_label else []
     data_settings, report_settings = resolve_settings(
         [*setting_sources, ("--set", request.overrides)], suite_primary=suite.primary_metric,
         sizes=suite.data_params(request.profile) if suite.data != "none" else None,
@@ -214,6 +229,8 @@ def build_plan(request: SweepRequest) -> Plan:
     seeds = list(request.seeds if request.seeds is not None else suite.seeds(request.profile))
     for spec in algos:
         check_algo(spec)
+    notes: list[str] = []
+    algo_settings = _check_algo_settings(algo_settings, algos, runner, file_label, notes)
 
     from rlbench_med.suites.data import DataSource, check_data, summarize
 
@@ -254,15 +271,17 @@ def build_plan(request: SweepRequest) -> Plan:
     out_dir = Path(out if out is not None else default_out_dir(suite.name)).resolve()
 
     variants = dict(getattr(suite, "variants", {}) or {})
-    user_keys = set(request.overrides) | (set(read_config_file(request.config_file)) if request.config_file else set())
+    user_keys = set(request.overrides) | set(file_settings)
     jobs: list[Job] = []
-    notes: list[str] = []
     for spec in algos:
+        own = algo_settings.get(spec, {})
+        algo_config = apply_overrides(config, own, what=f"{file_label} algo_settings.{spec}") if own else config
         for variant, variant_overrides in (variants.items() if variants else [(None, {})]):
             job_config = (
-                apply_overrides(config, dict(variant_overrides), what=f"suite variant {variant}") if variant else config
+                apply_overrides(algo_config, dict(variant_overrides), what=f"suite variant {variant}") if variant
+                else algo_config
             )
-            if _groups_by_dataset(spec, job_config, user_keys | set(variant_overrides)):
+            if _groups_by_dataset(spec, job_config, user_keys | set(own) | set(variant_overrides)):
                 job_config = apply_overrides(job_config, {"group_by": "dataset"}, what=f"{spec} default")
                 note = (f"{spec} groups by dataset (group_by=dataset), as the QoQ-Med release keys DRPO on "
                         "`dataset`; --set group_by=domain to change")
@@ -289,14 +308,47 @@ def build_plan(request: SweepRequest) -> Plan:
         algos=labels, seeds=seeds, jobs=jobs, out_dir=out_dir, tracking_uri=tracking_uri(),
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
         report_settings=report_settings, data_source=source, notes=notes, reuse=request.reuse,
-        data_problems=data_problems,
+        data_problems=data_problems, specs=algos, requested_runner=request.runner,
+        user_keys=tuple(sorted(user_keys)), algo_settings={a: dict(v) for a, v in algo_settings.items()},
+        baseline=request.baseline,
     )
+    _check_baseline(plan)
     _check_out_dir(plan)
     check_cache_folder()
     for job in jobs:
         runner.check(job)
     find_reusable(plan)
     return plan
+
+
+def _check_baseline(plan: Plan) -> None:
+    """An explicit ``--baseline`` must be an algorithm of the sweep (or ``base`` when the sweep evaluates it)."""
+    if plan.baseline is None:
+        return
+    labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
+    if plan.baseline not in labels:
+        from rlbench_med.registry import did_you_mean
+
+        raise ConfigError(f"--baseline {plan.baseline!r} is not an algorithm of this sweep.{did_you_mean(plan.baseline, labels)} "
+                          f"Choose one of {', '.join(labels)} (or leave it out: grpo when the sweep has it)")
+
+
+def _check_algo_settings(values: Any, algos: list[str], runner: RunnerSpec, what: str,
+                         notes: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``algo_settings`` of the experiment file that apply: runner settings only (names checked here,
+    values when the jobs are built). An algorithm the sweep does not run (``--algos`` left it out) is
+    named in a plan note."""
+    from rlbench_med.runners.sweep.request import check_setting_names
+
+    known = {f.name for f in dataclasses.fields(runner.config_cls)}
+    used: dict[str, dict[str, Any]] = {}
+    for algo, own in values.items():
+        check_setting_names(own, known, f"{what} algo_settings.{algo}")
+        if algo in algos:
+            used[algo] = dict(own)
+        else:
+            notes.append(f"{what} algo_settings.{algo} not used: {algo} is not an algorithm of this sweep")
+    return used
 
 
 def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
@@ -381,6 +433,8 @@ def _resume_differences(plan: Plan, previous: dict[str, Any]) -> list[str]:
         out.append(f"it used the data in {previous.get('data')}, this run {plan.data_dir}")
     if previous.get("data_settings", DataSettings().as_dict()) != plan.data_settings.as_dict():
         out.append(f"data settings {previous.get('data_settings')} then, {plan.data_settings.as_dict()} now")
+    if (previous.get("algo_settings") or {}) != plan.algo_settings:
+        out.append(f"algo_settings {previous.get('algo_settings') or {}} then, {plan.algo_settings} now")
     config, now_config = previous.get("config"), plan.config_dict()
     if config != now_config:
         keys = sorted(k for k in {*(config or {}), *now_config} if (config or {}).get(k) != now_config.get(k))

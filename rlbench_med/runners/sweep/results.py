@@ -111,8 +111,10 @@ class FailedJobs:
 
 def save_config(plan: Plan) -> Path:
     """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
-    the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
+    the key its report looks its suite's calibration up by (:mod:`.calibration`); and
+    ``<out>/experiment.yaml``, the experiment file that runs the sweep again (:mod:`.experiment`)."""
     from rlbench_med.runners.sweep.calibration import calibration_key
+    from rlbench_med.runners.sweep.experiment import write_experiment
     from rlbench_med.runners.sweep.plan import data_fingerprint
 
     plan.out_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +134,10 @@ def save_config(plan: Plan) -> Path:
         "calibration_key": calibration_key(plan),
         "config_sources": plan.config_sources,
         "config": plan.config_dict(),
+        "algo_settings": plan.algo_settings,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_experiment(plan)
     return path
 
 
