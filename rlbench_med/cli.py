@@ -322,18 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
-    from rlbench_med.reports.report import Report, make_report
-    from rlbench_med.reports.tracking import (
-        MLflowSweepTracking,
-        experiment_name,
-        fetch_curves,
-        log_summary,
-        open_store,
-    )
+    from rlbench_med.reports.tracking import experiment_name, open_store
     from rlbench_med.runners import sweep
 
     plan = sweep.build_plan(run_request(args))
-    baseline = plan.report_baseline
     if not args.dry_run:
         sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -348,30 +340,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
         return EXIT_OK
-    tracking = MLflowSweepTracking(plan.tracking_uri)
-    reports: list[Report] = []
-
-    def build_report(outcome: sweep.SweepOutcome) -> list[Path]:
-        rows = sweep.read_results(outcome.results_csv) if outcome.results_csv.exists() else []
-        if not rows and not outcome.failures:
-            return []
-        curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
-        try:
-            report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=baseline,
-                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})")
-        except OSError as exc:
-            if exc.filename is not None:
-                raise
-            # A failed write (a full disk) does not say which file: name what was being written.
-            raise OSError(exc.errno, exc.strerror,
-                          f"{plan.out_dir} (the report: report.md, report.html, comparisons.csv, figures/)") from exc
-        log_summary(plan.tracking_uri, tracking.parent_id, report)
-        reports.append(report)
-        return [p for p in (report.markdown, report.html, report.comparisons_csv, plan.out_dir / "figures")
-                if p is not None]
+    from rlbench_med.api import run_plan
 
     try:
-        outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+        outcome, reports = run_plan(plan, RichProgress(console, log_every=args.log_every))
     except OSError as exc:  # a full disk, a file where a folder is needed, ...: what was written stays
         print(f"rlbench-med: error: {_write_error(exc, plan.out_dir)}; kept: {_kept(plan)}", file=sys.stderr)
         return EXIT_JOB_FAILED

@@ -11,12 +11,13 @@ import pytest
 from rlbench_med.algorithms import ESTIMATORS
 from rlbench_med.runners.base import RUNNERS
 from rlbench_med.suites import SUITES
+from rlbench_med.suites.rewards import REWARD_FUNCTIONS
 
 
 @pytest.fixture(autouse=True)
 def _restore_registries() -> Iterator[None]:
     """Names a test or a plugin registers must not leak into other tests."""
-    registries = (ESTIMATORS, SUITES, RUNNERS)
+    registries = (ESTIMATORS, SUITES, RUNNERS, REWARD_FUNCTIONS)
     before = [set(reg.names()) for reg in registries]
     plugins_before = {m for m in sys.modules if m.startswith("rlbench_med_plugin_")}
     yield

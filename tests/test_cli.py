@@ -32,10 +32,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        ([], ["run", "list", "report", "ui", "data"]),
+        ([], ["run", "list", "report", "ui", "data", "completion", "--version"]),
         (["run"], ["--suite", "--algos", "--seeds", "--profile", "--runner", "--executor", "--ray-address", "--data",
                    "--out", "--set", "--config", "--plugin", "--resume", "--dry-run", "--baseline", "--no-reuse"]),
-        (["list"], ["algos", "suites"]),
+        (["list"], ["algos", "suites", "rewards", "settings"]),
+        (["data"], ["synth", "validate", "probe"]),
         (["report"], ["--experiment", "--out", "--results", "--baseline", "--format", "latex"]),
         (["compare"], ["SOURCE", "NAME=SOURCE", "--baseline", "--out", "--format", "paired by"]),
         (["leaderboard"], ["SOURCE", "--format", "latest sweep of every rlbench-med experiment"]),
@@ -51,6 +52,64 @@ def test_help_of_every_command(argv: list[str], expected: list[str], capsys: pyt
     out = capsys.readouterr().out
     for word in expected:
         assert word in out
+
+
+def test_run_help_names_the_suites_profiles_and_runners(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--suite {ablation_clusters,ablation_rewards,climb_ecg,climb_vision,grounding,mimic_fusion,runtime}" in out
+    assert "--profile {full,quick}" in out and "--runner {local,openrlhf}" in out
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "--reward {paper,release}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_version_prints_the_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from rlbench_med import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"rlbench-med {__version__}"
+
+
+def test_list_settings_prints_every_setting_with_type_default_allowed_values_and_help(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from rlbench_med.runners.config import LocalConfig
+
+    assert main(["list", "settings", "--suite", "climb_vision"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("      ")]
+    assert names[: len(dataclasses.fields(LocalConfig))] == [f.name for f in dataclasses.fields(LocalConfig)]
+    assert {"data.imbalance", "data.seed", "data.min_domain_train", "primary_metric"} <= set(names)
+    assert "  kl_mode  str, default 'loss'; one of loss, reward\n" in out
+    assert "  kl_coef  float, default 0.01; climb_vision quick: 0.1\n" in out  # the profile's value beside the default
+    assert "      RL steps (policy updates) per job" in out
+    assert main(["list", "settings", "--runner", "openrlhf"]) == 0
+    assert "  vllm_num_engines  int" in capsys.readouterr().out
+
+
+def test_completion_prints_shell_code_and_completes_registry_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import argcomplete
+
+    from rlbench_med.cli import _add_completers, build_parser
+
+    out = subprocess.run([sys.executable, "-m", "rlbench_med.cli", "completion", "bash"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "complete" in out and "rlbench-med" in out
+    parser = build_parser()
+    _add_completers(parser)
+    line = "rlbench-med run --suite climb_v"
+    for name, value in {"_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": "\n",
+                        "COMP_TYPE": "9"}.items():
+        monkeypatch.setenv(name, value)
+    stream = io.StringIO()
+    argcomplete.autocomplete(parser, output_stream=stream, exit_method=lambda code=0: None)
+    assert stream.getvalue().split() == ["climb_vision"]
 
 
 def test_list_algos_shows_every_estimator_and_sft(capsys: pytest.CaptureFixture[str]) -> None:

@@ -154,6 +154,18 @@ def _estimator_file(job: Job) -> list[Path]:
     return [Path(source)] if source else []
 
 
+def _reward_file(job: Job) -> list[Path]:
+    """The source file of the job's reward function when a plugin registered it (an entry point's, say)."""
+    from rlbench_med.suites.rewards import REWARDS, PluginReward, reward_function
+
+    name = getattr(job.config, "reward", None)
+    if name is None or name in REWARDS:
+        return []
+    found = reward_function(name)
+    source = inspect.getsourcefile(found.fn if isinstance(found, PluginReward) else found)
+    return [Path(source)] if source else []
+
+
 # --------------------------------------------------------------------------------------------
 # keys and entries
 # --------------------------------------------------------------------------------------------
@@ -180,7 +192,8 @@ def job_key(plan: Plan, job: Job) -> JobKey | None:
     parts = {
         "format": CACHE_FORMAT, "suite": job.suite, "algo": job.algo, "estimator": job.estimator, "seed": job.seed,
         "runner": plan.runner.name, "config": config, "data": data, "identity": plan.runner.identity(job),
-        "code": code_version(plan.plugins, [*_estimator_file(job), *([Path(runner_file)] if runner_file else [])]),
+        "code": code_version(plan.plugins, [*_estimator_file(job), *_reward_file(job),
+                                            *([Path(runner_file)] if runner_file else [])]),
     }
     blob = json.dumps(parts, sort_keys=True, default=str)
     return JobKey(hashlib.sha256(blob.encode()).hexdigest(), parts)

@@ -337,3 +337,19 @@ def test_an_estimator_output_the_runner_cannot_train_on_fails_the_job_naming_it(
     job = make_job(algo=name, steps=4, prompts_per_step=4, n_rollouts=3)  # B = 12 rollouts a step
     with pytest.raises(EstimatorFailed, match=f"^estimator '{name}' {message}"):
         _run(job)
+
+
+def test_a_job_trains_on_a_plugin_reward(make_job: MakeJob, tmp_path: Path) -> None:
+    from rlbench_med.suites.rewards import register_reward
+
+    calls = []
+
+    @register_reward("constant", weights=(0.0, 0.0, 1.0, 0.0))
+    def constant(record, response):
+        calls.append(record.uid)
+        return {"format": 0.75}
+
+    _, tracker = _run(make_job(reward="constant", steps=2, eval_every=0, checkpoint_every=0, out=tmp_path))
+    # every rollout scores 1 x 0.75, whatever it answered (4 prompts x 3 rollouts per step)
+    assert [v for _, v in tracker.history("train/reward_mean")] == [0.75, 0.75]
+    assert len(calls) == 2 * 4 * 3
