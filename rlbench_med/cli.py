@@ -692,18 +692,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep import tracking_uri
 
-    from rlbench_med.reports.ui import APP_NAME
-
     uri = tracking_uri()
-    # MLflow's server with the rlbench-med app: its UI opens experiments on their training runs.
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-               "--workers", str(args.workers), "--backend-store-uri", uri, "--app-name", APP_NAME]
+    command = ui_command(uri, args.port, args.workers)
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     # Browsing runs needs no server-side job workers (they start several extra processes).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # MLflow's server imports a module Starlette has deprecated; the warning is MLflow's to act on, not the user's.
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        w for w in (os.environ.get("PYTHONWARNINGS"), "ignore:starlette.middleware.wsgi is deprecated") if w)
     # Replace this process with the server, so Ctrl-C and SIGTERM reach it directly.
     os.execv(sys.executable, command)
     return EXIT_OK  # not reached
+
+
+def ui_command(uri: str, port: int, workers: int) -> list[str]:
+    """MLflow's server with the rlbench-med app (its UI opens experiments on their training runs), on
+    127.0.0.1 only. The hosts it answers are given explicitly: MLflow's default would print a hint to
+    use ``--host 0.0.0.0``, a flag ``rlbench-med ui`` does not have."""
+    from rlbench_med.reports.ui import APP_NAME
+
+    hosts = f"127.0.0.1:{port},localhost:{port},127.0.0.1,localhost"
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--backend-store-uri", uri, "--registry-store-uri", uri,
+            "--allowed-hosts", hosts, "--app-name", APP_NAME]
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -486,10 +486,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _progress(cfg: LocalConfig, job: Job, initial: int) -> Any:
-    from tqdm.auto import tqdm
+    from rlbench_med.runners.local.step_bar import StepBar
 
-    return tqdm(total=cfg.steps, initial=initial, desc=f"{job.suite} {job.algo} s{job.seed}", unit="step",
-                disable=not (cfg.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+    return StepBar(cfg.steps, initial, f"{job.suite} {job.algo} s{job.seed}", cfg.progress and sys.stderr.isatty())
 
 
 def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int | None = None) -> JobResult:

@@ -210,6 +210,8 @@ def build_plan(request: SweepRequest) -> Plan:
         raise ConfigError(f"--executor {request.executor!r}: choose one of {', '.join(EXECUTORS)}")
     if request.ray_address and request.executor != "ray":
         raise ConfigError("--ray-address needs --executor ray")
+    if request.executor == "ray":
+        check_ray()
     runner = RUNNERS.get(SUITE_RUNNERS.get(suite.name, request.runner))
     profile_run = suite.run_overrides(request.profile)
     if suite.name in SUITE_RUNNERS:
@@ -366,6 +368,14 @@ def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
                 f"--algos: {other!r} and {label!r} would share the file name {name} (predictions/{name}-seed<seed>.jsonl, "
                 f"checkpoints/{name}-seed<seed>/); rename one: file names keep letters, digits and -_.= only, and "
                 "ignore case on some file systems")
+
+
+def check_ray() -> None:
+    """``--executor ray`` needs Ray, an optional dependency (the ``ray`` extra): said at plan time, in one line."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--executor ray needs Ray: pip install 'rlbench-med[ray]' (or run with --executor local)")
 
 
 def preflight(plan: Plan) -> None:
