@@ -117,11 +117,15 @@ def plan(job: Job) -> list[str]:
         budget += f" x {cfg.n_rollouts} rollouts (T={cfg.temperature}, lr={cfg.lr}, kl {cfg.kl_mode} {cfg.kl_coef})"
     policy = (f"builtin {cfg.backbone} {cfg.n_layers}x{cfg.d_model}" if cfg.hf_path is None else cfg.policy)
     ckpt_dir = Path(job.out_dir) / "checkpoints" / job.slug
+    curves = (f"validation every {cfg.eval_every} steps and at the end" if 0 < cfg.eval_every < cfg.steps
+              else "validation at the end")
+    saves = f"checkpoints every {cfg.checkpoint_every} steps" if 0 < cfg.checkpoint_every < cfg.steps else "no checkpoints"
+    final = (f"; the final policy in {ckpt_dir / ('final.pt' if cfg.policy == 'builtin' else 'final')}" if cfg.save_final
+             else f"; in {ckpt_dir}" if 0 < cfg.checkpoint_every < cfg.steps else "")
     lines = [
         f"{job.algo} seed {job.seed}: {what}; {budget}",
         f"  policy {policy}; base: SFT {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train, {_base_state(job)}",
-        f"  eval every {cfg.eval_every or cfg.steps} steps; checkpoints every {cfg.checkpoint_every or '-'} steps "
-        f"in {ckpt_dir}",
+        f"  {curves}; {saves}{final}",
     ]
     found = latest_readable_checkpoint(ckpt_dir, mmap=True)
     if found is not None:
@@ -130,8 +134,13 @@ def plan(job: Job) -> list[str]:
 
 
 def _base_state(job: Job) -> str:
-    """Whether the job's SFT base is in the cache already (it depends on the data, so not before it exists)."""
-    if not (Path(job.data_dir) / "train.jsonl").is_file():
-        return "to be trained once the data is generated (then cached, shared)"
+    """Whether the job's SFT base is in the cache already (it depends on the data, so not before it exists).
+
+    ``job.data_dir`` is a data folder or the sweep's saved data source (a ``*.source.json`` file)."""
+    from rlbench_med.suites.data import DataSource
+
+    where = Path(job.data_dir)
+    if not (where.exists() and DataSource.open(where).train.is_file()):
+        return "to be trained once the data is ready (then cached, shared)"
     path = _base_of(job)[2]
     return f"cached ({path})" if path.exists() else "to be trained (then cached, shared)"

@@ -38,6 +38,7 @@ _NOT_BASE = {
     "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward", "reward_weights", "iou_reduce",
     "accuracy_reward",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",
+    "save_final",
 }
 
 

@@ -79,6 +79,11 @@ def check(job: Job) -> None:
         raise ConfigError(
             f"{job.algo}: the openrlhf runner trains with RL estimators; run the sft baseline with --runner local"
         )
+    if not cfg.chat_template:
+        raise ConfigError(
+            "chat_template: false is the local runner's (an hf: policy given the raw prompt); OpenRLHF applies the "
+            "tokenizer's chat template to every prompt it trains and evaluates on: leave chat_template=true"
+        )
     if cfg.reward not in BUILTIN_REWARDS:
         raise ConfigError(
             f"reward: {cfg.reward!r} is a plugin reward; OpenRLHF calls the reward inside its vLLM engines, which load "

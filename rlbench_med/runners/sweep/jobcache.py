@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 #: Bump when the entry layout or the key's document changes (3: entries carry checksums and validation predictions).
 CACHE_FORMAT = 3
 #: Config fields that cannot change a job's results.
-NOT_RESULT_FIELDS = frozenset({"progress"})
+NOT_RESULT_FIELDS = frozenset({"progress", "save_final"})
 #: Libraries whose version is part of the code version: the training and metric math runs on them,
 #: and the media a policy sees are decoded by them (images: Pillow; videos: OpenCV; ECG records: wfdb).
 LIBRARIES = ("torch", "numpy", "scipy", "transformers", "numba", "scikit-learn", "pillow",
