@@ -844,7 +844,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep.datacache import ensure_data
     from rlbench_med.suites import get_suite
     from rlbench_med.suites.power import mde_rows, render_mde
-    from rlbench_med.suites.probe import order_violations, probe_data, render_probe
+    from rlbench_med.reports.formats import Table, cells, rich_parts
+    from rlbench_med.suites.probe import order_violations, probe_data, probe_rows
     from rlbench_med.typed_config import ConfigError
 
     try:
@@ -868,7 +869,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     result = probe_data(load_data(plan.data_source))  # the suite's own records, as its runs see them
     ordered = [suite.primary_metric, *(m for m in suite.metrics if m != suite.primary_metric)]
     metrics = [m for m in ordered if m not in DESCRIPTIVE_METRICS and any(r["metric"] == m for r in result.rows)]
-    print(render_probe(result, metrics))
+    console = _console()
+    for metric in metrics:
+        header, rows = probe_rows(result, metric)
+        table = Table(f"probe: {metric} on the test split, per input set", header, cells(rows), keys=2,
+                      footer=int(rows[-1][0] == "overall"))
+        for part in rich_parts(table, console.width):
+            console.print(part, soft_wrap=True)
     violations = order_violations(result, metrics[0])
     union = result.inputs[-1]
     order = f"{union} > each modality > none" if len(result.modalities) > 1 else f"{union} > none"

@@ -315,7 +315,7 @@ def test_a_redirected_run_logs_progress_lines(tmp_path: Path, tracked: str, caps
                  "--log-every", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     progress = [line for line in lines if line.startswith(("job ", "drpo seed", "grpo seed", "data:", "runner "))]
-    assert progress[0] == "runner fake: preparing shared work (e.g. the SFT base) ..."
+    assert progress[0] == "runner fake: preparing what the jobs share ..."
     assert progress[1].startswith("runner fake: ready (")
     assert progress[2] == "job 1/2 drpo seed 0: started (4 steps)"
     assert progress[3].startswith("drpo seed 0: step 2/4  reward 0.500  ETA ")

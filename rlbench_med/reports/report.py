@@ -82,6 +82,8 @@ class Report:
     html: Path | None = None
     comparisons_csv: Path | None = None
     detectable: list[Detectable] = field(default_factory=list)
+    #: Rows scored from responses of models trained elsewhere (``rlbench-med score``), not training runs.
+    scored: bool = False
     #: Jobs of the sweep that failed and have no results (``failed.csv``): ``(algo, seed, reason)``.
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     best_floor: str | None = None
@@ -316,6 +318,7 @@ def make_report(
     seed: int = 0,
     run_dir: Path | None = None,
     notes: Sequence[str] = (),
+    scored: bool = False,
 ) -> Report:
     """Compute and write the report into ``out_dir``.
 
@@ -323,7 +326,8 @@ def make_report(
     comparisons, its config.yaml names the primary metric (unless ``primary`` is given), its
     results.csv is read when ``rows`` is not given, and its failed.csv names the jobs that failed
     (the report lists them with their reasons, also when no job finished). ``notes`` (e.g. how
-    ``compare`` combined its sweeps) lead the report's notes.
+    ``compare`` combined its sweeps) lead the report's notes. ``scored``: the rows score responses of
+    models trained elsewhere (``rlbench-med score``), so the report speaks of responses, not seeds and training.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -341,7 +345,7 @@ def make_report(
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
         truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
         failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
-        best_floor=best_floor(comparisons, primary, floor_means(table, primary)),
+        best_floor=best_floor(comparisons, primary, floor_means(table, primary)), scored=scored,
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
     report.detectable = detectable_effects(comparisons, primary)

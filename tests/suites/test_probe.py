@@ -183,7 +183,11 @@ def test_cli_prints_the_probe_order_and_mde_and_writes_json(
             "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "vision+ecg+text (union)" in text and "order on f1_strict" in text and "MDE@3seeds" in text
+    assert "vision+ecg+text" in text and "(union)" in text and "order on f1_strict" in text and "MDE@3seeds" in text
+    table = [line for line in text[: text.index("order on")].splitlines()[1:]]  # after the line naming the data
+    assert max(len(line) for line in table) <= 80  # split by columns, as every table
+    domains = [line.split("│")[1].strip() for line in table if line.startswith("│") and "domain" not in line]
+    assert domains[:3] == ["los", "ihm48", "overall"]
     payload = json.loads(out.read_text())
     assert payload["modalities"] == ["vision", "ecg", "text"]
     assert {r["inputs"] for r in payload["rows"]} == {RANDOM, *input_sets(["vision", "ecg", "text"])}
@@ -227,3 +231,20 @@ def test_mimic_fusion_quick_data_show_the_designed_fusion_order(tmp_path: Path) 
         # every pair of modalities adds to each of its members
         for pair in ("vision+ecg", "vision+text", "ecg+text"):
             assert all(result.value(pair, task, "acc") > result.value(m, task, "acc") for m in pair.split("+"))
+
+
+def test_probe_rows_have_domains_as_rows_and_leave_out_an_overall_that_repeats_one_domain() -> None:
+    from types import SimpleNamespace
+
+    from rlbench_med.suites.probe import probe_rows
+
+    def result(domains):
+        rows = [{"inputs": i, "domain": d, "metric": "acc", "value": v, "n": 10}
+                for i, v in (("none", 0.5), ("ecg", 0.9)) for d in domains]
+        return SimpleNamespace(rows=rows, inputs=("none", "ecg"),
+                               value=lambda i, d, m: next(r["value"] for r in rows if (r["inputs"], r["domain"]) == (i, d)))
+
+    header, rows = probe_rows(result(["ecg", "overall"]), "acc")
+    assert header == ["domain", "n", "none", "ecg (union)"] and rows == [["ecg", "10", "0.500", "0.900"]]
+    _, rows = probe_rows(result(["overall", "los", "ihm48"]), "acc")
+    assert [r[0] for r in rows] == ["los", "ihm48", "overall"]

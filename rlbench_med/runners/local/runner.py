@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,20 +50,38 @@ def check(job: Job) -> None:
         raise ConfigError(f"{job.algo}: estimator {estimator.name!r} requires {missing[0]!r}, but {why}")
 
 
-def prepare(jobs: Sequence[Job]) -> None:
-    """Build (or find) the cached SFT base of every distinct (data, base config) once."""
+def prepare(jobs: Sequence[Job], note: Callable[[str], None] | None = None) -> None:
+    """Build (or find) the cached SFT base of every distinct (data, base config) once; ``note`` hears what
+    happens (each base trained or found, and a tenth of its SFT steps at a time)."""
+    import time
+
     from rlbench_med.runners.local.sft import load_or_train_base
     from rlbench_med.runners.local.train import make_agent
 
+    say = note or (lambda message: None)
     seen: set[Path] = set()
     for job in jobs:
         device, drop_p, path = _base_of(job)
         if path in seen:
             continue
         seen.add(path)
-        with torch_threads(job.config.cpu_threads):
-            agent = make_agent(job.config, job.data_dir, device)
-            load_or_train_base(agent, job.config, job.data_dir, agent.encoded.train, drop_p, device.type)
+        cfg = job.config
+        if path.exists():
+            say(f"SFT base: cached ({path})")
+        else:
+            say(f"SFT base: training {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train (cached afterwards, "
+                "for every algorithm, seed and later sweep) ...")
+        begin = time.perf_counter()
+        every = max(1, cfg.sft_steps // 10)
+
+        def on_step(step: int, total: int = cfg.sft_steps, every: int = every, begin: float = begin) -> None:
+            if step % every == 0 or step == total:
+                took = time.perf_counter() - begin
+                say(f"SFT base: step {step}/{total} ({took:.0f} s, about {took / step * (total - step):.0f} s left)")
+
+        with torch_threads(cfg.cpu_threads):
+            agent = make_agent(cfg, job.data_dir, device)
+            load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type, on_step)
 
 
 def identity(job: Job) -> dict[str, str]:

@@ -470,3 +470,17 @@ def test_the_plan_says_the_base_is_cached_and_when_validation_runs(make_job: Mak
     assert "base: SFT 11 steps on 20% of train, cached (" in text
     assert "validation at the end; no checkpoints; the final policy in" in text
     assert "validation every 2 steps" in "\n".join(RUNNER.plan(make_job("grpo", steps=4, eval_every=2)))
+
+
+def test_preparing_the_sft_base_says_what_it_does_and_how_far_it_is(make_job: MakeJob, tmp_path: Path) -> None:
+    from rlbench_med.runners.local.runner import prepare
+
+    job = make_job("grpo", sft_steps=20, out=tmp_path)  # a base no other test trains
+    notes: list[str] = []
+    prepare([job], note=notes.append)
+    assert notes[0] == ("SFT base: training 20 steps on 20% of train (cached afterwards, for every algorithm, seed "
+                        "and later sweep) ...")
+    assert [n.split(" (")[0] for n in notes[1:]] == [f"SFT base: step {k}/20" for k in range(2, 21, 2)]
+    notes.clear()
+    prepare([job], note=notes.append)
+    assert len(notes) == 1 and notes[0].startswith("SFT base: cached (")
