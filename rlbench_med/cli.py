@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("sources", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
     cmp.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")
     cmp.add_argument("--out", type=Path, default=None,
-                     help="where to write the combined report (default: reports/compare-<suite>-<timestamp>/)")
+                     help="where to write the combined report (default: reports/compare-<suite>-<timestamp>/; with "
+                     "--format md/html/csv/latex only the tables are printed and no folder is written unless --out is given)")
     _add_format(cmp)
 
     lb = sub.add_parser(
@@ -608,8 +609,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_report(report: Any, fmt: str) -> None:
-    """The terminal summary (``text``), or only the report's paper tables in ``fmt`` on stdout."""
+def _print_report(report: Any, fmt: str, kept: bool = True) -> None:
+    """The terminal summary (``text``), or only the report's paper tables in ``fmt`` on stdout (and where the
+    report's files are, when they are ``kept``)."""
     from rlbench_med.reports.formats import render
     from rlbench_med.reports.render import paper_tables, print_terminal_table
 
@@ -619,7 +621,8 @@ def _print_report(report: Any, fmt: str) -> None:
         print_terminal_table(report, _console(), where=str(report.html))
         return
     sys.stdout.write(render(paper_tables(report), fmt, label=f"tab:{report.suite}"))
-    print(f"report: {report.html}", file=sys.stderr)
+    if kept:
+        print(f"report: {report.html}", file=sys.stderr)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -636,10 +639,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         with store_errors(uri):
             sweeps = load_sweeps(args.sources, uri, Path(scratch))
         out = args.out or Path("reports") / f"compare-{sweeps[0].suite}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if args.format != "text" and args.out is None:
+            out = Path(scratch) / "report"  # only the tables are asked for: no report folder is left behind
         for sweep in sweeps:
             print(f"{sweep.name}: {sweep.origin}", file=sys.stderr)
         report = compare_sweeps(sweeps, out, baseline=args.baseline)
-    _print_report(report, args.format)
+        _print_report(report, args.format, kept=args.format == "text" or args.out is not None)
     return EXIT_OK
 
 

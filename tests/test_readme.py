@@ -89,3 +89,14 @@ def test_reward_plugin_example_lists_scores_and_trains(tmp_path):
     assert reward.score_text(record, "\\boxed{Melanoma, Nevus}").total == 0.0
     # reward_weights overrides the registered weights: format is 0 where the plugin leaves it out
     assert make_reward("exact_only", "0.5,0,1,0").score_text(record, "\\boxed{Melanoma}").total == 0.5
+
+
+def test_every_output_folder_the_readme_writes_into_the_checkout_is_git_ignored():
+    text = README.read_text(encoding="utf-8")
+    folders = set(re.findall(r"rlbench-med data synth [^\n]*?--out (\S+)", text))
+    folders |= set(re.findall(r"rlbench-med run [^\n]*?--out (\S+)", text))
+    inside = sorted(f"{f.rstrip('/')}/results.csv" for f in folders if not f.startswith(("/", "~")))
+    assert "data/synth_vision/results.csv" in inside
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *inside], cwd=README.parent, capture_output=True,
+                             text=True, check=False).stdout.split()
+    assert sorted(ignored) == inside, f"not git-ignored: {sorted(set(inside) - set(ignored))}"

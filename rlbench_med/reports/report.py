@@ -235,8 +235,13 @@ def compare_all(
     return apply_plan(comparisons, primary, floor), truth_labels, notes
 
 
-def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float]) -> list[str]:
-    """Plain-language warnings where an ``f1`` gain comes with :data:`HEDGE_LABELS` or more labels per answer."""
+def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float],
+                     comparisons: Sequence[Comparison] = ()) -> list[str]:
+    """Plain-language warnings where an ``f1`` gain comes with :data:`HEDGE_LABELS` or more labels per answer.
+
+    A gain is one the evaluation can tell from noise: where ``comparisons`` hold the cell's ``f1``
+    interval, its lower end must be above 0 (a +0.006 inside the noise is no gain to explain)."""
+    lows = {(c.algo, c.baseline, c.domain): c.low for c in comparisons if c.metric == "f1"}
     out: list[str] = []
     for algo, base in report_pairs:
         if is_floor(base):
@@ -247,7 +252,8 @@ def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]]
             la, lb = table.cell(algo, domain, "labels"), table.cell(base, domain, "labels")
             if not (fa and fb and la and lb):
                 continue
-            if fa.mean > fb.mean and la.mean - lb.mean >= HEDGE_LABELS:
+            low = lows.get((algo, base, domain))
+            if fa.mean > fb.mean and la.mean - lb.mean >= HEDGE_LABELS and (low is None or low > 0):
                 hits.append((domain, fa.mean - fb.mean, la.mean, lb.mean))
         if not hits:
             continue
@@ -347,7 +353,7 @@ def make_report(
         failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
         best_floor=best_floor(comparisons, primary, floor_means(table, primary)), scored=scored,
     )
-    report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
+    report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth, report.comparisons)
     report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
