@@ -484,3 +484,23 @@ def test_preparing_the_sft_base_says_what_it_does_and_how_far_it_is(make_job: Ma
     notes.clear()
     prepare([job], note=notes.append)
     assert len(notes) == 1 and notes[0].startswith("SFT base: cached (")
+
+
+def test_the_step_bar_counts_steps_from_where_the_job_resumed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from rlbench_med.runners.local.step_bar import StepBar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = StepBar(10, 2, "tiny grpo s0", enabled=True)
+    progress = bar.progress
+    bar.update(1)
+    bar.update(2)
+    bar.set_postfix(reward="0.500", rollouts_s="12")
+    task = progress.tasks[0]
+    assert (task.completed, task.total, task.fields["stats"]) == (5, 10, "reward 0.500  rollouts_s 12")
+    bar.close()
+    assert bar.progress is None
+    off = StepBar(10, 0, "x", enabled=False)
+    off.update(1), off.set_postfix(a=1), off.close()  # a disabled bar does nothing
