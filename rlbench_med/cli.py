@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=_Formatter,
     )
+    from rlbench_med import __version__
+
+    parser.add_argument("--version", action="version", version=f"rlbench-med {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -77,15 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Config precedence: suite/profile defaults < --config FILE < --set key=value.",
         formatter_class=_Formatter,
     )
-    run.add_argument("--suite", required=True, help="suite name (see `rlbench-med list suites`)")
+    run.add_argument("--suite", default=None, metavar=_choices("suite"),
+                     help="suite name (see `rlbench-med list suites`); required unless the --config file gives it")
     run.add_argument("--algos", default=None,
                      help="comma-separated estimator specs or sft, e.g. drpo,grpo or drpo:k_max=3,grpo "
                      "(default: the suite's)")
     run.add_argument("--seeds", default=None, help="comma-separated seeds or a range like 0-3 (default: the profile's)")
-    run.add_argument("--profile", default="quick", help="suite profile: quick (minutes on a CPU) or full (the paper's scale)")
-    run.add_argument("--runner", default="local", help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed)")
-    run.add_argument("--executor", default="local", choices=("local", "ray"),
-                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed)")
+    run.add_argument("--profile", default=None, metavar=_choices("profile"),
+                     help="suite profile: quick (minutes on a CPU) or full (the paper's scale) (default: quick)")
+    run.add_argument("--runner", default=None, metavar=_choices("runner"),
+                     help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed) (default: local)")
+    run.add_argument("--executor", default=None, choices=("local", "ray"),
+                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed) (default: local)")
     run.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     run.add_argument("--data", default=None, metavar="DIR | train=PATH,test=PATH",
                      help="data in the CLIMB / QoQ-Med JSONL format: a folder holding train.jsonl and test.jsonl, "
@@ -95,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "folder of their JSONL file (refused by default)")
     run.add_argument("--out", type=Path, default=None, help="output folder (default: reports/<suite>-<timestamp>/)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one runner config field; repeatable, e.g. --set steps=20 --set lr=1e-3")
-    run.add_argument("--config", type=Path, default=None, help="YAML file of runner config fields (a flat mapping)")
+                     help="override one setting; repeatable, e.g. --set steps=20 --set lr=1e-3 (every setting, its type, "
+                     "default and meaning: rlbench-med list settings)")
+    run.add_argument("--config", type=Path, default=None, metavar="EXPERIMENT.yaml",
+                     help="an experiment file (YAML: suite, profile, algos, seeds, runner, settings, algo_settings, data, "
+                     "report; see the README), e.g. OUT/experiment.yaml of an earlier run; the flags override it")
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
                      help="import a module or .py file that registers estimators/suites/runners; repeatable")
     run.add_argument("--resume", action="store_true",
@@ -113,10 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: a tenth of its steps)")
 
     _add_calibrate_parser(sub, run)
-
-    lst = sub.add_parser("list", help="list registered algorithms or suites", formatter_class=_Formatter)
-    lst.add_argument("what", choices=("algos", "suites"), help="what to list")
-    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
+    add_list_parser(sub)
+    add_completion_parser(sub)
 
     rep = sub.add_parser(
         "report", help="rebuild a report from MLflow (or from a results folder)", formatter_class=_Formatter,
@@ -142,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("sources", nargs="+", metavar="SOURCE", help=SOURCE_HELP)
     cmp.add_argument("--baseline", default="grpo", help="algorithm every other algorithm is compared against")
     cmp.add_argument("--out", type=Path, default=None,
-                     help="where to write the combined report (default: reports/compare-<suite>-<timestamp>/)")
+                     help="where to write the combined report (default: reports/compare-<suite>-<timestamp>/; with "
+                     "--format md/html/csv/latex only the tables are printed and no folder is written unless --out is given)")
     _add_format(cmp)
 
     lb = sub.add_parser(
@@ -160,13 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port to listen on")
     ui.add_argument("--workers", type=int, default=1, help="server worker processes")
 
-    data = sub.add_parser("data", help="generate or validate data folders", formatter_class=_Formatter)
+    data = sub.add_parser("data", help="generate (synth), check (validate) or probe the signal of data folders",
+                          formatter_class=_Formatter)
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = dsub.add_parser("synth", help="write SynthCLIMB data of a suite in the export format", formatter_class=_Formatter)
-    synth.add_argument("--suite", required=True, help="suite whose data to generate")
+    synth.add_argument("--suite", required=True, metavar=_choices("suite"), help="suite whose data to generate")
     synth.add_argument("--out", type=Path, required=True, help="empty or new folder")
     synth.add_argument("--seed", type=int, default=0, help="generator seed")
-    synth.add_argument("--profile", default="quick", help="suite profile (sizes)")
+    synth.add_argument("--profile", default="quick", metavar=_choices("profile"), help="suite profile (sizes)")
     synth.add_argument("--imbalance", type=float, default=None,
                        help="domain skew exponent: 0 balanced, 1 the catalogue's skew (default: 0.55, as `run`)")
     validate = dsub.add_parser(
@@ -191,10 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         "print the minimum detectable effect of a paired comparison per domain (see README, Suites and data).",
         formatter_class=_Formatter,
     )
-    probe.add_argument("--suite", required=True, help="suite whose data and metrics to use")
+    probe.add_argument("--suite", required=True, metavar=_choices("suite"), help="suite whose data and metrics to use")
     probe.add_argument("--data", type=Path, default=None,
                        help="data folder in the export format (default: the suite's generated SynthCLIMB, cached)")
-    probe.add_argument("--profile", default="quick", help="suite profile of the generated data")
+    probe.add_argument("--profile", default="quick", metavar=_choices("profile"), help="suite profile of the generated data")
     probe.add_argument("--seed-sd", type=float, default=0.03,
                        help="assumed seed-to-seed sd of one algorithm's score (training noise) for the MDE")
     probe.add_argument("--n-seeds", default="1,4", help="comma-separated numbers of seeds to give the MDE for")
@@ -202,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_parser(sub)
     add_tune_parser(sub)
     add_tuned_option(run)
+    _add_completers(parser)
     return parser
 
 
@@ -295,7 +305,9 @@ def configure_environment() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _complete(parser)
+    args = parser.parse_args(argv)
     configure_environment()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # when MLflow was imported before main() (tests)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -322,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_score(args)
             if args.command == "tune":
                 return cmd_tune(args)
+            if args.command == "completion":
+                return cmd_completion(args)
             return cmd_data(args)
     except errors as exc:
         print(f"rlbench-med: error: {_one_line(exc)}", file=sys.stderr)
@@ -379,38 +393,15 @@ def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, base
     """Plan, run and report a sweep (``run``; ``calibrate`` with ``after``, called once the sweep ended)."""
     from rlbench_med.reports.progress import RichProgress
     from rlbench_med.reports.render import print_terminal_table
-    from rlbench_med.reports.report import Report, make_report
-    from rlbench_med.reports.tracking import (
-        MLflowSweepTracking,
-        experiment_name,
-        fetch_curves,
-        log_summary,
-        open_store,
-    )
+    from rlbench_med.reports.tracking import experiment_name, open_store
     from rlbench_med.runners import sweep
-    from rlbench_med.runners.base import BASE
-    from rlbench_med.typed_config import ConfigError
 
     tuned = tuned_record(args)
-    request = sweep.SweepRequest(
-        suite=args.suite,
-        algos=algos if algos is not None else (tuple(tuned.chosen) if tuned is not None else None),
-        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
-        profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
-        data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), config_file=args.config,
-        plugins=tuple(args.plugin), resume=resume, allow_outside_data=args.allow_outside_data,
-        reuse=not args.no_reuse, tuned=tuned.tuned_settings() if tuned is not None else None,
-    )
-    plan = sweep.build_plan(request)
+    plan = sweep.build_plan(run_request(args, algos, baseline_arg, resume=resume, tuned=tuned))
     if tuned is not None:
         from rlbench_med.runners.sweep.tuning import check_tuned
 
         check_tuned(plan, tuned, args.tuned)
-    labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
-    if baseline_arg is not None and baseline_arg not in labels:
-        raise ConfigError(f"--baseline {baseline_arg!r} is not an algorithm of this sweep; choose one of "
-                          f"{', '.join(labels)} (or leave it out: grpo when the sweep has it)")
-    baseline = baseline_arg or "grpo"
     if not args.dry_run:
         sweep.preflight(plan)
     # The store is checked (and, for a real run, created and written once) before anything goes to --out.
@@ -425,32 +416,11 @@ def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, base
                   file=sys.stderr)
             return EXIT_USAGE
         return EXIT_OK
-    tracking = MLflowSweepTracking(plan.tracking_uri)
-    reports: list[Report] = []
-
-    def build_report(outcome: sweep.SweepOutcome) -> list[Path]:
-        rows = sweep.read_results(outcome.results_csv) if outcome.results_csv.exists() else []
-        if not rows and not outcome.failures:
-            return []
-        curves = fetch_curves(plan.tracking_uri, tracking.client.get_run(tracking.parent_id))
-        try:
-            report = make_report(plan.out_dir, rows=rows, curves=curves, baseline=baseline,
-                                 source=f"{outcome.results_csv} (MLflow {plan.tracking_uri})",
-                                 calibration="" if after is not None else _calibration_of(plan.out_dir, plan.suite.name),
-                                 extra_sections=tuned_sections(tuned, getattr(args, "tuned", None), baseline))
-        except OSError as exc:
-            if exc.filename is not None:
-                raise
-            # A failed write (a full disk) does not say which file: name what was being written.
-            raise OSError(exc.errno, exc.strerror,
-                          f"{plan.out_dir} (the report: report.md, report.html, comparisons.csv, figures/)") from exc
-        log_summary(plan.tracking_uri, tracking.parent_id, report)
-        reports.append(report)
-        return [p for p in (report.markdown, report.html, report.comparisons_csv, plan.out_dir / "figures")
-                if p is not None]
+    from rlbench_med.api import run_plan
 
     try:
-        outcome = sweep.run_sweep(plan, tracking, RichProgress(console, log_every=args.log_every), build_report)
+        outcome, reports = run_plan(plan, RichProgress(console, log_every=args.log_every), calibration=after is None,
+                                    extra_sections=tuned_sections(tuned, getattr(args, "tuned", None), plan.report_baseline))
     except OSError as exc:  # a full disk, a file where a folder is needed, ...: what was written stays
         print(f"rlbench-med: error: {_write_error(exc, plan.out_dir)}; kept: {_kept(plan)}", file=sys.stderr)
         return EXIT_JOB_FAILED
@@ -473,19 +443,25 @@ def _sweep_command(args: argparse.Namespace, algos: tuple[str, ...] | None, base
     return EXIT_JOB_FAILED if outcome.failures else EXIT_OK
 
 
-def _calibration_of(folder: Path, suite: str) -> str:
-    """The report's calibration line of a sweep folder: its config.yaml's calibration key looked up in the cache."""
-    from rlbench_med.reports.calibration import calibration_line
-    from rlbench_med.runners.sweep.calibration import DamagedCalibration, find_calibration
+def run_request(args: argparse.Namespace, algos: tuple[str, ...] | None = None, baseline: str | None = None, *,
+                resume: bool = False, tuned: Any = None) -> Any:
+    """The command's flags over the ``--config`` experiment file, as a :class:`~rlbench_med.runners.sweep.SweepRequest`
+    (``algos``: parsed ``--algos``, or what ``calibrate`` trains; ``tuned``: the record of ``run --tuned``,
+    whose chosen algorithms run when ``--algos`` is not given)."""
+    from rlbench_med.runners import sweep
+    from rlbench_med.runners.sweep.experiment import merge_request, read_experiment
 
-    import yaml
-
-    saved = Path(folder) / "config.yaml"
-    key = (yaml.safe_load(saved.read_text()) or {}).get("calibration_key") if saved.is_file() else None
-    try:
-        return calibration_line(find_calibration(key), suite)
-    except DamagedCalibration as exc:
-        return f"Calibration: {exc}."
+    experiment = read_experiment(args.config) if args.config is not None else None
+    if algos is None and tuned is not None:
+        algos = tuple(tuned.chosen)
+    return merge_request(
+        experiment, suite=args.suite, algos=algos,
+        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None,
+        profile=args.profile, runner=args.runner, executor=args.executor, ray_address=args.ray_address,
+        data=args.data, out=args.out, overrides=sweep.parse_set(args.sets), plugins=tuple(args.plugin),
+        resume=resume or None, allow_outside_data=args.allow_outside_data, reuse=not args.no_reuse,
+        baseline=baseline, tuned=tuned.tuned_settings() if tuned is not None else None,
+    )
 
 
 #: errno values of a full disk, a quota, and a file-size limit (``ulimit -f``).
@@ -523,11 +499,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for plugin in args.plugin:
         load_plugin(plugin)
+    if args.what == "settings":
+        return cmd_list_settings(args)
     if args.what == "algos":
         from rlbench_med.algorithms import list_algorithms, list_controls
 
         sections = [("", list_algorithms()),
                     ("controls (yardsticks for `rlbench-med calibrate`; never defaults):", list_controls())]
+    elif args.what == "rewards":
+        from rlbench_med.suites.rewards import list_rewards
+
+        sections = [("", list_rewards())]
     else:
         from rlbench_med.suites import get_suite, list_suites
 
@@ -541,7 +523,134 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------------------------
+# discoverability: `list settings`, choices in --help, shell completion
+# --------------------------------------------------------------------------------------------
+def add_list_parser(sub: Any) -> None:
+    lst = sub.add_parser(
+        "list", help="list registered algorithms, suites, rewards, or every setting with its meaning",
+        formatter_class=_Formatter,
+        description="algos, suites, rewards: the registered names with a line each. settings: every setting "
+        "`run --set` (and the experiment file) takes, with its type, default, allowed values and meaning: the "
+        "runner's (--runner), then the sweep's (data.*, primary_metric); with --suite, the suite profile's "
+        "values beside the defaults.",
+    )
+    lst.add_argument("what", choices=("algos", "suites", "rewards", "settings"), help="what to list")
+    lst.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE", help="load a plugin first")
+    lst.add_argument("--runner", default="local", metavar=_choices("runner"), help="settings: whose runner settings")
+    lst.add_argument("--suite", default=None, metavar=_choices("suite"),
+                     help="settings: show this suite profile's values and generator sizes")
+    lst.add_argument("--profile", default="quick", metavar=_choices("profile"), help="settings: the suite's profile")
+
+
+def cmd_list_settings(args: argparse.Namespace) -> int:
+    """Every setting: name, type, default (and the suite profile's value), allowed values, help."""
+    import textwrap
+
+    from rlbench_med.runners.base import RUNNERS
+    from rlbench_med.runners.sweep.settings import sweep_setting_docs
+    from rlbench_med.typed_config import ConfigError, describe_settings
+
+    runner = RUNNERS.get(args.runner)
+    profile_run: dict[str, Any] = {}
+    sizes = None
+    if args.suite is not None:
+        from rlbench_med.suites import get_suite
+
+        suite = get_suite(args.suite)
+        if args.profile not in suite.profiles:
+            raise ConfigError(f"--profile {args.profile!r}: suite {suite.name} has profiles {', '.join(suite.profiles)}")
+        profile_run = dict(suite.run_overrides(args.profile))
+        sizes = suite.data_params(args.profile) if suite.data != "none" else {}
+    sections = [(f"runner settings ({runner.name}: {runner.config_cls.__name__})", describe_settings(runner.config_cls)),
+                ("sweep settings (data: generated SynthCLIMB only; report)", sweep_setting_docs(sizes))]
+    width = min(100, max(_console().width, 60))
+    for title, docs in sections:
+        print(f"{title}:")
+        for doc in docs:
+            line = f"  {doc.name}  {doc.type}, default {doc.default!r}"
+            if doc.name in profile_run and profile_run[doc.name] != doc.default:
+                line += f"; {args.suite} {args.profile}: {profile_run[doc.name]!r}"
+            if doc.allowed:
+                line += f"; one of {', '.join(doc.allowed)}"
+            print(line)
+            print(textwrap.fill(doc.help, width=width, initial_indent="      ", subsequent_indent="      "))
+        print()
+    print("Set one with `rlbench-med run --set KEY=VALUE`, or under settings: / data: / report: of an experiment "
+          "file (`run --config FILE`).")
+    return EXIT_OK
+
+
+def _names(kind: str) -> list[str]:
+    """The registered names a flag takes (what --help shows and the shell completes); plugins may add more."""
+    if kind == "suite":
+        from rlbench_med.suites import list_suites
+
+        return list_suites()
+    if kind == "profile":
+        from rlbench_med.suites import get_suite, list_suites
+
+        return sorted({p for name in list_suites() for p in get_suite(name).profiles})
+    if kind == "runner":
+        from rlbench_med.runners.base import RUNNERS
+        from rlbench_med.runners.sweep.request import SUITE_RUNNERS
+
+        return [n for n in RUNNERS.names() if n not in SUITE_RUNNERS.values()]
+    from rlbench_med.suites.rewards import REWARD_FUNCTIONS
+
+    return REWARD_FUNCTIONS.names()
+
+
+def _choices(kind: str) -> str:
+    """``{a,b,c}``: a flag's metavar naming its registered values. Not argparse ``choices``: a plugin loaded
+    by ``--plugin`` may add names after parsing, and the registry's refusal says "did you mean"."""
+    return "{" + ",".join(_names(kind)) + "}"
+
+
+#: Flags (by dest) whose values are registry names, completed by the shell.
+_COMPLETED = {"suite": "suite", "profile": "profile", "runner": "runner", "reward": "reward"}
+
+
+def _add_completers(parser: argparse.ArgumentParser) -> None:
+    """Give each registry-named flag an argcomplete completer (its names), recursively over sub-commands."""
+    from argcomplete.completers import ChoicesCompleter
+
+    for action in parser._actions:  # argparse exposes no public iterator over its actions
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_completers(child)
+        elif action.dest in _COMPLETED and action.option_strings:
+            action.completer = ChoicesCompleter(_names(_COMPLETED[action.dest]))  # type: ignore[attr-defined]
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (argcomplete sets ``_ARGCOMPLETE``), else return at once."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+
+
+def add_completion_parser(sub: Any) -> None:
+    comp = sub.add_parser(
+        "completion", help="print the shell code that completes rlbench-med's commands, flags and names",
+        formatter_class=_Formatter,
+        description="Tab completion of commands, flags, suites, profiles, runners and rewards (argcomplete). "
+        "Enable it for the current shell with  eval \"$(rlbench-med completion bash)\"  (or zsh, fish), or "
+        "add that line to ~/.bashrc.",
+    )
+    comp.add_argument("shell", nargs="?", default="bash", choices=("bash", "zsh", "fish", "tcsh"), help="your shell")
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["rlbench-med"], shell=args.shell))
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from rlbench_med.api import calibration_of
     from rlbench_med.reports.report import make_report
     from rlbench_med.reports.results import ResultsError, load_results
     from rlbench_med.reports.sweeps import parent_config
@@ -558,7 +667,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ResultsError(f"{args.results / 'results.csv'} has no rows (no job of that run finished); nothing to report")
         report = make_report(args.out or args.results, rows=rows, baseline=args.baseline, run_dir=args.results,
                              source=str(args.results / "results.csv"),
-                             calibration=_calibration_of(args.results, str(rows[0]["suite"]) if rows else ""))
+                             calibration=calibration_of(args.results, str(rows[0]["suite"]) if rows else ""))
     else:
         uri = tracking_uri()
         with store_errors(uri):
@@ -581,14 +690,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             parent_config(uri, parent, out)  # config.yaml: the primary metric and the calibration key
         ResultsWriter(out / "results.csv", rows).flush()
         report = make_report(out, rows=rows, curves=curves, baseline=args.baseline,
-                             calibration=_calibration_of(out, experiment.removeprefix("rlbench-med/")),
+                             calibration=calibration_of(out, experiment.removeprefix("rlbench-med/")),
                              source=f"MLflow {uri}, experiment {experiment}, run {parent.info.run_id}")
     _print_report(report, args.format)
     return EXIT_OK
 
 
-def _print_report(report: Any, fmt: str) -> None:
-    """The terminal summary (``text``), or only the report's paper tables in ``fmt`` on stdout."""
+def _print_report(report: Any, fmt: str, kept: bool = True) -> None:
+    """The terminal summary (``text``), or only the report's paper tables in ``fmt`` on stdout (and where the
+    report's files are, when they are ``kept``)."""
     from rlbench_med.reports.formats import render
     from rlbench_med.reports.render import paper_tables, print_terminal_table
 
@@ -598,7 +708,8 @@ def _print_report(report: Any, fmt: str) -> None:
         print_terminal_table(report, _console(), where=str(report.html))
         return
     sys.stdout.write(render(paper_tables(report), fmt, label=f"tab:{report.suite}"))
-    print(f"report: {report.html}", file=sys.stderr)
+    if kept:
+        print(f"report: {report.html}", file=sys.stderr)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -615,10 +726,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         with store_errors(uri):
             sweeps = load_sweeps(args.sources, uri, Path(scratch))
         out = args.out or Path("reports") / f"compare-{sweeps[0].suite}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if args.format != "text" and args.out is None:
+            out = Path(scratch) / "report"  # only the tables are asked for: no report folder is left behind
         for sweep in sweeps:
             print(f"{sweep.name}: {sweep.origin}", file=sys.stderr)
         report = compare_sweeps(sweeps, out, baseline=args.baseline)
-    _print_report(report, args.format)
+        _print_report(report, args.format, kept=args.format == "text" or args.out is not None)
     return EXIT_OK
 
 
@@ -671,18 +784,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep import tracking_uri
 
-    from rlbench_med.reports.ui import APP_NAME
-
     uri = tracking_uri()
-    # MLflow's server with the rlbench-med app: its UI opens experiments on their training runs.
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-               "--workers", str(args.workers), "--backend-store-uri", uri, "--app-name", APP_NAME]
+    command = ui_command(uri, args.port, args.workers)
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     # Browsing runs needs no server-side job workers (they start several extra processes).
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # MLflow's server imports a module Starlette has deprecated; the warning is MLflow's to act on, not the user's.
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        w for w in (os.environ.get("PYTHONWARNINGS"), "ignore:starlette.middleware.wsgi is deprecated") if w)
     # Replace this process with the server, so Ctrl-C and SIGTERM reach it directly.
     os.execv(sys.executable, command)
     return EXIT_OK  # not reached
+
+
+def ui_command(uri: str, port: int, workers: int) -> list[str]:
+    """MLflow's server with the rlbench-med app (its UI opens experiments on their training runs), on
+    127.0.0.1 only. The hosts it answers are given explicitly: MLflow's default would print a hint to
+    use ``--host 0.0.0.0``, a flag ``rlbench-med ui`` does not have."""
+    from rlbench_med.reports.ui import APP_NAME
+
+    hosts = f"127.0.0.1:{port},localhost:{port},127.0.0.1,localhost"
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--backend-store-uri", uri, "--registry-store-uri", uri,
+            "--allowed-hosts", hosts, "--app-name", APP_NAME]
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -748,9 +872,11 @@ def add_score_parser(sub: Any) -> None:
                            description=SCORE_DESCRIPTION, formatter_class=_Formatter)
     score.add_argument("--data", type=Path, required=True, help="data folder (train.jsonl, test.jsonl) the responses answer")
     score.add_argument("--responses", type=Path, required=True, help="JSONL of {id or index, response}")
-    score.add_argument("--reward", default="paper",
-                       help="reward function: paper (the paper's components as this project defines them) or "
-                       "release (the QoQ-Med release's medical_compute_score)")
+    score.add_argument("--reward", default="paper", metavar=_choices("reward"),
+                       help="reward function: paper (the paper's components as this project defines them), "
+                       "release (the QoQ-Med release's medical_compute_score) or one a --plugin registers")
+    score.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                       help="import a module or .py file that registers a reward function; repeatable")
     score.add_argument("--reward-weights", default="auto",
                        help="auto (the reward's own), paper (0.6,0.2,0.1,0.1) or 'acc,iou,format,length' numbers")
     score.add_argument("--box-frame", default="original",
@@ -773,6 +899,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rlbench_med.suites.rewards import BOX_FRAMES, reward_settings_problem
     from rlbench_med.typed_config import ConfigError
 
+    from rlbench_med.registry import load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
     problem = reward_settings_problem(args.reward, args.reward_weights, "max")
     if problem is not None:
         raise ConfigError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
@@ -806,7 +936,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from rlbench_med.runners.sweep.datacache import ensure_data
     from rlbench_med.suites import get_suite
     from rlbench_med.suites.power import mde_rows, render_mde
-    from rlbench_med.suites.probe import order_violations, probe_data, render_probe
+    from rlbench_med.reports.formats import Table, cells, rich_parts
+    from rlbench_med.suites.probe import order_violations, probe_data, probe_rows
     from rlbench_med.typed_config import ConfigError
 
     try:
@@ -830,7 +961,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     result = probe_data(load_data(plan.data_source))  # the suite's own records, as its runs see them
     ordered = [suite.primary_metric, *(m for m in suite.metrics if m != suite.primary_metric)]
     metrics = [m for m in ordered if m not in DESCRIPTIVE_METRICS and any(r["metric"] == m for r in result.rows)]
-    print(render_probe(result, metrics))
+    console = _console()
+    for metric in metrics:
+        header, rows = probe_rows(result, metric)
+        table = Table(f"probe: {metric} on the test split, per input set", header, cells(rows), keys=2,
+                      footer=int(rows[-1][0] == "overall"))
+        for part in rich_parts(table, console.width):
+            console.print(part, soft_wrap=True)
     violations = order_violations(result, metrics[0])
     union = result.inputs[-1]
     order = f"{union} > each modality > none" if len(result.modalities) > 1 else f"{union} > none"
@@ -927,13 +1064,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rlbench_med.runners import sweep
     from rlbench_med.runners.sweep.tuning import tune_plan
 
-    request = sweep.SweepRequest(
-        suite=args.suite, algos=sweep.parse_algos(args.algos) if args.algos is not None else None,
-        seeds=sweep.parse_seeds(args.seeds) if args.seeds is not None else None, profile=args.profile,
-        runner=args.runner, executor=args.executor, ray_address=args.ray_address, data=args.data, out=args.out,
-        overrides=sweep.parse_set(args.sets), config_file=args.config, plugins=tuple(args.plugin), resume=args.resume,
-        allow_outside_data=args.allow_outside_data, reuse=not args.no_reuse,
-    )
+    request = run_request(args, sweep.parse_algos(args.algos) if args.algos is not None else None, resume=args.resume)
     tune = tune_plan(request, budget=args.budget, space=args.space, search_seed=args.search_seed)
     plan = tune.plan
     if not args.dry_run:

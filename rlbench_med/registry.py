@@ -15,12 +15,18 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` (or ``'x' or 'y'``) for the names closest to ``name``; empty when none is close."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class RegistryError(LookupError):
@@ -169,8 +175,7 @@ class Registry(Generic[T]):
 
     def _unknown_message(self, name: str) -> str:
         names = sorted(self._entries)
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, names)
         listing = ", ".join(names) if names else "(none registered)"
         return f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {listing}"
 

@@ -21,6 +21,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rlbench_med.registry import did_you_mean
+
 C = TypeVar("C")
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -141,7 +143,7 @@ def apply_overrides(config: C, overrides: dict[str, Any], *, what: str = "config
     for key, raw in overrides.items():
         if key not in fields:
             accepted = ", ".join(sorted(fields)) or "(none)"
-            raise ConfigError(f"{what}: unknown key {key!r}; accepted fields: {accepted}")
+            raise ConfigError(f"{what}: unknown key {key!r}.{did_you_mean(key, fields)} Accepted fields: {accepted}")
         changes[key] = convert(raw, hints[key], f"{what}.{key}")
     try:
         return dataclasses.replace(config, **changes)  # type: ignore[type-var]
@@ -162,13 +164,48 @@ def check_fields(config: Any) -> None:
 
 
 def knob(default: Any, help: str) -> Any:
-    """A dataclass field with its help text in ``metadata["help"]`` (see :func:`describe_fields`)."""
+    """A dataclass field with its help text in ``metadata["help"]`` (see :func:`describe_settings`)."""
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-def describe_fields(cls: type) -> dict[str, str]:
-    """``{field: help text}`` of a config dataclass built with :func:`knob`."""
-    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}
+@dataclasses.dataclass(frozen=True)
+class SettingDoc:
+    """One setting as ``rlbench-med list settings`` shows it."""
+
+    name: str
+    type: str  # e.g. "int", "float or none", "list of str"
+    default: Any
+    allowed: tuple[str, ...]  # the values a Literal field takes (empty: any value of its type)
+    help: str
+
+
+def type_text(annotation: Any) -> tuple[str, tuple[str, ...]]:
+    """``(type in words, allowed values)`` of a field annotation: ``Literal['a', 'b']`` -> ``("str", ("a", "b"))``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return type(args[0]).__name__, tuple(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        parts = [type_text(a) for a in args if a is not type(None)]
+        text = " or ".join(p[0] for p in parts) + (" or none" if type(None) in args else "")
+        return text, tuple(v for p in parts for v in p[1])
+    if origin in (tuple, list):
+        return f"list of {type_text(args[0] if args else str)[0]} (comma-separated)", ()
+    return getattr(annotation, "__name__", str(annotation)), ()
+
+
+def describe_settings(cls: type, prefix: str = "") -> list[SettingDoc]:
+    """Every init field of a config dataclass built with :func:`knob`: type, default, allowed values, help."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        kind, allowed = type_text(hints[f.name])
+        out.append(SettingDoc(prefix + f.name, kind, _plain(default), allowed, str(f.metadata.get("help", ""))))
+    return out
 
 
 def to_plain_dict(config: Any) -> dict[str, Any]:

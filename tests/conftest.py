@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -11,12 +13,13 @@ import pytest
 from rlbench_med.algorithms import ESTIMATORS
 from rlbench_med.runners.base import RUNNERS
 from rlbench_med.suites import SUITES
+from rlbench_med.suites.rewards import REWARD_FUNCTIONS
 
 
 @pytest.fixture(autouse=True)
 def _restore_registries() -> Iterator[None]:
     """Names a test or a plugin registers must not leak into other tests."""
-    registries = (ESTIMATORS, SUITES, RUNNERS)
+    registries = (ESTIMATORS, SUITES, RUNNERS, REWARD_FUNCTIONS)
     before = [set(reg.names()) for reg in registries]
     plugins_before = {m for m in sys.modules if m.startswith("rlbench_med_plugin_")}
     yield
@@ -25,6 +28,21 @@ def _restore_registries() -> Iterator[None]:
             reg.unregister(name)
     for module in {m for m in sys.modules if m.startswith("rlbench_med_plugin_")} - plugins_before:
         del sys.modules[module]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_sessions_in_a_folder_of_the_test_run() -> Iterator[None]:
+    """Ray keeps its sessions under ``$RAY_TMPDIR/ray`` (default ``/tmp/ray``): the tests' go into a folder of
+    their own, removed when the session ends. Short, in /tmp: Ray's socket paths must fit in 107 characters."""
+    folder = tempfile.mkdtemp(prefix="rlbray-")
+    previous = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = folder
+    yield
+    if previous is None:
+        os.environ.pop("RAY_TMPDIR", None)
+    else:
+        os.environ["RAY_TMPDIR"] = previous
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        ([], ["run", "list", "report", "ui", "data"]),
+        ([], ["run", "list", "report", "ui", "data", "completion", "--version"]),
         (["run"], ["--suite", "--algos", "--seeds", "--profile", "--runner", "--executor", "--ray-address", "--data",
                    "--out", "--set", "--config", "--plugin", "--resume", "--dry-run", "--baseline", "--no-reuse"]),
-        (["list"], ["algos", "suites"]),
+        (["list"], ["algos", "suites", "rewards", "settings"]),
+        (["data"], ["synth", "validate", "probe"]),
         (["report"], ["--experiment", "--out", "--results", "--baseline", "--format", "latex"]),
         (["compare"], ["SOURCE", "NAME=SOURCE", "--baseline", "--out", "--format", "paired by"]),
         (["leaderboard"], ["SOURCE", "--format", "latest sweep of every rlbench-med experiment"]),
@@ -53,6 +54,64 @@ def test_help_of_every_command(argv: list[str], expected: list[str], capsys: pyt
     out = capsys.readouterr().out
     for word in expected:
         assert word in out
+
+
+def test_run_help_names_the_suites_profiles_and_runners(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--suite {ablation_clusters,ablation_rewards,climb_ecg,climb_vision,grounding,mimic_fusion,runtime}" in out
+    assert "--profile {full,quick}" in out and "--runner {local,openrlhf}" in out
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "--reward {paper,release}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_version_prints_the_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from rlbench_med import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"rlbench-med {__version__}"
+
+
+def test_list_settings_prints_every_setting_with_type_default_allowed_values_and_help(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from rlbench_med.runners.config import LocalConfig
+
+    assert main(["list", "settings", "--suite", "climb_vision"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines() if line.startswith("  ") and not line.startswith("      ")]
+    assert names[: len(dataclasses.fields(LocalConfig))] == [f.name for f in dataclasses.fields(LocalConfig)]
+    assert {"data.imbalance", "data.seed", "data.min_domain_train", "primary_metric"} <= set(names)
+    assert "  kl_mode  str, default 'loss'; one of loss, reward\n" in out
+    assert "  kl_coef  float, default 0.01; climb_vision quick: 0.1\n" in out  # the profile's value beside the default
+    assert "      RL steps (policy updates) per job" in out
+    assert main(["list", "settings", "--runner", "openrlhf"]) == 0
+    assert "  vllm_num_engines  int" in capsys.readouterr().out
+
+
+def test_completion_prints_shell_code_and_completes_registry_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import argcomplete
+
+    from rlbench_med.cli import _add_completers, build_parser
+
+    out = subprocess.run([sys.executable, "-m", "rlbench_med.cli", "completion", "bash"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "complete" in out and "rlbench-med" in out
+    parser = build_parser()
+    _add_completers(parser)
+    line = "rlbench-med run --suite climb_v"
+    for name, value in {"_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": "\n",
+                        "COMP_TYPE": "9"}.items():
+        monkeypatch.setenv(name, value)
+    stream = io.StringIO()
+    argcomplete.autocomplete(parser, output_stream=stream, exit_method=lambda code=0: None)
+    assert stream.getvalue().split() == ["climb_vision"]
 
 
 def test_list_algos_shows_every_estimator_and_sft(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +143,7 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
     [
         (["run", "--suite", "climb_visoin"], "unknown suite 'climb_visoin'. Did you mean 'climb_vision'"),
         (["run", "--suite", "climb_vision", "--algos", "grpoo"], "unknown estimator 'grpoo'. Did you mean 'grpo'"),
-        (["run", "--suite", "climb_vision", "--set", "stepz=3"], "--set: unknown key 'stepz'; accepted fields:"),
+        (["run", "--suite", "climb_vision", "--set", "stepz=3"], "--set: unknown key 'stepz'. Did you mean 'steps'"),
         (["run", "--suite", "climb_vision", "--set", "steps=many"], "expected an integer, got 'many'"),
         (["run", "--suite", "climb_vision", "--profile", "huge"], "--profile 'huge' is not a profile"),
         (["run", "--suite", "climb_vision", "--config", "missing.yaml"], "--config missing.yaml: cannot read"),
@@ -106,7 +165,13 @@ def test_plugin_flag_registers_an_estimator(capsys: pytest.CaptureFixture[str]) 
         (["run", *FAKE, "--seeds", "0-1000000", "--dry-run"], "--seeds '0-1000000' asks for 1000001 seeds; a sweep "
                                                               "takes at most"),
         (["run", *FAKE, "--algos", "drpo", "--baseline", "grpoo"],
-         "--baseline 'grpoo' is not an algorithm of this sweep; choose one of drpo"),
+         "--baseline 'grpoo' is not an algorithm of this sweep. Did you mean 'drpo'? Choose one of drpo (or"),
+        (["run", *FAKE, "--algos", "drpo,grpo", "--baseline", "grpoo"],
+         "--baseline 'grpoo' is not an algorithm of this sweep. Did you mean 'grpo'"),
+        (["run", "--set", "steps=3"], "--suite is required; e.g. --suite climb_vision"),
+        (["run", "--suite", "climb_visio"], "unknown suite 'climb_visio'. Did you mean 'climb_vision'"),
+        (["run", "--suite", "climb_vision", "--set", "primary_metric=f1_strct"], "Did you mean 'f1_strict'"),
+        (["run", "--suite", "climb_vision", "--set", "reward=paperr"], "Did you mean 'paper'"),
         (["run", *FAKE, "--config", "twice.yaml"], "--config twice.yaml: not valid YAML (line 3: key 'steps' given "
                                                    "twice, first on line 1)"),
         (["run", *FAKE, "--config", "binary.yaml"], "--config binary.yaml: not UTF-8 text (a binary file?)"),
@@ -252,7 +317,7 @@ def test_a_redirected_run_logs_progress_lines(tmp_path: Path, tracked: str, caps
                  "--log-every", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     progress = [line for line in lines if line.startswith(("job ", "drpo seed", "grpo seed", "data:", "runner "))]
-    assert progress[0] == "runner fake: preparing shared work (e.g. the SFT base) ..."
+    assert progress[0] == "runner fake: preparing what the jobs share ..."
     assert progress[1].startswith("runner fake: ready (")
     assert progress[2] == "job 1/2 drpo seed 0: started (4 steps)"
     assert progress[3].startswith("drpo seed 0: step 2/4  reward 0.500  ETA ")

@@ -65,3 +65,38 @@ def test_plugin_example_registers_a_working_estimator(tmp_path):
     adv = est(inputs).advantages
     expected = torch.tensor([[0.25, 0.25, 0.0], [-0.25, -0.25, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     assert torch.allclose(adv.float(), expected)
+
+
+def test_reward_plugin_example_lists_scores_and_trains(tmp_path):
+    plugin = tmp_path / "my_reward.py"
+    plugin.write_text(_python_block_after("### Adding a reward"), encoding="utf-8")
+    listing = subprocess.run(
+        [sys.executable, "-m", "rlbench_med.cli", "list", "rewards", "--plugin", str(plugin)],
+        capture_output=True, text=True, check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^exact_only\s+1 for exactly the true label set", listing.stdout, re.M)
+
+    from rlbench_med.registry import load_plugin
+    from rlbench_med.suites import Sample
+    from rlbench_med.suites.rewards import make_reward
+
+    load_plugin(str(plugin))
+    record = Sample(uid="1", problem="?", labels=("Melanoma",), domain="derm", dataset="HAM10000", task="HAM10000",
+                    classes=("Melanoma", "Nevus"))
+    reward = make_reward("exact_only")
+    assert reward.score_text(record, "\\boxed{melanoma}").total == 1.0
+    assert reward.score_text(record, "\\boxed{Melanoma, Nevus}").total == 0.0
+    # reward_weights overrides the registered weights: format is 0 where the plugin leaves it out
+    assert make_reward("exact_only", "0.5,0,1,0").score_text(record, "\\boxed{Melanoma}").total == 0.5
+
+
+def test_every_output_folder_the_readme_writes_into_the_checkout_is_git_ignored():
+    text = README.read_text(encoding="utf-8")
+    folders = set(re.findall(r"rlbench-med data synth [^\n]*?--out (\S+)", text))
+    folders |= set(re.findall(r"rlbench-med run [^\n]*?--out (\S+)", text))
+    inside = sorted(f"{f.rstrip('/')}/results.csv" for f in folders if not f.startswith(("/", "~")))
+    assert "data/synth_vision/results.csv" in inside
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *inside], cwd=README.parent, capture_output=True,
+                             text=True, check=False).stdout.split()
+    assert sorted(ignored) == inside, f"not git-ignored: {sorted(set(inside) - set(ignored))}"

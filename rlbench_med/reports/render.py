@@ -75,11 +75,15 @@ def input_groups(table: ResultTable) -> list[tuple[str, list[str]]]:
     return [(name or "full", algos) for name, algos in groups.items()]
 
 
-def seeds_phrase(table: ResultTable, algos: list[str]) -> str:
-    """What a cell is: "mean ± std over N seeds" only when some algorithm ran N >= 2 seeds."""
+def seeds_phrase(table: ResultTable, algos: list[str], scored: bool = False) -> str:
+    """What a cell is: "mean ± std over N seeds" only when some algorithm ran N >= 2 seeds; for scored
+    responses (``rlbench-med score``), the score of one set of responses."""
     trained = [a for a in algos if not is_reference(a)]
     counts = sorted({len(table.seeds.get(a, [])) for a in trained})
     refs = [a for a in algos if is_reference(a)]
+    if scored:
+        return ("Scored responses: each cell scores one set of responses (a model trained elsewhere; no seeds)."
+                + (" Floors are single values." if refs else ""))
     ref_note = (" Base and floors are single values (they do not depend on the training seed)." if refs else "")
     if not counts or counts[-1] <= 1:
         return "One training seed: each cell is one run's value (no spread over seeds)." + ref_note
@@ -202,7 +206,7 @@ def learned_lines(report: Report) -> list[str]:
             p = f"p_adj={c.p_adjusted:.3g}" if c.p_adjusted == c.p_adjusted else "untested"
             parts.append(f"vs {ref} {comparison_cell(c)} ({p})")
             verdicts.append(v.words)
-        if base is None and verdicts:
+        if base is None and verdicts and not report.scored:
             verdicts.insert(0, "no base in this report to judge learning")
         if report.best_floor is None and any(table.cell(f, "overall", metric) for f in table.floors):
             verdicts.append("not compared with the floors (see the notes)")
@@ -322,7 +326,7 @@ def sections(report: Report) -> list[Section]:
     out.append(Section(2, f"Headline: {primary}", [
         f"`{primary}`: {METRIC_DEFINITIONS.get(primary, primary)}."
         + (" Answering every class cannot win it, so it leads." if primary == "f1_strict" else ""),
-        seeds_phrase(table, full_algos) + " `n`: test records of the domain. Bold: the best trained algorithm, only "
+        seeds_phrase(table, full_algos, report.scored) + " `n`: test records of the domain. Bold: the best trained algorithm, only "
         "where a significant comparison puts it above every other. `†`: a floor (an answer that ignores the input) "
         "scores higher than this algorithm here.",
     ], _metric_tables(report, primary, groups), []))
@@ -342,7 +346,12 @@ def sections(report: Report) -> list[Section]:
             "an interval that excludes effects of the MDE's size rules them out."],
             [], detectable))
     learned = learned_lines(report)
-    if learned:
+    if learned and report.scored:
+        out.append(Section(2, "Do the scored responses beat the floors?", [
+            f"Overall {primary} of each set of responses against the best floor (an answer that ignores the input), "
+            "a one-sided test: better, not better, or inconclusive. The responses come from a model trained "
+            "elsewhere, so there is no starting policy to say whether it learned."], [], learned))
+    elif learned:
         out.append(Section(2, "Did each algorithm learn?", [
             f"Overall {primary} against `base` (the shared starting policy) and the best floor, one-sided tests with "
             "Holm's correction across all of them: an algorithm learned when it is significantly better than `base`; "
@@ -393,6 +402,10 @@ def _summary_lines(report: Report) -> list[str]:
     trained = ", ".join(f"{a} ({len(table.seeds.get(a, []))} seed{'s' if len(table.seeds.get(a, [])) != 1 else ''})"
                         for a in table.trained)
     refs = [a for a in table.algos if is_reference(a)]
+    if report.scored:
+        scored = ", ".join(a for a in table.trained)
+        return [f"Source: {report.source}", f"Scored responses: {scored or '(none)'}",
+                f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
     return [f"Source: {report.source}", f"Trained: {trained or '(none)'}",
             f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
 
@@ -462,7 +475,7 @@ def paper_tables(report: Report) -> list[Table]:
     """What ``--format`` prints: the headline metric with every algorithm as a column (domains as rows),
     then its comparisons with their intervals."""
     table, primary = report.table, report.primary
-    phrase = seeds_phrase(table, table.algos)
+    phrase = seeds_phrase(table, table.algos, report.scored)
     headline = metric_table(report, primary, table.algos, f"{report.suite}: {primary} by domain")
     headline.notes = [f"{primary}: {METRIC_DEFINITIONS.get(primary, primary)}. {phrase} n: test records. "
                       "Bold: best trained algorithm, where significantly above every other. †: a floor scores higher."]
@@ -483,7 +496,7 @@ def print_terminal_table(report: Report, console: Console, where: str | None = N
     for i, (name, algos) in enumerate(groups):
         caption = f"{table.suite}: {report.primary}" + (f" ({name} input)" if len(groups) > 1 else "")
         t = metric_table(report, report.primary, algos, caption)
-        t.notes = [seeds_phrase(table, table.algos)] if i == len(groups) - 1 else []  # once, under the last table
+        t.notes = [seeds_phrase(table, table.algos, report.scored)] if i == len(groups) - 1 else []  # once, under the last table
         for part in rich_parts(t, console.width):
             console.print(part, soft_wrap=True)
     for algo, base in report.pairs():

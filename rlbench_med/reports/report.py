@@ -82,6 +82,8 @@ class Report:
     html: Path | None = None
     comparisons_csv: Path | None = None
     detectable: list[Detectable] = field(default_factory=list)
+    #: Rows scored from responses of models trained elsewhere (``rlbench-med score``), not training runs.
+    scored: bool = False
     #: Jobs of the sweep that failed and have no results (``failed.csv``): ``(algo, seed, reason)``.
     failed: list[tuple[str, int, str]] = field(default_factory=list)
     best_floor: str | None = None
@@ -240,8 +242,13 @@ def compare_all(
     return apply_plan(comparisons, primary, floor), truth_labels, notes
 
 
-def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float]) -> list[str]:
-    """Plain-language warnings where an ``f1`` gain comes with :data:`HEDGE_LABELS` or more labels per answer."""
+def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float],
+                     comparisons: Sequence[Comparison] = ()) -> list[str]:
+    """Plain-language warnings where an ``f1`` gain comes with :data:`HEDGE_LABELS` or more labels per answer.
+
+    A gain is one the evaluation can tell from noise: where ``comparisons`` hold the cell's ``f1``
+    interval, its lower end must be above 0 (a +0.006 inside the noise is no gain to explain)."""
+    lows = {(c.algo, c.baseline, c.domain): c.low for c in comparisons if c.metric == "f1"}
     out: list[str] = []
     for algo, base in report_pairs:
         if is_floor(base):
@@ -252,7 +259,8 @@ def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]]
             la, lb = table.cell(algo, domain, "labels"), table.cell(base, domain, "labels")
             if not (fa and fb and la and lb):
                 continue
-            if fa.mean > fb.mean and la.mean - lb.mean >= HEDGE_LABELS:
+            low = lows.get((algo, base, domain))
+            if fa.mean > fb.mean and la.mean - lb.mean >= HEDGE_LABELS and (low is None or low > 0):
                 hits.append((domain, fa.mean - fb.mean, la.mean, lb.mean))
         if not hits:
             continue
@@ -325,6 +333,7 @@ def make_report(
     notes: Sequence[str] = (),
     calibration: str = "",
     extra_sections: Callable[[Report], Sequence[Any]] | None = None,
+    scored: bool = False,
 ) -> Report:
     """Compute and write the report into ``out_dir``.
 
@@ -336,7 +345,8 @@ def make_report(
     (the report lists them with their reasons, also when no job finished). ``notes`` (e.g. how
     ``compare`` combined its sweeps) lead the report's notes. ``extra_sections(report)``: sections
     (:class:`~rlbench_med.reports.render.Section`) built from the computed record, placed after the
-    headline.
+    headline. ``scored``: the rows score responses of models trained elsewhere (``rlbench-med score``),
+    so the report speaks of responses, not seeds and training.
     """
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir is not None else out_dir
@@ -355,8 +365,9 @@ def make_report(
         truth_labels=truth, notes=[*notes, *compare_notes], floor_beats=floor_wins(table),
         failed=[(str(r["algo"]), int(r["seed"]), str(r["error"])) for r in failed],
         best_floor=best_floor(comparisons, primary, floor_means(table, primary)), calibration=calibration,
+        scored=scored,
     )
-    report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth)
+    report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth, report.comparisons)
     report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"

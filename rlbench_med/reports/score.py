@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,14 @@ class ScoreOutcome:
 
 def _as_index(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def record_name(samples: Sequence[Sample], index: int) -> str:
+    """A test record as a responses file names it: ``index 5 (line 6 of the test file, which gives no id)``, or
+    ``index 5 (id 'r-17')``: the 0-based index beside the 1-based line, each called what it is."""
+    uid = samples[index].uid
+    line = re.fullmatch(r"test:(\d+)", uid)  # the id a record without one gets: its split and line
+    return f"index {index} (line {line[1]} of the test file, which gives no id)" if line else f"index {index} (id {uid!r})"
 
 
 def read_responses(path: Path, samples: Sequence[Sample], *, allow_missing: bool = False) -> dict[int, str]:
@@ -131,7 +140,7 @@ def read_responses(path: Path, samples: Sequence[Sample], *, allow_missing: bool
             continue
         target = targets[0]
         if target in answered:
-            bad("id" if "id" in rec else "index", f"test record {target} ({samples[target].uid}) already has a "
+            bad("id" if "id" in rec else "index", f"test record {record_name(samples, target)} already has a "
                 f"response on line {answered[target][1]}")
             continue
         answered[target] = (response, line_no)
@@ -140,8 +149,8 @@ def read_responses(path: Path, samples: Sequence[Sample], *, allow_missing: bool
     missing = [i for i in range(len(samples)) if i not in answered]
     if missing and not allow_missing and n_lines:
         problems.append(Problem(
-            where, 0, "records", f"{len(missing)} of {len(samples)} test records have no response (first: index "
-            f"{missing[0]}, id {samples[missing[0]].uid}); answer every record, or allow missing ones (--allow-missing)",
+            where, 0, "records", f"{len(missing)} of {len(samples)} test records have no response (first: "
+            f"{record_name(samples, missing[0])}); answer every record, or allow missing ones (--allow-missing)",
         ))
     if problems:
         raise ScoreError(problems)
@@ -241,5 +250,5 @@ def write_score(outcome: ScoreOutcome, out_dir: Path) -> tuple[dict[str, Path], 
     write_floor_files(out_dir, outcome.floors)
     ResultsWriter(paths["results"], outcome.rows).flush()
     report = make_report(out_dir, rows=outcome.rows, baseline=outcome.algo,
-                         source=f"{paths['results']} (responses scored by rlbench-med score)")
+                         source=f"{paths['results']} (responses scored by rlbench-med score)", scored=True)
     return paths, report

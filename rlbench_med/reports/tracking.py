@@ -3,11 +3,14 @@
 Schema (ARCHITECTURE.md): experiment ``rlbench-med/<suite>``, tagged
 ``mlflow.experimentKind=custom_model_development`` so the UI opens it on its training runs; the
 child run of a job has params ``algo``, ``seed`` and every field of the resolved runner config
-(each logged once), tags ``rlbench.algo``, ``rlbench.suite``, ``rlbench.git_sha``; the runner's
+(each logged once), tags ``rlbench.algo``, ``rlbench.suite`` and MLflow's ``mlflow.source.git.commit``
+(from a git checkout), the data as an MLflow dataset input (digest: its fingerprint); the runner's
 per-step metrics (``train/...``, ``adv/...``, ``time/...``, and the validation split's
 ``val/<domain>/<metric>`` curves) and, when the job ends, its final test-split ``eval/<domain>/<metric>`` values, the run totals of ``JobResult.timings`` as
 ``time/total_<name>`` and the wall time as ``time/job_s``; artifacts ``config.yaml`` and
-``predictions/*.jsonl``. The parent run gets the sweep's config, results.csv, the report files and
+``predictions/*.jsonl`` (``error.txt`` for a failed job). With MLflow's own switch
+``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true``, MLflow's ``system/*`` metrics of each job (local
+executor) or of the sweep's driver (Ray executor). The parent run gets the sweep's config, results.csv, the report files and
 a summary (:func:`log_summary`): ``summary/<algo>/<primary metric>`` metrics and a table artifact.
 
 The store is checked at plan time by :func:`open_store` (scheme, a server that answers within
@@ -37,7 +40,6 @@ import os
 import re
 import secrets
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -47,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from rlbench_med.locks import file_lock
 from rlbench_med.runners.base import Job, JobResult, cache_dir, folder_problem
@@ -63,6 +64,14 @@ ERROR_TAG = "rlbench.error"
 REUSED_TAG = "rlbench.reused_from"
 #: Tag that makes the MLflow UI open an experiment on its training runs (not its GenAI view).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: URI schemes of the tracking stores MLflow documents (a local folder, a database, a server); a
+#: database scheme may name its driver (``postgresql+psycopg2``).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+STORE_SCHEMES = ("", "file", *DATABASE_SCHEMES, "http", "https", "databricks")
+#: MLflow's own tag of the commit a run's code came from (the UI shows it as the run's source version).
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+#: MLflow's switch of system metrics (CPU, memory, disk, network, GPU): off unless set to true.
+SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
 #: Longest wait for a tracking server to answer at plan time.
 STORE_TIMEOUT_S = 10.0
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
@@ -136,13 +145,10 @@ def open_store(uri: str, experiment: str | None = None) -> str | None:
     write, so a store that cannot be written fails here. Returns the experiment id.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
     from sqlalchemy.exc import SQLAlchemyError
 
     scheme = urllib.parse.urlparse(uri).scheme
-    try:
-        _tracking_store_registry.get_store_builder(uri)
-    except MlflowException:
+    if scheme.split("+")[0] not in STORE_SCHEMES:
         raise TrackingError(
             f"tracking store {uri}: MLflow has no store for the scheme {scheme!r}; set MLFLOW_TRACKING_URI to "
             "sqlite:///path/mlflow.db, a folder or http(s)://host:port"
@@ -287,9 +293,7 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     """Where a new experiment keeps its artifacts: under the cache for a database store (MLflow's
     default is ``./mlruns`` of the current folder); ``None`` (the store decides) for a server or a
     file store, which keep artifacts with the store."""
-    from mlflow.store.db.db_types import DATABASE_ENGINES
-
-    if urllib.parse.urlparse(uri).scheme.split("+")[0] not in DATABASE_ENGINES:
+    if urllib.parse.urlparse(uri).scheme.split("+")[0] not in DATABASE_SCHEMES:
         return None
     return (cache_dir() / "mlflow-artifacts" / experiment.replace("/", "_")).resolve().as_uri()
 
@@ -310,6 +314,38 @@ def ensure_experiment(client: Any, uri: str, name: str) -> str:
     for key, value in EXPERIMENT_KIND.items():  # also a first write: a read-only store fails here, at plan time
         client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def system_metrics_enabled() -> bool:
+    """Whether MLflow's own switch turns system metrics on; refuses, in one line, when psutil (what MLflow
+    samples them with) is missing."""
+    if os.environ.get(SYSTEM_METRICS_ENV, "").strip().lower() not in ("true", "1"):
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        raise TrackingError(f"{SYSTEM_METRICS_ENV}=true asks for system metrics, which MLflow samples with psutil: "
+                            "pip install 'rlbench-med[system-metrics]', or unset it")
+    return True
+
+
+def data_input(plan: Any) -> Any:
+    """The plan's data as an MLflow dataset input: its folder as source, the first 32 hex digits of its
+    fingerprint (split files, class list, suite selection; what the job cache keys on) as digest (MLflow
+    keeps 36 characters), the whole fingerprint and the data settings as its profile. None without data."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = getattr(plan, "data_source", None)
+    if source is None or not (source.train.is_file() and source.test.is_file()):
+        return None
+    fingerprint = source.fingerprint()
+    dataset = Dataset(
+        name=f"{plan.suite.name}:{Path(plan.data_dir).name}", digest=fingerprint[:32], source_type="local",
+        source=json.dumps({"uri": str(plan.data_dir)}),
+        profile=json.dumps({"fingerprint": fingerprint, "settings": plan.data_settings.as_dict(),
+                            "generated": bool(plan.generates_data)}),
+    )
+    return DatasetInput(dataset=dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
 
 
 class MLflowTracker:
@@ -400,10 +436,38 @@ class MLflowSweepTracking:
     #: The parent run's ``rlbench.role``: ``sweep`` (what report, compare and leaderboard read), or
     #: ``tune`` (a tune's trials, which they leave alone: no test-split result).
     role: str = "sweep"
+    #: The sweep's data as an MLflow dataset input (None without a data folder), logged on every run.
+    dataset: Any = None
+    #: The run whose system metrics are being sampled (MLflow's monitor of the active run).
+    monitored: str | None = None
+    per_job_metrics: bool = True
 
     @property
     def client(self) -> Any:
         return client_for(self.uri)
+
+    def _start_system_metrics(self, run_id: str) -> None:
+        """Sample CPU, memory, disk and network into ``system/*`` metrics of the job's run, in this process,
+        while it is open, when MLflow's own switch asks for it (``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true``).
+
+        MLflow samples only its active run, so the job's run is made active here and ended (by
+        :meth:`_stop_system_metrics`) before the sweep closes it with its own status.
+        """
+        if not system_metrics_enabled():
+            return
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.start_run(run_id=run_id, log_system_metrics=True)
+        self.monitored = run_id
+
+    def _stop_system_metrics(self) -> None:
+        if self.monitored is None:
+            return
+        import mlflow
+
+        self.monitored = None
+        mlflow.end_run()
 
     def start(self, plan: Any) -> None:
         client = self.client
@@ -426,7 +490,7 @@ class MLflowSweepTracking:
                 run_name=plan.out_dir.name,
                 tags={
                     "rlbench.suite": plan.suite.name,
-                    "rlbench.git_sha": self.sha,
+                    **self._git_tag(),
                     "rlbench.profile": plan.profile,
                     "rlbench.runner": plan.runner.name,
                     "rlbench.executor": plan.executor,
@@ -437,10 +501,21 @@ class MLflowSweepTracking:
             self.parent_id = run.info.run_id
         for key, value in tags.items():
             client.set_tag(self.parent_id, key, value)
+        self.dataset = data_input(plan)
+        if self.dataset is not None:
+            client.log_inputs(self.parent_id, datasets=[self.dataset])
+        self.per_job_metrics = plan.executor != "ray"
+        if not self.per_job_metrics:  # jobs run in Ray workers at once: the driver's machine, on the sweep's run
+            self._start_system_metrics(self.parent_id)
         MLflowTracker(self.uri, self.parent_id).log_params(
             {"suite": plan.suite.name, "profile": plan.profile, "runner": plan.runner.name,
              "executor": plan.executor, **plan.config_dict()}
         )
+
+    def _git_tag(self) -> dict[str, str]:
+        """MLflow's ``mlflow.source.git.commit`` when the package runs from a git checkout (else no tag)."""
+        sha = self.sha or git_sha()
+        return {GIT_COMMIT_TAG: sha} if sha != "unknown" else {}
 
     def _sweep_runs(self, client: Any) -> Iterator[Any]:
         """The experiment's parent runs of this role, newest first."""
@@ -487,7 +562,7 @@ class MLflowSweepTracking:
                 "rlbench.estimator": job.estimator,
                 "rlbench.seed": str(job.seed),
                 "rlbench.suite": job.suite,
-                "rlbench.git_sha": self.sha or git_sha(),
+                **self._git_tag(),
                 "rlbench.role": "job",
             },
         )
@@ -496,11 +571,12 @@ class MLflowSweepTracking:
         config = to_plain_dict(job.config)
         tracker = handle.open()
         tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, **config})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "config.yaml"
-            path.write_text(yaml.safe_dump({"suite": job.suite, "algo": job.algo, "seed": job.seed,
-                                            "estimator": job.estimator, "config": config}, sort_keys=False))
-            tracker.log_artifact(path)
+        client.log_dict(run.info.run_id, {"suite": job.suite, "algo": job.algo, "seed": job.seed,
+                                          "estimator": job.estimator, "config": config}, "config.yaml")
+        if self.dataset is not None:
+            client.log_inputs(run.info.run_id, datasets=[self.dataset])
+        if self.per_job_metrics:
+            self._start_system_metrics(run.info.run_id)
         return handle
 
     def close_child(self, job: Job, result: JobResult | None, status: str, error: str | None = None,
@@ -514,15 +590,14 @@ class MLflowSweepTracking:
         handle = self.children[(job.algo, job.seed)]
         client = self.client
         tracker = handle.open()
+        if self.per_job_metrics:
+            self._stop_system_metrics()
         try:
             if result is not None:
                 self._log_result(client, tracker, handle, job, result)
             if error:
                 client.set_tag(handle.run_id, ERROR_TAG, error[:5000])
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / "error.txt"
-                    path.write_text(detail or error)
-                    tracker.log_artifact(path)
+                client.log_text(handle.run_id, detail or error, "error.txt")
         except BaseException as exc:
             _end_run(client, handle.run_id, "KILLED" if status == "KILLED" else "FAILED",
                      f"{error + '; ' if error else ''}its results could not be attached: {_one_line(exc)}")
@@ -560,6 +635,7 @@ class MLflowSweepTracking:
         """
         if self.parent_id is None:
             return
+        self._stop_system_metrics()
         client = self.client
         raised: BaseException | None = None
         try:

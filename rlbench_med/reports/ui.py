@@ -34,13 +34,13 @@ def create_app() -> Any:
     page of :func:`landing_page`."""
     from flask import Response, request
     from mlflow.server import app as flask_app
-    from mlflow.server.handlers import _add_static_prefix
 
     index = Path(flask_app.static_folder or "") / "index.html"
 
     @flask_app.before_request
     def _landing() -> Response | None:
-        if request.path == _add_static_prefix("/") and index.is_file():
+        # `rlbench-med ui` serves at the root (it passes no --static-prefix)
+        if request.path == "/" and index.is_file():
             return Response(landing_page(index.read_text()), mimetype="text/html")
         return None
 

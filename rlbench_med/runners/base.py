@@ -234,7 +234,8 @@ class RunnerSpec:
 
     - ``config_cls``: frozen dataclass of every knob (``--set key=value`` targets its fields).
     - ``check(job)``: raise ``ConfigError`` with a one-line reason before any training.
-    - ``prepare(jobs)``: shared work for a sweep (e.g. the SFT base), run once by the driver.
+    - ``prepare(jobs)``: shared work for a sweep (e.g. the SFT base), run once by the driver; one that
+      also takes ``note`` (a ``Callable[[str], None]``) is given the progress display's, to say what it does.
     - ``run(job, tracker, resume)``: train and evaluate one job.
     - ``plan(job)``: lines describing what would run (``--dry-run``).
     - ``evaluates_base``: ``run`` accepts a :data:`BASE` job (the shared starting policy, evaluated

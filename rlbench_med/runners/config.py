@@ -1,13 +1,15 @@
 """Every knob of the local runner, in one frozen dataclass (``--set key=value`` targets its fields).
 
-Each field carries its help text in ``metadata["help"]`` (see :func:`rlbench_med.typed_config.describe_fields`); invariants
+Each field carries its help text in ``metadata["help"]`` (see :func:`rlbench_med.typed_config.describe_settings`; ``rlbench-med list settings`` prints them); invariants
 are checked once in ``__post_init__`` and raise :class:`~rlbench_med.typed_config.ConfigError`
 saying which field to change and how.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from rlbench_med.suites.rewards import reward_settings_problem
@@ -32,6 +34,32 @@ def check_reward_settings(reward: str, reward_weights: str, iou_reduce: str, acc
         raise ConfigError(f"{problem[0]}: {problem[1]}")
 
 
+@functools.lru_cache(maxsize=32)
+def local_model_dir(name: str) -> str:
+    """The folder of a Hugging Face model: ``name`` itself when it is a folder, else the snapshot of the model
+    id ``name`` (``Qwen/Qwen2.5-0.5B-Instruct``) in the local Hugging Face cache (``HF_HUB_CACHE``), looked up
+    offline. Raises :class:`ConfigError` saying how to get it when it is neither."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    looks_like_id = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and bool(name.strip("/"))
+    if looks_like_id:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+        try:
+            return snapshot_download(name, local_files_only=True)
+        except (LocalEntryNotFoundError, HFValidationError, OSError):
+            pass
+    if not looks_like_id:
+        raise ConfigError(f"policy: hf:{name}: no such folder; give the folder of a Hugging Face model (config.json, "
+                          "weights, tokenizer) or a model id from the local Hugging Face cache")
+    raise ConfigError(
+        f"policy: hf:{name} is neither a folder nor a model in the local Hugging Face cache; nothing is downloaded "
+        f"at run time: download it once (e.g. `huggingface-cli download {name}`) or give the model's folder"
+    )
+
+
 def parse_eval_input(name: str) -> frozenset[str]:
     """``"full"`` -> every modality; ``"ecg+text"`` -> ``{"ecg", "text"}``; unknown parts raise."""
     text = name.strip()
@@ -49,19 +77,27 @@ def parse_eval_input(name: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class RewardSettings:
-    """The reward and DRPO-grouping knobs both runners share, with the same names and meaning.
+    """The knobs both runners share, with the same names, defaults and meaning: the reward, DRPO's
+    grouping and how a text policy is prompted (``chat_template``).
 
     The runners' configs inherit them, so ``--set reward=release`` reads the same on either runner;
     :meth:`check_reward` applies :func:`check_reward_settings`.
     """
 
+    chat_template: bool = knob(
+        True, "a Hugging Face policy (hf: on the local runner, the openrlhf runner's model) gets its prompt as a "
+        "user turn through the tokenizer's chat template, when the tokenizer has one; false: the raw prompt text "
+        "(local runner only: OpenRLHF always applies it)"
+    )
+
     group_by: Literal["domain", "dataset"] = knob(
         "domain", "what AdvantageInputs.domains indexes: the sample's domain or its dataset (DRPO's clusters)"
     )
     # -- rewards --------------------------------------------------------------------------------
-    reward: Literal["paper", "release"] = knob(
+    reward: str = knob(
         "paper", "reward function: 'paper' (the paper's components as this project defines them, weights "
-        "0.6/0.2/0.1/0.1) or 'release' (the QoQ-Med release's medical_compute_score, exactly)"
+        "0.6/0.2/0.1/0.1), 'release' (the QoQ-Med release's medical_compute_score, exactly) or one a --plugin "
+        "registers (rlbench-med list rewards)"
     )
     reward_weights: str = knob(
         "auto", "weights of the reward's components: 'auto' (the reward's own), 'paper' (0.6,0.2,0.1,0.1) or "
@@ -135,7 +171,8 @@ class LocalConfig(RewardSettings):
     base_seed: int = knob(0, "seed of the base (shared by every algorithm and seed of a sweep)")
     # -- policy ---------------------------------------------------------------------------------
     policy: str = knob(
-        "builtin", "'builtin' (modality encoders + small transformer) or 'hf:/local/dir' (a local HF causal LM)"
+        "builtin", "'builtin' (modality encoders + small transformer), 'hf:/local/dir' (a local HF causal LM) or "
+        "'hf:org/name' (a model id already in the local Hugging Face cache; nothing is downloaded)"
     )
     backbone: Literal["qwen2", "llama"] = knob("qwen2", "transformers config family of the builtin policy")
     d_model: int = knob(64, "width of the builtin transformer")
@@ -161,7 +198,12 @@ class LocalConfig(RewardSettings):
         "probability of dropping the image / the signal of a training prompt; "
         "None: 0.3 when the suite evaluates input ablations, else 0",
     )
-    max_new_tokens: int = knob(48, "generation limit of an hf: policy")
+    max_new_tokens: int = knob(48, "generation limit of an hf: policy (it also stops at any EOS of its "
+                               "generation_config.json, e.g. an instruct model's end of turn)")
+    save_final: bool = knob(
+        True, "save the trained policy beside the job's checkpoints: checkpoints/<job>/final/ (save_pretrained, "
+        "with the tokenizer) for an hf: policy, checkpoints/<job>/final.pt for the builtin one",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finite floats, 64-bit ints: the comparisons below never see NaN
@@ -222,13 +264,15 @@ class LocalConfig(RewardSettings):
             raise ConfigError(f"eval_inputs lists an input set twice: {self.eval_inputs}")
         if self.policy != "builtin" and not (self.policy.startswith("hf:") and len(self.policy) > 3):
             raise ConfigError(
-                f"policy must be 'builtin' or 'hf:/path/to/local/model', got {self.policy!r}"
+                f"policy must be 'builtin', 'hf:/path/to/local/model' or 'hf:<model id in the local Hugging Face "
+                f"cache>', got {self.policy!r}"
             )
 
     @property
     def hf_path(self) -> str | None:
-        """The local directory of an ``hf:`` policy, else ``None``."""
-        return self.policy[3:] if self.policy.startswith("hf:") else None
+        """The local directory of an ``hf:`` policy (a folder, or a model id found in the local Hugging Face
+        cache, :func:`local_model_dir`), else ``None``."""
+        return local_model_dir(self.policy[3:]) if self.policy.startswith("hf:") else None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``{field: value}`` (tuples as lists), for trackers, hashes and checkpoints."""

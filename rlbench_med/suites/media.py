@@ -56,8 +56,18 @@ def load_mask(path: Path | str, size: tuple[int, int] | None = None) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # videos
 # --------------------------------------------------------------------------------------------
+def _cv2() -> Any:
+    """OpenCV, which decodes videos: the ``video`` extra (a clear error when it is missing)."""
+    try:
+        import cv2
+    except ImportError:
+        raise MediaError("reading videos needs OpenCV: pip install 'rlbench-med[video]' "
+                         "(opencv-python-headless)") from None
+    return cv2
+
+
 def _open_video(path: Path | str):  # -> cv2.VideoCapture
-    import cv2
+    cv2 = _cv2()
 
     if not Path(path).is_file():
         raise MediaError(f"{path}: file does not exist")
@@ -70,7 +80,7 @@ def _open_video(path: Path | str):  # -> cv2.VideoCapture
 
 def _read_frame(capture: Any, path: Path | str, index: int, total: int) -> np.ndarray:
     """Frame ``index`` (BGR), read as :func:`read_video_frames` reads it: a seek, then a decode."""
-    import cv2
+    cv2 = _cv2()
 
     capture.set(cv2.CAP_PROP_POS_FRAMES, index)
     ok, frame = capture.read()
@@ -83,7 +93,7 @@ def video_info(path: Path | str) -> tuple[int, tuple[int, int]]:
     """``(frame count, (W, H))`` of a video as its container reports them. Its first, middle and last
     frames must decode as the run reads them: every sampling of the release's includes the first and
     last frame (one frame: the middle one), and a header that reads says nothing of the frames."""
-    import cv2
+    cv2 = _cv2()
 
     capture = _open_video(path)
     try:
@@ -102,7 +112,7 @@ def read_video_frames(path: Path | str, n: int) -> list[Image.Image]:
     Frames are decoded with OpenCV (BGR, converted to RGB) at the indices the release samples
     from the reported frame count.
     """
-    import cv2
+    cv2 = _cv2()
 
     capture = _open_video(path)
     try:

@@ -367,23 +367,23 @@ def order_violations(result: ProbeResult, metric: str) -> list[str]:
     return out
 
 
-def render_probe(result: ProbeResult, metrics: Sequence[str]) -> str:
-    """Plain-text table: one line per input set, one column per domain x metric, ``n`` per domain."""
-    domains = list(dict.fromkeys(r["domain"] for r in result.rows))
-    columns = [(d, m) for d in domains for m in metrics
-               if any(r["domain"] == d and r["metric"] == m for r in result.rows)]
-    n = {r["domain"]: r["n"] for r in result.rows if r["metric"] == metrics[0]}
-    width = max(len(x) for x in result.inputs) + 8
-    head = "inputs".ljust(width) + "".join(f"{d}/{m}".rjust(max(12, len(d) + len(m) + 2)) for d, m in columns)
-    lines = [head]
-    for name in result.inputs:
-        label = name + (" (union)" if name == result.inputs[-1] else "")
-        cells = []
-        for d, m in columns:
+def probe_rows(result: ProbeResult, metric: str) -> tuple[list[str], list[list[str]]]:
+    """The probe's table of one metric, as every table of the project: domains as rows (``overall`` last,
+    left out when there is a single domain, which it would repeat), ``n`` (records of the split scored), one column per
+    input set (the last is the union). Returns ``(header, rows)`` of text."""
+    domains = [d for d in dict.fromkeys(r["domain"] for r in result.rows if r["metric"] == metric)]
+    if len([d for d in domains if d != "overall"]) == 1:
+        domains = [d for d in domains if d != "overall"]
+    domains = [d for d in domains if d != "overall"] + (["overall"] if "overall" in domains else [])
+    n = {r["domain"]: r["n"] for r in result.rows if r["metric"] == metric}
+    header = ["domain", f"n ({result.split})", *(name + (" (union)" if name == result.inputs[-1] else "") for name in result.inputs)]
+    rows = []
+    for domain in domains:
+        values = []
+        for name in result.inputs:
             try:
-                cells.append(f"{result.value(name, d, m):.3f}".rjust(max(12, len(d) + len(m) + 2)))
+                values.append(f"{result.value(name, domain, metric):.3f}")
             except KeyError:
-                cells.append("-".rjust(max(12, len(d) + len(m) + 2)))
-        lines.append(label.ljust(width) + "".join(cells))
-    lines.append(f"n ({result.split} records): " + ", ".join(f"{d} {n[d]}" for d in domains if d in n))
-    return "\n".join(lines)
+                values.append("-")
+        rows.append([domain, str(n.get(domain, "")), *values])
+    return header, rows

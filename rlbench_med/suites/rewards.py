@@ -1,6 +1,6 @@
 """Rewards of a diagnosis answer: label F1, box IoU, format and reasoning length.
 
-Two reward functions, chosen by name (:func:`make_reward`, the ``reward`` config knob):
+Reward functions are chosen by name (:func:`make_reward`, the ``reward`` config knob); two are built in:
 
 - ``paper`` (:class:`RewardFunction`, default): the paper's four components and weights
   (accuracy 0.6, IoU 0.2, format 0.1, length 0.1). The paper does not define the components
@@ -11,6 +11,20 @@ Two reward functions, chosen by name (:func:`make_reward`, the ``reward`` config
 
 ``reward_weights`` only re-weights the chosen function's components: ``auto`` (its own weights),
 ``paper`` (0.6, 0.2, 0.1, 0.1) or four numbers.
+
+A plugin adds one with :func:`register_reward` (in a ``--plugin`` file or module, or through the
+entry-point group ``rlbench_med.rewards``): a function of a record (:class:`~rlbench_med.suites.data.Sample`)
+and a response (text) that returns the components it scores, a mapping with keys among
+``accuracy``, ``iou``, ``format``, ``length`` (finite numbers; a component it leaves out is 0)::
+
+    @register_reward("exact_only", weights=(1, 0, 0, 0))
+    def exact_only(record, response):
+        labels = parse_answer(response).labels
+        return {"accuracy": float(sorted(labels) == sorted(record.labels))}
+
+The total is the weighted sum of the components with the registered weights (``reward_weights``
+overrides them). The built-in policy's structured answers reach it as their canonical text
+(:func:`answer_text`).
 
 An answer is scored the same way whether it comes from a text policy (parsed with
 :func:`parse_answer`) or from the built-in policy's structured output (an :class:`Answer` built
@@ -52,7 +66,7 @@ import json
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +77,7 @@ ACCURACY_FORMS: tuple[str, ...] = ("set_f1", "exact")
 import numpy as np
 from PIL import Image
 
+from rlbench_med.registry import Registry, RegistryError, did_you_mean
 from rlbench_med.suites.catalogue import normalize_label
 from rlbench_med.suites.data import Sample, load_sample_mask
 from rlbench_med.suites.release import (
@@ -106,7 +121,7 @@ class RewardWeights:
             return spec
         text = str(spec).strip()
         if text == "auto":
-            return DEFAULT_WEIGHTS[check_reward(reward)]
+            return default_weights(reward)
         if text in REWARD_PRESETS:
             return REWARD_PRESETS[text]
         if text in RETIRED_WEIGHT_PRESETS:
@@ -154,11 +169,92 @@ RETIRED_WEIGHT_PRESETS = {
 }
 
 
-def check_reward(name: str) -> str:
-    """``name`` if it is a reward function of :data:`REWARDS`; else ``ValueError`` naming them."""
-    if name not in REWARDS:
-        raise ValueError(f"reward {name!r} is not a reward function; use one of {', '.join(REWARDS)}")
-    return name
+#: Every reward function by name: the built-in classes and the plugins' :class:`PluginReward` s.
+REWARD_FUNCTIONS: Registry[Any] = Registry("reward", entry_point_group="rlbench_med.rewards")
+COMPONENTS = ("accuracy", "iou", "format", "length")
+
+
+@dataclass(frozen=True)
+class PluginReward:
+    """A reward function a plugin registered: ``fn(record, response) -> {component: value}``.
+
+    Calling it calls ``fn``, so a decorated function still works as itself.
+    """
+
+    name: str
+    fn: Callable[[Any, str], Any]
+    weights: RewardWeights
+    description: str = ""
+
+    def __call__(self, record: Any, response: str) -> Any:
+        return self.fn(record, response)
+
+    def components(self, record: Any, response: str) -> dict[str, float]:
+        """``fn``'s components, checked: keys among :data:`COMPONENTS`, finite numbers; absent ones are 0."""
+        out = self.fn(record, response)
+        if isinstance(out, RewardBreakdown):
+            out = {k: getattr(out, k) for k in COMPONENTS}
+        if not isinstance(out, Mapping):
+            raise TypeError(f"reward {self.name!r} returned {type(out).__name__}; return a mapping of "
+                            f"{', '.join(COMPONENTS)} to numbers")
+        unknown = sorted(set(map(str, out)) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"reward {self.name!r} returned unknown component(s) {', '.join(unknown)}; "
+                             f"components are {', '.join(COMPONENTS)}")
+        values = {k: _finite(out.get(k, 0.0)) for k in COMPONENTS}
+        bad = [k for k, v in values.items() if v is None]
+        if bad:
+            raise ValueError(f"reward {self.name!r} returned a non-finite or non-numeric {bad[0]}: {out[bad[0]]!r}")
+        return values  # type: ignore[return-value]
+
+
+def register_reward(
+    name: str, *, weights: tuple[float, float, float, float] | str = "paper", description: str = ""
+) -> Callable[[Callable[[Any, str], Any]], PluginReward]:
+    """Decorator: register ``fn(record, response) -> {component: value}`` as reward ``name``.
+
+    ``weights`` weigh (accuracy, iou, format, length) in the total (default: the paper's 0.6, 0.2,
+    0.1, 0.1); ``reward_weights`` overrides them per run. ``description`` shows in
+    ``rlbench-med list rewards``.
+    """
+
+    def add(fn: Callable[[Any, str], Any]) -> PluginReward:
+        parsed = RewardWeights(*weights) if isinstance(weights, tuple) else RewardWeights.parse(weights)
+        spec = PluginReward(name, fn, parsed, description or (fn.__doc__ or "").strip().split("\n")[0])
+        REWARD_FUNCTIONS.register(name, spec)
+        return spec
+
+    return add
+
+
+def reward_function(name: str) -> Any:
+    """The reward registered as ``name``: a built-in class or a :class:`PluginReward`; an entry point naming a
+    plain function gets the paper's weights. Raises :class:`~rlbench_med.registry.RegistryError` (did you mean)."""
+    found = REWARD_FUNCTIONS.get(name)
+    if isinstance(found, type) or isinstance(found, PluginReward):
+        return found
+    if callable(found):
+        return PluginReward(name, found, REWARD_PRESETS["paper"], (found.__doc__ or "").strip().split("\n")[0])
+    raise RegistryError(f"reward {name!r} is registered as {type(found).__name__}, not a function of (record, response)")
+
+
+def list_rewards() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of every registered reward function."""
+    out = []
+    for name in REWARD_FUNCTIONS.names():
+        found = reward_function(name)
+        out.append((name, str(getattr(found, "description", "") or "")))
+    return out
+
+
+def default_weights(reward: str) -> RewardWeights:
+    """``reward_weights=auto``: the reward's own weights."""
+    if reward in DEFAULT_WEIGHTS:
+        return DEFAULT_WEIGHTS[reward]
+    found = reward_function(reward)
+    if isinstance(found, PluginReward):
+        return found.weights
+    raise ValueError(f"reward {reward!r} declares no weights")
 
 
 @dataclass(frozen=True)
@@ -399,6 +495,8 @@ class _MaskCache:
 class RewardFunction:
     """``reward=paper``: this project's components with the paper's weights (module docstring)."""
 
+    description = "the paper's components (label-set F1, box IoU, format, length) as this project defines them; 0.6, 0.2, 0.1, 0.1"
+
     def __init__(
         self,
         weights: RewardWeights | str = "auto",
@@ -497,6 +595,8 @@ class ReleaseReward:
     apply it to masks and boxes either).
     """
 
+    description = "the QoQ-Med release's medical_compute_score, quirk for quirk; 0.5, 0.3, 0.1, 0.1"
+
     def __init__(
         self, weights: RewardWeights | str = "auto", box_frame: BoxFrame = "original", mask_cache_size: int = 8192
     ) -> None:
@@ -545,6 +645,8 @@ class ReleaseReward:
 
 
 Reward = RewardFunction | ReleaseReward
+REWARD_FUNCTIONS.register("paper", RewardFunction)
+REWARD_FUNCTIONS.register("release", ReleaseReward)
 
 
 def reward_settings_problem(
@@ -556,8 +658,10 @@ def reward_settings_problem(
     ``iou_reduce`` (``max`` or ``mean``) and ``accuracy`` (``set_f1`` or ``exact``) apply to
     ``reward=paper`` only.
     """
-    if reward not in REWARDS:
-        return "reward", f"{reward!r} is not a reward function; use one of {', '.join(REWARDS)}"
+    if reward not in REWARD_FUNCTIONS:
+        names = REWARD_FUNCTIONS.names()
+        return "reward", (f"{reward!r} is not a reward function.{did_you_mean(reward, names)} Use one of "
+                          f"{', '.join(names)} (or register one in a --plugin: rlbench-med list rewards)")
     if iou_reduce not in ("max", "mean"):
         return "iou_reduce", f"must be 'max' or 'mean', got {iou_reduce!r}"
     if accuracy not in ACCURACY_FORMS:
@@ -566,6 +670,9 @@ def reward_settings_problem(
         return "iou_reduce", "applies to reward=paper; the release reward averages over boxes its own way"
     if reward == "release" and accuracy != "set_f1":
         return "accuracy_reward", "applies to reward=paper; the release reward's accuracy is its own set F1"
+    if reward not in REWARDS and (iou_reduce != "max" or accuracy != "set_f1"):
+        field_name = "iou_reduce" if iou_reduce != "max" else "accuracy_reward"
+        return field_name, f"applies to reward=paper; reward {reward!r} (a plugin) scores its own components"
     try:
         RewardWeights.parse(weights, reward)
     except ValueError as exc:
@@ -590,4 +697,34 @@ def make_reward(
         raise ValueError(f"{problem[0]}: {problem[1]}")
     if reward == "release":
         return ReleaseReward(weights, box_frame)
-    return RewardFunction(weights, iou_reduce, accuracy=accuracy)
+    if reward == "paper":
+        return RewardFunction(weights, iou_reduce, accuracy=accuracy)
+    return PluginRewardFunction(reward_function(reward), weights)
+
+
+class PluginRewardFunction:
+    """A plugin's reward with the interface of the built-in ones (``score``, ``score_text``, ``iou``).
+
+    The total is the weighted sum of the plugin's components; the ``iou`` *metric* stays this project's
+    (best box), so evaluation does not change with the reward.
+    """
+
+    def __init__(self, spec: PluginReward, weights: RewardWeights | str = "auto") -> None:
+        self.spec = spec
+        self.weights = spec.weights if weights == "auto" else RewardWeights.parse(weights, "paper")
+        self._metric = RewardFunction()
+
+    def score_text(self, sample: Sample, text: str) -> RewardBreakdown:
+        values = self.spec.components(sample, text)
+        w = self.weights
+        total = (w.accuracy * values["accuracy"] + w.iou * values["iou"] + w.format * values["format"]
+                 + w.length * values["length"])
+        return RewardBreakdown(total, values["accuracy"], values["iou"], values["format"], values["length"],
+                               iou_scored=sample.has_region)
+
+    def score(self, sample: Sample, answer: Answer) -> RewardBreakdown:
+        """The plugin's reward of the answer's raw response, or of :func:`answer_text` for a structured answer."""
+        return self.score_text(sample, answer_text(answer))
+
+    def iou(self, sample: Sample, boxes: tuple[Box, ...] | list[Box]) -> float | None:
+        return self._metric.iou(sample, boxes)

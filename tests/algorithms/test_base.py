@@ -74,7 +74,7 @@ def test_bad_spec_value_names_the_key() -> None:
 
 
 def test_estimator_without_options_rejects_any_key() -> None:
-    with pytest.raises(ConfigError, match=r"accepted fields: \(none\)"):
+    with pytest.raises(ConfigError, match=r"Accepted fields: \(none\)"):
         make_estimator("rloo:gamma=1")
 
 

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,7 +50,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     pytest.fail(f"`rlbench-med ui` did not answer on {url} within {timeout:.0f} s")
 
 
-def chrome():  # type: ignore[no-untyped-def]
+def chrome(profile: Path):  # type: ignore[no-untyped-def]
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -66,7 +65,8 @@ def chrome():  # type: ignore[no-untyped-def]
         pytest.skip(message)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='rlbench-chrome-')}"):
+    # the profile lives in the test's own tmp_path (pytest's retention removes it), not in a /tmp folder of its own
+    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -99,7 +99,7 @@ def test_mlflow_ui_opens_on_training_runs_with_summary_child_runs_and_eval_f1(tm
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/", server, timeout=240)
-        driver = chrome()
+        driver = chrome(tmp_path / "chrome-profile")
         wait = WebDriverWait(driver, 90)
         body = lambda: driver.find_element(By.TAG_NAME, "body").text  # noqa: E731
 
@@ -163,7 +163,7 @@ def test_the_report_fits_a_1400_px_page(tmp_path: Path, tracked: str) -> None:
     algos = "drpo,grpo,rloo,fake_const,drpo:k_max=3,grpo:std_norm=false"
     assert main(["run", "--suite", "fake_suite", "--runner", "fake", "--plugin", PLUGIN, "--algos", algos,
                  "--seeds", "0,1", "--out", "wide"]) == 0
-    driver = chrome()
+    driver = chrome(tmp_path / "chrome-profile")
     try:
         driver.set_window_size(1400, 1000)
         driver.get((tmp_path / "wide" / "report.html").as_uri())

@@ -132,3 +132,8 @@ def test_cli_compare_prints_paper_tables(tmp_path: Path, capsys: pytest.CaptureF
     assert float(by["overall"][2]) == pytest.approx(expected) and float(by["overall"][4]) == 3
     assert main(["compare", "a", "b", "--out", "o2"]) == 2
     assert "o2 already holds results.csv" in capsys.readouterr().err
+    # only the tables asked for, without --out: printed, and no report folder written
+    assert main(["compare", "a", "b", "--format", "latex"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("\\begin{table}[t]") and "report:" not in captured.err
+    assert not list((tmp_path / "reports").glob("compare-*")) if (tmp_path / "reports").exists() else True

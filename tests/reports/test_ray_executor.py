@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,5 +43,7 @@ def test_ray_executor_matches_local_and_reports_failed_jobs(tmp_path: Path, trac
         assert sorted((f.job.algo, f.job.seed) for f in failing.failures) == [("grpo", 0), ("grpo", 1)]
         assert all("fake failure of grpo-seed" in f.error for f in failing.failures)
         assert {r["algo"] for r in sweep.read_results(failing.results_csv)} == {"drpo"}
+        # Ray's session is in the test run's own folder (tests/conftest.py), removed at its end, not in /tmp/ray
+        assert (Path(os.environ["RAY_TMPDIR"]) / "ray" / "session_latest").exists()
     finally:
         ray.shutdown()

@@ -114,6 +114,15 @@ def test_hedging_is_warned_and_floor_wins_are_marked(tmp_path: Path) -> None:
     assert table.cell("hedger", "overall", "labels").mean == 2.0
     assert len(report.hedging) == 1 and report.hedging[0].startswith("hedger vs grpo: its f1 gain")
     assert "2.00 labels per answer against 1.00 (the truth has 1.00)" in report.hedging[0]
+    # a gain the evaluation cannot tell from noise (its f1 interval reaches 0) is not warned about
+    from dataclasses import replace
+
+    from rlbench_med.reports.report import hedging_warnings
+
+    noisy = [replace(c, low=-0.01) if (c.algo, c.baseline, c.metric) == ("hedger", "grpo", "f1") else c
+             for c in report.comparisons]
+    assert any(c.low > 0 for c in report.comparisons if (c.algo, c.baseline, c.metric) == ("hedger", "grpo", "f1"))
+    assert hedging_warnings(table, [("hedger", "grpo")], report.truth_labels, noisy) == []
     # floor:all's f1 (0.5 here: per class TP 20, FP 40) beats grpo's 0.4, so that cell is marked; a random
     # class (f1_strict about 1/3) does not beat grpo's f1_strict 0.4
     assert table.cell("grpo", "overall", "f1").mean == pytest.approx(0.4)

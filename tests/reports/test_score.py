@@ -63,6 +63,11 @@ def test_score_reproduces_the_battery_through_the_cli(tmp_path: Path, capsys: py
     predictions = _read_jsonl(out / "predictions" / "responses-seed0.jsonl")
     assert [p["response"] for p in predictions] == [c.response for c in battery.CASES]
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    # responses of a model trained elsewhere: no training seeds, nothing "trained", no learning verdict
+    report = (out / "report.md").read_text()
+    for wrong in ("training seed", "Trained:", "Did each algorithm learn", "no base in this report"):
+        assert wrong not in report, wrong
+    assert "Scored responses: responses" in report and "Do the scored responses beat the floors?" in report
 
 
 def test_ids_and_indexes_match_the_same_records(tmp_path: Path) -> None:
@@ -106,14 +111,27 @@ def test_bad_lines_are_reported_as_file_line_field(tmp_path: Path, capsys: pytes
         f"{f}:5: response: missing",
         f"{f}:6: id: missing",
         f"{f}:7: index: names test record 1 but id names test record 0",
-        f"{f}:10: id: test record 0 ({cases[0].name}) already has a response on line 9",
-        f"{f}:0: records: 2 of 3 test records have no response (first: index 1",
+        f"{f}:10: id: test record index 0 (id {cases[0].name!r}) already has a response on line 9",
+        f"{f}:0: records: 2 of 3 test records have no response (first: index 1 (id {cases[1].name!r}))",
     ]
     assert len(err) == len(expected) + 1
     for line, start in zip(err, expected):
         assert line.startswith(start), (line, start)
     assert err[-1] == f"rlbench-med: error: {len(expected)} problem(s) in {f}"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_response_names_the_records_index_and_line_each_as_what_it_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cases = battery.CASES[:3]
+    data = _battery_folder(tmp_path / "data", cases)
+    test = data / "test.jsonl"
+    records = [json.loads(line) for line in test.read_text().splitlines()]
+    test.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "id"}) + "\n" for r in records))
+    responses = _write_jsonl(tmp_path / "r.jsonl", [{"index": 0, "response": cases[0].response}])
+    assert main(["score", "--data", str(data), "--responses", str(responses), "--out", str(tmp_path / "o")]) == 2
+    assert ("2 of 3 test records have no response (first: index 1 (line 2 of the test file, which gives no id))"
+            in capsys.readouterr().err)
 
 
 def test_allow_missing_scores_the_answered_records(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -37,9 +37,12 @@ def test_config_precedence_profile_then_file_then_set(tmp_path: Path) -> None:
     assert (only_profile.config.steps, only_profile.config.lr) == (6, 0.1)
 
 
-def test_unknown_set_key_names_the_accepted_fields(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown key 'stepz'.*accepted fields: .*steps"):
+def test_unknown_set_key_suggests_the_closest_and_names_the_accepted_fields(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'stepz'. Did you mean 'steps'.*Accepted fields: .*steps"):
         sweep.build_plan(request(tmp_path, overrides={"stepz": "3"}))
+    # a near miss of a sweep setting is suggested too, though it is routed to the runner
+    with pytest.raises(ConfigError, match="unknown key 'primary_metrc'. Did you mean 'primary_metric'"):
+        sweep.build_plan(request(tmp_path, overrides={"primary_metrc": "exact"}))
 
 
 def test_jobs_expand_algos_variants_and_seeds(tmp_path: Path) -> None:
@@ -221,7 +224,7 @@ def test_data_settings_key_the_cache_and_reach_the_generator(tmp_path: Path, fak
     [
         ({"data.imbalance": "1.5"}, None, r"data.imbalance: must be a number in \[0, 1\]"),
         ({"data.imbalance": "nan"}, None, r"data.imbalance: expected a finite number"),
-        ({"data.sed": "3"}, None, "unknown key 'sed'.*accepted fields: imbalance, seed.*min_domain_train"),
+        ({"data.sed": "3"}, None, "unknown key 'sed'. Did you mean 'seed'.*Accepted fields: imbalance, seed.*min_domain_train"),
         ({"data.min_domain_train": "-2"}, None, "data.min_domain_train: must be positive"),
         ({"data.seed": "2"}, "given", "do not apply to --data"),
         ({"primary_metric": "labels"}, None, "not a metric that scores answers"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,10 @@ def run(tmp_path: Path, uri: str, progress=None, **kw):
     return outcome, parent, child_runs(uri, parent), client
 
 
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                      check=True).stdout.strip()
+
+
 def test_parent_and_child_runs_follow_the_schema(tmp_path: Path, tracked: str) -> None:
     outcome, parent, children, client = run(tmp_path, tracked)
     assert client.get_experiment(parent.info.experiment_id).name == "rlbench-med/fake_suite"
@@ -53,7 +58,7 @@ def test_parent_and_child_runs_follow_the_schema(tmp_path: Path, tracked: str) -
     for child in children:
         tags, params, metrics = child.data.tags, child.data.params, child.data.metrics
         assert child.info.status == "FINISHED"
-        assert tags["rlbench.suite"] == "fake_suite" and tags["rlbench.git_sha"]
+        assert tags["rlbench.suite"] == "fake_suite" and tags["mlflow.source.git.commit"] == HEAD
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert params["algo"] == tags["rlbench.algo"] and params["steps"] == "3" and params["lr"] == "0.1"
         expected = next(r["value"] for r in rows if (r["algo"], r["seed"], r["domain"], r["metric"]) ==
@@ -424,3 +429,77 @@ def test_every_run_is_closed_when_artifacts_fail_midway(tmp_path: Path, monkeypa
     assert parent.info.status == "FAILED"
     assert parent.data.tags["rlbench.error"].startswith("the sweep failed: NotADirectoryError: ")
     assert [c.info.status for c in child_runs(tracked, parent)] == ["FAILED"]
+
+
+def test_the_config_is_logged_as_a_dict_and_the_data_as_a_dataset_input(tmp_path: Path, tracked: str) -> None:
+    import yaml
+
+    from rlbench_med.reports.tracking import data_input
+    from tests.runners.local.tiny_data import write_tiny_data
+
+    _, parent, children, client = run(tmp_path, tracked)
+    assert parent.data.tags["mlflow.source.git.commit"] == HEAD
+    config = yaml.safe_load(Path(client.download_artifacts(children[0].info.run_id, "config.yaml", str(tmp_path)))
+                            .read_text())
+    assert config["config"]["steps"] == 3 and config["suite"] == "fake_suite"
+
+    data = write_tiny_data(tmp_path / "data")
+    plan = sweep.build_plan(sweep.SweepRequest(suite="climb_vision", data=str(data), out=tmp_path / "o2"))
+    entry = data_input(plan)
+    run_id = client.create_run(parent.info.experiment_id).info.run_id
+    client.log_inputs(run_id, datasets=[entry])
+    (logged,) = client.get_run(run_id).inputs.dataset_inputs
+    fingerprint = plan.data_source.fingerprint()
+    assert logged.dataset.digest == fingerprint[:32] and json.loads(logged.dataset.profile)["fingerprint"] == fingerprint
+    assert json.loads(logged.dataset.source) == {"uri": str(data.resolve())}
+    assert [(t.key, t.value) for t in logged.tags] == [("mlflow.data.context", "training")]
+
+
+def test_system_metrics_are_opt_in_with_mlflows_switch(tmp_path: Path, tracked: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    _, _, children, _ = run(tmp_path, tracked, out=tmp_path / "off")
+    assert not any(k.startswith("system/") for c in children for k in c.data.metrics)
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true")
+    mlflow.system_metrics.set_system_metrics_sampling_interval(0.2)
+    try:
+        _, _, children, _ = run(tmp_path, tracked, out=tmp_path / "on", overrides={"sleep_s": "1.0"}, seeds=(0,))
+    finally:
+        mlflow.system_metrics.set_system_metrics_sampling_interval(None)
+    for child in children:
+        assert "system/cpu_utilization_percentage" in child.data.metrics and child.info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_system_metrics_without_psutil_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from rlbench_med.reports.tracking import TrackingError, system_metrics_enabled
+
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psutil" else real(name, *a))
+    with pytest.raises(TrackingError, match=r"which MLflow samples with psutil: pip install 'rlbench-med\[system-metrics\]'"):
+        system_metrics_enabled()
+
+
+def test_the_default_store_is_under_the_cache_wherever_the_command_runs(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.runners.sweep import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("RLBENCH_MED_CACHE", str(tmp_path / "cache"))
+    seen = set()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        seen.add(tracking_uri())
+    assert seen == {f"sqlite:///{tmp_path / 'cache' / 'mlflow.db'}"}
+
+
+def test_an_unknown_store_scheme_is_refused_without_mlflows_private_registry() -> None:
+    from rlbench_med.reports.tracking import TrackingError, open_store
+
+    with pytest.raises(TrackingError, match="MLflow has no store for the scheme 'ftp'"):
+        open_store("ftp://host/x")

@@ -31,3 +31,36 @@ def test_the_server_serves_mlflows_index_with_the_script_and_everything_else_unc
     assert index.status_code == 200 and DEFAULT_WORKFLOW not in original
     assert index.get_data(as_text=True) == original.replace("<head>", "<head>" + DEFAULT_WORKFLOW, 1)
     assert DEFAULT_WORKFLOW not in client.get("/health").get_data(as_text=True)
+
+
+def test_rlbench_med_ui_starts_without_hints_for_flags_it_lacks_or_deprecation_warnings(tmp_path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "RLBENCH_MED_CACHE": str(tmp_path / "cache")}
+    server = subprocess.Popen([sys.executable, "-m", "rlbench_med.cli", "ui", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not answer"
+                time.sleep(1)
+        assert DEFAULT_WORKFLOW in page
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert "--host 0.0.0.0" not in output and "Deprecat" not in output and "Registry store URI" not in output
+    assert f"127.0.0.1:{port}" in output

@@ -120,14 +120,14 @@ def _record(**kw) -> TuneRecord:
 def test_the_record_and_tuned_files_read_back(tmp_path: Path) -> None:
     import yaml
 
-    from rlbench_med.runners.sweep.request import read_config_file
+    from rlbench_med.runners.sweep.experiment import read_experiment
 
     record = _record(chosen={"grpo": {"trial": 1, "setting": {"lr": 0.01}, "score": 0.5}})
     write_record(record, tmp_path)
     back = read_record(tmp_path)
     assert back == record and back.chosen["grpo"]["file"] == "tuned/grpo.yaml"
     # the tuned file is what --config reads: the tune's own keys and the chosen setting
-    assert read_config_file(tmp_path / "tuned" / "grpo.yaml") == {"steps": 3, "lr": 0.01}
+    assert read_experiment(tmp_path / "tuned" / "grpo.yaml").settings == {"steps": 3, "lr": 0.01}
     assert "trial 1 of 2" in (tmp_path / "tuned" / "grpo.yaml").read_text().splitlines()[0]
     assert yaml.safe_load((tmp_path / "tuned" / "grpo.yaml").read_text()) == {"steps": 3, "lr": 0.01}
 

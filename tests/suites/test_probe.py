@@ -185,7 +185,11 @@ def test_cli_prints_the_probe_order_and_mde_and_writes_json(
             "--out", str(out)]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "vision+ecg+text (union)" in text and "order on f1_strict" in text and "MDE@3seeds" in text
+    assert "vision+ecg+text" in text and "(union)" in text and "order on f1_strict" in text and "MDE@3seeds" in text
+    table = [line for line in text[: text.index("order on")].splitlines()[1:]]  # after the line naming the data
+    assert max(len(line) for line in table) <= 80  # split by columns, as every table
+    domains = [line.split("│")[1].strip() for line in table if line.startswith("│") and "domain" not in line]
+    assert domains[:3] == ["los", "ihm48", "overall"]
     payload = json.loads(out.read_text())
     assert payload["modalities"] == ["vision", "ecg", "text"]
     assert {r["inputs"] for r in payload["rows"]} == {RANDOM, *input_sets(["vision", "ecg", "text"])}
@@ -239,3 +243,20 @@ def test_the_probe_scores_the_validation_split_and_the_test_split_only_without_o
     train, val, test = ["t"], ["v"], ["x"]
     assert held_out(ClinicalData(Path("."), train, test, (), validation=val)) == ("validation", val)
     assert held_out(ClinicalData(Path("."), train, test, (), validation=[])) == ("test", test)
+
+
+def test_probe_rows_have_domains_as_rows_and_leave_out_an_overall_that_repeats_one_domain() -> None:
+    from types import SimpleNamespace
+
+    from rlbench_med.suites.probe import probe_rows
+
+    def result(domains):
+        rows = [{"inputs": i, "domain": d, "metric": "acc", "value": v, "n": 10}
+                for i, v in (("none", 0.5), ("ecg", 0.9)) for d in domains]
+        return SimpleNamespace(rows=rows, inputs=("none", "ecg"), split="validation",
+                               value=lambda i, d, m: next(r["value"] for r in rows if (r["inputs"], r["domain"]) == (i, d)))
+
+    header, rows = probe_rows(result(["ecg", "overall"]), "acc")
+    assert header == ["domain", "n (validation)", "none", "ecg (union)"] and rows == [["ecg", "10", "0.500", "0.900"]]
+    _, rows = probe_rows(result(["overall", "los", "ihm48"]), "acc")
+    assert [r[0] for r in rows] == ["los", "ihm48", "overall"]

@@ -225,3 +225,64 @@ def test_exact_accuracy_reward_pays_only_for_the_exact_label_set() -> None:
     assert exact.score(sample, right).accuracy == 1.0
     with pytest.raises(ValueError, match="accuracy must be one of set_f1, exact"):
         RewardFunction(accuracy="f1")
+
+
+# --------------------------------------------------------------------------------------------
+# rewards as plugins
+# --------------------------------------------------------------------------------------------
+def _record(**kw):
+    from rlbench_med.suites import Sample
+
+    base = dict(uid="1", problem="?", labels=("A",), domain="d", dataset="D", task="D", classes=("A", "B"))
+    return Sample(**{**base, **kw})
+
+
+def test_a_registered_reward_is_weighted_by_its_weights_and_named_when_it_misbehaves() -> None:
+    from rlbench_med.suites.rewards import make_reward, register_reward
+
+    @register_reward("halves", weights=(0.0, 0.0, 0.0, 2.0))
+    def halves(record, response):
+        return {"length": 0.5, "accuracy": 1.0}
+
+    # by hand: 0 x 1.0 + 2 x 0.5 = 1.0; the paper's weights: 0.6 x 1 + 0.1 x 0.5 = 0.65
+    assert make_reward("halves").score_text(_record(), "anything").total == pytest.approx(1.0)
+    assert make_reward("halves", "paper").score_text(_record(), "anything").total == pytest.approx(0.65)
+    assert halves(_record(), "x") == {"length": 0.5, "accuracy": 1.0}  # still callable as itself
+
+    @register_reward("typo")
+    def typo(record, response):
+        return {"acuracy": 1.0}
+
+    with pytest.raises(ValueError, match="reward 'typo' returned unknown component.*acuracy"):
+        make_reward("typo").score_text(_record(), "x")
+
+    @register_reward("nan")
+    def nan(record, response):
+        return {"accuracy": float("nan")}
+
+    with pytest.raises(ValueError, match="reward 'nan' returned a non-finite or non-numeric accuracy"):
+        make_reward("nan").score_text(_record(), "x")
+
+
+def test_a_plugin_reward_scores_the_builtin_policys_structured_answer_as_its_text() -> None:
+    from rlbench_med.suites.rewards import Answer, make_reward, register_reward
+
+    seen = []
+
+    @register_reward("spy")
+    def spy(record, response):
+        seen.append(response)
+        return {}
+
+    assert make_reward("spy").score(_record(), Answer(labels=("A", "B"))).total == 0.0
+    assert seen == ["\\boxed{A, B}"]
+
+
+def test_settings_of_the_paper_reward_are_refused_for_a_plugin_and_unknown_names_suggested() -> None:
+    from rlbench_med.suites.rewards import register_reward, reward_settings_problem
+
+    register_reward("mine")(lambda record, response: {})
+    assert reward_settings_problem("mine", "auto", "mean")[0] == "iou_reduce"
+    assert reward_settings_problem("mine", "auto", "max", "exact")[0] == "accuracy_reward"
+    assert reward_settings_problem("mine", "auto", "max") is None
+    assert "Did you mean 'mine'" in reward_settings_problem("mien", "auto", "max")[1]

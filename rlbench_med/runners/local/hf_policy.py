@@ -1,7 +1,12 @@
-"""``policy=hf:/local/dir``: any local Hugging Face causal LM and its tokenizer as the policy.
+"""``policy=hf:/local/dir`` (or ``hf:org/name`` from the local Hugging Face cache): any Hugging Face
+causal LM and its tokenizer as the policy.
 
 The model sees the text prompt only (the sample's ``problem``, its class list and the answer
-format) and answers in the ``\\boxed{...}`` + ```` ```json ```` box format of
+format), as a user turn through the tokenizer's chat template when it has one and ``chat_template``
+is on (the default, as on the openrlhf runner, which applies the same template to the same turn:
+:func:`chat_messages`), else as raw text. Generation stops at any EOS of the model's
+``generation_config.json`` (an instruct model's end of turn) or the tokenizer's. It answers in the
+``\\boxed{...}`` + ```` ```json ```` box format of
 ``suites.rewards.answer_to_text``; answers are parsed with ``suites.rewards.parse_answer``,
 which keeps the decoded text as ``Answer.response`` (the ``response`` of a predictions line, which the
 release's reward and ``acc_release`` read).
@@ -12,6 +17,7 @@ The agent has the same methods as ``rollout.BuiltinAgent`` (no critic: estimator
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +56,20 @@ def encode_text_data(root: Path, config: LocalConfig) -> TextData:
     return TextData(data, *(TextSplit(s, [region_box(x) for x in s]) for s in (data.train, data.validation, data.test)))
 
 
+#: The problem's image and video placeholders: a text policy sees no media, so they are left out of its prompt.
+VISUAL_TAG = re.compile(r"<image>|<video>")
+
+
+def text_prompt(sample: Sample) -> str:
+    """:func:`prompt_text` without the media placeholders: what a text policy reads on either runner."""
+    return VISUAL_TAG.sub("", prompt_text(sample)).strip()
+
+
+def chat_messages(sample: Sample) -> list[dict[str, str]]:
+    """The chat of a text policy: one user turn holding :func:`text_prompt` (the openrlhf runner sends the same)."""
+    return [{"role": "user", "content": text_prompt(sample)}]
+
+
 def prompt_text(sample: Sample) -> str:
     """The text prompt: the problem, the class list and the answer format."""
     lines = [sample.problem.strip(), f"Options: {', '.join(sample.classes)}."]
@@ -76,12 +96,14 @@ class HFAgent:
         self.device = device
         self.path = config.hf_path
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        eos = self.tokenizer.eos_token_id
-        if eos is None:
-            raise ValueError(f"tokenizer in {self.path} has no eos_token; set one and save it again")
-        self.eos = int(eos)
+        self.eos_ids = end_tokens(self.path, self.tokenizer.eos_token_id)
+        if not self.eos_ids:
+            raise ValueError(f"tokenizer in {self.path} has no eos_token and generation_config.json no "
+                             "eos_token_id; set one and save it again")
+        self.eos = self.eos_ids[0]  # what the SFT targets end with: the model's own end (of turn)
         pad = self.tokenizer.pad_token_id
         self.pad = int(pad) if pad is not None else self.eos
+        self.chat = bool(config.chat_template and getattr(self.tokenizer, "chat_template", None))
 
     def new_model(self) -> nn.Module:
         from transformers import AutoModelForCausalLM
@@ -93,9 +115,16 @@ class HFAgent:
         raise NotImplementedError("the hf: policy has no critic (check() refuses estimators that require values)")
 
     # -- prompts ----------------------------------------------------------------------------------
+    def prompt_ids(self, sample: Sample) -> list[int]:
+        """The prompt's token ids: the chat template over :func:`chat_messages` with the assistant turn opened,
+        or the raw :func:`prompt_text`."""
+        if self.chat:
+            return list(self.tokenizer.apply_chat_template(chat_messages(sample), add_generation_prompt=True,
+                                                           tokenize=True, return_dict=False))
+        return self.tokenizer(text_prompt(sample) + "\n", add_special_tokens=True)["input_ids"]
+
     def _prompts(self, split: TextSplit, idx: Tensor) -> dict[str, Tensor]:
-        encoded = [self.tokenizer(prompt_text(split.samples[k]), add_special_tokens=True)["input_ids"]
-                   for k in idx.tolist()]
+        encoded = [self.prompt_ids(split.samples[k]) for k in idx.tolist()]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), self.pad, dtype=torch.long)
         mask = torch.zeros(len(encoded), width, dtype=torch.long)
@@ -121,6 +150,7 @@ class HFAgent:
         cache = DynamicCache()
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         cache_kwarg = _cache_kwarg(model)
+        ends = torch.tensor(self.eos_ids, device=self.device)
         out, active = [], []
         step_ids, full_mask = ids, mask
         for t in range(self.config.max_new_tokens):
@@ -135,7 +165,7 @@ class HFAgent:
             token = torch.where(done, torch.full_like(token, self.pad), token)
             out.append(token)
             active.append(~done)
-            done = done | (token == self.eos)
+            done = done | torch.isin(token, ends)
             if bool(done.all()):
                 break
             step_ids = token[:, None]
@@ -178,6 +208,21 @@ class HFAgent:
 
         out = []
         for row, m in zip(ro.tokens.tolist(), ro.mask.tolist()):
-            kept = [t for t, on in zip(row, m) if on and t != self.eos]
+            kept = [t for t, on in zip(row, m) if on and t not in self.eos_ids]
             out.append(parse_answer(self.tokenizer.decode(kept, skip_special_tokens=True)))
         return out
+
+
+def end_tokens(path: str, tokenizer_eos: int | None) -> list[int]:
+    """The token ids that end a generation: ``generation_config.json``'s ``eos_token_id`` (one id or a list,
+    e.g. an instruct model's end of turn and end of text), then the tokenizer's EOS; in that order."""
+    from transformers import GenerationConfig
+
+    try:
+        configured = GenerationConfig.from_pretrained(path, local_files_only=True).eos_token_id
+    except OSError:  # no generation_config.json
+        configured = None
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    if tokenizer_eos is not None:
+        ids.append(tokenizer_eos)
+    return [int(i) for i in dict.fromkeys(ids)]

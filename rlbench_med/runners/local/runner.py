@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,20 +58,38 @@ def check(job: Job) -> None:
         raise ConfigError(f"{job.algo}: estimator {estimator.name!r} requires {missing[0]!r}, but {why}")
 
 
-def prepare(jobs: Sequence[Job]) -> None:
-    """Build (or find) the cached SFT base of every distinct (data, base config) once."""
+def prepare(jobs: Sequence[Job], note: Callable[[str], None] | None = None) -> None:
+    """Build (or find) the cached SFT base of every distinct (data, base config) once; ``note`` hears what
+    happens (each base trained or found, and a tenth of its SFT steps at a time)."""
+    import time
+
     from rlbench_med.runners.local.sft import load_or_train_base
     from rlbench_med.runners.local.train import make_agent
 
+    say = note or (lambda message: None)
     seen: set[Path] = set()
     for job in jobs:
         device, drop_p, path = _base_of(job)
         if path in seen:
             continue
         seen.add(path)
-        with torch_threads(job.config.cpu_threads):
-            agent = make_agent(job.config, job.data_dir, device)
-            load_or_train_base(agent, job.config, job.data_dir, agent.encoded.train, drop_p, device.type)
+        cfg = job.config
+        if path.exists():
+            say(f"SFT base: cached ({path})")
+        else:
+            say(f"SFT base: training {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train (cached afterwards, "
+                "for every algorithm, seed and later sweep) ...")
+        begin = time.perf_counter()
+        every = max(1, cfg.sft_steps // 10)
+
+        def on_step(step: int, total: int = cfg.sft_steps, every: int = every, begin: float = begin) -> None:
+            if step % every == 0 or step == total:
+                took = time.perf_counter() - begin
+                say(f"SFT base: step {step}/{total} ({took:.0f} s, about {took / step * (total - step):.0f} s left)")
+
+        with torch_threads(cfg.cpu_threads):
+            agent = make_agent(cfg, job.data_dir, device)
+            load_or_train_base(agent, cfg, job.data_dir, agent.encoded.train, drop_p, device.type, on_step)
 
 
 def identity(job: Job) -> dict[str, str]:
@@ -133,11 +151,15 @@ def plan(job: Job) -> list[str]:
         budget += f" x {cfg.n_rollouts} rollouts (T={cfg.temperature}, lr={cfg.lr}, kl {cfg.kl_mode} {cfg.kl_coef})"
     policy = (f"builtin {cfg.backbone} {cfg.n_layers}x{cfg.d_model}" if cfg.hf_path is None else cfg.policy)
     ckpt_dir = Path(job.out_dir) / "checkpoints" / job.slug
+    curves = (f"validation every {cfg.eval_every} steps and at the end" if 0 < cfg.eval_every < cfg.steps
+              else "validation at the end")
+    saves = f"checkpoints every {cfg.checkpoint_every} steps" if 0 < cfg.checkpoint_every < cfg.steps else "no checkpoints"
+    final = (f"; the final policy in {ckpt_dir / ('final.pt' if cfg.policy == 'builtin' else 'final')}" if cfg.save_final
+             else f"; in {ckpt_dir}" if 0 < cfg.checkpoint_every < cfg.steps else "")
     lines = [
         f"{job.algo} seed {job.seed}: {what}; {budget}",
         f"  policy {policy}; base: SFT {cfg.sft_steps} steps on {cfg.sft_fraction:.0%} of train, {_base_state(job)}",
-        f"  eval every {cfg.eval_every or cfg.steps} steps; checkpoints every {cfg.checkpoint_every or '-'} steps "
-        f"in {ckpt_dir}",
+        f"  {curves}; {saves}{final}",
     ]
     found = latest_readable_checkpoint(ckpt_dir, mmap=True)
     if found is not None:
@@ -146,8 +168,13 @@ def plan(job: Job) -> list[str]:
 
 
 def _base_state(job: Job) -> str:
-    """Whether the job's SFT base is in the cache already (it depends on the data, so not before it exists)."""
-    if not (Path(job.data_dir) / "train.jsonl").is_file():
-        return "to be trained once the data is generated (then cached, shared)"
+    """Whether the job's SFT base is in the cache already (it depends on the data, so not before it exists).
+
+    ``job.data_dir`` is a data folder or the sweep's saved data source (a ``*.source.json`` file)."""
+    from rlbench_med.suites.data import DataSource
+
+    where = Path(job.data_dir)
+    if not (where.exists() and DataSource.open(where).train.is_file()):
+        return "to be trained once the data is ready (then cached, shared)"
     path = _base_of(job)[2]
     return f"cached ({path})" if path.exists() else "to be trained (then cached, shared)"

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ _NOT_BASE = {
     "epochs", "minibatches", "vf_coef", "critic_lr", "group_by", "reward", "reward_weights", "iou_reduce",
     "accuracy_reward",
     "eval_every", "eval_max_samples", "eval_inputs", "checkpoint_every", "progress", "cpu_threads", "max_new_tokens",
+    "save_final",
 }
 
 
@@ -99,8 +101,11 @@ def sft_update(
     return float(loss.detach())
 
 
-def train_base(agent: Any, config: LocalConfig, split: EncodedSplit, drop_p: float) -> tuple[dict[str, Any], float]:
-    """Build the base: random init from ``base_seed``, SFT on the labelled fraction. Returns (state, seconds)."""
+def train_base(agent: Any, config: LocalConfig, split: EncodedSplit, drop_p: float,
+               on_step: Callable[[int], None] | None = None) -> tuple[dict[str, Any], float]:
+    """Build the base: random init from ``base_seed``, SFT on the labelled fraction. Returns (state, seconds).
+
+    ``on_step(k)`` is called after the k-th SFT step (progress)."""
     start = time.perf_counter()
     torch.manual_seed(config.base_seed)
     generator = torch.Generator().manual_seed(config.base_seed)
@@ -109,24 +114,28 @@ def train_base(agent: Any, config: LocalConfig, split: EncodedSplit, drop_p: flo
     labelled = torch.randperm(len(split), generator=generator)[:n_labelled]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=config.weight_decay)
     model.train()
-    for _ in range(config.sft_steps):
+    for step in range(config.sft_steps):
         pick = labelled[torch.randint(n_labelled, (config.sft_batch_size,), generator=generator)]
         sft_update(agent, model, optimizer, split, pick, drop_p, generator, config.grad_clip)
+        if on_step is not None:
+            on_step(step + 1)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return state, time.perf_counter() - start
 
 
 def load_or_train_base(
-    agent: Any, config: LocalConfig, root: Path, split: EncodedSplit, drop_p: float, device: str
+    agent: Any, config: LocalConfig, root: Path, split: EncodedSplit, drop_p: float, device: str,
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], Path, bool]:
-    """The cached base state (trained and saved first if missing). Returns (state, path, was_cached)."""
+    """The cached base state (trained and saved first if missing, ``on_step`` after each SFT step). Returns
+    (state, path, was_cached)."""
     path = base_path(base_key(root, config, drop_p, device))
     if path.exists():
         try:
             return read_torch_file(path)["model"], path, True
         except UnreadableFile as exc:
             log.warning("cached SFT base %s; training it again", exc)
-    state, seconds = train_base(agent, config, split, drop_p)
+    state, seconds = train_base(agent, config, split, drop_p, on_step)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".base.{os.getpid()}.tmp")
     torch.save({"model": state, "train_s": seconds, "config": config.to_dict()}, tmp)

@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -470,6 +471,33 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
+def save_final_policy(trainer: LocalTrainer, directory: Path) -> Path:
+    """The trained policy beside the job's checkpoints, replacing an earlier one (a resumed job's).
+
+    An ``hf:`` policy goes to ``<directory>/final/`` with ``save_pretrained`` (config, weights, generation
+    config) and its tokenizer, so ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained``
+    load it; the builtin policy to ``<directory>/final.pt`` (``model``: its state dict, ``config``: the job's
+    config, which rebuilds it). Written under a temporary name and renamed, so a crash leaves no half policy.
+    """
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = getattr(trainer.agent, "tokenizer", None)
+    if tokenizer is None:
+        path, tmp = directory / "final.pt", directory / "final.pt.tmp"
+        torch.save({"model": {k: v.detach().cpu() for k, v in trainer.policy.state_dict().items()},
+                    "config": trainer.cfg.to_dict()}, tmp)
+        os.replace(tmp, path)
+        return path
+    path, tmp = directory / "final", directory / "final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
 class EstimatorFailed(RuntimeError):
     """An estimator raised, or returned what the runner cannot train on; the message names it and the step."""
 
@@ -528,10 +556,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _progress(cfg: LocalConfig, job: Job, initial: int) -> Any:
-    from tqdm.auto import tqdm
+    from rlbench_med.runners.local.step_bar import StepBar
 
-    return tqdm(total=cfg.steps, initial=initial, desc=f"{job.suite} {job.algo} s{job.seed}", unit="step",
-                disable=not (cfg.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+    return StepBar(cfg.steps, initial, f"{job.suite} {job.algo} s{job.seed}", cfg.progress and sys.stderr.isatty())
 
 
 def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int | None = None) -> JobResult:
@@ -573,6 +600,8 @@ def run_job(job: Job, tracker: Tracker, resume: bool = False, *, stop_after: int
                 raise StopRequested(f"stopped after step {step}")
     finally:
         bar.close()
+    if cfg.save_final:
+        save_final_policy(trainer, ckpt_dir)
 
     # The validation split, full inputs: the last point of the curves, and what calibration and tuning read.
     val_records = trainer.evaluate()

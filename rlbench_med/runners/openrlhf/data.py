@@ -224,7 +224,7 @@ def sample_messages(sample: Sample, *, vlm: bool, system_prompt: str = "", video
     ``<video>`` becoming its frames' tags, or, when the problem has none, all tags put first
     (:func:`visual_order` checks the counts). For a text model the tags are removed.
     """
-    from rlbench_med.runners.local.hf_policy import prompt_text
+    from rlbench_med.runners.local.hf_policy import prompt_text, text_prompt
 
     problem = prompt_text(sample).strip()
     if vlm and (sample.images or sample.videos):
@@ -236,7 +236,7 @@ def sample_messages(sample: Sample, *, vlm: bool, system_prompt: str = "", video
             tags = [IMAGE_TAG if kind == "images" else frames for kind, _ in visual_order(sample)]
             problem = "\n".join(tags) + "\n" + problem
     else:
-        problem = _VISUAL_TAG.sub("", problem).strip()
+        problem = text_prompt(sample)  # the local runner's hf: policy reads the same turn
     messages = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})

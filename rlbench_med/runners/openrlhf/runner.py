@@ -33,6 +33,7 @@ from rlbench_med.runners.openrlhf.flags import (
 )
 from rlbench_med.runners.openrlhf.guard import check_user_flags, parse_flags
 from rlbench_med.runners.openrlhf.startup import LaunchError, find_error_line, require_gpus
+from rlbench_med.suites.rewards import REWARDS as BUILTIN_REWARDS
 from rlbench_med.typed_config import ConfigError
 
 #: Packages a real run needs (the ``openrlhf`` extra); ``plan``/``check`` need none of them.
@@ -77,6 +78,17 @@ def check(job: Job) -> None:
     if job.estimator == "sft":
         raise ConfigError(
             f"{job.algo}: the openrlhf runner trains with RL estimators; run the sft baseline with --runner local"
+        )
+    if not cfg.chat_template:
+        raise ConfigError(
+            "chat_template: false is the local runner's (an hf: policy given the raw prompt); OpenRLHF applies the "
+            "tokenizer's chat template to every prompt it trains and evaluates on: leave chat_template=true"
+        )
+    if cfg.reward not in BUILTIN_REWARDS:
+        raise ConfigError(
+            f"reward: {cfg.reward!r} is a plugin reward; OpenRLHF calls the reward inside its vLLM engines, which load "
+            f"only the built-in ones ({', '.join(BUILTIN_REWARDS)}): train it with --runner local, or score this "
+            "runner's outputs with it (rlbench-med score --plugin FILE --reward NAME)"
         )
     estimator = make_job_estimator(job)
     if "values" in estimator.requires and _vlm(cfg):

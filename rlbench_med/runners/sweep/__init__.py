@@ -4,6 +4,8 @@ Read in this order:
 
 - :mod:`.request`: what the user asked for (``SweepRequest``) and the flag parsing / config
   resolution (runner defaults < suite profile < ``--config`` < ``--set``);
+- :mod:`.experiment`: the experiment file (``run --config``, ``<out>/experiment.yaml``): its schema,
+  reading it, merging it with the flags, writing it back;
 - :mod:`.planner`: ``build_plan(request)`` resolves everything into a :class:`~.plan.Plan` without
   running anything; ``Plan.render()`` is what ``rlbench-med run`` prints first. :mod:`.plan`
   holds ``Plan`` below every module that reads it, so the sweep's imports run one way;
@@ -37,9 +39,9 @@ from rlbench_med.runners.sweep.request import (
     parse_algos,
     parse_seeds,
     parse_set,
-    read_config_file,
     resolve_config,
 )
+from rlbench_med.runners.sweep.experiment import EXPERIMENT_FILE, Experiment, merge_request, read_experiment
 from rlbench_med.runners.sweep.results import (
     ResultsWriter,
     read_results,
@@ -84,7 +86,10 @@ __all__ = [
     "parse_algos",
     "parse_seeds",
     "parse_set",
-    "read_config_file",
+    "read_experiment",
+    "merge_request",
+    "Experiment",
+    "EXPERIMENT_FILE",
     "read_results",
     "resolve_config",
     "run_sweep",

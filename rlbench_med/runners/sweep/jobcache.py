@@ -74,7 +74,7 @@ from rlbench_med.typed_config import to_plain_dict
 #: predictions; 4: the key says whether the job scores the test split).
 CACHE_FORMAT = 4
 #: Config fields that cannot change a job's results.
-NOT_RESULT_FIELDS = frozenset({"progress"})
+NOT_RESULT_FIELDS = frozenset({"progress", "save_final"})
 #: Libraries whose version is part of the code version: the training and metric math runs on them,
 #: and the media a policy sees are decoded by them (images: Pillow; videos: OpenCV; ECG records: wfdb).
 LIBRARIES = ("torch", "numpy", "scipy", "transformers", "numba", "scikit-learn", "pillow",
@@ -149,6 +149,18 @@ def _estimator_file(job: Job) -> list[Path]:
     return [Path(source)] if source else []
 
 
+def _reward_file(job: Job) -> list[Path]:
+    """The source file of the job's reward function when a plugin registered it (an entry point's, say)."""
+    from rlbench_med.suites.rewards import REWARDS, PluginReward, reward_function
+
+    name = getattr(job.config, "reward", None)
+    if name is None or name in REWARDS:
+        return []
+    found = reward_function(name)
+    source = inspect.getsourcefile(found.fn if isinstance(found, PluginReward) else found)
+    return [Path(source)] if source else []
+
+
 # --------------------------------------------------------------------------------------------
 # keys and entries
 # --------------------------------------------------------------------------------------------
@@ -175,7 +187,8 @@ def job_key(plan: Plan, job: Job) -> JobKey | None:
     parts = {
         "format": CACHE_FORMAT, "suite": job.suite, "algo": job.algo, "estimator": job.estimator, "seed": job.seed,
         "score_test": job.score_test, "runner": plan.runner.name, "config": config, "data": data, "identity": plan.runner.identity(job),
-        "code": code_version(plan.plugins, [*_estimator_file(job), *([Path(runner_file)] if runner_file else [])]),
+        "code": code_version(plan.plugins, [*_estimator_file(job), *_reward_file(job),
+                                            *([Path(runner_file)] if runner_file else [])]),
     }
     blob = json.dumps(parts, sort_keys=True, default=str)
     return JobKey(hashlib.sha256(blob.encode()).hexdigest(), parts)

@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rlbench_med.locks import LockHeld, file_lock
-from rlbench_med.runners.base import FAILED_CSV
+from rlbench_med.runners.base import FAILED_CSV, Job
 from rlbench_med.runners.sweep.datacache import data_complete, ensure_data
 from rlbench_med.runners.sweep.executors import run_local, run_ray, run_reused
 from rlbench_med.runners.sweep.jobcache import find_reusable
@@ -135,6 +135,16 @@ def _tracked(
         tracking.finish(outcome.status, [*files, *floor_files(plan.out_dir)], error=failed)
 
 
+def _prepare(plan: Plan, jobs: Sequence[Job], progress: Progress) -> None:
+    """The runner's shared work; a runner whose ``prepare`` takes ``note`` reports its steps through it."""
+    import inspect
+
+    if "note" in inspect.signature(plan.runner.prepare).parameters:
+        plan.runner.prepare(jobs, note=progress.note)
+    else:
+        plan.runner.prepare(jobs)
+
+
 def _reason(exc: BaseException, in_report: bool) -> str:
     text = str(exc).strip().splitlines()
     return f"{'the report' if in_report else 'the sweep'} failed: {type(exc).__name__}: {text[0] if text else ''}"
@@ -157,8 +167,8 @@ def _run_jobs(plan: Plan, tracking: SweepTracking, progress: Progress, outcome: 
     try:
         if to_train:
             begin = time.perf_counter()
-            progress.note(f"runner {plan.runner.name}: preparing shared work (e.g. the SFT base) ...")
-            plan.runner.prepare(to_train)
+            progress.note(f"runner {plan.runner.name}: preparing what the jobs share ...")
+            _prepare(plan, to_train, progress)
             progress.note(f"runner {plan.runner.name}: ready ({time.perf_counter() - begin:.1f} s)")
         progress.start(len(pending))
         run_reused(plan, [j for j in pending if (j.algo, j.seed) in plan.reused], tracking, progress, writer, outcome)

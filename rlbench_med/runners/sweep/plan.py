@@ -67,6 +67,16 @@ class Plan:
     #: ``run --tuned``: ``{algo: runner overrides}`` of each algorithm's tuned setting.
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
     command: str = "run"  # the command the plan is printed for
+    specs: list[str] = field(default_factory=list)  # the algorithms as asked for (--algos, or the suite's)
+    requested_runner: str = "local"  # --runner (a suite such as runtime runs its own runner instead)
+    user_keys: tuple[str, ...] = ()  # the settings the user named (--config file and --set)
+    algo_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # runner settings of one algorithm
+    baseline: str | None = None  # --baseline: what the report compares every algorithm against (None: grpo)
+
+    @property
+    def report_baseline(self) -> str:
+        """The baseline the report uses: ``--baseline``, else ``grpo`` (the report notes when the sweep lacks it)."""
+        return self.baseline or "grpo"
 
     @property
     def results_csv(self) -> Path:
@@ -147,6 +157,8 @@ class Plan:
         shown = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(runner defaults)"
         lines.append(f"  config     {shown}")
         lines.append(f"             from {' < '.join(self.config_sources)}")
+        for algo, own in self.algo_settings.items():
+            lines.append(f"             {algo}: " + ", ".join(f"{k}={v}" for k, v in own.items()) + " (algo_settings)")
         if self.data_dir is not None:
             extra = "; base (the shared SFT start, step 0)" if any(j.estimator == BASE for j in self.jobs) else ""
             boxes = ", box floors (whole image, mean training box, no box)" if "iou" in suite.metrics else ""

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import BASE, RUNNERS, Job, cache_dir, folder_problem, safe_name
+from rlbench_med.runners.base import BASE, RUNNERS, Job, RunnerSpec, cache_dir, folder_problem, safe_name
 from rlbench_med.runners.sweep.datacache import data_cache_path, data_complete, source_folder
 from rlbench_med.runners.sweep.jobcache import find_reusable
 from rlbench_med.runners.sweep.plan import Plan, tuned_label, variant_label
@@ -23,7 +24,6 @@ from rlbench_med.runners.sweep.request import (
     SweepError,
     SweepRequest,
     check_algo,
-    read_config_file,
     resolve_config,
 )
 from rlbench_med.runners.sweep.results import read_results
@@ -62,12 +62,18 @@ def build_plan(request: SweepRequest) -> Plan:
         raise ConfigError(f"--executor {request.executor!r}: choose one of {', '.join(EXECUTORS)}")
     if request.ray_address and request.executor != "ray":
         raise ConfigError("--ray-address needs --executor ray")
+    if request.executor == "ray":
+        check_ray()
     runner = RUNNERS.get(SUITE_RUNNERS.get(suite.name, request.runner))
     profile_run = suite.run_overrides(request.profile)
     if suite.name in SUITE_RUNNERS:
         profile_run = {**suite.data_params(request.profile), **profile_run}
-    config, sources = resolve_config(runner, profile_run, request.config_file, request.overrides)
-    setting_sources = [(f"--config {request.config_file}", read_config_file(request.config_file))] if request.config_file else []
+    from rlbench_med.runners.sweep.experiment import settings_of
+
+    file_label, file_settings, algo_settings = settings_of(request)
+    config, sources = resolve_config(runner, profile_run, (file_label, file_settings) if file_label else None,
+                                     request.overrides)
+    setting_sources = [(file_label, file_settings)] if file_label else []
     data_settings, report_settings, executor_settings = resolve_settings(
         [*setting_sources, ("--set", request.overrides)], suite_primary=suite.primary_metric,
         sizes=suite.data_params(request.profile) if suite.data != "none" else None,
@@ -77,6 +83,8 @@ def build_plan(request: SweepRequest) -> Plan:
     seeds = list(request.seeds if request.seeds is not None else suite.seeds(request.profile))
     for spec in algos:
         check_algo(spec)
+    notes: list[str] = []
+    algo_settings = _check_algo_settings(algo_settings, algos, runner, file_label, notes)
 
     from rlbench_med.suites.data import DataSource, check_data, summarize
 
@@ -126,10 +134,11 @@ def build_plan(request: SweepRequest) -> Plan:
     if untuned:
         raise SweepError(f"--tuned: {untuned[0]} has no tuned setting (tuned: {', '.join(tuned) or 'none'}); "
                          "tune it, or leave it out of --algos")
-    user_keys = set(request.overrides) | (set(read_config_file(request.config_file)) if request.config_file else set())
+    user_keys = set(request.overrides) | set(file_settings)
     jobs: list[Job] = []
-    notes: list[str] = []
     for spec in algos:
+        own = algo_settings.get(spec, {})
+        algo_config = apply_overrides(config, own, what=f"{file_label} algo_settings.{spec}") if own else config
         settings: list[tuple[str, dict[str, Any], str]] = [
             (variant_label(spec, variant), overrides,
              variant if request.variants is not None else f"suite variant {variant}")
@@ -138,8 +147,8 @@ def build_plan(request: SweepRequest) -> Plan:
         if spec in tuned:
             settings.append((tuned_label(spec), tuned[spec], f"the tuned setting of {spec}"))
         for label, overrides, what in settings:
-            job_config = apply_overrides(config, overrides, what=what) if overrides else config
-            if _groups_by_dataset(spec, job_config, user_keys | set(overrides)):
+            job_config = apply_overrides(algo_config, overrides, what=what) if overrides else algo_config
+            if _groups_by_dataset(spec, job_config, user_keys | set(own) | set(overrides)):
                 job_config = apply_overrides(job_config, {"group_by": "dataset"}, what=f"{spec} default")
                 note = (f"{spec} groups by dataset (group_by=dataset), as the QoQ-Med release keys DRPO on "
                         "`dataset`; --set group_by=domain to change")
@@ -168,7 +177,10 @@ def build_plan(request: SweepRequest) -> Plan:
         plugins=tuple(request.plugins), resume=request.resume, data_settings=data_settings,
         report_settings=report_settings, executor_settings=executor_settings, data_source=source, notes=notes, reuse=request.reuse,
         data_problems=data_problems, score_test=request.score_test, variants=variants, tuned=tuned,
+        specs=algos, requested_runner=request.runner, user_keys=tuple(sorted(user_keys)),
+        algo_settings={a: dict(v) for a, v in algo_settings.items()}, baseline=request.baseline,
     )
+    _check_baseline(plan)
     if not request.score_test and not runner.validation_only:
         raise ConfigError(f"runner {runner.name} cannot leave the test split out of a job; tuning needs a runner that "
                           "answers the validation split only (local)")
@@ -178,6 +190,36 @@ def build_plan(request: SweepRequest) -> Plan:
         runner.check(job)
     find_reusable(plan)
     return plan
+
+
+def _check_baseline(plan: Plan) -> None:
+    """An explicit ``--baseline`` must be an algorithm of the sweep (or ``base`` when the sweep evaluates it)."""
+    if plan.baseline is None:
+        return
+    labels = [*plan.algos, *([BASE] if any(j.algo == BASE for j in plan.jobs) else [])]
+    if plan.baseline not in labels:
+        from rlbench_med.registry import did_you_mean
+
+        raise ConfigError(f"--baseline {plan.baseline!r} is not an algorithm of this sweep.{did_you_mean(plan.baseline, labels)} "
+                          f"Choose one of {', '.join(labels)} (or leave it out: grpo when the sweep has it)")
+
+
+def _check_algo_settings(values: Any, algos: list[str], runner: RunnerSpec, what: str,
+                         notes: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``algo_settings`` of the experiment file that apply: runner settings only (names checked here,
+    values when the jobs are built). An algorithm the sweep does not run (``--algos`` left it out) is
+    named in a plan note."""
+    from rlbench_med.runners.sweep.request import check_setting_names
+
+    known = {f.name for f in dataclasses.fields(runner.config_cls)}
+    used: dict[str, dict[str, Any]] = {}
+    for algo, own in values.items():
+        check_setting_names(own, known, f"{what} algo_settings.{algo}")
+        if algo in algos:
+            used[algo] = dict(own)
+        else:
+            notes.append(f"{what} algo_settings.{algo} not used: {algo} is not an algorithm of this sweep")
+    return used
 
 
 def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
@@ -195,6 +237,14 @@ def _check_file_names(labels: list[str], *, with_floors: bool) -> None:
                 f"--algos: {other!r} and {label!r} would share the file name {name} (predictions/{name}-seed<seed>.jsonl, "
                 f"checkpoints/{name}-seed<seed>/); rename one: file names keep letters, digits and -_.= only, and "
                 "ignore case on some file systems")
+
+
+def check_ray() -> None:
+    """``--executor ray`` needs Ray, an optional dependency (the ``ray`` extra): said at plan time, in one line."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--executor ray needs Ray: pip install 'rlbench-med[ray]' (or run with --executor local)")
 
 
 def preflight(plan: Plan) -> None:
@@ -262,6 +312,8 @@ def _resume_differences(plan: Plan, previous: dict[str, Any]) -> list[str]:
         out.append(f"it used the data in {previous.get('data')}, this run {plan.data_dir}")
     if previous.get("data_settings", DataSettings().as_dict()) != plan.data_settings.as_dict():
         out.append(f"data settings {previous.get('data_settings')} then, {plan.data_settings.as_dict()} now")
+    if (previous.get("algo_settings") or {}) != plan.algo_settings:
+        out.append(f"algo_settings {previous.get('algo_settings') or {}} then, {plan.algo_settings} now")
     for what, now in (("variants", plan.variants), ("tuned", plan.tuned)):
         then = previous.get(what, now)  # (a config.yaml written before the key existed: as now)
         if then != now:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from rlbench_med.registry import did_you_mean
 from rlbench_med.runners.base import BASE, SFT, RunnerSpec
 from rlbench_med.runners.sweep.settings import split_settings
 from rlbench_med.typed_config import ConfigError, apply_overrides, convert
@@ -59,6 +60,7 @@ class SweepRequest:
     #: ``{algo: runner overrides}`` (``run --tuned``): every algorithm also runs with its own setting,
     #: labelled ``<algo> (tuned)``, beside its run at the shared config.
     tuned: Mapping[str, Mapping[str, Any]] | None = None
+    baseline: str | None = None  # what the report compares every other algorithm against (None: grpo)
 
 
 #: Most seeds one sweep takes: a typo such as ``0-1000000`` (for ``0-10``) is refused at once, before
@@ -124,24 +126,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A ``--config`` YAML file: a flat mapping of runner config keys to values, each key once."""
+def _key_lines(node: Any, where: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    """``{(key, subkey, ...): line}`` of every mapping key under ``node`` (1-based lines)."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = (*where, str(key_node.value))
+            out[path] = key_node.start_mark.line + 1
+            _key_lines(value_node, path, out)
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """A ``--config`` YAML file (each key once) and the line of each mapping key, for messages."""
     try:
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"--config {path}: not UTF-8 text (a binary file?); give a YAML file of config keys") from None
+        raise ConfigError(f"--config {path}: not UTF-8 text (a binary file?); give a YAML experiment file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML ({_yaml_problem(exc)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of config keys to values, got {type(data).__name__}")
-    if isinstance(data.get("config"), dict):
-        # A saved run's config.yaml: the runner config lives under "config".
-        data = data["config"]
-    return {str(k): v for k, v in data.items()}
+    lines: dict[tuple[str, ...], int] = {}
+    _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), (), lines)
+    return data, lines
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -156,10 +163,11 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def resolve_config(
     runner: RunnerSpec,
     profile_run: Mapping[str, Any],
-    config_file: Path | None,
+    file_settings: tuple[str, Mapping[str, Any]] | None,
     overrides: Mapping[str, str],
 ) -> tuple[Any, list[str]]:
-    """Runner defaults < suite profile ``run`` < ``--config`` file < ``--set``; returns (config, sources).
+    """Runner defaults < suite profile ``run`` < the ``--config`` file's settings (``(label, mapping)``)
+    < ``--set``; returns (config, sources).
 
     Profile keys the runner's config does not have are named in the sources (shown in the plan).
     Sweep settings (``data.*``, ``primary_metric``; see :mod:`.settings`) are left out here.
@@ -167,6 +175,8 @@ def resolve_config(
     config = runner.config_cls()
     sources = [f"{runner.name} defaults"]
     known = {f.name for f in dataclasses.fields(config)}
+    for label, values in ((file_settings or ("", {})), ("--set", overrides)):
+        check_setting_names(split_settings(values)[0], known, label)
     unused = sorted(set(profile_run) - known)
     used = {k: v for k, v in profile_run.items() if k in known}
     if used:
@@ -174,14 +184,27 @@ def resolve_config(
         sources.append("suite profile" + (f" (not used by this runner: {', '.join(unused)})" if unused else ""))
     elif unused:
         sources.append(f"suite profile (not used by this runner: {', '.join(unused)})")
-    if config_file is not None:
-        config = apply_overrides(config, split_settings(read_config_file(config_file))[0], what=f"--config {config_file}")
-        sources.append(f"--config {config_file}")
+    if file_settings is not None:
+        label, values = file_settings
+        config = apply_overrides(config, split_settings(values)[0], what=label)
+        sources.append(label)
     runner_overrides = split_settings(overrides)[0]
     if runner_overrides:
         config = apply_overrides(config, runner_overrides, what="--set")
         sources.append("--set")
     return config, sources
+
+
+def check_setting_names(values: Mapping[str, Any], known: set[str], what: str) -> None:
+    """Refuse a runner key that is no field of the runner's config, suggesting the closest setting of any
+    kind (a runner field, ``data.<key>``, ``primary_metric``) and where to find them all."""
+    from rlbench_med.runners.sweep.settings import DATA_PREFIX, DataSettings, REPORT_KEYS
+
+    for key in values:
+        if key not in known:
+            others = [*known, *REPORT_KEYS, *(DATA_PREFIX + f.name for f in dataclasses.fields(DataSettings) if f.name != "sizes")]
+            raise ConfigError(f"{what}: unknown key {key!r}.{did_you_mean(key, others)} Accepted fields: "
+                              f"{', '.join(sorted(known))} (every setting: rlbench-med list settings)")
 
 
 def parse_set(items: Sequence[str]) -> dict[str, str]:

@@ -116,7 +116,10 @@ class FailedJobs:
 
 def save_config(plan: Plan) -> Path:
     """Write ``<out>/config.yaml``: the resolved runner config plus what the sweep was asked to do, and
-    the key its report looks its suite's calibration up by (:mod:`.calibration`)."""
+    the key its report looks its suite's calibration up by (:mod:`.calibration`); and
+    ``<out>/experiment.yaml``, the experiment file that runs the sweep again (:mod:`.experiment`)."""
+    from rlbench_med.runners.sweep.experiment import write_experiment
+
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     path = plan.out_dir / "config.yaml"
     doc = {
@@ -137,8 +140,10 @@ def save_config(plan: Plan) -> Path:
         "score_test": plan.score_test,  # false: a tune (validation.csv; the test split untouched)
         "variants": plan.variants,  # what --resume compares (a tune's trials)
         "tuned": plan.tuned,
+        "algo_settings": plan.algo_settings,
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_experiment(plan)
     return path
 
 

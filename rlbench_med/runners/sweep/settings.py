@@ -14,13 +14,14 @@ other key is a runner config field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rlbench_med.suites.synth import DEFAULT_IMBALANCE
-from rlbench_med.typed_config import ConfigError, apply_overrides, knob, to_plain_dict
+from rlbench_med.typed_config import ConfigError, SettingDoc, apply_overrides, describe_settings, knob, to_plain_dict
 
 DATA_PREFIX = "data."
 REPORT_KEYS = frozenset({"primary_metric"})
@@ -159,5 +160,27 @@ def resolve_settings(
     metric = report.primary_metric
     allowed = [m for m in METRICS if m not in DESCRIPTIVE_METRICS]
     if metric not in allowed:
-        raise ConfigError(f"primary_metric: {metric!r} is not a metric that scores answers; use one of {', '.join(allowed)}")
+        from rlbench_med.registry import did_you_mean
+
+        raise ConfigError(f"primary_metric: {metric!r} is not a metric that scores answers.{did_you_mean(metric, allowed)} "
+                          f"Use one of {', '.join(allowed)}")
     return data, report, executor
+
+
+def sweep_setting_docs(sizes: Mapping[str, Any] | None = None) -> list[SettingDoc]:
+    """The sweep's own settings for ``rlbench-med list settings``: ``data.<key>`` (with ``sizes``, a suite
+    profile's generator sizes, one ``data.<size>`` each) and the report's ``primary_metric``."""
+    from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS, METRICS
+
+    docs = [d for d in describe_settings(DataSettings, DATA_PREFIX) if d.name != DATA_PREFIX + "sizes"]
+    for name, value in sorted((sizes or {}).items()):
+        docs.append(SettingDoc(f"{DATA_PREFIX}{name}", type(value).__name__, value, (),
+                               "a generator size of the suite profile (> 0); keys the data cache"))
+    if sizes is None:
+        docs.append(SettingDoc(f"{DATA_PREFIX}<size>", "int or float", None, (),
+                               "one of a suite profile's generator sizes, e.g. data.min_domain_train (list settings "
+                               "--suite S names them)"))
+    scoring = tuple(m for m in METRICS if m not in DESCRIPTIVE_METRICS)
+    (report,) = describe_settings(ReportSettings)
+    docs.append(dataclasses.replace(report, allowed=scoring))
+    return docs

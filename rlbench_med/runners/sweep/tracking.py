@@ -15,13 +15,24 @@ from rlbench_med.runners.base import Job, JobResult, Tracker
 from rlbench_med.runners.sweep.plan import Plan
 
 
+#: The default tracking store, under the cache: one store wherever the command runs, so the "latest
+#: sweep" of report, compare and leaderboard does not depend on the current folder.
+DEFAULT_STORE = "mlflow.db"
+
+
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else MLflow's own default; local paths made absolute."""
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cache>/mlflow.db`` (the cache folder is created);
+    local paths made absolute."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        import mlflow
+        from rlbench_med.runners.base import cache_dir
 
-        uri = mlflow.get_tracking_uri()
+        root = cache_dir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a cache that cannot be a folder is refused, naming it, when the sweep is planned
+        uri = f"sqlite:///{(root / DEFAULT_STORE).resolve()}"
     return absolute_uri(uri)
 
 

@@ -41,7 +41,8 @@ import yaml
 from rlbench_med.runners.base import RunnerSpec, safe_name
 from rlbench_med.runners.sweep.plan import Plan
 from rlbench_med.runners.sweep.planner import build_plan, default_out_dir, latest_out_dir
-from rlbench_med.runners.sweep.request import SweepError, SweepRequest, read_config_file
+from rlbench_med.runners.sweep.experiment import read_experiment
+from rlbench_med.runners.sweep.request import SweepError, SweepRequest
 from rlbench_med.typed_config import ConfigError, convert, to_plain_dict
 
 #: Tuning seeds are the profile's plus this (the final run's are the profile's: module docstring).
@@ -204,7 +205,13 @@ def draw_trials(space: Sequence[Dimension], budget: int, seed: int) -> list[Tria
     trials = [Trial(0, {})]
     if budget == 1:
         return trials
+    import importlib.util
+
     import numpy as np
+
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"--budget {budget}: the search draws its trials with Ray Tune: pip install 'rlbench-med[ray]' "
+                          "(--budget 1 trains the shared setting alone)")
     from ray.tune.search.variant_generator import generate_variants
 
     rng = np.random.RandomState(seed)
@@ -306,7 +313,7 @@ def _repeated(trials: Sequence[Trial]) -> str:
 def _shared_overrides(request: SweepRequest, plan: Plan) -> dict[str, Any]:
     """The tune's ``--config`` and ``--set`` keys (``--set`` winning), runner fields as the resolved
     config holds them (typed), sweep settings (``data.*``, ``primary_metric``) as given."""
-    given = dict(read_config_file(request.config_file)) if request.config_file else {}
+    given = dict(read_experiment(request.config_file).settings) if request.config_file else {}
     given.update(request.overrides)
     fields = {f.name for f in dataclasses.fields(plan.config)}
     resolved = to_plain_dict(plan.config)

@@ -3,16 +3,21 @@ from __future__ import annotations
 import pytest
 
 from rlbench_med.runners.config import LocalConfig, parse_eval_input
-from rlbench_med.typed_config import describe_fields
+from rlbench_med.typed_config import describe_settings
 from rlbench_med.typed_config import ConfigError, apply_overrides
 
 
 def test_defaults_are_valid_and_every_field_is_documented() -> None:
     config = LocalConfig()
     assert config.clip_low == 0.2 and config.clip_high == 0.3
-    helps = describe_fields(LocalConfig)
-    assert set(helps) == set(config.to_dict())
-    assert all(text.strip() for text in helps.values())
+    docs = {d.name: d for d in describe_settings(LocalConfig)}
+    assert set(docs) == set(config.to_dict())
+    assert all(d.help.strip() for d in docs.values())
+    # types, defaults and allowed values as `rlbench-med list settings` prints them
+    assert (docs["steps"].type, docs["steps"].default) == ("int", 150)
+    assert (docs["kl_mode"].allowed, docs["kl_mode"].default) == (("loss", "reward"), "loss")
+    assert docs["modality_dropout"].type == "float or none"
+    assert docs["eval_inputs"].type.startswith("list of str")
 
 
 @pytest.mark.parametrize(

@@ -457,3 +457,170 @@ def test_a_split_is_encoded_for_supervision_once(tiny_root: Path, make_job: Make
         agent.teacher(agent.encoded.train, torch.randint(len(agent.encoded.train), (8,), generator=generator), None,
                       generator)
     assert len(calls) == len(agent.encoded.train)  # every sample once, on the first step
+
+
+def test_a_job_trains_on_a_plugin_reward(make_job: MakeJob, tmp_path: Path) -> None:
+    from rlbench_med.suites.rewards import register_reward
+
+    calls = []
+
+    @register_reward("constant", weights=(0.0, 0.0, 1.0, 0.0))
+    def constant(record, response):
+        calls.append(record.uid)
+        return {"format": 0.75}
+
+    _, tracker = _run(make_job(reward="constant", steps=2, eval_every=0, checkpoint_every=0, out=tmp_path))
+    # every rollout scores 1 x 0.75, whatever it answered (4 prompts x 3 rollouts per step)
+    assert [v for _, v in tracker.history("train/reward_mean")] == [0.75, 0.75]
+    assert len(calls) == 2 * 4 * 3
+
+
+def _tiny_chat_model(path: Path) -> Path:
+    """The tiny HF model with a chat template (an instruct model's shape)."""
+    from transformers import AutoTokenizer
+
+    write_tiny_hf_model(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.save_pretrained(path)
+    return path
+
+
+def test_an_hf_policy_reads_the_chat_template_as_the_openrlhf_runner_renders_it(tiny_root: Path, tmp_path: Path) -> None:
+    from rlbench_med.runners.config import LocalConfig
+    from rlbench_med.runners.local.hf_policy import HFAgent, encode_text_data, text_prompt
+    from rlbench_med.runners.openrlhf.data import sample_messages
+
+    model = _tiny_chat_model(tmp_path / "chat")
+    encoded = encode_text_data(tiny_root, LocalConfig())
+    sample = encoded.train.samples[0]
+    agent = HFAgent(LocalConfig(policy=f"hf:{model}"), encoded, torch.device("cpu"))
+    # what OpenRLHF renders from the exported chat (--data.apply_chat_template), decoded
+    rendered = agent.tokenizer.apply_chat_template(sample_messages(sample, vlm=False), tokenize=False,
+                                                   add_generation_prompt=True)
+    assert agent.tokenizer.decode(agent.prompt_ids(sample)) == rendered
+    assert rendered.startswith("<|user|>") and rendered.endswith("<|assistant|>") and "<image>" not in rendered
+    raw = HFAgent(LocalConfig(policy=f"hf:{model}", chat_template=False), encoded, torch.device("cpu"))
+    assert raw.tokenizer.decode(raw.prompt_ids(sample)) == text_prompt(sample) + "\n"
+
+
+def test_generation_stops_at_an_eos_of_the_generation_config(tiny_root: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from rlbench_med.runners.config import LocalConfig
+    from rlbench_med.runners.local.hf_policy import HFAgent, encode_text_data
+
+    path = write_tiny_hf_model(tmp_path / "m")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every logit 0: greedy decoding picks token 0 at every step
+    model.save_pretrained(path)
+    config = LocalConfig(policy=f"hf:{path}", max_new_tokens=5)
+    encoded = encode_text_data(tiny_root, config)
+    idx = torch.arange(2)
+
+    def generated(agent: HFAgent) -> torch.Tensor:
+        return agent.sample(model, encoded.test, idx, None, 1, 1.0, True, None).mask.sum(1)
+
+    assert generated(HFAgent(config, encoded, torch.device("cpu"))).tolist() == [5, 5]  # token 0 is no EOS
+    eos = model.config.eos_token_id
+    GenerationConfig(eos_token_id=[0, eos]).save_pretrained(path)
+    agent = HFAgent(config, encoded, torch.device("cpu"))
+    assert agent.eos_ids == [0, eos] and generated(agent).tolist() == [1, 1]
+
+
+def test_the_final_policy_is_saved_and_an_hf_one_loads_with_from_pretrained(make_job: MakeJob, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = write_tiny_hf_model(tmp_path / "tiny_hf")
+    job = make_job("grpo", policy=f"hf:{model_dir}", steps=2, prompts_per_step=2, n_rollouts=2, sft_steps=2,
+                   sft_batch_size=2, max_new_tokens=8, eval_every=0, checkpoint_every=0, eval_max_samples=2,
+                   out=tmp_path / "hf")
+    _run(job)
+    final = tmp_path / "hf" / "checkpoints" / job.slug / "final"
+    loaded = AutoModelForCausalLM.from_pretrained(final, local_files_only=True)
+    start = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    assert AutoTokenizer.from_pretrained(final).get_vocab() == AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    assert any(not torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), start.state_dict().values()))
+
+    builtin = make_job("grpo", steps=2, eval_every=0, checkpoint_every=0, out=tmp_path / "b")
+    _run(builtin)
+    saved = torch.load(tmp_path / "b" / "checkpoints" / builtin.slug / "final.pt", weights_only=True)
+    agent = BuiltinAgent(builtin.config, encode_data(builtin.data_dir, builtin.config), torch.device("cpu"))
+    agent.new_model().load_state_dict(saved["model"])  # strict: every weight of the policy is there
+    assert saved["config"]["steps"] == 2
+    off = make_job("grpo", steps=1, eval_every=0, checkpoint_every=0, save_final=False, out=tmp_path / "off")
+    _run(off)
+    assert not (tmp_path / "off" / "checkpoints").exists()
+
+
+def test_an_hf_model_id_is_found_in_the_local_cache_offline(make_job: MakeJob, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlbench_med.runners.config import local_model_dir
+
+    hub = tmp_path / "hub"
+    snapshot = write_tiny_hf_model(hub / "models--acme--tiny" / "snapshots" / "0123abcd")
+    (hub / "models--acme--tiny" / "refs").mkdir()
+    (hub / "models--acme--tiny" / "refs" / "main").write_text("0123abcd")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))  # HF_HUB_CACHE, read when huggingface_hub is imported
+    local_model_dir.cache_clear()
+    job = make_job("grpo", policy="hf:acme/tiny")
+    RUNNER.check(job)
+    assert Path(job.config.hf_path) == snapshot
+    local_model_dir.cache_clear()
+    with pytest.raises(ConfigError, match="hf:acme/other is neither a folder nor a model in the local Hugging Face "
+                                          "cache; nothing is downloaded"):
+        RUNNER.check(make_job("grpo", policy="hf:acme/other"))
+
+
+def test_the_plan_says_the_base_is_cached_and_when_validation_runs(make_job: MakeJob, tiny_root: Path,
+                                                                   tmp_path: Path) -> None:
+    from rlbench_med.suites.data import DataSource
+
+    job = make_job("grpo", steps=2, eval_every=50, checkpoint_every=50, sft_steps=11, out=tmp_path)  # a base of its own
+    source = DataSource.open(tiny_root).save(tmp_path / "sources")  # how a sweep hands its data to the jobs
+    job = dataclasses.replace(job, data_dir=source)
+    text = "\n".join(RUNNER.plan(job))
+    assert "to be trained" in text
+    _run(job)
+    text = "\n".join(RUNNER.plan(job))
+    assert "base: SFT 11 steps on 20% of train, cached (" in text
+    assert "validation at the end; no checkpoints; the final policy in" in text
+    assert "validation every 2 steps" in "\n".join(RUNNER.plan(make_job("grpo", steps=4, eval_every=2)))
+
+
+def test_preparing_the_sft_base_says_what_it_does_and_how_far_it_is(make_job: MakeJob, tmp_path: Path) -> None:
+    from rlbench_med.runners.local.runner import prepare
+
+    job = make_job("grpo", sft_steps=20, out=tmp_path)  # a base no other test trains
+    notes: list[str] = []
+    prepare([job], note=notes.append)
+    assert notes[0] == ("SFT base: training 20 steps on 20% of train (cached afterwards, for every algorithm, seed "
+                        "and later sweep) ...")
+    assert [n.split(" (")[0] for n in notes[1:]] == [f"SFT base: step {k}/20" for k in range(2, 21, 2)]
+    notes.clear()
+    prepare([job], note=notes.append)
+    assert len(notes) == 1 and notes[0].startswith("SFT base: cached (")
+
+
+def test_the_step_bar_counts_steps_from_where_the_job_resumed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from rlbench_med.runners.local.step_bar import StepBar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = StepBar(10, 2, "tiny grpo s0", enabled=True)
+    progress = bar.progress
+    bar.update(1)
+    bar.update(2)
+    bar.set_postfix(reward="0.500", rollouts_s="12")
+    task = progress.tasks[0]
+    assert (task.completed, task.total, task.fields["stats"]) == (5, 10, "reward 0.500  rollouts_s 12")
+    bar.close()
+    assert bar.progress is None
+    off = StepBar(10, 0, "x", enabled=False)
+    off.update(1), off.set_postfix(a=1), off.close()  # a disabled bar does nothing

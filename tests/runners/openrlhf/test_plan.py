@@ -230,3 +230,29 @@ def test_the_readmes_cpu_run_is_the_one_ci_makes():
     block = block[: block.index("```")]
     sets = dict(item.split("=", 1) for item in re.findall(r"--set (\S+)", block))
     assert sets.pop("model") == "/path/to/tiny-model" and sets == CPU_SETTINGS
+
+
+def test_a_plugin_reward_is_refused_at_plan_time() -> None:
+    from rlbench_med.runners.base import Job
+    from rlbench_med.runners.openrlhf import RUNNER
+    from rlbench_med.runners.openrlhf.config import OpenRLHFConfig
+    from rlbench_med.suites.rewards import register_reward
+    from rlbench_med.typed_config import ConfigError
+
+    register_reward("mine")(lambda record, response: {})
+    job = Job(suite="climb_vision", algo="grpo", estimator="grpo", seed=0, config=OpenRLHFConfig(reward="mine"),
+              data_dir=Path("."), out_dir=Path("."))
+    with pytest.raises(ConfigError, match="reward: 'mine' is a plugin reward; OpenRLHF calls the reward inside its vLLM"):
+        RUNNER.check(job)
+
+
+def test_chat_template_false_is_refused_with_the_reason() -> None:
+    from rlbench_med.runners.base import Job
+    from rlbench_med.runners.openrlhf import RUNNER
+    from rlbench_med.runners.openrlhf.config import OpenRLHFConfig
+    from rlbench_med.typed_config import ConfigError
+
+    job = Job(suite="climb_vision", algo="grpo", estimator="grpo", seed=0, config=OpenRLHFConfig(chat_template=False),
+              data_dir=Path("."), out_dir=Path("."))
+    with pytest.raises(ConfigError, match="OpenRLHF applies the tokenizer's chat template to every prompt"):
+        RUNNER.check(job)
