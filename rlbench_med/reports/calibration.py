@@ -159,18 +159,26 @@ def calibrate(out_dir: Path, metric: str, references: Sequence[str] = REFERENCES
         failed = "; ".join(f"{q.algo} − {q.baseline}: {q.words}" for q in questions
                            if q.family != EXPLORATORY and not q.significant)
         verdict = f"this profile cannot rank estimators on {metric} with {len(seeds)} seeds ({failed})"
-    scores = {}
     floors = [a for a in table.algos if is_floor(a) and (metric == "iou" or a not in BOX_FLOORS)]
-    for label in [*references, *CONTROLS, *(a for a in table.algos if a == BASE), *floors]:
-        values = [evalset.point((label, s))[("overall", metric)] for s in run_seeds(table, label)
-                  if (label, s) in evalset]
-        if values:
-            mean, sd, n = mean_std(values)
-            scores[label] = [mean, sd, float(n)]
+    labels = [*references, *CONTROLS, *(a for a in table.algos if a == BASE), *floors]
+    scores = run_scores(evalset, {label: run_seeds(table, label) for label in labels}, metric)
     return Calibration(suite=table.suite, metric=metric, seeds=seeds, references=list(references),
                        questions=questions, scores=scores, can_rank=can_rank,
                        detectable=detectable if math.isfinite(detectable) else float("nan"), verdict=verdict,
                        out_dir=str(out_dir))
+
+
+def run_scores(evalset: Any, seeds: Mapping[str, Sequence[int]], metric: str) -> dict[str, list[float]]:
+    """``{label: [mean, sd, runs]}`` of each label's overall ``metric`` over its seeds; a label none of
+    whose runs has the metric (a label floor on ``iou``) is left out."""
+    scores = {}
+    for label, label_seeds in seeds.items():
+        points = [evalset.point((label, s)) for s in label_seeds if (label, s) in evalset]
+        values = [p[("overall", metric)] for p in points if ("overall", metric) in p]
+        if values:
+            mean, sd, n = mean_std(values)
+            scores[label] = [mean, sd, float(n)]
+    return scores
 
 
 def calibration_line(doc: Mapping[str, Any] | None, suite: str) -> str:

@@ -96,3 +96,21 @@ def test_calibrate_stores_its_verdict_and_reports_of_the_same_settings_show_it(
 def test_calibrate_refuses_a_control_as_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", *_argv("c"), "--reference", "grpo,control:zero"]) == 2
     assert "the controls are trained anyway" in capsys.readouterr().err
+
+
+def test_run_scores_leave_out_a_label_without_the_metric() -> None:
+    from rlbench_med.reports.calibration import run_scores
+
+    class Points:  # two grpo seeds with iou, a label floor scored without boxes
+        values = {("grpo", 0): {("overall", "iou"): 0.2}, ("grpo", 1): {("overall", "iou"): 0.4},
+                  ("floor:majority", 0): {("overall", "f1"): 0.3}}
+
+        def __contains__(self, key: tuple[str, int]) -> bool:
+            return key in self.values
+
+        def point(self, key: tuple[str, int]) -> dict:
+            return self.values[key]
+
+    scores = run_scores(Points(), {"grpo": [0, 1, 2], "floor:majority": [0]}, "iou")
+    assert list(scores) == ["grpo"]
+    assert scores["grpo"] == pytest.approx([0.3, float(np.std([0.2, 0.4], ddof=1)), 2.0])
