@@ -38,7 +38,7 @@ def is_control(name: str) -> bool:
 class ZeroControl(Estimator):
     """No signal: every advantage 0."""
 
-    description = "every advantage 0 (no signal: the policy stays at its start)"
+    description = "every advantage 0 (no signal: only the KL term to the start moves the policy)"
 
     def compute(self, inputs: AdvantageInputs) -> AdvantageOutput:
         adv = torch.zeros_like(inputs.mask)

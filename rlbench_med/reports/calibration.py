@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.reports.report import load_runs, run_seeds
-from rlbench_med.reports.results import build_table, load_results
+from rlbench_med.reports.results import build_table, load_results, split_label
 from rlbench_med.reports.stats import EvaluationSet, mean_std
 from rlbench_med.reports.testing import EXPLORATORY, PRIMARY
 from rlbench_med.reports.verdicts import Pair, judge_pairs, minimum_detectable
@@ -130,7 +130,8 @@ def calibrate(out_dir: Path, metric: str, references: Sequence[str] = REFERENCES
               seed: int = 0) -> Calibration:
     """The calibration of a sweep's folder that ran ``references`` and the controls (module docstring)."""
     out_dir = Path(out_dir)
-    table = build_table(load_results(out_dir / "results.csv"))
+    # The full input only: an input ablation (``grpo@text``) answers no validation split.
+    table = build_table([r for r in load_results(out_dir / "results.csv") if not split_label(str(r["algo"])).inputs])
     missing = [a for a in (*references, *CONTROLS) if a not in table.algos]
     if missing:
         raise CalibrationError(f"{out_dir}: no results of {', '.join(missing)}; calibrate trains the references and "

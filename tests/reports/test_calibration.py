@@ -114,3 +114,17 @@ def test_run_scores_leave_out_a_label_without_the_metric() -> None:
     scores = run_scores(Points(), {"grpo": [0, 1, 2], "floor:majority": [0]}, "iou")
     assert list(scores) == ["grpo"]
     assert scores["grpo"] == pytest.approx([0.3, float(np.std([0.2, 0.4], ddof=1)), 2.0])
+
+
+def test_input_ablations_of_a_sweep_are_left_out(tmp_path: Path) -> None:
+    # mimic_fusion evaluates its runs on fewer inputs too (grpo@text): those answer the test split only
+    import csv
+
+    folder = _sweep(tmp_path, ("grpo", "drpo", *CONTROLS))
+    with (folder / "results.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    with (folder / "results.csv").open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writerows({**r, "algo": r["algo"] + "@text"} for r in rows if r["algo"] == "grpo")
+    found = calibrate(folder, "f1_strict", ("grpo", "drpo"), n_boot=200)
+    assert found.can_rank and "grpo@text" not in found.scores
