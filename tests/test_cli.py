@@ -561,3 +561,19 @@ def test_bare_report_and_leaderboard_skip_a_newer_sweep_without_finished_jobs(tm
     assert main(["leaderboard"]) == 0
     err = capsys.readouterr().err
     assert f"skipped sweep run {bad.info.run_id}" in err and f"fake_suite: good = MLflow run {good.info.run_id}" in err
+
+
+def test_resume_on_a_damaged_results_csv_stops_in_one_line_naming_its_line(
+    tmp_path: Path, tracked: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", *FAKE, "--algos", "grpo", "--seeds", "0", "--out", "o"]) == 0
+    results = tmp_path / "o" / "results.csv"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join([*lines, "fake_suite,grpo,zero,overall,f1,0.5,3"]) + "\n")  # a cut-off seed
+    before = results.read_text()
+    capsys.readouterr()
+    assert main(["run", *FAKE, "--algos", "grpo,drpo", "--seeds", "0", "--out", "o", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlbench-med: error: ") and err.count("\n") == 1
+    assert f"{results}:{len(lines) + 1}" in err and "seed" in err
+    assert results.read_text() == before  # nothing was run or rewritten

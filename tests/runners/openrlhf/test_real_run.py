@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rlbench_med.cli import main
+from rlbench_med.reports.tracking import find_parent_run
 from rlbench_med.runners.openrlhf.tiny_model import write_tiny_chat_model
 from tests.runners.openrlhf.conftest import require_openrlhf_stack
 
@@ -59,8 +60,9 @@ def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, mon
     steps = [json.loads(line)["step"] for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 2]  # two training steps, then the final evaluation
     client = mlflow.MlflowClient(tracked)
-    [run] = client.search_runs([client.get_experiment_by_name("rlbench-med/climb_vision").experiment_id],
-                               filter_string="tags.`rlbench.algo` = 'grpo'")
+    parent = find_parent_run(tracked, "rlbench-med/climb_vision")  # the session's store holds other sweeps too
+    [run] = client.search_runs([parent.info.experiment_id], filter_string=(
+        f"tags.`rlbench.algo` = 'grpo' and tags.`mlflow.parentRunId` = '{parent.info.run_id}'"))
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/reward_mean")] == [1, 2]
     assert run.info.status == "FINISHED"
 
