@@ -20,8 +20,10 @@ name and renamed into place, so a creation that fails (a full disk) leaves nothi
 (``<cache>/mlflow-artifacts/``), never into ``./mlruns`` of the current folder.
 
 Everything goes through ``MlflowClient`` with explicit run ids (no global "active run"), so
-trackers work in threads and Ray workers alike, and metrics of one step go out in one
-``log_batch`` call. The driver owns every run's lifecycle: it creates child runs, a worker only
+trackers work in threads and Ray workers alike. Per-step metrics are sent in ``log_batch`` calls
+of up to ``_METRICS_PER_BATCH`` points at most ``METRICS_FLUSH_S`` apart (one sqlite transaction
+costs about 10 ms, as much as a step of a small job); whoever runs a job flushes its tracker when
+the job ends, however it ends, so only a process killed outright loses its last second of points. The driver owns every run's lifecycle: it creates child runs, a worker only
 logs into its run, and the driver ends each run FINISHED, FAILED or KILLED. Runs a killed driver
 (SIGKILL) could not close are closed KILLED, with the reason, by the next sweep on the same output
 folder; ``--resume`` then continues the same parent run and each unfinished job's own child run,
@@ -78,6 +80,8 @@ _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 _MAX_PARAM_LEN = 6000
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+#: Seconds a per-step metric may wait in a tracker's buffer before it is sent.
+METRICS_FLUSH_S = 1.0
 
 
 class TrackingError(LookupError):
@@ -349,33 +353,51 @@ def data_input(plan: Any) -> Any:
 
 
 class MLflowTracker:
-    """A :class:`~rlbench_med.runners.base.Tracker` logging into one existing MLflow run."""
+    """A :class:`~rlbench_med.runners.base.Tracker` logging into one existing MLflow run.
 
-    def __init__(self, uri: str, run_id: str) -> None:
+    With ``flush_s`` > 0 per-step metrics wait in a buffer and are sent together once ``flush_s`` seconds
+    have passed since the last send (module docstring); :meth:`flush` sends what waits, and params and
+    artifacts flush first, so the run keeps the order things were logged in. With 0, each call is sent.
+    """
+
+    def __init__(self, uri: str, run_id: str, flush_s: float = 0.0) -> None:
         self.uri = uri
         self.run_id = run_id
+        self.flush_s = flush_s
         self.client = client_for(uri)
         self.last_step = 0
+        self._pending: list[Any] = []
+        self._sent_at = time.monotonic()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
+        self.flush()
         flat = flatten(params)
         items = [Param(k, v) for k, v in flat.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _PARAMS_PER_BATCH], synchronous=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """One ``log_batch`` call per step (chunks of 1000 keys); None values are not metrics and are dropped."""
+        """Log one step's metrics (None values are not metrics and are dropped); buffered while less than
+        ``flush_s`` seconds have passed since the last send and fewer than ``_METRICS_PER_BATCH`` points wait."""
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        items = [Metric(metric_key(k), float(v), stamp, int(step)) for k, v in metrics.items() if v is not None]
+        self._pending += [Metric(metric_key(k), float(v), stamp, int(step)) for k, v in metrics.items() if v is not None]
         self.last_step = max(self.last_step, int(step))
+        if len(self._pending) >= _METRICS_PER_BATCH or time.monotonic() - self._sent_at >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered metrics (chunks of ``_METRICS_PER_BATCH``)."""
+        items, self._pending = self._pending, []
+        self._sent_at = time.monotonic()
         for i in range(0, len(items), _METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=items[i : i + _METRICS_PER_BATCH], synchronous=True)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.flush()
         path = Path(path)
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path)
@@ -391,7 +413,9 @@ class MLflowChild:
     run_id: str
 
     def open(self) -> MLflowTracker:
-        return MLflowTracker(self.uri, self.run_id)
+        """The job's tracker, its per-step metrics buffered for ``METRICS_FLUSH_S`` (whoever runs the job
+        flushes it when the job ends)."""
+        return MLflowTracker(self.uri, self.run_id, METRICS_FLUSH_S)
 
 
 def eval_labels(job: Job, labels: Iterable[str]) -> dict[str, str]:
@@ -569,7 +593,7 @@ class MLflowSweepTracking:
         handle = MLflowChild(self.uri, run.info.run_id)
         self.children[(job.algo, job.seed)] = handle  # from here on, every exit path closes it
         config = to_plain_dict(job.config)
-        tracker = handle.open()
+        tracker = MLflowTracker(self.uri, handle.run_id)
         tracker.log_params({"algo": job.algo, "seed": job.seed, "estimator": job.estimator, **config})
         client.log_dict(run.info.run_id, {"suite": job.suite, "algo": job.algo, "seed": job.seed,
                                           "estimator": job.estimator, "config": config}, "config.yaml")
@@ -589,7 +613,7 @@ class MLflowSweepTracking:
         """
         handle = self.children[(job.algo, job.seed)]
         client = self.client
-        tracker = handle.open()
+        tracker = MLflowTracker(self.uri, handle.run_id)
         if self.per_job_metrics:
             self._stop_system_metrics()
         try:

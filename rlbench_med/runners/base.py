@@ -42,6 +42,14 @@ class Tracker(Protocol):
     def log_artifact(self, path: Path) -> None: ...
 
 
+def flush_tracker(tracker: Tracker) -> None:
+    """Send what ``tracker`` buffers (an MLflow job tracker holds up to a second of per-step metrics);
+    trackers without a buffer have nothing to send."""
+    flush = getattr(tracker, "flush", None)
+    if flush is not None:
+        flush()
+
+
 class NullTracker:
     """Discards everything."""
 

@@ -49,6 +49,7 @@ class FakeConfig:
     rendezvous: int = 0  # each job waits (at most 60 s) until this many jobs of its sweep have started
     hold: str = ""  # jobs of this estimator wait (at most 120 s) until <out>/release exists
     die: str = ""  # a job of this estimator kills its own process (SIGKILL): a worker that dies
+    fail_after_steps: str = ""  # a job of this estimator fails after logging its steps
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -119,6 +120,8 @@ def _run(job: Job, tracker: Tracker, resume: bool) -> JobResult:
         if step == cfg.steps and job.score_test:  # the test split, once
             metrics.update({f"eval/{r['domain']}/{r['metric']}": r["value"] for r in rows})
         tracker.log_metrics(metrics, step=step)
+    if cfg.fail_after_steps and job.estimator == cfg.fail_after_steps:
+        raise RuntimeError(f"fake failure of {job.slug} after its steps")
     validation = {job.algo: _write(predictions_dir(job.out_dir, VALIDATION) / f"{job.slug}.jsonl", val_records)}
     if not job.score_test:
         return JobResult(job=job, rows=val_rows, predictions={}, wall_s=time.perf_counter() - start, timings=timings,

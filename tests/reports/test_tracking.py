@@ -73,6 +73,32 @@ def test_parent_and_child_runs_follow_the_schema(tmp_path: Path, tracked: str) -
     assert "results.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
+def test_a_job_tracker_sends_its_steps_together_and_all_of_them_once_flushed(tmp_path: Path, tracked: str) -> None:
+    from rlbench_med.reports.tracking import MLflowChild, MLflowTracker
+
+    client = MlflowClient(tracked)
+    experiment = client.create_experiment("buffer")
+    buffered, direct = (client.create_run(experiment).info.run_id for _ in range(2))
+    tracker = MLflowChild(tracked, buffered).open()
+    for step in (1, 2, 3):
+        tracker.log_metrics({"train/reward_mean": step / 10, "skipped": None}, step)
+    assert client.get_metric_history(buffered, "train/reward_mean") == []  # within a second: still buffered
+    tracker.flush()
+    assert [(m.step, m.value) for m in client.get_metric_history(buffered, "train/reward_mean")] == [
+        (1, 0.1), (2, 0.2), (3, 0.3)]
+    MLflowTracker(tracked, direct).log_metrics({"a": 1.0}, 5)  # the sweep's own trackers send at once
+    assert [(m.step, m.value) for m in client.get_metric_history(direct, "a")] == [(5, 1.0)]
+
+
+@pytest.mark.parametrize("runner", ["fake", "fake_parallel"])  # in this process; in worker processes
+def test_a_job_that_fails_after_logging_keeps_its_steps(tmp_path: Path, tracked: str, runner: str) -> None:
+    _, _, children, client = run(tmp_path, tracked, runner=runner, overrides={"fail_after_steps": "grpo"})
+    statuses = {(c.data.tags["rlbench.algo"], c.info.status) for c in children}
+    assert statuses == {("drpo", "FINISHED"), ("grpo", "FAILED")}
+    for child in children:
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "train/reward_mean")] == [1, 2, 3]
+
+
 def test_run_totals_add_no_point_to_the_per_step_time_series(tmp_path: Path, tracked: str) -> None:
     _, _, children, client = run(tmp_path, tracked)
     for child in children:
@@ -186,6 +212,7 @@ def test_runs_a_killed_sweep_left_running_are_closed_and_resume_continues_them(t
     grpo_run = tracking.child(grpo).open()
     for step in (1, 2):
         grpo_run.log_metrics({"train/reward_mean": 0.5}, step=step)
+    grpo_run.flush()  # these two had reached the store before the kill
 
     client = MlflowClient(tracked)
     assert {client.get_run(tracking.parent_id).info.status, client.get_run(grpo_run.run_id).info.status} == {"RUNNING"}

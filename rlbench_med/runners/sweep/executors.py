@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlbench_med.runners.base import BASE, Job, JobResult
+from rlbench_med.runners.base import BASE, Job, JobResult, flush_tracker
 from rlbench_med.runners.sweep import jobcache
 from rlbench_med.runners.sweep.outcome import (
     JobFailure,
@@ -87,9 +87,13 @@ def run_local(
         if getattr(progress, "enabled", False):  # a second (runner) bar would fight the sweep's
             job = _quiet(job)
         progress.job_started(job, _steps(job))
-        recorder = jobcache.RecordingTracker(StepCounting(child.open(), progress))
+        tracker = child.open()
+        recorder = jobcache.RecordingTracker(StepCounting(tracker, progress))
         try:
-            result = plan.runner.run(job, recorder, plan.resume)
+            try:
+                result = plan.runner.run(job, recorder, plan.resume)
+            finally:  # the last second of per-step metrics, before the run is closed in any way
+                flush_tracker(tracker)
         except KeyboardInterrupt as exc:
             with shielded():
                 tracking.close_child(job, None, "KILLED", interrupt_reason(exc))

@@ -64,6 +64,7 @@ from rlbench_med.runners.base import (
     Job,
     JobResult,
     Tracker,
+    flush_tracker,
     jobs_dir,
     predictions_dir,
 )
@@ -403,3 +404,4 @@ def replay(entry: CacheEntry, tracker: Tracker) -> None:
         tracker.log_params(entry.params)
     for step, metrics in entry.history:
         tracker.log_metrics(metrics, step)
+    flush_tracker(tracker)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbench_med.registry import load_plugin
-from rlbench_med.runners.base import RUNNERS, Job, JobResult, NullTracker, Tracker
+from rlbench_med.runners.base import RUNNERS, Job, JobResult, NullTracker, Tracker, flush_tracker
 from rlbench_med.runners.sweep.jobcache import RecordingTracker
 from rlbench_med.runners.sweep.outcome import failure_of
 from rlbench_med.runners.sweep.tracking import ChildRun
@@ -67,7 +67,10 @@ def run_job_here(
     runner = RUNNERS.get(runner_name)
     tracker = child.open()
     recorder = RecordingTracker(_StepForwarding(tracker, on_step) if on_step is not None else tracker)
-    result = runner.run(job, recorder, resume)
+    try:
+        result = runner.run(job, recorder, resume)
+    finally:  # the last second of per-step metrics, whether the job ended or failed
+        flush_tracker(tracker)
     recorder.inner = NullTracker()
     return result, recorder
 
