@@ -28,7 +28,9 @@ def test_grpo_and_drpo_raise_the_training_reward_from_a_weak_base(tmp_path: Path
     data = tmp_path / "climb_vision"
     generate("climb_vision", data, seed=0, profile="quick")
     overrides = {k: str(v) for k, v in get_suite("climb_vision").run_overrides("quick").items()}
-    config = apply_overrides(LocalConfig(progress=False, device="cpu"), {**overrides, "sft_steps": "300"})
+    # 100 steps of 32 prompts (the profile: 150 of 64): at seed 0 both rewards climb by 0.10 in them
+    fast = {"sft_steps": "300", "steps": "100", "prompts_per_step": "32", "eval_every": "100"}
+    config = apply_overrides(LocalConfig(progress=False, device="cpu"), {**overrides, **fast})
     jobs = [Job("climb_vision", a, a, 0, config, data, tmp_path / "out") for a in ("grpo", "drpo")]
     RUNNER.prepare(jobs)
     for job in jobs:

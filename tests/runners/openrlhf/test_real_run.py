@@ -3,8 +3,12 @@
 The real launch (``train_ppo_ray`` with our trainer) under a local Ray it starts with logical
 GPUs: vLLM's CPU build generates, DeepSpeed's CPU accelerator trains, the weights are synced,
 DeepSpeed checkpoints are written after each of the 2 steps; the runner forwards the metrics to
-MLflow and the sweep writes results and the report. Then the job is resumed from its step-1
-checkpoint, as after a kill: only step 2 runs again. Any actor that dies fails the run.
+MLflow and the sweep writes results and the report. Any actor that dies fails the run.
+
+Resuming is checked in parts, each against the real code, without a second launch of the whole
+pipeline (two minutes on two cores): ``--resume`` puts ``--ckpt.load_enable`` on OpenRLHF's command
+line (test_plan.py), a checkpoint that is incomplete or missing starts afresh (test_runner.py), and
+new actors load a real step-1 checkpoint and run step 2 only (test_real_trainer.py).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def job_rows(out: Path) -> list[dict]:
         return [r for r in csv.DictReader(fh) if r["algo"] == "grpo"]
 
 
-def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, monkeypatch):
+def test_a_cpu_run_trains_checkpoints_and_reports(tmp_path, tracked, monkeypatch):
     import mlflow
 
     require_openrlhf_stack()
@@ -66,14 +70,3 @@ def test_a_cpu_run_trains_checkpoints_reports_and_resumes(tmp_path, tracked, mon
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/reward_mean")] == [1, 2]
     assert run.info.status == "FINISHED"
 
-    # killed after the step-1 checkpoint, before the job finished: --resume continues from step 1
-    (ckpt / "latest").write_text("global_step1")
-    rows = (out / "results.csv").read_text().splitlines()
-    (out / "results.csv").write_text("\n".join(r for r in rows if ",grpo," not in r) + "\n")
-    log_size = (job / "launch.log").stat().st_size
-    assert main(argv(model, out, "--resume")) == 0
-    assert job_rows(out)
-    resumed_log = (job / "launch.log").read_text()[log_size:]
-    assert "--ckpt.load_enable" in resumed_log and "'global_step': 1" in resumed_log
-    steps = [json.loads(line)["step"] for line in (job / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 2, 2, 2]  # the first run's lines kept, then step 2 again and the evaluation

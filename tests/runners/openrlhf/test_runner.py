@@ -109,6 +109,19 @@ def test_resume_without_a_checkpoint_starts_fresh_metrics(data_dir, tmp_path, fa
     assert result.timings == {"advantage_s": pytest.approx(0.02), "steps": 2.0}
 
 
+def test_resume_from_a_checkpoint_keeps_the_killed_runs_metrics_lines(data_dir, tmp_path, fake_launch):
+    job = make_job(data_dir, tmp_path / "out", eval_max_samples=4)
+    paths = LaunchPaths.for_job(job)
+    (paths.ckpt / "_actor" / "global_step1").mkdir(parents=True)
+    (paths.ckpt / "_actor" / "latest").write_text("global_step1")  # killed after its step-1 save
+    append_metrics(paths.metrics, 1, {"train/reward_mean": 0.5, "time/advantage_s": 1.0})
+    tracker = MemoryTracker()
+    runner.run(job, tracker, resume=True)
+    steps = [json.loads(line)["step"] for line in paths.metrics.read_text().splitlines()]
+    assert steps == [1, 1, 2]  # the killed run's line, then what the resumed launch appended
+    assert tracker.history("train/reward_mean")[0] == (1, pytest.approx(0.5))
+
+
 def test_failed_launch_names_the_log(data_dir, tmp_path, fake_launch):
     fake_launch["value"] = 3
     with pytest.raises(RuntimeError, match=r"exited with 3; see .*launch\.log"):
