@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runner", default=None, metavar=_choices("runner"),
                      help="runner: local (PyTorch, CPU/1 GPU) or openrlhf (Ray + vLLM + DeepSpeed) (default: local)")
     run.add_argument("--executor", default=None, choices=("local", "ray"),
-                     help="local: jobs one after another in-process; ray: one Ray task per (algo, seed) (default: local)")
+                     help="local: jobs side by side in worker processes, one per core (--set workers=N; 1: one after "
+                          "another in this process); ray: one Ray task per (algo, seed) (default: local)")
     run.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     run.add_argument("--data", default=None, metavar="DIR | train=PATH,test=PATH",
                      help="data in the CLIMB / QoQ-Med JSONL format: a folder holding train.jsonl and test.jsonl, "
