@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rlbench_med.reports.classes import MIN_BASE_RECALL, MIN_SUPPORT, RATIO
 from rlbench_med.reports.formats import (
     Cell,
     Table,
@@ -367,6 +368,8 @@ def sections(report: Report) -> list[Section]:
         out.append(Section(2, "Hedging: labels per answer and exact match", paragraphs,
                            [Table("labels per answer and exact match", h, cells(r), keys=2,
                                   footer=int(bool(r) and r[-1][0] == "overall"))], list(report.hedging)))
+    if report.given_up or (learned and not report.scored):
+        out.append(given_up_section(report))
     paper_paragraphs = [
         "The paper's metrics: `acc` (balanced accuracy) and `f1` (macro-F1) over predicted label sets, "
         "one-vs-rest. Both pay for hedging (see above), so they are not the headline."]
@@ -408,6 +411,17 @@ def _summary_lines(report: Report) -> list[str]:
                 f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
     return [f"Source: {report.source}", f"Trained: {trained or '(none)'}",
             f"Reference rows: {', '.join(refs) or '(none)'}", f"Headline metric: {report.primary}"]
+
+
+def given_up_section(report: Report) -> Section:
+    """Classes a trained policy stopped answering (:mod:`.classes`), one bullet per algorithm and class."""
+    rule = (f"Recall of each class of a single-label domain on the test split against `base`'s. A class with at least "
+            f"{MIN_SUPPORT} records and a recall of at least {MIN_BASE_RECALL:g} at `base` is listed where a seed's recall "
+            f"is at most {RATIO:g} x base's. A reward paid per record is earned best by answering a doubtful record's "
+            "most likely class, a common one; macro-F1 and balanced accuracy weigh a rare class as much as a common "
+            "one, so a policy can climb its reward while it gives up a rare class and its macro-F1 falls.")
+    paragraphs = [rule] if report.given_up else [rule, "None: no trained policy gave up a class by this rule."]
+    return Section(2, "Classes given up", paragraphs, [], [g.line() for g in report.given_up])
 
 
 def sections_markdown(secs: Sequence[Section]) -> list[str]:

@@ -22,6 +22,7 @@ import yaml
 
 from rlbench_med.registry import RegistryError
 from rlbench_med.reports import figures as F
+from rlbench_med.reports.classes import GivenUp, given_up
 from rlbench_med.reports.paper import paper_caption, paper_numbers
 from rlbench_med.reports.render import html_report, markdown_report, sections
 from rlbench_med.reports.results import (
@@ -75,6 +76,7 @@ class Report:
     comparisons: list[Comparison]
     truth_labels: dict[str, float] = field(default_factory=dict)
     hedging: list[str] = field(default_factory=list)
+    given_up: list[GivenUp] = field(default_factory=list)  # classes a trained policy stopped answering
     floor_beats: set[tuple[str, str, str]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
@@ -368,6 +370,8 @@ def make_report(
         scored=scored,
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth, report.comparisons)
+    base_of = {a: b for a, b in report.pairs() if split_label(b).name == BASE}
+    report.given_up = given_up(load_runs(run_dir, table, []), base_of) if base_of else []
     report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
