@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlbench_med.reports.classes import given_up
+from rlbench_med.reports.classes import rule as given_up_rule
 from rlbench_med.reports.report import load_runs, run_seeds
 from rlbench_med.reports.results import build_table, load_results, split_label
 from rlbench_med.reports.stats import EvaluationSet, mean_std
@@ -83,6 +85,8 @@ class Calibration:
     verdict: str
     out_dir: str
     split: str = VALIDATION
+    #: Classes a reference or control gave up on the validation split (:mod:`.classes`), one line each.
+    given_up: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
 
     @property
@@ -123,6 +127,8 @@ class Calibration:
         lines += ["", f"| run | mean {self.metric} | sd | runs (seeds; floor:random: draws) |", "| --- | --- | --- | --- |"]
         for label, (mean, sd, n) in self.scores.items():
             lines.append(f"| {label} | {mean:.3f} | {sd:.3f} | {int(n)} |")
+        lines += ["", "### Classes given up", "", given_up_rule(self.split), ""]
+        lines += [f"- {line}" for line in self.given_up] or ["- none"]
         return "\n".join(lines) + "\n"
 
 
@@ -166,7 +172,8 @@ def calibrate(out_dir: Path, metric: str, references: Sequence[str] = REFERENCES
     return Calibration(suite=table.suite, metric=metric, seeds=seeds, references=list(references),
                        questions=questions, scores=scores, can_rank=can_rank,
                        detectable=detectable if math.isfinite(detectable) else float("nan"), verdict=verdict,
-                       out_dir=str(out_dir))
+                       out_dir=str(out_dir),
+                       given_up=[g.line() for g in given_up(runs, {a: BASE for a in (*references, *CONTROLS)})])
 
 
 def run_scores(evalset: Any, seeds: Mapping[str, Sequence[int]], metric: str) -> dict[str, list[float]]:

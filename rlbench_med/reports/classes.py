@@ -25,6 +25,15 @@ MIN_BASE_RECALL = 0.2
 RATIO = 0.5
 
 
+def rule(split: str) -> str:
+    """The rule and why it matters, in words, for the records of ``split``."""
+    return (f"Recall of each class of a single-label domain on the {split} split against `base`'s. A class with at least "
+            f"{MIN_SUPPORT} records and a recall of at least {MIN_BASE_RECALL:g} at `base` is listed where a seed's recall "
+            f"is at most {RATIO:g} x base's. A reward paid per record is earned best by answering a doubtful record's "
+            "most likely class, a common one; macro-F1 and balanced accuracy weigh a rare class as much as a common "
+            "one, so a policy can climb its reward while it gives up a rare class and its macro-F1 falls.")
+
+
 def class_recall(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[int, int]]:
     """``{(domain, class): (answered right, records)}`` over the single-label records (one true label)."""
     out: dict[tuple[str, str], tuple[int, int]] = {}

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlbench_med.reports.classes import MIN_BASE_RECALL, MIN_SUPPORT, RATIO
+from rlbench_med.reports.classes import rule as given_up_rule
 from rlbench_med.reports.formats import (
     Cell,
     Table,
@@ -35,7 +35,7 @@ from rlbench_med.reports.results import (
 )
 from rlbench_med.reports.stats import EVALUATION_ONLY, Comparison
 from rlbench_med.reports.testing import MIN_TESTED_RECORDS
-from rlbench_med.runners.base import BASE
+from rlbench_med.runners.base import BASE, TEST
 from rlbench_med.suites.floors import is_floor
 from rlbench_med.suites.metrics import DESCRIPTIVE_METRICS
 
@@ -415,11 +415,7 @@ def _summary_lines(report: Report) -> list[str]:
 
 def given_up_section(report: Report) -> Section:
     """Classes a trained policy stopped answering (:mod:`.classes`), one bullet per algorithm and class."""
-    rule = (f"Recall of each class of a single-label domain on the test split against `base`'s. A class with at least "
-            f"{MIN_SUPPORT} records and a recall of at least {MIN_BASE_RECALL:g} at `base` is listed where a seed's recall "
-            f"is at most {RATIO:g} x base's. A reward paid per record is earned best by answering a doubtful record's "
-            "most likely class, a common one; macro-F1 and balanced accuracy weigh a rare class as much as a common "
-            "one, so a policy can climb its reward while it gives up a rare class and its macro-F1 falls.")
+    rule = given_up_rule(TEST)
     paragraphs = [rule] if report.given_up else [rule, "None: no trained policy gave up a class by this rule."]
     return Section(2, "Classes given up", paragraphs, [], [g.line() for g in report.given_up])
 

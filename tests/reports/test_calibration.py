@@ -128,3 +128,35 @@ def test_input_ablations_of_a_sweep_are_left_out(tmp_path: Path) -> None:
         writer.writerows({**r, "algo": r["algo"] + "@text"} for r in rows if r["algo"] == "grpo")
     found = calibrate(folder, "f1_strict", ("grpo", "drpo"), n_boot=200)
     assert found.can_rank and "grpo@text" not in found.scores
+
+
+def test_calibration_lists_the_classes_a_reference_or_control_gave_up_on_validation(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from rlbench_med.runners.sweep import ResultsWriter, read_results
+
+    folder = _sweep(tmp_path, ("grpo", "drpo", *CONTROLS))
+    validation = folder / "predictions" / "validation"
+    # a base that answers every validation record right: recall 1 for every class
+    truth = [{**r, "predicted": r["labels"]} for r in map(json.loads, (validation / "control_zero-seed0.jsonl").open())]
+    (validation / "base-seed0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in truth))
+    rows = read_results(folder / "results.csv")
+    rows += [{"suite": "fake_suite", "algo": "base", "seed": 0, **r} for r in compute_metrics(truth)]
+    ResultsWriter(folder / "results.csv", rows).flush()
+    found = calibrate(folder, "f1_strict", ("grpo", "drpo"), n_boot=100)
+
+    support = Counter((r["domain"], r["labels"][0]) for r in truth)
+    expected: dict[tuple[str, str, str], list[int]] = {}
+    for algo in ("grpo", "drpo", *CONTROLS):  # a loop over the files: recall at most 0.5 x base's 1.0
+        for seed in range(4):
+            records = [json.loads(x) for x in (validation / f"{algo.replace(':', '_')}-seed{seed}.jsonl").open()]
+            hits = Counter((r["domain"], r["labels"][0]) for r in records if r["predicted"] == r["labels"])
+            for (domain, label), n in support.items():
+                if n >= 20 and hits[(domain, label)] / n <= 0.5:
+                    expected.setdefault((algo, domain, label), []).append(seed)
+    assert any(algo == "control:negate" for algo, _, _ in expected)  # quality 0.05: recall about 0.37
+    assert len(found.given_up) == len(expected)
+    for (algo, domain, label), seeds in expected.items():
+        [line] = [x for x in found.given_up if x.startswith(f'`{algo}`: {domain} "{label}" ')]
+        assert line.endswith(f"; {len(seeds)} of 4 seeds") and all(f"(seed {s})" in line for s in seeds)
+    assert "### Classes given up" in found.markdown() and found.given_up[0] in found.markdown()
