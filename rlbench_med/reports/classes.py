@@ -71,10 +71,10 @@ def given_up(runs: Mapping[tuple[str, int], Sequence[Mapping[str, Any]]], base_o
     base's first run; an algorithm whose base has no run is left out."""
     out: list[GivenUp] = []
     for algo, base in base_of.items():
-        start = next((records for (label, _), records in sorted(runs.items()) if label == base), None)
-        if start is None:
+        first = min((s for label, s in runs if label == base), default=None)
+        if first is None:
             continue
-        reference = {k: (h / n, n) for k, (h, n) in class_recall(start).items()
+        reference = {k: (h / n, n) for k, (h, n) in class_recall(runs[(base, first)]).items()
                      if n >= MIN_SUPPORT and h / n >= MIN_BASE_RECALL}
         seeds = sorted(s for label, s in runs if label == algo)
         recalls = {s: class_recall(runs[(algo, s)]) for s in seeds}

@@ -212,12 +212,13 @@ def floor_means(table: ResultTable, metric: str) -> dict[str, float]:
 
 def compare_all(
     run_dir: Path, table: ResultTable, baseline: str, primary: str, *, n_boot: int = 2000, seed: int = 0,
-) -> tuple[list[Comparison], dict[str, float], list[str]]:
+) -> tuple[list[Comparison], dict[str, float], list[str], dict[tuple[str, int], list[dict[str, Any]]]]:
     """Every comparison of :func:`comparison_pairs` from the predictions files, tested by the plan
-    (:func:`~rlbench_med.reports.testing.apply_plan`); also the truth's labels per answer."""
+    (:func:`~rlbench_med.reports.testing.apply_plan`); also the truth's labels per answer, the notes and
+    the prediction records read (:func:`load_runs`; none for a suite without label or box metrics)."""
     notes: list[str] = []
     if not any(m in table.metrics for m in ("acc", "f1", "iou")):
-        return [], {}, notes
+        return [], {}, notes, {}
     if all(split_label(a).name != baseline for a in table.algos):
         notes.append(
             f"No comparison with a baseline algorithm: the baseline {baseline!r} is not in this run "
@@ -225,7 +226,7 @@ def compare_all(
         )
     runs = load_runs(Path(run_dir), table, notes)
     if not runs:
-        return [], {}, notes
+        return [], {}, notes, runs
     evalset = EvaluationSet.from_runs(runs, n_boot=n_boot, seed=seed)
     for (algo, s), why in evalset.excluded.items():
         notes.append(f"{algo} seed {s}: not compared ({why}).")
@@ -241,7 +242,7 @@ def compare_all(
         except ComparisonError as exc:
             notes.append(f"{algo} vs {base}: no comparison ({exc}).")
     floor = best_floor(comparisons, primary, floor_means(table, primary))
-    return apply_plan(comparisons, primary, floor), truth_labels, notes
+    return apply_plan(comparisons, primary, floor), truth_labels, notes, runs
 
 
 def hedging_warnings(table: ResultTable, report_pairs: Sequence[tuple[str, str]], truth: Mapping[str, float],
@@ -360,7 +361,7 @@ def make_report(
     primary = resolve_primary(table, primary or primary_metric_of(run_dir, suite))
     variants = _suite_variants(suite) if "," not in suite and suite else {}
     paper = {a: n for a in table.algos if (n := paper_numbers(suite, a, variants))}
-    comparisons, truth, compare_notes = compare_all(run_dir, table, baseline, primary, n_boot=n_boot, seed=seed)
+    comparisons, truth, compare_notes, runs = compare_all(run_dir, table, baseline, primary, n_boot=n_boot, seed=seed)
     report = Report(
         suite=suite, source=source or f"{out_dir / 'results.csv'}", baseline=baseline, primary=primary,
         out_dir=out_dir, table=table, paper=paper, paper_caption=paper_caption(suite), comparisons=comparisons,
@@ -371,7 +372,7 @@ def make_report(
     )
     report.hedging = hedging_warnings(table, [(a, b) for a, b in report.pairs()], truth, report.comparisons)
     base_of = {a: b for a, b in report.pairs() if split_label(b).name == BASE}
-    report.given_up = given_up(load_runs(run_dir, table, []), base_of) if base_of else []
+    report.given_up = given_up(runs, base_of)
     report.detectable = detectable_effects(comparisons, primary)
     report.comparisons_csv = write_comparisons(out_dir / "comparisons.csv", comparisons)
     fig_dir = out_dir / "figures"
